@@ -1,0 +1,110 @@
+//! Emails: walk every MIME part and pick the report parts by content.
+//!
+//! No MIME structure is required of report senders (RFC 7489 §7.2.1.1), so
+//! every leaf part is sniffed: `multipart/report` (TLS-RPT, ARF),
+//! `multipart/mixed` with the attachment before or after the text (Google,
+//! Microsoft), and single-part messages whose body is the attachment
+//! (Mimecast, Google). mail-parser handles folded and lower-case headers,
+//! LF or CRLF, RFC 2231 `name*0`/`name*1` filenames and base64 on one line
+//! of any length (Microsoft).
+
+use mail_parser::{Message, MessageParser, MessagePart, MimeHeaders, PartType};
+
+use super::{member_location, DecodeError, Origin, PayloadFormat, Visitor};
+use crate::report::failure;
+
+pub(super) fn visit_email<E: From<DecodeError>>(
+    visitor: &mut Visitor<'_, '_, E>,
+    raw: &[u8],
+    location: &str,
+    depth: u32,
+) -> Result<(), E> {
+    let Some(message) = MessageParser::default().parse(raw) else {
+        return Err(DecodeError::NoReportInEmail {
+            location: location.to_string(),
+            parts: "no header fields".to_string(),
+        }
+        .into());
+    };
+    // A failure report is the whole message (its ARF part and the copy of
+    // the original), so it is handed on as one payload.
+    if failure::is_failure_report(&message) {
+        return visitor.emit(
+            location.to_string(),
+            PayloadFormat::FailureEmail,
+            &mut &raw[..],
+        );
+    }
+    let before = visitor.found;
+    visit_parts(visitor, &message, location, depth)?;
+    if visitor.found == before {
+        return Err(DecodeError::NoReportInEmail {
+            location: location.to_string(),
+            parts: describe_parts(&message),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+fn visit_parts<E: From<DecodeError>>(
+    visitor: &mut Visitor<'_, '_, E>,
+    message: &Message<'_>,
+    location: &str,
+    depth: u32,
+) -> Result<(), E> {
+    for (index, part) in message.parts.iter().enumerate() {
+        let contents: &[u8] = match &part.body {
+            PartType::Multipart(_) => continue,
+            // A forwarded report: look inside the attached message.
+            PartType::Message(inner) => {
+                let inner_location = member_location(location, &part_label(part, index));
+                visit_parts(visitor, inner, &inner_location, depth + 1)?;
+                continue;
+            }
+            PartType::Text(text) | PartType::Html(text) => text.as_bytes(),
+            PartType::Binary(bytes) | PartType::InlineBinary(bytes) => bytes,
+        };
+        if contents.is_empty() {
+            continue;
+        }
+        let part_location = member_location(location, &part_label(part, index));
+        visitor.visit(
+            &mut &contents[..],
+            part_location,
+            depth + 1,
+            Origin::EmailPart,
+        )?;
+    }
+    Ok(())
+}
+
+/// The attachment's file name, else its content type and position.
+fn part_label(part: &MessagePart<'_>, index: usize) -> String {
+    if let Some(name) = part.attachment_name() {
+        return name.to_string();
+    }
+    format!("part {index} ({})", content_type_of(part))
+}
+
+fn content_type_of(part: &MessagePart<'_>) -> String {
+    match part.content_type() {
+        Some(content_type) => match content_type.subtype() {
+            Some(subtype) => format!("{}/{subtype}", content_type.ctype()),
+            None => content_type.ctype().to_string(),
+        },
+        None => "text/plain".to_string(),
+    }
+}
+
+fn describe_parts(message: &Message<'_>) -> String {
+    let types: Vec<String> = message
+        .parts
+        .iter()
+        .map(|part| match part.attachment_name() {
+            Some(name) => format!("{} {name:?}", content_type_of(part)),
+            None => content_type_of(part),
+        })
+        .collect();
+    types.join(", ")
+}

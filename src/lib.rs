@@ -1,0 +1,12 @@
+//! dmarcd: a self-hosted receiver for DMARC aggregate and failure reports
+//! and SMTP TLS reports. See DESIGN.md for the map.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod decode;
+pub mod extract;
+pub mod report;
+
+pub use decode::Limits;
+pub use extract::{extract_reports, extract_reports_from_bytes, ExtractError, ExtractedReport};
+pub use report::Report;
