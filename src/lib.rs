@@ -6,6 +6,8 @@ pub mod cli;
 pub mod decode;
 pub mod extract;
 pub mod report;
+#[doc(hidden)]
+pub mod testing;
 
 pub use decode::Limits;
 pub use extract::{extract_reports, extract_reports_from_bytes, ExtractError, ExtractedReport};

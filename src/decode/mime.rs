@@ -62,7 +62,14 @@ fn visit_parts<E: From<DecodeError>>(
                 visit_parts(visitor, inner, &inner_location, depth + 1)?;
                 continue;
             }
-            PartType::Text(text) | PartType::Html(text) => text.as_bytes(),
+            PartType::Text(text) | PartType::Html(text) => match base64_body(message, part) {
+                Some(bytes) => {
+                    let part_location = member_location(location, &part_label(part, index));
+                    visitor.visit(&mut &bytes[..], part_location, depth + 1, Origin::EmailPart)?;
+                    continue;
+                }
+                None => text.as_bytes(),
+            },
             PartType::Binary(bytes) | PartType::InlineBinary(bytes) => bytes,
         };
         if contents.is_empty() {
@@ -77,6 +84,30 @@ fn visit_parts<E: From<DecodeError>>(
         )?;
     }
     Ok(())
+}
+
+/// The bytes of a base64 `text/*` part, undecoded by charset. mail-parser
+/// turns text parts into strings, which would mangle a gzip or zip that a
+/// sender labelled `text/plain`.
+fn base64_body(message: &Message<'_>, part: &MessagePart<'_>) -> Option<Vec<u8>> {
+    let encoding = part.content_transfer_encoding()?;
+    if !encoding.trim().eq_ignore_ascii_case("base64") {
+        return None;
+    }
+    let raw = message.raw_message();
+    let body = raw.get(part.raw_body_offset() as usize..part.raw_end_offset() as usize)?;
+    let cleaned: Vec<u8> = body
+        .iter()
+        .copied()
+        .filter(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'+' | b'/'))
+        .collect();
+    let engine = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_allow_trailing_bits(true)
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    base64::Engine::decode(&engine, cleaned).ok()
 }
 
 /// The attachment's file name, else its content type and position.

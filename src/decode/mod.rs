@@ -101,6 +101,8 @@ pub enum DecodeError {
     Unrecognised { location: String, preview: String },
     #[error("{location}: the email holds no report (parts: {parts})")]
     NoReportInEmail { location: String, parts: String },
+    #[error("{location}: holds no report")]
+    NoReport { location: String },
     #[error("{location}: the archive holds no report")]
     NoReportInArchive { location: String },
     #[error("{location}: exceeds the {limit} limit of {max} ({detail})")]
@@ -147,6 +149,12 @@ pub fn visit_payloads<E: From<DecodeError>>(
         found: 0,
     };
     visitor.visit(input, name.to_string(), 0, Origin::TopLevel)?;
+    if visitor.found == 0 {
+        return Err(DecodeError::NoReport {
+            location: name.to_string(),
+        }
+        .into());
+    }
     Ok(visitor.found)
 }
 
@@ -208,12 +216,9 @@ impl<E: From<DecodeError>> Visitor<'_, '_, E> {
                     location.clone(),
                     format,
                 );
-                let result = self.visit(
-                    &mut decompressed,
-                    location.clone(),
-                    depth + 1,
-                    Origin::ArchiveMember,
-                );
+                // What a gzip holds is judged as the gzip itself would be: a
+                // top-level .gz holding no report is an error.
+                let result = self.visit(&mut decompressed, location.clone(), depth + 1, origin);
                 decompressed.prefer_own_error(result)
             }
             Sniffed::Zip => {

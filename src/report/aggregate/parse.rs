@@ -32,6 +32,11 @@ const MAX_EXTENSION_BYTES: usize = 64 * 1024;
 const MAX_RECOVERED_ERRORS: usize = 32;
 /// Warnings kept per report; a pathological document must not grow them unbounded.
 const MAX_WARNINGS: usize = 50;
+/// Longest value read (a report ID, a domain, a comment…).
+const MAX_VALUE_BYTES: usize = 64 * 1024;
+/// Longest run of bytes without `<` or `>`: bounds what quick-xml buffers
+/// for one event, whatever a hostile document holds.
+const MAX_MARKUP_RUN: usize = 1024 * 1024;
 
 const DMARC_2_NAMESPACE: &str = "urn:ietf:params:xml:ns:dmarc-2.0";
 
@@ -54,6 +59,10 @@ pub enum AggregateError {
         value: String,
         expected: &'static str,
     },
+    #[error("{path}: a value longer than {limit} bytes")]
+    ValueTooLong { path: String, limit: usize },
+    #[error("more than {limit} bytes of text or markup without a tag boundary; not a report")]
+    RunTooLong { limit: usize },
     #[error("unreadable XML at byte {position}: {message}")]
     Malformed { position: u64, message: String },
     #[error("reading the report failed: {0}")]
@@ -62,7 +71,7 @@ pub enum AggregateError {
 
 /// Parses an aggregate report from a reader, streaming.
 pub fn parse<R: BufRead>(input: R) -> Result<AggregateReport, AggregateError> {
-    let mut reader = Reader::from_reader(input);
+    let mut reader = Reader::from_reader(RunGuard::new(input));
     let config = reader.config_mut();
     // The parser keeps its own stack and forgives mismatched end tags.
     config.check_end_names = false;
@@ -78,7 +87,14 @@ pub fn parse<R: BufRead>(input: R) -> Result<AggregateReport, AggregateError> {
         buf.clear();
         let event = match reader.read_event_into(&mut buf) {
             Ok(event) => event,
-            Err(quick_xml::Error::Io(error)) => return Err(AggregateError::Io(unwrap_io(error))),
+            Err(quick_xml::Error::Io(error)) => {
+                if reader.get_ref().tripped {
+                    return Err(AggregateError::RunTooLong {
+                        limit: MAX_MARKUP_RUN,
+                    });
+                }
+                return Err(AggregateError::Io(unwrap_io(error)));
+            }
             Err(error) => {
                 let position = reader.error_position();
                 state.recovered_errors += 1;
@@ -167,6 +183,7 @@ struct ParserState {
     root_closed: bool,
     recovered_errors: usize,
     capture: Option<Capture>,
+    value_too_long: bool,
 
     version: Option<String>,
     namespace: Option<String>,
@@ -429,6 +446,15 @@ impl ParserState {
     fn close(&mut self, frame: Frame) -> Result<(), AggregateError> {
         let parent = self.top().map(|frame| frame.tag);
         if frame.leaf {
+            if std::mem::take(&mut self.value_too_long) {
+                let mut path = self.path();
+                path.push('/');
+                path.push_str(frame.tag.name());
+                return Err(AggregateError::ValueTooLong {
+                    path,
+                    limit: MAX_VALUE_BYTES,
+                });
+            }
             let text = std::mem::take(&mut self.text);
             let value = text.trim();
             let value = (!value.is_empty()).then_some(value);
@@ -449,6 +475,15 @@ impl ParserState {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Text directly inside a container is never a value: keep only a short
+    /// sample of it, for the warning, so it cannot grow memory.
+    fn note_container_text(&mut self, raw: &[u8]) {
+        if self.text.len() < 64 && raw.iter().any(|byte| !byte.is_ascii_whitespace()) {
+            let sample = String::from_utf8_lossy(&raw[..raw.len().min(64)]).into_owned();
+            self.text.push_str(&sample);
+        }
     }
 
     fn note_stray_text(&mut self, container: Tag) {
@@ -604,18 +639,24 @@ impl ParserState {
             capture.append(raw);
             return;
         }
-        let decoded = self.decode(raw);
-        if let Cow::Owned(_) = &decoded {
-            if !self.latin1 {
-                let at = self.path();
-                let text = decoded.into_owned();
-                self.warn(format!("replaced bytes that are not UTF-8 in {at}"));
+        if !self.top().is_some_and(|frame| frame.leaf) {
+            self.note_container_text(raw);
+            return;
+        }
+        if self.text.len() + raw.len() > MAX_VALUE_BYTES {
+            self.value_too_long = true;
+            return;
+        }
+        match self.decode(raw) {
+            Cow::Borrowed(text) => self.text.push_str(text),
+            Cow::Owned(text) => {
+                if !self.latin1 {
+                    let at = self.path();
+                    self.warn(format!("replaced bytes that are not UTF-8 in {at}"));
+                }
                 self.text.push_str(&text);
-                return;
             }
         }
-        let decoded = decoded.into_owned();
-        self.text.push_str(&decoded);
     }
 
     fn cdata(&mut self, raw: &[u8]) {
@@ -817,4 +858,59 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack
         .windows(needle.len())
         .position(|window| window == needle)
+}
+
+/// Passes bytes through, failing once `MAX_MARKUP_RUN` bytes go by without a
+/// `<` or `>`. quick-xml buffers a whole text run or tag before handing it
+/// over; this keeps that buffer small whatever the input.
+struct RunGuard<R> {
+    inner: R,
+    run: usize,
+    tripped: bool,
+}
+
+impl<R: BufRead> RunGuard<R> {
+    fn new(inner: R) -> Self {
+        RunGuard {
+            inner,
+            run: 0,
+            tripped: false,
+        }
+    }
+}
+
+impl<R: BufRead> std::io::Read for RunGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let available = self.fill_buf()?;
+        let amount = available.len().min(buf.len());
+        buf[..amount].copy_from_slice(&available[..amount]);
+        self.consume(amount);
+        Ok(amount)
+    }
+}
+
+impl<R: BufRead> BufRead for RunGuard<R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        if self.tripped {
+            return Err(std::io::Error::other("markup run limit exceeded"));
+        }
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, amount: usize) {
+        if let Ok(buffer) = self.inner.fill_buf() {
+            let consumed = &buffer[..amount.min(buffer.len())];
+            match consumed
+                .iter()
+                .rposition(|&byte| byte == b'<' || byte == b'>')
+            {
+                Some(last) => self.run = consumed.len() - last - 1,
+                None => self.run += consumed.len(),
+            }
+            if self.run > MAX_MARKUP_RUN {
+                self.tripped = true;
+            }
+        }
+        self.inner.consume(amount);
+    }
 }
