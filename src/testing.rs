@@ -67,15 +67,15 @@ fn record(index: usize) -> Record {
             reasons: Vec::new(),
         },
         identifiers: Identifiers {
-            header_from: Some("example.com".to_string()),
-            envelope_from: Some(sender.clone()),
-            envelope_to: Some("example.org".to_string()),
+            header_from: Some("example.com".into()),
+            envelope_from: Some(sender.as_str().into()),
+            envelope_to: Some("example.org".into()),
         },
         auth_results: AuthResults {
             dkim: vec![
                 DkimAuthResult {
-                    domain: Some("example.com".to_string()),
-                    selector: Some("selector1".to_string()),
+                    domain: Some("example.com".into()),
+                    selector: Some("selector1".into()),
                     result: Some(if passes {
                         DkimResult::Pass
                     } else {
@@ -84,14 +84,14 @@ fn record(index: usize) -> Record {
                     human_result: None,
                 },
                 DkimAuthResult {
-                    domain: Some(sender.clone()),
-                    selector: Some(format!("s{}", index % 7)),
+                    domain: Some(sender.as_str().into()),
+                    selector: Some(format!("s{}", index % 7).into()),
                     result: Some(DkimResult::Pass),
                     human_result: None,
                 },
             ],
             spf: vec![SpfAuthResult {
-                domain: Some(sender),
+                domain: Some(sender.into()),
                 scope: Some(SpfScope::Mfrom),
                 result: Some(if passes {
                     SpfResult::Pass

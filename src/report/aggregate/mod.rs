@@ -11,6 +11,7 @@ mod write;
 pub use parse::{parse, parse_bytes, AggregateError};
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -147,7 +148,7 @@ pub struct Record {
     pub source_ip: Option<IpAddr>,
     /// The raw `<source_ip>` text when it could not be read as an address.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub invalid_source_ip: Option<String>,
+    pub invalid_source_ip: Option<Box<str>>,
     pub count: u64,
     pub policy_evaluated: PolicyEvaluated,
     pub identifiers: Identifiers,
@@ -178,14 +179,14 @@ pub struct PolicyEvaluated {
 pub struct OverrideReason {
     #[serde(rename = "type")]
     pub kind: Option<OverrideType>,
-    pub comment: Option<String>,
+    pub comment: Option<Arc<str>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct Identifiers {
-    pub header_from: Option<String>,
-    pub envelope_from: Option<String>,
-    pub envelope_to: Option<String>,
+    pub header_from: Option<Arc<str>>,
+    pub envelope_from: Option<Arc<str>>,
+    pub envelope_to: Option<Arc<str>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
@@ -196,18 +197,18 @@ pub struct AuthResults {
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct DkimAuthResult {
-    pub domain: Option<String>,
-    pub selector: Option<String>,
+    pub domain: Option<Arc<str>>,
+    pub selector: Option<Arc<str>>,
     pub result: Option<DkimResult>,
-    pub human_result: Option<String>,
+    pub human_result: Option<Arc<str>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct SpfAuthResult {
-    pub domain: Option<String>,
+    pub domain: Option<Arc<str>>,
     pub scope: Option<SpfScope>,
     pub result: Option<SpfResult>,
-    pub human_result: Option<String>,
+    pub human_result: Option<Arc<str>>,
 }
 
 impl AggregateReport {

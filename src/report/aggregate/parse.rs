@@ -14,8 +14,9 @@
 //! look like a duplicate later).
 
 use std::borrow::Cow;
-use std::io::BufRead;
+use std::io::Read;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use quick_xml::events::{BytesRef, BytesStart, Event};
 use quick_xml::Reader;
@@ -34,9 +35,9 @@ const MAX_RECOVERED_ERRORS: usize = 32;
 const MAX_WARNINGS: usize = 50;
 /// Longest value read (a report ID, a domain, a comment…).
 const MAX_VALUE_BYTES: usize = 64 * 1024;
-/// Longest run of bytes without `<` or `>`: bounds what quick-xml buffers
-/// for one event, whatever a hostile document holds.
-const MAX_MARKUP_RUN: usize = 1024 * 1024;
+/// Bytes read and tokenised at a time. Also the longest stretch without a
+/// `>` that is accepted: it bounds memory whatever a hostile document holds.
+const WINDOW_BYTES: usize = 1024 * 1024;
 
 const DMARC_2_NAMESPACE: &str = "urn:ietf:params:xml:ns:dmarc-2.0";
 
@@ -61,7 +62,7 @@ pub enum AggregateError {
     },
     #[error("{path}: a value longer than {limit} bytes")]
     ValueTooLong { path: String, limit: usize },
-    #[error("more than {limit} bytes of text or markup without a tag boundary; not a report")]
+    #[error("more than {limit} bytes without a tag boundary; not a report")]
     RunTooLong { limit: usize },
     #[error("unreadable XML at byte {position}: {message}")]
     Malformed { position: u64, message: String },
@@ -70,8 +71,76 @@ pub enum AggregateError {
 }
 
 /// Parses an aggregate report from a reader, streaming.
-pub fn parse<R: BufRead>(input: R) -> Result<AggregateReport, AggregateError> {
-    let mut reader = Reader::from_reader(RunGuard::new(input));
+///
+/// The input is read in windows of `WINDOW_BYTES`, each cut just after its
+/// last `>`, and each window is tokenised by quick-xml straight from the
+/// slice (no per-event copying). The element stack lives in `ParserState`,
+/// so a window may start and end anywhere between two tags.
+pub fn parse<R: Read>(mut input: R) -> Result<AggregateReport, AggregateError> {
+    let mut state = ParserState::default();
+    let mut window: Vec<u8> = Vec::with_capacity(WINDOW_BYTES + WINDOW_BYTES / 4);
+    let mut offset = 0u64;
+    loop {
+        let at_end = fill_window(&mut input, &mut window)?;
+        let cut = if at_end {
+            window.len()
+        } else {
+            match memchr::memrchr(b'>', &window) {
+                Some(last) => last + 1,
+                // No tag boundary in a whole window: this is no report.
+                None => {
+                    return Err(AggregateError::RunTooLong {
+                        limit: WINDOW_BYTES,
+                    })
+                }
+            }
+        };
+        // Checked per window rather than trusted to the tokeniser, so that a
+        // declaration split across two windows is refused all the same.
+        if let Some(position) = find_declaration(&window[..cut]) {
+            return Err(AggregateError::DoctypeRefused {
+                position: offset + position as u64,
+            });
+        }
+        parse_window(&mut state, &window[..cut], offset)?;
+        window.drain(..cut);
+        offset += cut as u64;
+        if at_end {
+            break;
+        }
+    }
+    state.finish()
+}
+
+/// Reads until the window holds `WINDOW_BYTES` or the input ends; returns
+/// whether it ended.
+fn fill_window<R: Read>(input: &mut R, window: &mut Vec<u8>) -> Result<bool, AggregateError> {
+    while window.len() < WINDOW_BYTES {
+        let wanted = (WINDOW_BYTES - window.len()) as u64;
+        let read = input
+            .by_ref()
+            .take(wanted)
+            .read_to_end(window)
+            .map_err(AggregateError::Io)?;
+        if read == 0 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// `<!DOCTYPE` or `<!ENTITY`, in any case.
+fn find_declaration(window: &[u8]) -> Option<usize> {
+    memchr::memmem::find_iter(window, b"<!").find(|&position| {
+        let rest = &window[position + 2..];
+        let keyword =
+            |word: &[u8]| rest.len() >= word.len() && rest[..word.len()].eq_ignore_ascii_case(word);
+        keyword(b"DOCTYPE") || keyword(b"ENTITY")
+    })
+}
+
+fn parse_window(state: &mut ParserState, window: &[u8], offset: u64) -> Result<(), AggregateError> {
+    let mut reader = Reader::from_reader(window);
     let config = reader.config_mut();
     // The parser keeps its own stack and forgives mismatched end tags.
     config.check_end_names = false;
@@ -80,23 +149,12 @@ pub fn parse<R: BufRead>(input: R) -> Result<AggregateReport, AggregateError> {
     config.check_comments = false;
     config.trim_markup_names_in_closing_tags = true;
 
-    let mut state = ParserState::default();
-    let mut buf = Vec::with_capacity(8 * 1024);
     let mut last_error_position = None;
     loop {
-        buf.clear();
-        let event = match reader.read_event_into(&mut buf) {
+        let event = match reader.read_event() {
             Ok(event) => event,
-            Err(quick_xml::Error::Io(error)) => {
-                if reader.get_ref().tripped {
-                    return Err(AggregateError::RunTooLong {
-                        limit: MAX_MARKUP_RUN,
-                    });
-                }
-                return Err(AggregateError::Io(unwrap_io(error)));
-            }
             Err(error) => {
-                let position = reader.error_position();
+                let position = offset + reader.error_position();
                 state.recovered_errors += 1;
                 if state.recovered_errors > MAX_RECOVERED_ERRORS
                     || last_error_position == Some(reader.buffer_position())
@@ -122,7 +180,7 @@ pub fn parse<R: BufRead>(input: R) -> Result<AggregateReport, AggregateError> {
             Event::GeneralRef(reference) => state.general_ref(&reference),
             Event::DocType(_) => {
                 return Err(AggregateError::DoctypeRefused {
-                    position: reader.buffer_position(),
+                    position: offset + reader.buffer_position(),
                 })
             }
             Event::Decl(decl) => {
@@ -131,20 +189,14 @@ pub fn parse<R: BufRead>(input: R) -> Result<AggregateReport, AggregateError> {
                 }
             }
             Event::Comment(_) | Event::PI(_) => {}
-            Event::Eof => break,
+            Event::Eof => return Ok(()),
         }
     }
-    state.finish()
 }
 
 /// Parses an aggregate report held in memory.
 pub fn parse_bytes(input: &[u8]) -> Result<AggregateReport, AggregateError> {
     parse(input)
-}
-
-fn unwrap_io(error: std::sync::Arc<std::io::Error>) -> std::io::Error {
-    std::sync::Arc::try_unwrap(error)
-        .unwrap_or_else(|shared| std::io::Error::new(shared.kind(), shared.to_string()))
 }
 
 /// Single-byte encodings some reporters declare. Windows-1252 differs from
@@ -184,6 +236,7 @@ struct ParserState {
     recovered_errors: usize,
     capture: Option<Capture>,
     value_too_long: bool,
+    strings: Interner,
 
     version: Option<String>,
     namespace: Option<String>,
@@ -503,6 +556,18 @@ impl ParserState {
     ) -> Result<(), AggregateError> {
         let owned = || value.map(str::to_string);
         let Some(parent) = parent else { return Ok(()) };
+        // Record-level strings repeat from row to row (the same domains and
+        // selectors thousands of times): share one allocation per value.
+        let shared = match tag {
+            Tag::Comment
+            | Tag::HeaderFrom
+            | Tag::EnvelopeFrom
+            | Tag::EnvelopeTo
+            | Tag::Domain
+            | Tag::Selector
+            | Tag::HumanResult => value.map(|text| self.strings.intern(text)),
+            _ => None,
+        };
         match (parent, tag) {
             (Tag::Feedback, Tag::Version) => self.version = owned(),
             (Tag::ReportMetadata, Tag::OrgName) => self.org_name = owned(),
@@ -518,7 +583,7 @@ impl ParserState {
                 if let Some(record) = &mut self.record {
                     match value.map(parse_ip) {
                         Some(Some(ip)) => record.source_ip = Some(ip),
-                        Some(None) => record.invalid_source_ip = owned(),
+                        Some(None) => record.invalid_source_ip = value.map(Box::from),
                         None => {}
                     }
                 }
@@ -558,7 +623,7 @@ impl ParserState {
                 if let Some(reason) = reason {
                     match tag {
                         Tag::Type => reason.kind = value.map(OverrideType::parse),
-                        Tag::Comment => reason.comment = owned(),
+                        Tag::Comment => reason.comment = shared,
                         _ => {}
                     }
                 }
@@ -567,9 +632,9 @@ impl ParserState {
                 if let Some(record) = &mut self.record {
                     let identifiers = &mut record.identifiers;
                     match tag {
-                        Tag::HeaderFrom => identifiers.header_from = owned(),
-                        Tag::EnvelopeFrom => identifiers.envelope_from = owned(),
-                        Tag::EnvelopeTo => identifiers.envelope_to = owned(),
+                        Tag::HeaderFrom => identifiers.header_from = shared,
+                        Tag::EnvelopeFrom => identifiers.envelope_from = shared,
+                        Tag::EnvelopeTo => identifiers.envelope_to = shared,
                         _ => {}
                     }
                 }
@@ -581,10 +646,10 @@ impl ParserState {
                     .and_then(|r| r.auth_results.dkim.last_mut());
                 if let Some(dkim) = dkim {
                     match tag {
-                        Tag::Domain => dkim.domain = owned(),
-                        Tag::Selector => dkim.selector = owned(),
+                        Tag::Domain => dkim.domain = shared,
+                        Tag::Selector => dkim.selector = shared,
                         Tag::Result => dkim.result = value.map(DkimResult::parse),
-                        Tag::HumanResult => dkim.human_result = owned(),
+                        Tag::HumanResult => dkim.human_result = shared,
                         _ => {}
                     }
                 }
@@ -596,10 +661,10 @@ impl ParserState {
                     .and_then(|r| r.auth_results.spf.last_mut());
                 if let Some(spf) = spf {
                     match tag {
-                        Tag::Domain => spf.domain = owned(),
+                        Tag::Domain => spf.domain = shared,
                         Tag::Scope => spf.scope = value.map(SpfScope::parse),
                         Tag::Result => spf.result = value.map(SpfResult::parse),
-                        Tag::HumanResult => spf.human_result = owned(),
+                        Tag::HumanResult => spf.human_result = shared,
                         _ => {}
                     }
                 }
@@ -860,57 +925,24 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
         .position(|window| window == needle)
 }
 
-/// Passes bytes through, failing once `MAX_MARKUP_RUN` bytes go by without a
-/// `<` or `>`. quick-xml buffers a whole text run or tag before handing it
-/// over; this keeps that buffer small whatever the input.
-struct RunGuard<R> {
-    inner: R,
-    run: usize,
-    tripped: bool,
+/// Hands out one shared copy of each distinct string. Bounded: past
+/// `MAX_INTERNED` distinct values it stops remembering new ones.
+#[derive(Default)]
+struct Interner {
+    known: std::collections::HashSet<Arc<str>>,
 }
 
-impl<R: BufRead> RunGuard<R> {
-    fn new(inner: R) -> Self {
-        RunGuard {
-            inner,
-            run: 0,
-            tripped: false,
-        }
-    }
-}
+const MAX_INTERNED: usize = 200_000;
 
-impl<R: BufRead> std::io::Read for RunGuard<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let available = self.fill_buf()?;
-        let amount = available.len().min(buf.len());
-        buf[..amount].copy_from_slice(&available[..amount]);
-        self.consume(amount);
-        Ok(amount)
-    }
-}
-
-impl<R: BufRead> BufRead for RunGuard<R> {
-    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
-        if self.tripped {
-            return Err(std::io::Error::other("markup run limit exceeded"));
+impl Interner {
+    fn intern(&mut self, text: &str) -> Arc<str> {
+        if let Some(shared) = self.known.get(text) {
+            return Arc::clone(shared);
         }
-        self.inner.fill_buf()
-    }
-
-    fn consume(&mut self, amount: usize) {
-        if let Ok(buffer) = self.inner.fill_buf() {
-            let consumed = &buffer[..amount.min(buffer.len())];
-            match consumed
-                .iter()
-                .rposition(|&byte| byte == b'<' || byte == b'>')
-            {
-                Some(last) => self.run = consumed.len() - last - 1,
-                None => self.run += consumed.len(),
-            }
-            if self.run > MAX_MARKUP_RUN {
-                self.tripped = true;
-            }
+        let shared: Arc<str> = Arc::from(text);
+        if self.known.len() < MAX_INTERNED {
+            self.known.insert(Arc::clone(&shared));
         }
-        self.inner.consume(amount);
+        shared
     }
 }
