@@ -5,7 +5,9 @@
 //! read, never with a tree of the whole document.
 
 mod parse;
+mod state;
 mod tags;
+mod values;
 mod write;
 
 pub use parse::{parse, parse_bytes, AggregateError};

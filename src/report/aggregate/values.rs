@@ -1,0 +1,266 @@
+//! Storing leaf values into the report, and the checks once it is read.
+
+use std::net::IpAddr;
+
+use super::parse::AggregateError;
+use super::state::ParserState;
+use super::tags::Tag;
+use super::*;
+
+const DMARC_2_NAMESPACE: &str = "urn:ietf:params:xml:ns:dmarc-2.0";
+
+impl ParserState {
+    pub(super) fn assign(
+        &mut self,
+        parent: Option<Tag>,
+        tag: Tag,
+        value: Option<&str>,
+    ) -> Result<(), AggregateError> {
+        let owned = || value.map(str::to_string);
+        let Some(parent) = parent else { return Ok(()) };
+        // Record-level strings repeat from row to row (the same domains and
+        // selectors thousands of times): share one allocation per value.
+        let shared = match tag {
+            Tag::Comment
+            | Tag::HeaderFrom
+            | Tag::EnvelopeFrom
+            | Tag::EnvelopeTo
+            | Tag::Domain
+            | Tag::Selector
+            | Tag::HumanResult => value.map(|text| self.strings.intern(text)),
+            _ => None,
+        };
+        match (parent, tag) {
+            (Tag::Feedback, Tag::Version) => self.version = owned(),
+            (Tag::ReportMetadata, Tag::OrgName) => self.org_name = owned(),
+            (Tag::ReportMetadata, Tag::Email) => self.email = owned(),
+            (Tag::ReportMetadata, Tag::ExtraContactInfo) => self.extra_contact_info = owned(),
+            (Tag::ReportMetadata, Tag::ReportId) => self.report_id = owned(),
+            (Tag::ReportMetadata, Tag::Error) => self.errors.extend(owned()),
+            (Tag::ReportMetadata, Tag::Generator) => self.generator = owned(),
+            (Tag::DateRange, Tag::Begin) => self.begin = owned(),
+            (Tag::DateRange, Tag::End) => self.end = owned(),
+            (Tag::PolicyPublished, _) => self.assign_policy(tag, value),
+            (Tag::Row, Tag::SourceIp) => {
+                if let Some(record) = &mut self.record {
+                    match value.map(parse_ip) {
+                        Some(Some(ip)) => record.source_ip = Some(ip),
+                        Some(None) => record.invalid_source_ip = value.map(Box::from),
+                        None => {}
+                    }
+                }
+            }
+            (Tag::Row, Tag::Count) => {
+                let count = match value {
+                    Some(text) => {
+                        text.parse::<u64>()
+                            .map_err(|_| AggregateError::InvalidValue {
+                                path: format!("{}/count", self.path()),
+                                value: text.to_string(),
+                                expected: "a message count",
+                            })?
+                    }
+                    None => 0,
+                };
+                if let Some(record) = &mut self.record {
+                    record.count = count;
+                }
+            }
+            (Tag::PolicyEvaluated, _) => {
+                if let Some(record) = &mut self.record {
+                    let evaluated = &mut record.policy_evaluated;
+                    match tag {
+                        Tag::Disposition => evaluated.disposition = value.map(Disposition::parse),
+                        Tag::Dkim => evaluated.dkim = value.map(DmarcResult::parse),
+                        Tag::Spf => evaluated.spf = value.map(DmarcResult::parse),
+                        _ => {}
+                    }
+                }
+            }
+            (Tag::Reason, _) => {
+                let reason = self
+                    .record
+                    .as_mut()
+                    .and_then(|record| record.policy_evaluated.reasons.last_mut());
+                if let Some(reason) = reason {
+                    match tag {
+                        Tag::Type => reason.kind = value.map(OverrideType::parse),
+                        Tag::Comment => reason.comment = shared,
+                        _ => {}
+                    }
+                }
+            }
+            (Tag::Identifiers, _) => {
+                if let Some(record) = &mut self.record {
+                    let identifiers = &mut record.identifiers;
+                    match tag {
+                        Tag::HeaderFrom => identifiers.header_from = shared,
+                        Tag::EnvelopeFrom => identifiers.envelope_from = shared,
+                        Tag::EnvelopeTo => identifiers.envelope_to = shared,
+                        _ => {}
+                    }
+                }
+            }
+            (Tag::DkimAuth, _) => {
+                let dkim = self
+                    .record
+                    .as_mut()
+                    .and_then(|r| r.auth_results.dkim.last_mut());
+                if let Some(dkim) = dkim {
+                    match tag {
+                        Tag::Domain => dkim.domain = shared,
+                        Tag::Selector => dkim.selector = shared,
+                        Tag::Result => dkim.result = value.map(DkimResult::parse),
+                        Tag::HumanResult => dkim.human_result = shared,
+                        _ => {}
+                    }
+                }
+            }
+            (Tag::SpfAuth, _) => {
+                let spf = self
+                    .record
+                    .as_mut()
+                    .and_then(|r| r.auth_results.spf.last_mut());
+                if let Some(spf) = spf {
+                    match tag {
+                        Tag::Domain => spf.domain = shared,
+                        Tag::Scope => spf.scope = value.map(SpfScope::parse),
+                        Tag::Result => spf.result = value.map(SpfResult::parse),
+                        Tag::HumanResult => spf.human_result = shared,
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    pub(super) fn assign_policy(&mut self, tag: Tag, value: Option<&str>) {
+        let policy = &mut self.policy;
+        let owned = || value.map(str::to_string);
+        match tag {
+            Tag::Domain => policy.domain = value.unwrap_or_default().to_string(),
+            Tag::Adkim => policy.adkim = value.map(Alignment::parse),
+            Tag::Aspf => policy.aspf = value.map(Alignment::parse),
+            Tag::P => policy.p = value.map(Disposition::parse),
+            Tag::Sp => policy.sp = value.map(Disposition::parse),
+            Tag::Np => policy.np = value.map(Disposition::parse),
+            Tag::Fo => policy.fo = owned(),
+            Tag::Testing => policy.testing = value.map(str::to_ascii_lowercase),
+            Tag::DiscoveryMethod => policy.discovery_method = value.map(str::to_ascii_lowercase),
+            Tag::Pct => match value.map(str::parse::<u8>) {
+                Some(Ok(pct)) if pct <= 100 => policy.pct = Some(pct),
+                Some(_) => {
+                    let raw = value.unwrap_or_default().to_string();
+                    self.warn(format!("ignored <pct> {raw:?}, which is not 0-100"));
+                }
+                None => {}
+            },
+            _ => {}
+        }
+    }
+
+    pub(super) fn finish(mut self) -> Result<AggregateReport, AggregateError> {
+        if !self.seen_root {
+            return Err(AggregateError::NoFeedbackRoot);
+        }
+        if !self.root_closed {
+            return Err(AggregateError::Truncated { path: self.path() });
+        }
+        if let Some(capture) = &self.capture {
+            if capture.depth > 0 {
+                self.finish_capture();
+            }
+        }
+
+        let report_id = self
+            .report_id
+            .take()
+            .ok_or_else(|| missing("/feedback/report_metadata/report_id"))?;
+        let begin = parse_timestamp(self.begin.as_deref(), "begin")?;
+        let end = parse_timestamp(self.end.as_deref(), "end")?;
+        if self.policy.domain.is_empty() {
+            return Err(missing("/feedback/policy_published/domain"));
+        }
+        let org_name = match self.org_name.take() {
+            Some(name) => name,
+            None => {
+                let fallback = self
+                    .email
+                    .as_deref()
+                    .and_then(|email| email.rsplit_once('@'))
+                    .map(|(_, domain)| domain.trim_end_matches('>').to_string())
+                    .filter(|domain| !domain.is_empty())
+                    .ok_or_else(|| missing("/feedback/report_metadata/org_name"))?;
+                self.warn(format!(
+                    "<org_name> is empty; using {fallback:?} from <email>"
+                ));
+                fallback
+            }
+        };
+        if end < begin {
+            self.warn(format!(
+                "the date range ends ({end}) before it begins ({begin})"
+            ));
+        }
+
+        let schema = if self.namespace.as_deref() == Some(DMARC_2_NAMESPACE)
+            || self.version.as_deref() == Some("2.0")
+            || self.saw_dmarcbis_element
+        {
+            SchemaFamily::Rfc9990
+        } else if self.version.is_some() {
+            SchemaFamily::Rfc7489
+        } else {
+            SchemaFamily::Draft
+        };
+
+        Ok(AggregateReport {
+            schema,
+            version: self.version,
+            namespace: self.namespace,
+            metadata: ReportMetadata {
+                org_name,
+                email: self.email,
+                extra_contact_info: self.extra_contact_info,
+                report_id,
+                begin,
+                end,
+                errors: self.errors,
+                generator: self.generator,
+            },
+            policy_published: self.policy,
+            extensions: self.extensions,
+            records: self.records,
+            warnings: self.warnings,
+        })
+    }
+}
+
+fn missing(path: &str) -> AggregateError {
+    AggregateError::Missing {
+        path: path.to_string(),
+    }
+}
+
+/// Epoch seconds; a fractional part (seen from some generators) is dropped.
+fn parse_timestamp(value: Option<&str>, element: &'static str) -> Result<i64, AggregateError> {
+    let path = format!("/feedback/report_metadata/date_range/{element}");
+    let value = value.ok_or_else(|| missing(&path))?;
+    let whole = value.split_once('.').map_or(value, |(whole, _)| whole);
+    whole
+        .trim()
+        .parse::<i64>()
+        .map_err(|_| AggregateError::InvalidValue {
+            path,
+            value: value.to_string(),
+            expected: "a Unix timestamp",
+        })
+}
+
+/// IPv4 or IPv6 (compressed forms too); tolerates brackets around IPv6.
+fn parse_ip(text: &str) -> Option<IpAddr> {
+    let text = text.trim_start_matches('[').trim_end_matches(']');
+    text.parse().ok()
+}
