@@ -18,11 +18,11 @@ macro_rules! keyword_enum {
             /// Parses a keyword leniently: trims and case-folds; unknown values are kept.
             pub fn parse(raw: &str) -> Self {
                 let trimmed = raw.trim();
-                let folded = trimmed.to_ascii_lowercase();
-                match folded.as_str() {
-                    $($text => $name::$variant,)+
-                    _ => $name::Unknown(trimmed.to_string()),
-                }
+                // Compared without allocating: this runs for every record.
+                $(if trimmed.eq_ignore_ascii_case($text) {
+                    return $name::$variant;
+                })+
+                $name::Unknown(trimmed.to_string())
             }
 
             /// The canonical text of a known value, or the raw text of an unknown one.

@@ -30,6 +30,7 @@ pub(super) fn is_latin1_label(label: &str) -> bool {
 }
 
 /// One open element.
+#[derive(Clone, PartialEq, Eq)]
 pub(super) struct Frame {
     pub(super) tag: Tag,
     /// Whether the element's text is a value we read.
@@ -500,7 +501,31 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 /// `MAX_INTERNED` distinct values it stops remembering new ones.
 #[derive(Default)]
 pub(super) struct Interner {
-    known: std::collections::HashSet<Arc<str>>,
+    known: std::collections::HashSet<Arc<str>, std::hash::BuildHasherDefault<FnvHasher>>,
+}
+
+/// FNV-1a: short keys (domains, selectors) from a document being parsed;
+/// much cheaper than SipHash here, and an attacker who makes values collide
+/// only slows their own report down, bounded by `MAX_INTERNED`.
+struct FnvHasher(u64);
+
+impl Default for FnvHasher {
+    fn default() -> Self {
+        FnvHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for FnvHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 ^= u64::from(byte);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
 }
 
 const MAX_INTERNED: usize = 200_000;
@@ -515,5 +540,65 @@ impl Interner {
             self.known.insert(Arc::clone(&shared));
         }
         shared
+    }
+}
+
+/// Parsing one stretch of records on another thread: a child state starts
+/// where its parent stands, collects records only, and is merged back.
+impl ParserState {
+    /// True between two `<record>`s, directly inside `<feedback>`: the one
+    /// place where a stretch of input can be parsed on its own.
+    pub(super) fn between_records(&self) -> bool {
+        self.seen_root
+            && !self.root_closed
+            && self.record.is_none()
+            && self.capture.is_none()
+            && self
+                .stack
+                .last()
+                .is_some_and(|frame| frame.tag == Tag::Feedback)
+            && self.text.trim().is_empty()
+    }
+
+    /// A fresh state standing where this one stands.
+    pub(super) fn fork(&self) -> ParserState {
+        ParserState {
+            stack: self.stack.clone(),
+            latin1: self.latin1,
+            seen_root: true,
+            policy_closed: self.policy_closed,
+            ..ParserState::default()
+        }
+    }
+
+    /// Whether a child parsed records and nothing else, ended where it
+    /// started, and met nothing it had to tolerate. Only then can its
+    /// records be taken as if this state had parsed them itself; otherwise
+    /// the caller re-parses the stretch here (so that warnings and errors
+    /// name the right record).
+    pub(super) fn is_clean_continuation(&self, child: &ParserState) -> bool {
+        child.stack == self.stack
+            && child.record.is_none()
+            && child.capture.is_none()
+            && !child.root_closed
+            && !child.value_too_long
+            && child.warnings.is_empty()
+            && child.recovered_errors == 0
+            && child.extensions.is_empty()
+            && child.errors.is_empty()
+            && child.version.is_none()
+            && child.org_name.is_none()
+            && child.email.is_none()
+            && child.report_id.is_none()
+            && child.begin.is_none()
+            && child.end.is_none()
+            && child.generator.is_none()
+            && !child.saw_dmarcbis_element
+            && child.policy == PolicyPublished::default()
+    }
+
+    /// Takes a clean child's records.
+    pub(super) fn absorb(&mut self, child: ParserState) {
+        self.records.extend(child.records);
     }
 }
