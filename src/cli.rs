@@ -118,7 +118,7 @@ fn write_compact_json(out: &mut impl Write, mut extracted: ExtractedReport) -> s
             "records key missing from report JSON",
         ));
     };
-    out.write_all(shell[..at].as_bytes())?;
+    out.write_all(&shell.as_bytes()[..at])?;
     out.write_all(b"\"records\":[")?;
     let mut first = true;
     for pair in records.chunks(2 * RECORDS_PER_CHUNK) {
@@ -143,7 +143,7 @@ fn write_compact_json(out: &mut impl Write, mut extracted: ExtractedReport) -> s
         }
     }
     out.write_all(b"]")?;
-    out.write_all(shell[at + EMPTY_RECORDS.len()..].as_bytes())
+    out.write_all(&shell.as_bytes()[at + EMPTY_RECORDS.len()..])
 }
 
 /// Records as comma-separated JSON objects (without the enclosing brackets).

@@ -313,7 +313,7 @@ fn tls_report_errors_name_the_json_pointer() {
 #[test]
 fn a_megabytes_long_text_run_is_refused_early() {
     let mut xml = b"<feedback><report_metadata><org_name>".to_vec();
-    xml.extend(std::iter::repeat_n(b'a', 3 * 1024 * 1024));
+    xml.extend(std::iter::repeat_n(b'a', 5 * 1024 * 1024));
     let error = extract(&xml, "long.xml", &Limits::default());
     assert!(
         matches!(
