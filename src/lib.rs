@@ -3,11 +3,15 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod config;
 pub mod decode;
 pub mod extract;
+pub mod inbox;
 pub mod report;
+pub mod store;
 #[doc(hidden)]
 pub mod testing;
+pub mod worker;
 
 pub use decode::Limits;
 pub use extract::{extract_reports, extract_reports_from_bytes, ExtractError, ExtractedReport};

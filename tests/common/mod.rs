@@ -65,3 +65,4 @@ pub fn email_with_attachment(
     )
     .into_bytes()
 }
+pub mod db;

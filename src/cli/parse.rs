@@ -1,52 +1,14 @@
-//! Command-line interface.
+//! `dmarcd parse`: reports as JSON lines on stdout.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-
 use crate::decode::Limits;
 use crate::extract::{extract_reports, ExtractedReport};
 use crate::report::Report;
 
-#[derive(Debug, Parser)]
-#[command(
-    name = "dmarcd",
-    version,
-    about = "Self-hosted DMARC and SMTP TLS report server"
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Parse report files or emails and print each report as one line of JSON.
-    ///
-    /// Accepts .xml, .json, .gz, .zip, zlib and whole emails (.eml), judged
-    /// by content. Prints one JSON document per report on stdout (see
-    /// docs/parse-output.md), one error line per failing input on stderr,
-    /// and exits non-zero if any input failed.
-    Parse {
-        /// Files to parse ("-" reads standard input).
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-        /// Pretty-print the JSON (one document per report, still in order).
-        #[arg(long)]
-        pretty: bool,
-    },
-}
-
-pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Parse { files, pretty } => parse_command(&files, pretty, &Limits::default()),
-    }
-}
-
-fn parse_command(files: &[PathBuf], pretty: bool, limits: &Limits) -> ExitCode {
+pub(super) fn parse_command(files: &[PathBuf], pretty: bool, limits: &Limits) -> ExitCode {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut failed = 0usize;

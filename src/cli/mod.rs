@@ -1,0 +1,159 @@
+//! Command-line interface: `serve`, `import`, `reprocess`, `migrate`, `parse`.
+
+mod import;
+mod parse;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::store::{Requeue, Store};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dmarcd",
+    version,
+    about = "Self-hosted DMARC and SMTP TLS report server"
+)]
+pub struct Cli {
+    /// Config file (default: ./dmarcd.toml if present; see config.example.toml).
+    #[arg(long, global = true, env = "DMARCD_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server: apply migrations, then process the inbox until stopped.
+    Serve,
+    /// Store report files, directories, mbox files or Maildir folders in the
+    /// inbox and process them; prints a summary.
+    Import {
+        /// Files or directories (searched recursively).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Run stored messages through the current parser again.
+    Reprocess {
+        /// Every message that failed.
+        #[arg(long, conflicts_with_all = ["all", "ids"])]
+        failed: bool,
+        /// Every message (reports derived from them are rebuilt).
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+        /// Inbox message ids.
+        ids: Vec<i64>,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Parse report files or emails and print each report as one line of JSON.
+    ///
+    /// Accepts .xml, .json, .gz, .zip, zlib and whole emails (.eml), judged
+    /// by content. Prints one JSON document per report on stdout (see
+    /// docs/parse-output.md), one error line per failing input on stderr,
+    /// and exits non-zero if any input failed. Touches no database.
+    Parse {
+        /// Files to parse ("-" reads standard input).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Pretty-print the JSON (one document per report, still in order).
+        #[arg(long)]
+        pretty: bool,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Command::Parse { files, pretty } = &cli.command {
+        return parse::parse_command(files, *pretty, &config.decode);
+    }
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve => serve::serve(config).await,
+            Command::Import { paths } => import::import(&config, &paths).await,
+            Command::Reprocess { failed, all, ids } => {
+                let selection = if failed {
+                    Requeue::Failed
+                } else if all {
+                    Requeue::All
+                } else if !ids.is_empty() {
+                    Requeue::Ids(ids)
+                } else {
+                    anyhow::bail!("say what to reprocess: --failed, --all or message ids");
+                };
+                import::reprocess(&config, &selection).await
+            }
+            Command::Migrate => migrate(&config).await,
+            Command::Parse { .. } => unreachable!("handled above"),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DMARCD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Connects to the configured database and brings its schema up to date.
+pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let store = Store::connect(config.database.url.as_deref(), &config.data_dir).await?;
+    let applied = store.migrate().await?;
+    for migration in applied {
+        tracing::info!(
+            version = migration.version,
+            name = migration.name,
+            "applied migration"
+        );
+    }
+    Ok(store)
+}
+
+async fn migrate(config: &Config) -> anyhow::Result<ExitCode> {
+    let store = Store::connect(config.database.url.as_deref(), &config.data_dir).await?;
+    let applied = store.migrate().await?;
+    if applied.is_empty() {
+        println!("{}: schema is up to date", store.backend());
+    }
+    for migration in applied {
+        println!(
+            "{}: applied {:04} {}",
+            store.backend(),
+            migration.version,
+            migration.name
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,64 @@
+//! `dmarcd serve`: the long-running process.
+
+use std::process::ExitCode;
+
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::worker::Worker;
+
+pub(super) async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    let store = super::open_store(&config).await?;
+    tracing::info!(backend = store.backend(), data_dir = %config.data_dir.display(), "dmarcd started");
+    let (stop, stopped) = watch::channel(false);
+    let base = Worker::new(
+        store,
+        config.decode.clone(),
+        worker_name(0),
+        config.worker.clone(),
+    );
+    let mut tasks = Vec::new();
+    for index in 0..config.worker.concurrency {
+        let worker = base.named(worker_name(index));
+        let stopped = stopped.clone();
+        tasks.push(tokio::spawn(async move { worker.run(stopped).await }));
+    }
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing the messages in hand");
+    let _ = stop.send(true);
+    for task in tasks {
+        let _ = task.await;
+    }
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Unique per process and task, readable in the inbox's `claimed_by`.
+fn worker_name(index: usize) -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".to_string());
+    format!("{host}:{}:{index}", std::process::id())
+}
+
+/// Ctrl-C, or SIGTERM from systemd or docker.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

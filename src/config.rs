@@ -1,0 +1,240 @@
+//! Typed configuration: defaults, then a TOML file, then `DMARCD_*`
+//! environment variables, validated with errors that name the setting.
+//!
+//! Every setting `key` in section `[section]` can be set by the variable
+//! `DMARCD_SECTION_KEY` (`DMARCD_DECODE_MAX_ZIP_MEMBERS=8`); top-level keys
+//! by `DMARCD_KEY` (`DMARCD_DATA_DIR`). `DATABASE_URL` is honoured too, as
+//! most tools around PostgreSQL expect.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::decode::Limits;
+use crate::worker::WorkerConfig;
+
+/// The file read when no `--config` is given, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "dmarcd.toml";
+
+/// Sections of the config file (for mapping environment variables).
+const SECTIONS: &[&str] = &["database", "decode", "worker"];
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the SQLite database (and later other state) lives (default `./data`).
+    pub data_dir: PathBuf,
+    pub database: DatabaseConfig,
+    pub decode: Limits,
+    pub worker: WorkerConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("data"),
+            database: DatabaseConfig::default(),
+            decode: Limits::default(),
+            worker: WorkerConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `postgres://user@host/db` for PostgreSQL; unset for the SQLite file
+    /// `dmarcd.sqlite` in `data_dir`.
+    pub url: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid config in {origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+impl Config {
+    /// Loads `path` (or `dmarcd.toml` if present), then applies the environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let vars: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_with_env(path, &vars)
+    }
+
+    /// Like `load`, with the environment given (for tests).
+    pub fn load_with_env(
+        path: Option<&Path>,
+        vars: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
+        let (mut table, origin) = match path {
+            Some(path) => (read_table(path)?, path.display().to_string()),
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => (
+                read_table(Path::new(DEFAULT_CONFIG_FILE))?,
+                DEFAULT_CONFIG_FILE.to_string(),
+            ),
+            None => (toml::Table::new(), "defaults".to_string()),
+        };
+        let mut origin = origin;
+        for (name, value) in vars {
+            if let Some((section, key)) = env_setting(name) {
+                set(&mut table, section.as_deref(), &key, value);
+                origin = format!("{origin} with environment overrides");
+            }
+        }
+        let config: Config =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|error: toml::de::Error| ConfigError::Invalid {
+                    origin: origin.clone(),
+                    message: error.message().to_string(),
+                })?;
+        config
+            .validate()
+            .map_err(|message| ConfigError::Invalid { origin, message })?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.worker.concurrency == 0 {
+            return Err("worker.concurrency must be at least 1".to_string());
+        }
+        if self.worker.lease_seconds < 10 {
+            return Err("worker.lease_seconds must be at least 10".to_string());
+        }
+        if self.decode.max_decompressed_bytes == 0 || self.decode.max_container_bytes == 0 {
+            return Err("decode size limits must be greater than 0".to_string());
+        }
+        if let Some(url) = &self.database.url {
+            let known = ["postgres://", "postgresql://", "sqlite:"];
+            if !known.iter().any(|prefix| url.starts_with(prefix)) {
+                return Err(format!(
+                    "database.url must start with postgres:// or sqlite: (got {url:?})"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    text.parse::<toml::Table>()
+        .map_err(|error| ConfigError::Invalid {
+            origin: path.display().to_string(),
+            message: error.to_string(),
+        })
+}
+
+/// `DMARCD_DECODE_MAX_ZIP_MEMBERS` → (`decode`, `max_zip_members`);
+/// `DATABASE_URL` → (`database`, `url`).
+fn env_setting(name: &str) -> Option<(Option<String>, String)> {
+    if name == "DATABASE_URL" {
+        return Some((Some("database".to_string()), "url".to_string()));
+    }
+    let rest = name.strip_prefix("DMARCD_")?.to_ascii_lowercase();
+    if rest == "config" {
+        return None;
+    }
+    for section in SECTIONS {
+        if let Some(key) = rest
+            .strip_prefix(section)
+            .and_then(|key| key.strip_prefix('_'))
+        {
+            return Some((Some(section.to_string()), key.to_string()));
+        }
+    }
+    Some((None, rest))
+}
+
+/// Sets a value from the environment, typed as TOML would read it.
+fn set(table: &mut toml::Table, section: Option<&str>, key: &str, raw: &str) {
+    let value = if let Ok(integer) = raw.parse::<i64>() {
+        toml::Value::Integer(integer)
+    } else if let Ok(boolean) = raw.parse::<bool>() {
+        toml::Value::Boolean(boolean)
+    } else {
+        toml::Value::String(raw.to_string())
+    };
+    let target = match section {
+        Some(section) => {
+            let entry = table
+                .entry(section.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match entry {
+                toml::Value::Table(inner) => inner,
+                _ => return,
+            }
+        }
+        None => table,
+    };
+    target.insert(key.to_string(), value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let config = Config::load_with_env(None, &[]).unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.database.url, None);
+    }
+
+    #[test]
+    fn environment_overrides_any_setting() {
+        let config = Config::load_with_env(
+            None,
+            &env(&[
+                ("DMARCD_DECODE_MAX_ZIP_MEMBERS", "8"),
+                ("DATABASE_URL", "postgres://localhost/dmarcd"),
+                ("DMARCD_DATA_DIR", "/var/lib/dmarcd"),
+                ("DMARCD_WORKER_CONCURRENCY", "3"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.decode.max_zip_members, 8);
+        assert_eq!(
+            config.database.url.as_deref(),
+            Some("postgres://localhost/dmarcd")
+        );
+        assert_eq!(config.data_dir, PathBuf::from("/var/lib/dmarcd"));
+        assert_eq!(config.worker.concurrency, 3);
+    }
+
+    #[test]
+    fn unknown_and_invalid_settings_are_named() {
+        let error = Config::load_with_env(None, &env(&[("DMARCD_DECODE_MAX_ZIP_MEMBRES", "8")]))
+            .unwrap_err();
+        assert!(error.to_string().contains("max_zip_membres"), "{error}");
+        let error =
+            Config::load_with_env(None, &env(&[("DMARCD_WORKER_CONCURRENCY", "0")])).unwrap_err();
+        assert!(error.to_string().contains("worker.concurrency"), "{error}");
+        let error =
+            Config::load_with_env(None, &env(&[("DATABASE_URL", "mysql://x")])).unwrap_err();
+        assert!(error.to_string().contains("postgres://"), "{error}");
+    }
+
+    #[test]
+    fn the_example_file_is_the_defaults() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+        let config = Config::load_with_env(Some(&example), &[]).unwrap();
+        assert_eq!(config, Config::default());
+    }
+}

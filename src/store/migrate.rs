@@ -1,0 +1,98 @@
+//! Schema migrations, embedded in the binary and applied in order. Each
+//! runs in a transaction together with the row recording it.
+
+use sqlx::{PgPool, SqlitePool};
+
+use super::{StoreError, StoreResult};
+
+/// One schema change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    sql: &'static str,
+}
+
+const POSTGRES: &[Migration] = &[Migration {
+    version: 1,
+    name: "initial",
+    sql: include_str!("../../migrations/postgres/0001_initial.sql"),
+}];
+
+const SQLITE: &[Migration] = &[Migration {
+    version: 1,
+    name: "initial",
+    sql: include_str!("../../migrations/sqlite/0001_initial.sql"),
+}];
+
+fn failed(migration: &Migration) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
+    move |source| StoreError::Migration {
+        version: migration.version,
+        name: migration.name,
+        source,
+    }
+}
+
+pub(super) async fn postgres(pool: &PgPool) -> StoreResult<Vec<Migration>> {
+    let mut applied = Vec::new();
+    let mut transaction = pool.begin().await?;
+    // Several dmarcd processes may start at once against one database.
+    sqlx::query("SELECT pg_advisory_xact_lock(7401500)")
+        .execute(&mut *transaction)
+        .await?;
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version BIGINT PRIMARY KEY,
+            name TEXT NOT NULL,
+            applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+    )
+    .execute(&mut *transaction)
+    .await?;
+    let done: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
+        .fetch_all(&mut *transaction)
+        .await?;
+    for migration in POSTGRES.iter().filter(|m| !done.contains(&m.version)) {
+        sqlx::raw_sql(migration.sql)
+            .execute(&mut *transaction)
+            .await
+            .map_err(failed(migration))?;
+        sqlx::query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)")
+            .bind(migration.version)
+            .bind(migration.name)
+            .execute(&mut *transaction)
+            .await?;
+        applied.push(*migration);
+    }
+    transaction.commit().await?;
+    Ok(applied)
+}
+
+pub(super) async fn sqlite(pool: &SqlitePool) -> StoreResult<Vec<Migration>> {
+    let mut applied = Vec::new();
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now')))",
+    )
+    .execute(pool)
+    .await?;
+    let done: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
+        .fetch_all(pool)
+        .await?;
+    for migration in SQLITE.iter().filter(|m| !done.contains(&m.version)) {
+        let mut transaction = pool.begin().await?;
+        sqlx::raw_sql(migration.sql)
+            .execute(&mut *transaction)
+            .await
+            .map_err(failed(migration))?;
+        sqlx::query("INSERT INTO schema_migrations (version, name) VALUES (?, ?)")
+            .bind(migration.version)
+            .bind(migration.name)
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        applied.push(*migration);
+    }
+    Ok(applied)
+}

@@ -1,0 +1,553 @@
+//! The PostgreSQL backend: the production store. Several dmarcd processes
+//! may share one database: workers claim messages with `FOR UPDATE SKIP
+//! LOCKED`, and report uniqueness is enforced by the database.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Postgres, QueryBuilder, Row, Transaction};
+
+use super::rows::{self, AggregateRow, RecordColumns};
+use super::*;
+use crate::report::{AggregateReport, FailureReport, Report, TlsReport};
+
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(0)
+}
+
+impl PgStore {
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        Ok(PgStore { pool })
+    }
+
+    pub(super) async fn migrate(&self) -> StoreResult<Vec<Migration>> {
+        migrate::postgres(&self.pool).await
+    }
+
+    pub(super) async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub(super) async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub(super) async fn insert_message(
+        &self,
+        raw: &[u8],
+        envelope: &Envelope,
+    ) -> StoreResult<Accepted> {
+        let digest = sha256(raw).to_vec();
+        let inserted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO inbox_messages
+                (sha256, raw, size, received_at, intake, source_name, peer_ip, helo, mail_from, rcpt_to, tls)
+             VALUES ($1, $2, $3, $4, $5, $6, $7::inet, $8, $9, $10, $11)
+             ON CONFLICT (sha256) DO NOTHING
+             RETURNING id",
+        )
+        .bind(&digest)
+        .bind(raw)
+        .bind(raw.len() as i64)
+        .bind(now())
+        .bind(envelope.intake.as_str())
+        .bind(envelope.source_name.as_deref())
+        .bind(envelope.peer_ip.map(|ip| ip.to_string()))
+        .bind(envelope.helo.as_deref())
+        .bind(envelope.mail_from.as_deref())
+        .bind(&envelope.rcpt_to)
+        .bind(envelope.tls)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(id) = inserted {
+            return Ok(Accepted { id, is_new: true });
+        }
+        let id: i64 = sqlx::query_scalar("SELECT id FROM inbox_messages WHERE sha256 = $1")
+            .bind(&digest)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Accepted { id, is_new: false })
+    }
+
+    pub(super) async fn claim(
+        &self,
+        worker: &str,
+        batch: u32,
+        lease: Duration,
+    ) -> StoreResult<Vec<Claimed>> {
+        let now = now();
+        let lease_until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        // SKIP LOCKED: concurrent workers (in this process or another node)
+        // each take different rows and never wait on each other.
+        let rows = sqlx::query(
+            "UPDATE inbox_messages
+                SET status = 'processing', attempts = attempts + 1, lease_until = $1, claimed_by = $2
+              WHERE id IN (SELECT id FROM inbox_messages
+                            WHERE status = 'pending' OR (status = 'processing' AND lease_until < $3)
+                            ORDER BY id LIMIT $4
+                            FOR UPDATE SKIP LOCKED)
+             RETURNING id, raw, source_name, attempts",
+        )
+        .bind(lease_until)
+        .bind(worker)
+        .bind(now)
+        .bind(i64::from(batch))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut claimed: Vec<Claimed> = rows
+            .into_iter()
+            .map(|row| Claimed {
+                id: row.get("id"),
+                raw: row.get("raw"),
+                source_name: row.get("source_name"),
+                attempts: row.get("attempts"),
+            })
+            .collect();
+        claimed.sort_by_key(|message| message.id);
+        Ok(claimed)
+    }
+
+    pub(super) async fn save_outcome(
+        &self,
+        id: i64,
+        worker: &str,
+        outcome: &Outcome,
+    ) -> StoreResult<SaveSummary> {
+        let mut transaction = self.pool.begin().await?;
+        let holder: Option<(String, Option<String>)> = sqlx::query_as(
+            "SELECT status, claimed_by FROM inbox_messages WHERE id = $1 FOR UPDATE",
+        )
+        .bind(id)
+        .fetch_optional(&mut *transaction)
+        .await?;
+        if holder != Some(("processing".to_string(), Some(worker.to_string()))) {
+            return Ok(SaveSummary::default());
+        }
+        let mut summary = SaveSummary {
+            written: true,
+            ..SaveSummary::default()
+        };
+        let (status, error) = match outcome {
+            Outcome::Reports(reports) => {
+                match write_reports(&mut transaction, id, reports, &mut summary).await? {
+                    Ok(()) if summary.stored.is_empty() && summary.duplicates > 0 => {
+                        (MessageStatus::Duplicate, None)
+                    }
+                    Ok(()) => (MessageStatus::Done, None),
+                    Err(invalid) => {
+                        // Roll back what was written, keep the message with its reason.
+                        transaction.rollback().await?;
+                        transaction = self.pool.begin().await?;
+                        summary = SaveSummary {
+                            written: true,
+                            ..SaveSummary::default()
+                        };
+                        (MessageStatus::Failed, Some(invalid))
+                    }
+                }
+            }
+            Outcome::Failed(reason) => (MessageStatus::Failed, Some(reason.clone())),
+            Outcome::Ignored(reason) => (MessageStatus::Ignored, Some(reason.clone())),
+        };
+        sqlx::query(
+            "UPDATE inbox_messages
+                SET status = $1, error = $2, processed_at = $3, lease_until = NULL, claimed_by = NULL
+              WHERE id = $4",
+        )
+        .bind(status.as_str())
+        .bind(error)
+        .bind(now())
+        .bind(id)
+        .execute(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        summary.status = Some(status);
+        Ok(summary)
+    }
+
+    pub(super) async fn requeue(&self, selection: &Requeue) -> StoreResult<u64> {
+        let mut transaction = self.pool.begin().await?;
+        let mut select = QueryBuilder::<Postgres>::new(
+            "SELECT id FROM inbox_messages WHERE status NOT IN ('pending', 'processing')",
+        );
+        match selection {
+            Requeue::Failed => {
+                select.push(" AND status = 'failed'");
+            }
+            Requeue::All => {}
+            Requeue::Ids(ids) => {
+                select.push(" AND id IN (");
+                let mut list = select.separated(", ");
+                for id in ids {
+                    list.push_bind(*id);
+                }
+                list.push_unseparated(")");
+                if ids.is_empty() {
+                    return Ok(0);
+                }
+            }
+        }
+        let ids: Vec<i64> = select
+            .build_query_scalar()
+            .fetch_all(&mut *transaction)
+            .await?;
+        for id in &ids {
+            for table in ["aggregate_reports", "tls_reports", "failure_reports"] {
+                let sql = format!("DELETE FROM {table} WHERE message_id = $1");
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(id)
+                    .execute(&mut *transaction)
+                    .await?;
+            }
+            sqlx::query(
+                "UPDATE inbox_messages
+                    SET status = 'pending', error = NULL, processed_at = NULL, lease_until = NULL, claimed_by = NULL
+                  WHERE id = $1",
+            )
+            .bind(id)
+            .execute(&mut *transaction)
+            .await?;
+        }
+        transaction.commit().await?;
+        Ok(ids.len() as u64)
+    }
+
+    pub(super) async fn message(&self, id: i64) -> StoreResult<Option<MessageInfo>> {
+        let row = sqlx::query(
+            "SELECT id, status, error, attempts, source_name FROM inbox_messages WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|row| MessageInfo {
+            id: row.get("id"),
+            status: MessageStatus::parse(row.get("status")).unwrap_or(MessageStatus::Failed),
+            error: row.get("error"),
+            attempts: row.get("attempts"),
+            source_name: row.get("source_name"),
+        }))
+    }
+
+    pub(super) async fn status_counts(&self) -> StoreResult<BTreeMap<MessageStatus, i64>> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*)::int8 FROM inbox_messages GROUP BY status")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(status, count)| MessageStatus::parse(&status).map(|s| (s, count)))
+            .collect())
+    }
+
+    pub(super) async fn report_counts(&self) -> StoreResult<ReportCounts> {
+        let (aggregate_reports, aggregate_records, tls_reports, failure_reports): (i64, i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM aggregate_reports)::int8, (SELECT COUNT(*) FROM aggregate_records)::int8,
+                    (SELECT COUNT(*) FROM tls_reports)::int8, (SELECT COUNT(*) FROM failure_reports)::int8",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(ReportCounts {
+            aggregate_reports,
+            aggregate_records,
+            tls_reports,
+            failure_reports,
+        })
+    }
+
+    pub(super) async fn aggregate_reports_by_domain(&self) -> StoreResult<BTreeMap<String, i64>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT policy_domain, COUNT(*)::int8 FROM aggregate_reports GROUP BY policy_domain",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    pub(super) async fn domains(&self) -> StoreResult<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT name FROM domains ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+}
+
+/// Writes every report of a message. The inner error is a report that
+/// cannot be stored (e.g. a date out of range): the message fails with it.
+async fn write_reports(
+    transaction: &mut Transaction<'_, Postgres>,
+    message_id: i64,
+    reports: &[ExtractedReport],
+    summary: &mut SaveSummary,
+) -> StoreResult<Result<(), String>> {
+    for extracted in reports {
+        let location = extracted.location.as_str();
+        let written = match &extracted.report {
+            Report::Aggregate(report) => {
+                write_aggregate(transaction, message_id, location, report).await?
+            }
+            Report::Tlsrpt(report) => write_tls(transaction, message_id, location, report).await?,
+            Report::Failure(report) => {
+                write_failure(transaction, message_id, location, report).await?
+            }
+        };
+        match written {
+            Ok(Some(records)) => {
+                *summary.stored.entry(extracted.report.kind()).or_default() += 1;
+                summary.records += records;
+            }
+            Ok(None) => summary.duplicates += 1,
+            Err(invalid) => return Ok(Err(format!("{location}: {invalid}"))),
+        }
+    }
+    Ok(Ok(()))
+}
+
+async fn add_domain(transaction: &mut Transaction<'_, Postgres>, name: &str) -> StoreResult<()> {
+    sqlx::query("INSERT INTO domains (name, origin, created_at) VALUES ($1, 'report', $2) ON CONFLICT (name) DO NOTHING")
+        .bind(name.to_ascii_lowercase())
+        .bind(now())
+        .execute(&mut **transaction)
+        .await?;
+    Ok(())
+}
+
+/// `Ok(Some(records))` when stored, `Ok(None)` when already there.
+async fn write_aggregate(
+    transaction: &mut Transaction<'_, Postgres>,
+    message_id: i64,
+    location: &str,
+    report: &AggregateReport,
+) -> StoreResult<Result<Option<u64>, String>> {
+    let row = match AggregateRow::new(report) {
+        Ok(row) => row,
+        Err(invalid) => return Ok(Err(invalid)),
+    };
+    let meta = &report.metadata;
+    let policy = &report.policy_published;
+    let inserted: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO aggregate_reports
+            (message_id, location, org_name, email, extra_contact_info, report_id, date_begin, date_end,
+             errors, generator, schema, version, namespace, policy_domain, adkim, aspf, p, sp, np, pct, fo,
+             testing, discovery_method, extensions, warnings, record_count, message_count, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21,
+                 $22, $23, $24::jsonb, $25::jsonb, $26, $27, $28)
+         ON CONFLICT (org_name, report_id, policy_domain, date_begin) DO NOTHING
+         RETURNING id",
+    )
+    .bind(message_id)
+    .bind(location)
+    .bind(&meta.org_name)
+    .bind(meta.email.as_deref())
+    .bind(meta.extra_contact_info.as_deref())
+    .bind(&meta.report_id)
+    .bind(row.begin)
+    .bind(row.end)
+    .bind(&meta.errors)
+    .bind(meta.generator.as_deref())
+    .bind(&row.schema)
+    .bind(report.version.as_deref())
+    .bind(report.namespace.as_deref())
+    .bind(&policy.domain)
+    .bind(row.adkim.as_deref())
+    .bind(row.aspf.as_deref())
+    .bind(row.p.as_deref())
+    .bind(row.sp.as_deref())
+    .bind(row.np.as_deref())
+    .bind(policy.pct.map(i16::from))
+    .bind(policy.fo.as_deref())
+    .bind(policy.testing.as_deref())
+    .bind(policy.discovery_method.as_deref())
+    .bind(&row.extensions_json)
+    .bind(&row.warnings_json)
+    .bind(i32::try_from(report.records.len()).unwrap_or(i32::MAX))
+    .bind(row.message_count)
+    .bind(now())
+    .fetch_optional(&mut **transaction)
+    .await?;
+    let Some(report_row) = inserted else {
+        return Ok(Ok(None));
+    };
+    add_domain(transaction, &policy.domain).await?;
+
+    // One statement per batch, each column bound as an array: a
+    // 100,000-record report is 20 round trips, not 100,000.
+    let columns = RecordColumns::new(&report.records);
+    let mut start = 0;
+    while start < columns.len() {
+        let end = (start + rows::RECORD_BATCH).min(columns.len());
+        sqlx::query(
+            "INSERT INTO aggregate_records
+                (report_id, policy_domain, org_name, date_begin, date_end, source_ip, invalid_source_ip, count,
+                 disposition, dkim_aligned, spf_aligned, dmarc_pass, reasons, header_from, envelope_from,
+                 envelope_to, dkim_results, spf_results, extensions)
+             SELECT $1, $2, $3, $4, $5, r.ip::inet, r.bad_ip, r.count, r.disposition, r.dkim, r.spf, r.pass,
+                    r.reasons::jsonb, r.header_from, r.envelope_from, r.envelope_to, r.dkim_results::jsonb,
+                    r.spf_results::jsonb, r.extensions::jsonb
+               FROM UNNEST($6::text[], $7::text[], $8::int8[], $9::text[], $10::text[], $11::text[],
+                           $12::bool[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[],
+                           $18::text[], $19::text[])
+                 AS r(ip, bad_ip, count, disposition, dkim, spf, pass, reasons, header_from, envelope_from,
+                      envelope_to, dkim_results, spf_results, extensions)",
+        )
+        .bind(report_row)
+        .bind(&policy.domain)
+        .bind(&meta.org_name)
+        .bind(row.begin)
+        .bind(row.end)
+        .bind(&columns.source_ip[start..end])
+        .bind(&columns.invalid_source_ip[start..end])
+        .bind(&columns.count[start..end])
+        .bind(&columns.disposition[start..end])
+        .bind(&columns.dkim_aligned[start..end])
+        .bind(&columns.spf_aligned[start..end])
+        .bind(&columns.dmarc_pass[start..end])
+        .bind(&columns.reasons[start..end])
+        .bind(&columns.header_from[start..end])
+        .bind(&columns.envelope_from[start..end])
+        .bind(&columns.envelope_to[start..end])
+        .bind(&columns.dkim_results[start..end])
+        .bind(&columns.spf_results[start..end])
+        .bind(&columns.extensions[start..end])
+        .execute(&mut **transaction)
+        .await?;
+        start = end;
+    }
+    Ok(Ok(Some(report.records.len() as u64)))
+}
+
+async fn write_tls(
+    transaction: &mut Transaction<'_, Postgres>,
+    message_id: i64,
+    location: &str,
+    report: &TlsReport,
+) -> StoreResult<Result<Option<u64>, String>> {
+    let inserted: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO tls_reports
+            (message_id, location, organization_name, report_id, date_begin, date_end, contact_info, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (organization_name, report_id) DO NOTHING
+         RETURNING id",
+    )
+    .bind(message_id)
+    .bind(location)
+    .bind(&report.organization_name)
+    .bind(&report.report_id)
+    .bind(report.begin)
+    .bind(report.end)
+    .bind(report.contact_info.as_deref())
+    .bind(now())
+    .fetch_optional(&mut **transaction)
+    .await?;
+    let Some(report_row) = inserted else {
+        return Ok(Ok(None));
+    };
+    for policy in &report.policies {
+        add_domain(transaction, &policy.policy_domain).await?;
+        let policy_row: i64 = sqlx::query_scalar(
+            "INSERT INTO tls_policies
+                (report_id, policy_type, policy_domain, policy_strings, mx_hosts, successful_sessions, failed_sessions)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .bind(report_row)
+        .bind(policy.policy_type.as_str())
+        .bind(&policy.policy_domain)
+        .bind(&policy.policy_strings)
+        .bind(&policy.mx_hosts)
+        .bind(policy.successful_sessions as i64)
+        .bind(policy.failed_sessions as i64)
+        .fetch_one(&mut **transaction)
+        .await?;
+        for detail in &policy.failure_details {
+            sqlx::query(
+                "INSERT INTO tls_failure_details
+                    (policy_id, result_type, sending_mta_ip, receiving_mx_hostname, receiving_mx_helo,
+                     receiving_ip, failed_sessions, additional_information, failure_reason_code)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(policy_row)
+            .bind(detail.result_type.as_str())
+            .bind(detail.sending_mta_ip.as_deref())
+            .bind(detail.receiving_mx_hostname.as_deref())
+            .bind(detail.receiving_mx_helo.as_deref())
+            .bind(detail.receiving_ip.as_deref())
+            .bind(detail.failed_sessions as i64)
+            .bind(detail.additional_information.as_deref())
+            .bind(detail.failure_reason_code.as_deref())
+            .execute(&mut **transaction)
+            .await?;
+        }
+    }
+    Ok(Ok(Some(0)))
+}
+
+async fn write_failure(
+    transaction: &mut Transaction<'_, Postgres>,
+    message_id: i64,
+    location: &str,
+    report: &FailureReport,
+) -> StoreResult<Result<Option<u64>, String>> {
+    let original = report.original.clone().unwrap_or_default();
+    sqlx::query(
+        "INSERT INTO failure_reports
+            (message_id, location, format, feedback_type, version, user_agent, auth_failure, identity_alignment,
+             delivery_result, arrival_date, arrival_date_raw, source_ip, source_port, reporting_mta,
+             original_envelope_id, original_mail_from, original_rcpt_to, reported_domain, reported_uri,
+             authentication_results, incidents, dkim_domain, dkim_identity, dkim_selector, dkim_selector_dns,
+             spf_dns, other_fields, report_subject, original_from, original_to, original_subject,
+             original_message_id, original_date, original_headers_only, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::inet, $13, $14, $15, $16, $17, $18, $19, $20,
+                 $21, $22, $23, $24, $25, $26, $27::jsonb, $28, $29, $30, $31, $32, $33, $34, $35)",
+    )
+    .bind(message_id)
+    .bind(location)
+    .bind(rows::json_text(&report.format).trim_matches('"').to_string())
+    .bind(report.feedback_type.as_deref())
+    .bind(report.version.as_deref())
+    .bind(report.user_agent.as_deref())
+    .bind(&report.auth_failure)
+    .bind(report.identity_alignment.as_deref())
+    .bind(report.delivery_result.as_ref().map(|d| d.as_str().to_string()))
+    .bind(report.arrival_date)
+    .bind(report.arrival_date_raw.as_deref())
+    .bind(report.source_ip.map(|ip| ip.to_string()))
+    .bind(report.source_port.map(i32::from))
+    .bind(report.reporting_mta.as_deref())
+    .bind(report.original_envelope_id.as_deref())
+    .bind(report.original_mail_from.as_deref())
+    .bind(&report.original_rcpt_to)
+    .bind(&report.reported_domain)
+    .bind(&report.reported_uri)
+    .bind(&report.authentication_results)
+    .bind(report.incidents.and_then(|n| i32::try_from(n).ok()))
+    .bind(report.dkim_domain.as_deref())
+    .bind(report.dkim_identity.as_deref())
+    .bind(report.dkim_selector.as_deref())
+    .bind(report.dkim_selector_dns.as_deref())
+    .bind(&report.spf_dns)
+    .bind(rows::json_text(&report.other_fields))
+    .bind(report.report_subject.as_deref())
+    .bind(original.from.as_deref())
+    .bind(original.to.as_deref())
+    .bind(original.subject.as_deref())
+    .bind(original.message_id.as_deref())
+    .bind(original.date)
+    .bind(report.original.as_ref().map(|o| o.headers_only))
+    .bind(now())
+    .execute(&mut **transaction)
+    .await?;
+    for domain in &report.reported_domain {
+        add_domain(transaction, domain).await?;
+    }
+    Ok(Ok(Some(0)))
+}

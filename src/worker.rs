@@ -1,0 +1,211 @@
+//! Claims pending inbox messages and turns them into stored reports:
+//! decode → parse → store, and marks each message done, duplicate, ignored
+//! (not a report) or failed (with the reason). A message claimed by a
+//! process that died is claimed again once its lease expires.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::sync::watch;
+
+use crate::decode::{DecodeError, Limits};
+use crate::extract::{extract_reports_from_bytes, ExtractError, ExtractedReport};
+use crate::store::{Outcome, SaveSummary, Store, StoreResult};
+
+/// Worker settings (`[worker]` in the config file).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Worker tasks per process (default: 2).
+    pub concurrency: usize,
+    /// Messages claimed at a time by one task (default: 4).
+    pub batch_size: u32,
+    /// Seconds before a claimed but unfinished message is claimed again (default: 300).
+    pub lease_seconds: u64,
+    /// Milliseconds between polls of an empty queue (default: 1000).
+    pub poll_interval_ms: u64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            concurrency: 2,
+            batch_size: 4,
+            lease_seconds: 300,
+            poll_interval_ms: 1000,
+        }
+    }
+}
+
+/// What happened to one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Processed {
+    pub id: i64,
+    pub source_name: Option<String>,
+    pub summary: SaveSummary,
+    /// The failure or "not a report" reason.
+    pub reason: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Worker {
+    store: Store,
+    limits: Arc<Limits>,
+    name: String,
+    config: WorkerConfig,
+}
+
+impl Worker {
+    /// `name` identifies this worker in claims (host and process, say).
+    pub fn new(
+        store: Store,
+        limits: Limits,
+        name: impl Into<String>,
+        config: WorkerConfig,
+    ) -> Self {
+        Worker {
+            store,
+            limits: Arc::new(limits),
+            name: name.into(),
+            config,
+        }
+    }
+
+    /// A worker with the same store and settings under another name.
+    pub fn named(&self, name: impl Into<String>) -> Self {
+        Worker {
+            name: name.into(),
+            ..self.clone()
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Claims one batch and processes it.
+    pub async fn run_batch(&self) -> StoreResult<Vec<Processed>> {
+        let lease = Duration::from_secs(self.config.lease_seconds);
+        let claimed = self
+            .store
+            .claim(&self.name, self.config.batch_size.max(1), lease)
+            .await?;
+        let mut processed = Vec::with_capacity(claimed.len());
+        for message in claimed {
+            let name = message
+                .source_name
+                .clone()
+                .unwrap_or_else(|| format!("message {}", message.id));
+            let limits = Arc::clone(&self.limits);
+            // Decoding and parsing are CPU work: keep them off the async threads.
+            let parsed = tokio::task::spawn_blocking(move || {
+                let result = extract_reports_from_bytes(&message.raw, &name, &limits);
+                classify(result)
+            })
+            .await;
+            let outcome = parsed.unwrap_or_else(|panic| {
+                Outcome::Failed(format!("internal error while parsing: {panic}"))
+            });
+            let summary = self
+                .store
+                .save_outcome(message.id, &self.name, &outcome)
+                .await?;
+            let reason = match &outcome {
+                Outcome::Failed(reason) | Outcome::Ignored(reason) => Some(reason.clone()),
+                Outcome::Reports(_)
+                    if summary.status == Some(crate::store::MessageStatus::Failed) =>
+                {
+                    self.store
+                        .message(message.id)
+                        .await?
+                        .and_then(|info| info.error)
+                }
+                Outcome::Reports(_) => None,
+            };
+            if !summary.written {
+                tracing::warn!(id = message.id, worker = %self.name, "lost the claim on a message; another worker has it");
+            }
+            processed.push(Processed {
+                id: message.id,
+                source_name: message.source_name,
+                summary,
+                reason,
+            });
+        }
+        Ok(processed)
+    }
+
+    /// Processes batches until the queue is empty.
+    pub async fn run_until_idle(&self) -> StoreResult<Vec<Processed>> {
+        let mut all = Vec::new();
+        loop {
+            let batch = self.run_batch().await?;
+            if batch.is_empty() {
+                return Ok(all);
+            }
+            all.extend(batch);
+        }
+    }
+
+    /// Runs until `shutdown` turns true, polling the queue when it is empty.
+    /// A database error is logged and retried after the poll interval: the
+    /// messages stay in the inbox meanwhile.
+    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
+        let idle = Duration::from_millis(self.config.poll_interval_ms.max(10));
+        while !*shutdown.borrow() {
+            let pause = match self.run_batch().await {
+                Ok(batch) if !batch.is_empty() => {
+                    for message in &batch {
+                        log_processed(message);
+                    }
+                    continue;
+                }
+                Ok(_) => idle,
+                Err(error) => {
+                    tracing::error!(worker = %self.name, %error, "worker cannot reach the store; retrying");
+                    idle
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+}
+
+fn log_processed(message: &Processed) {
+    let status = message
+        .summary
+        .status
+        .map_or("lost", |status| status.as_str());
+    match &message.reason {
+        Some(reason) => tracing::info!(id = message.id, status, %reason, "message processed"),
+        None => tracing::info!(
+            id = message.id,
+            status,
+            records = message.summary.records,
+            "message processed"
+        ),
+    }
+}
+
+/// Turns a parse result into what is stored: an input that holds no report
+/// at all is `Ignored` (mail to a report address is not always a report);
+/// anything that looks like a report but cannot be read is `Failed`.
+pub fn classify(result: Result<Vec<ExtractedReport>, ExtractError>) -> Outcome {
+    match result {
+        Ok(reports) => Outcome::Reports(reports),
+        Err(
+            error @ ExtractError::Decode(
+                DecodeError::Empty { .. }
+                | DecodeError::Unrecognised { .. }
+                | DecodeError::NoReport { .. }
+                | DecodeError::NoReportInEmail { .. }
+                | DecodeError::NoReportInArchive { .. },
+            ),
+        ) => Outcome::Ignored(error.to_string()),
+        Err(error) => Outcome::Failed(error.to_string()),
+    }
+}

@@ -1,0 +1,378 @@
+//! The inbox, the worker and both storage backends, against real databases:
+//! a SQLite file and PostgreSQL (DATABASE_URL). Every test runs on each.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use dmarcd::inbox::Inbox;
+use dmarcd::store::{Envelope, MessageStatus, Outcome, Requeue, Store, StoreError};
+use dmarcd::worker::{Worker, WorkerConfig};
+use dmarcd::{testing, Limits};
+
+fn worker(store: &Store, name: &str) -> Worker {
+    Worker::new(
+        store.clone(),
+        Limits::default(),
+        name,
+        WorkerConfig::default(),
+    )
+}
+
+fn corpus_files() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus/parsedmarc");
+    let mut files = Vec::new();
+    let mut pending = vec![root];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+async fn import_corpus(inbox: &Inbox) -> (usize, usize) {
+    let (mut new, mut old) = (0, 0);
+    for path in corpus_files() {
+        let raw = std::fs::read(&path).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let accepted = inbox.accept(&raw, &Envelope::import(name)).await.unwrap();
+        if accepted.is_new {
+            new += 1;
+        } else {
+            old += 1;
+        }
+    }
+    (new, old)
+}
+
+#[tokio::test]
+async fn the_corpus_is_stored_once_and_a_second_import_adds_nothing() {
+    for (_dir, store) in common::db::backends().await {
+        let backend = store.backend();
+        let inbox = Inbox::new(store.clone());
+        assert_eq!(import_corpus(&inbox).await, (34, 0), "{backend}");
+        let processed = worker(&store, "w1").run_until_idle().await.unwrap();
+        assert_eq!(processed.len(), 34, "{backend}");
+
+        let counts = store.report_counts().await.unwrap();
+        // 24 aggregate files hold 20 distinct reports: nice-input.xml comes as
+        // .xml/.gz/.zip (one report), invalid_utf_8.xml repeats the report of
+        // !example.com!…xml, invalid_xml.xml that of veeam.com!…xml.
+        assert_eq!(counts.aggregate_reports, 20, "{backend}");
+        assert_eq!(counts.tls_reports, 4, "{backend}");
+        assert_eq!(counts.failure_reports, 5, "{backend}");
+        let expected_records = 2286 + 20 + 20 + 2 + 2 + 15;
+        assert_eq!(counts.aggregate_records, expected_records, "{backend}");
+
+        let statuses = store.status_counts().await.unwrap();
+        assert_eq!(
+            statuses.get(&MessageStatus::Done),
+            Some(&29),
+            "{backend}: {statuses:?}"
+        );
+        assert_eq!(
+            statuses.get(&MessageStatus::Duplicate),
+            Some(&4),
+            "{backend}: {statuses:?}"
+        );
+        assert_eq!(
+            statuses.get(&MessageStatus::Ignored),
+            Some(&1),
+            "{backend}: {statuses:?}"
+        );
+        assert_eq!(
+            statuses.get(&MessageStatus::Failed),
+            None,
+            "{backend}: {statuses:?}"
+        );
+
+        let by_domain = store.aggregate_reports_by_domain().await.unwrap();
+        let expected: BTreeMap<String, i64> = [
+            ("ab.id.au", 1),
+            ("borschow.com", 1),
+            ("example.com", 15),
+            ("example.de", 1),
+            ("indemed.com", 1),
+            ("twlnet.com", 1),
+        ]
+        .into_iter()
+        .map(|(domain, count)| (domain.to_string(), count))
+        .collect();
+        assert_eq!(by_domain, expected, "{backend}");
+        assert!(store
+            .domains()
+            .await
+            .unwrap()
+            .contains(&"cardinalhealth.ca".to_string()));
+
+        // The same files again: every message is already in the inbox.
+        assert_eq!(import_corpus(&inbox).await, (0, 34), "{backend}");
+        assert!(worker(&store, "w2")
+            .run_until_idle()
+            .await
+            .unwrap()
+            .is_empty());
+        // Re-running every message through the parser rebuilds the same data.
+        assert_eq!(store.requeue(&Requeue::All).await.unwrap(), 34, "{backend}");
+        worker(&store, "w3").run_until_idle().await.unwrap();
+        assert_eq!(store.report_counts().await.unwrap(), counts, "{backend}");
+        assert_eq!(store.status_counts().await.unwrap(), statuses, "{backend}");
+    }
+}
+
+#[tokio::test]
+async fn a_failing_message_keeps_its_reason_and_is_reprocessed_after_the_fix() {
+    for (_dir, store) in common::db::backends().await {
+        let backend = store.backend();
+        let xml = testing::aggregate_report(500).to_xml();
+        let gzipped = common::gzip(xml.as_bytes(), flate2::Compression::default());
+        let id = Inbox::new(store.clone())
+            .accept(&gzipped, &Envelope::import("big.xml.gz"))
+            .await
+            .unwrap()
+            .id;
+
+        // A limit set too low makes the report fail…
+        let strict = Limits {
+            max_decompressed_bytes: 64 * 1024,
+            ..Limits::default()
+        };
+        let processed = Worker::new(store.clone(), strict, "strict", WorkerConfig::default())
+            .run_until_idle()
+            .await
+            .unwrap();
+        assert_eq!(processed.len(), 1);
+        let info = store.message(id).await.unwrap().unwrap();
+        assert_eq!(info.status, MessageStatus::Failed, "{backend}");
+        let reason = info.error.unwrap();
+        assert!(
+            reason.contains("decompressed size limit"),
+            "{backend}: {reason}"
+        );
+        assert_eq!(store.report_counts().await.unwrap().aggregate_reports, 0);
+
+        // …and once the limit is fixed, reprocessing stores it.
+        assert_eq!(store.requeue(&Requeue::Failed).await.unwrap(), 1);
+        worker(&store, "fixed").run_until_idle().await.unwrap();
+        let info = store.message(id).await.unwrap().unwrap();
+        assert_eq!(info.status, MessageStatus::Done, "{backend}");
+        assert_eq!(info.error, None);
+        assert_eq!(info.attempts, 2);
+        let counts = store.report_counts().await.unwrap();
+        assert_eq!(
+            (counts.aggregate_reports, counts.aggregate_records),
+            (1, 500),
+            "{backend}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_message_left_processing_by_a_dead_worker_is_finished_by_another() {
+    for (_dir, store) in common::db::backends().await {
+        let backend = store.backend();
+        let xml = testing::aggregate_report(3).to_xml();
+        let id = Inbox::new(store.clone())
+            .accept(xml.as_bytes(), &Envelope::import("r.xml"))
+            .await
+            .unwrap()
+            .id;
+        // The first worker claims it with a short lease, then "dies".
+        let claimed = store
+            .claim("dead", 10, Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert!(
+            store
+                .claim("other", 10, Duration::from_secs(60))
+                .await
+                .unwrap()
+                .is_empty(),
+            "{backend}: still leased"
+        );
+        assert_eq!(
+            store.message(id).await.unwrap().unwrap().status,
+            MessageStatus::Processing
+        );
+
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        let processed = worker(&store, "survivor").run_until_idle().await.unwrap();
+        assert_eq!(processed.len(), 1, "{backend}");
+        let info = store.message(id).await.unwrap().unwrap();
+        assert_eq!(
+            (info.status, info.attempts),
+            (MessageStatus::Done, 2),
+            "{backend}"
+        );
+
+        // The dead worker coming back cannot overwrite the result.
+        let late = store
+            .save_outcome(id, "dead", &Outcome::Failed("late".into()))
+            .await
+            .unwrap();
+        assert!(!late.written, "{backend}");
+        assert_eq!(
+            store.message(id).await.unwrap().unwrap().status,
+            MessageStatus::Done
+        );
+    }
+}
+
+#[tokio::test]
+async fn concurrent_workers_never_process_a_message_twice() {
+    for (_dir, store) in common::db::backends().await {
+        let backend = store.backend();
+        let inbox = Inbox::new(store.clone());
+        let messages = 120;
+        for index in 0..messages {
+            let mut report = testing::aggregate_report(2);
+            report.metadata.report_id = format!("concurrent-{index}");
+            inbox
+                .accept(
+                    report.to_xml().as_bytes(),
+                    &Envelope::import(format!("{index}.xml")),
+                )
+                .await
+                .unwrap();
+        }
+        let config = WorkerConfig {
+            batch_size: 3,
+            ..WorkerConfig::default()
+        };
+        let mut tasks = Vec::new();
+        for index in 0..4 {
+            let worker = Worker::new(
+                store.clone(),
+                Limits::default(),
+                format!("w{index}"),
+                config.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                worker.run_until_idle().await.unwrap()
+            }));
+        }
+        let mut seen = HashSet::new();
+        let mut per_worker = Vec::new();
+        for task in tasks {
+            let processed = task.await.unwrap();
+            per_worker.push(processed.len());
+            for message in processed {
+                assert!(message.summary.written, "{backend}");
+                assert!(
+                    seen.insert(message.id),
+                    "{backend}: message {} processed twice",
+                    message.id
+                );
+            }
+        }
+        assert_eq!(seen.len(), messages, "{backend}: {per_worker:?}");
+        let counts = store.report_counts().await.unwrap();
+        assert_eq!(counts.aggregate_reports, messages as i64, "{backend}");
+        assert_eq!(
+            store
+                .status_counts()
+                .await
+                .unwrap()
+                .get(&MessageStatus::Done),
+            Some(&(messages as i64))
+        );
+        for id in seen {
+            assert_eq!(
+                store.message(id).await.unwrap().unwrap().attempts,
+                1,
+                "{backend}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_unavailable_database_is_a_clear_error_and_writes_nothing() {
+    for (_dir, store) in common::db::backends().await {
+        let backend = store.backend();
+        let before = store.status_counts().await.unwrap();
+        store.close().await;
+        let error = Inbox::new(store.clone())
+            .accept(b"Subject: x\r\n\r\nhello", &Envelope::import("x.eml"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, StoreError::Unavailable(_)),
+            "{backend}: {error}"
+        );
+        assert!(
+            error.to_string().starts_with("the database is unavailable"),
+            "{error}"
+        );
+        let _ = before;
+    }
+    // A server that is not there at all.
+    let error = Store::connect(Some("postgres://dmarcd@127.0.0.1:1/none"), Path::new("."))
+        .await
+        .err()
+        .expect("nothing listens on port 1");
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error}");
+}
+
+#[tokio::test]
+async fn a_report_that_cannot_be_stored_fails_its_whole_message() {
+    for (_dir, store) in common::db::backends().await {
+        let backend = store.backend();
+        let good = testing::aggregate_report(50).to_xml();
+        let mut bad = testing::aggregate_report(5);
+        bad.metadata.report_id = "far-future".into();
+        bad.metadata.begin = 99_999_999_999_999;
+        let archive = common::zip(&[
+            ("good.xml", good.as_bytes()),
+            ("bad.xml", bad.to_xml().as_bytes()),
+        ]);
+        let id = Inbox::new(store.clone())
+            .accept(&archive, &Envelope::import("two.zip"))
+            .await
+            .unwrap()
+            .id;
+        worker(&store, "w").run_until_idle().await.unwrap();
+        let info = store.message(id).await.unwrap().unwrap();
+        assert_eq!(info.status, MessageStatus::Failed, "{backend}");
+        assert!(
+            info.error.unwrap().contains("is not a usable date"),
+            "{backend}"
+        );
+        // The good report written before the bad one was rolled back with it.
+        let counts = store.report_counts().await.unwrap();
+        assert_eq!(
+            (counts.aggregate_reports, counts.aggregate_records),
+            (0, 0),
+            "{backend}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_large_report_is_stored_whole() {
+    for (_dir, store) in common::db::backends().await {
+        let backend = store.backend();
+        let xml = testing::aggregate_report(12_345).to_xml();
+        Inbox::new(store.clone())
+            .accept(xml.as_bytes(), &Envelope::import("large.xml"))
+            .await
+            .unwrap();
+        let processed = worker(&store, "w").run_until_idle().await.unwrap();
+        assert_eq!(processed[0].summary.records, 12_345, "{backend}");
+        assert_eq!(
+            store.report_counts().await.unwrap().aggregate_records,
+            12_345,
+            "{backend}"
+        );
+    }
+}
