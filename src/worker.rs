@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use crate::decode::{DecodeError, Limits};
 use crate::extract::{extract_reports_from_bytes, ExtractError, ExtractedReport};
-use crate::store::{Outcome, SaveSummary, Store, StoreResult};
+use crate::store::{MessageStatus, Outcome, SaveSummary, Store, StoreResult};
 
 /// Worker settings (`[worker]` in the config file).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -84,51 +84,70 @@ impl Worker {
         &self.name
     }
 
-    /// Claims one batch and processes it.
+    /// Claims one batch, parses it, and saves the outcomes in one transaction.
     pub async fn run_batch(&self) -> StoreResult<Vec<Processed>> {
         let lease = Duration::from_secs(self.config.lease_seconds);
         let claimed = self
             .store
             .claim(&self.name, self.config.batch_size.max(1), lease)
             .await?;
-        let mut processed = Vec::with_capacity(claimed.len());
-        for message in claimed {
-            let name = message
-                .source_name
-                .clone()
-                .unwrap_or_else(|| format!("message {}", message.id));
-            let limits = Arc::clone(&self.limits);
-            // Decoding and parsing are CPU work: keep them off the async threads.
-            let parsed = tokio::task::spawn_blocking(move || {
-                let result = extract_reports_from_bytes(&message.raw, &name, &limits);
-                classify(result)
-            })
-            .await;
-            let outcome = parsed.unwrap_or_else(|panic| {
-                Outcome::Failed(format!("internal error while parsing: {panic}"))
-            });
-            let summary = self
-                .store
-                .save_outcome(message.id, &self.name, &outcome)
-                .await?;
-            let reason = match &outcome {
+        if claimed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let limits = Arc::clone(&self.limits);
+        let sources: Vec<(i64, Option<String>)> = claimed
+            .iter()
+            .map(|m| (m.id, m.source_name.clone()))
+            .collect();
+        // Decoding and parsing are CPU work: keep them off the async threads.
+        // A panic (a parser bug) fails the batch's messages instead of losing them.
+        let outcomes = tokio::task::spawn_blocking(move || {
+            claimed
+                .into_iter()
+                .map(|message| {
+                    let name = message
+                        .source_name
+                        .clone()
+                        .unwrap_or_else(|| format!("message {}", message.id));
+                    (
+                        message.id,
+                        classify(extract_reports_from_bytes(&message.raw, &name, &limits)),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_else(|panic| {
+            let reason = format!("internal error while parsing: {panic}");
+            sources
+                .iter()
+                .map(|(id, _)| (*id, Outcome::Failed(reason.clone())))
+                .collect()
+        });
+        let items: Vec<(i64, &Outcome)> = outcomes
+            .iter()
+            .map(|(id, outcome)| (*id, outcome))
+            .collect();
+        let summaries = self.store.save_outcomes(&self.name, &items).await?;
+
+        let mut processed = Vec::with_capacity(outcomes.len());
+        for (((id, outcome), summary), (_, source_name)) in
+            outcomes.iter().zip(summaries).zip(sources)
+        {
+            let reason = match outcome {
                 Outcome::Failed(reason) | Outcome::Ignored(reason) => Some(reason.clone()),
-                Outcome::Reports(_)
-                    if summary.status == Some(crate::store::MessageStatus::Failed) =>
-                {
-                    self.store
-                        .message(message.id)
-                        .await?
-                        .and_then(|info| info.error)
+                // A report the store refused: the reason is on the message.
+                Outcome::Reports(_) if summary.status == Some(MessageStatus::Failed) => {
+                    self.store.message(*id).await?.and_then(|info| info.error)
                 }
                 Outcome::Reports(_) => None,
             };
             if !summary.written {
-                tracing::warn!(id = message.id, worker = %self.name, "lost the claim on a message; another worker has it");
+                tracing::warn!(id, worker = %self.name, "lost the claim on a message; another worker has it");
             }
             processed.push(Processed {
-                id: message.id,
-                source_name: message.source_name,
+                id: *id,
+                source_name,
                 summary,
                 reason,
             });

@@ -2,7 +2,6 @@
 CREATE TABLE inbox_messages (
     id              BIGSERIAL PRIMARY KEY,
     sha256          BYTEA NOT NULL UNIQUE,
-    raw             BYTEA NOT NULL,
     size            BIGINT NOT NULL,
     received_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
     intake          TEXT NOT NULL CHECK (intake IN ('smtp', 'http', 'import')),
@@ -22,6 +21,16 @@ CREATE TABLE inbox_messages (
 );
 CREATE INDEX inbox_messages_queue ON inbox_messages (id) WHERE status IN ('pending', 'processing');
 CREATE INDEX inbox_messages_status ON inbox_messages (status, received_at);
+
+-- The raw bytes live apart from the status columns, so that claiming and
+-- finishing a message never rewrites (or re-reads) a message of megabytes.
+CREATE TABLE inbox_raw (
+    message_id      BIGINT PRIMARY KEY REFERENCES inbox_messages (id) ON DELETE CASCADE,
+    raw             BYTEA NOT NULL
+);
+-- Raw messages are mostly compressed attachments already: don't spend
+-- time recompressing them with pglz on the way in.
+ALTER TABLE inbox_raw ALTER COLUMN raw SET STORAGE EXTERNAL;
 
 CREATE TABLE domains (
     id          BIGSERIAL PRIMARY KEY,
@@ -91,8 +100,6 @@ CREATE TABLE aggregate_records (
 CREATE INDEX aggregate_records_report ON aggregate_records (report_id);
 CREATE INDEX aggregate_records_domain_time ON aggregate_records (policy_domain, date_begin);
 CREATE INDEX aggregate_records_source_ip ON aggregate_records (source_ip);
-CREATE INDEX aggregate_records_org ON aggregate_records (org_name, date_begin);
-CREATE INDEX aggregate_records_result ON aggregate_records (dmarc_pass, date_begin);
 
 CREATE TABLE tls_reports (
     id                  BIGSERIAL PRIMARY KEY,

@@ -4,7 +4,6 @@
 CREATE TABLE inbox_messages (
     id              INTEGER PRIMARY KEY,
     sha256          BLOB NOT NULL UNIQUE,
-    raw             BLOB NOT NULL,
     size            INTEGER NOT NULL,
     received_at     TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now')),
     intake          TEXT NOT NULL CHECK (intake IN ('smtp', 'http', 'import')),
@@ -24,6 +23,13 @@ CREATE TABLE inbox_messages (
 );
 CREATE INDEX inbox_messages_queue ON inbox_messages (id) WHERE status IN ('pending', 'processing');
 CREATE INDEX inbox_messages_status ON inbox_messages (status, received_at);
+
+-- The raw bytes live apart from the status columns, so that claiming and
+-- finishing a message never rewrites (or re-reads) a message of megabytes.
+CREATE TABLE inbox_raw (
+    message_id      INTEGER PRIMARY KEY REFERENCES inbox_messages (id) ON DELETE CASCADE,
+    raw             BLOB NOT NULL
+);
 
 CREATE TABLE domains (
     id          INTEGER PRIMARY KEY,
@@ -93,8 +99,6 @@ CREATE TABLE aggregate_records (
 CREATE INDEX aggregate_records_report ON aggregate_records (report_id);
 CREATE INDEX aggregate_records_domain_time ON aggregate_records (policy_domain, date_begin);
 CREATE INDEX aggregate_records_source_ip ON aggregate_records (source_ip);
-CREATE INDEX aggregate_records_org ON aggregate_records (org_name, date_begin);
-CREATE INDEX aggregate_records_result ON aggregate_records (dmarc_pass, date_begin);
 
 CREATE TABLE tls_reports (
     id                  INTEGER PRIMARY KEY,

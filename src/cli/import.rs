@@ -172,11 +172,11 @@ impl Summary {
         );
         println!("ignored (not a report): {}", self.ignored.len());
         for (name, reason) in &self.ignored {
-            println!("  {name}: {reason}");
+            println!("  {}", describe(name, reason));
         }
         println!("failed: {}", self.failed.len());
         for (name, reason) in &self.failed {
-            println!("  {name}: {reason}");
+            println!("  {}", describe(name, reason));
         }
     }
 
@@ -186,6 +186,15 @@ impl Summary {
         } else {
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A reason already starts with the input's name; don't say it twice.
+fn describe(name: &str, reason: &str) -> String {
+    if reason.starts_with(name) {
+        reason.to_string()
+    } else {
+        format!("{name}: {reason}")
     }
 }
 

@@ -193,6 +193,8 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    #[error("a report cannot be stored: {0}")]
+    Invalid(String),
     #[error("unsupported database URL {0:?}: use postgres://… or sqlite:…")]
     UnsupportedUrl(String),
 }
@@ -282,15 +284,29 @@ impl Store {
         dispatch!(self.claim(worker, batch, lease))
     }
 
-    /// Writes what processing produced, and the message's new status, in
-    /// one transaction — only if `worker` still holds the claim.
+    /// Writes what processing produced for a batch of messages, and their
+    /// new statuses, in one transaction; each message is written whole or
+    /// not at all, and only while `worker` still holds its claim.
+    pub async fn save_outcomes(
+        &self,
+        worker: &str,
+        items: &[(i64, &Outcome)],
+    ) -> StoreResult<Vec<SaveSummary>> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        dispatch!(self.save_outcomes(worker, items))
+    }
+
+    /// `save_outcomes` for one message.
     pub async fn save_outcome(
         &self,
         id: i64,
         worker: &str,
         outcome: &Outcome,
     ) -> StoreResult<SaveSummary> {
-        dispatch!(self.save_outcome(id, worker, outcome))
+        let mut summaries = self.save_outcomes(worker, &[(id, outcome)]).await?;
+        Ok(summaries.pop().unwrap_or_default())
     }
 
     /// Puts stored messages back in the queue, deleting what was derived from them.

@@ -9,7 +9,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row, Transaction};
 
-use super::rows::{self, AggregateRow, RecordColumns};
+use super::rows::{self, unstorable, AggregateRow, RecordColumns};
 use super::*;
 use crate::report::{AggregateReport, FailureReport, Report, TlsReport};
 
@@ -32,6 +32,18 @@ impl PgStore {
         Ok(PgStore { pool })
     }
 
+    /// A transaction that writes only what can be rebuilt from the inbox
+    /// (reports, message status, claims). It commits without waiting for
+    /// the WAL flush: after a crash, anything lost is redone from the raw
+    /// message, whose own insert (`insert_message`) always waits.
+    async fn derived_transaction(&self) -> StoreResult<Transaction<'static, Postgres>> {
+        let mut transaction = self.pool.begin().await?;
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut *transaction)
+            .await?;
+        Ok(transaction)
+    }
+
     pub(super) async fn migrate(&self) -> StoreResult<Vec<Migration>> {
         migrate::postgres(&self.pool).await
     }
@@ -51,15 +63,15 @@ impl PgStore {
         envelope: &Envelope,
     ) -> StoreResult<Accepted> {
         let digest = sha256(raw).to_vec();
+        let mut transaction = self.pool.begin().await?;
         let inserted: Option<i64> = sqlx::query_scalar(
             "INSERT INTO inbox_messages
-                (sha256, raw, size, received_at, intake, source_name, peer_ip, helo, mail_from, rcpt_to, tls)
-             VALUES ($1, $2, $3, $4, $5, $6, $7::inet, $8, $9, $10, $11)
+                (sha256, size, received_at, intake, source_name, peer_ip, helo, mail_from, rcpt_to, tls)
+             VALUES ($1, $2, $3, $4, $5, $6::inet, $7, $8, $9, $10)
              ON CONFLICT (sha256) DO NOTHING
              RETURNING id",
         )
         .bind(&digest)
-        .bind(raw)
         .bind(raw.len() as i64)
         .bind(now())
         .bind(envelope.intake.as_str())
@@ -69,11 +81,18 @@ impl PgStore {
         .bind(envelope.mail_from.as_deref())
         .bind(&envelope.rcpt_to)
         .bind(envelope.tls)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *transaction)
         .await?;
         if let Some(id) = inserted {
+            sqlx::query("INSERT INTO inbox_raw (message_id, raw) VALUES ($1, $2)")
+                .bind(id)
+                .bind(raw)
+                .execute(&mut *transaction)
+                .await?;
+            transaction.commit().await?;
             return Ok(Accepted { id, is_new: true });
         }
+        transaction.rollback().await?;
         let id: i64 = sqlx::query_scalar("SELECT id FROM inbox_messages WHERE sha256 = $1")
             .bind(&digest)
             .fetch_one(&self.pool)
@@ -89,6 +108,7 @@ impl PgStore {
     ) -> StoreResult<Vec<Claimed>> {
         let now = now();
         let lease_until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        let mut transaction = self.derived_transaction().await?;
         // SKIP LOCKED: concurrent workers (in this process or another node)
         // each take different rows and never wait on each other.
         let rows = sqlx::query(
@@ -98,83 +118,134 @@ impl PgStore {
                             WHERE status = 'pending' OR (status = 'processing' AND lease_until < $3)
                             ORDER BY id LIMIT $4
                             FOR UPDATE SKIP LOCKED)
-             RETURNING id, raw, source_name, attempts",
+             RETURNING id, source_name, attempts",
         )
         .bind(lease_until)
         .bind(worker)
         .bind(now)
         .bind(i64::from(batch))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *transaction)
         .await?;
+        let ids: Vec<i64> = rows.iter().map(|row| row.get("id")).collect();
+        let raws: Vec<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT message_id, raw FROM inbox_raw WHERE message_id = ANY($1)")
+                .bind(&ids)
+                .fetch_all(&mut *transaction)
+                .await?;
+        transaction.commit().await?;
+        let mut raws: std::collections::HashMap<i64, Vec<u8>> = raws.into_iter().collect();
         let mut claimed: Vec<Claimed> = rows
             .into_iter()
-            .map(|row| Claimed {
-                id: row.get("id"),
-                raw: row.get("raw"),
-                source_name: row.get("source_name"),
-                attempts: row.get("attempts"),
+            .map(|row| {
+                let id: i64 = row.get("id");
+                Claimed {
+                    id,
+                    raw: raws.remove(&id).unwrap_or_default(),
+                    source_name: row.get("source_name"),
+                    attempts: row.get("attempts"),
+                }
             })
             .collect();
         claimed.sort_by_key(|message| message.id);
         Ok(claimed)
     }
 
-    pub(super) async fn save_outcome(
+    /// Saves the outcomes of a batch of messages in one transaction (one
+    /// commit for the batch). If the database refuses the batch, each
+    /// message is retried alone, and one that is refused alone is kept as
+    /// failed with the database's reason: a message is never lost and never
+    /// blocks the queue.
+    pub(super) async fn save_outcomes(
         &self,
-        id: i64,
         worker: &str,
-        outcome: &Outcome,
-    ) -> StoreResult<SaveSummary> {
-        let mut transaction = self.pool.begin().await?;
-        let holder: Option<(String, Option<String>)> = sqlx::query_as(
-            "SELECT status, claimed_by FROM inbox_messages WHERE id = $1 FOR UPDATE",
-        )
-        .bind(id)
-        .fetch_optional(&mut *transaction)
-        .await?;
-        if holder != Some(("processing".to_string(), Some(worker.to_string()))) {
-            return Ok(SaveSummary::default());
-        }
-        let mut summary = SaveSummary {
-            written: true,
-            ..SaveSummary::default()
-        };
-        let (status, error) = match outcome {
-            Outcome::Reports(reports) => {
-                match write_reports(&mut transaction, id, reports, &mut summary).await? {
-                    Ok(()) if summary.stored.is_empty() && summary.duplicates > 0 => {
-                        (MessageStatus::Duplicate, None)
-                    }
-                    Ok(()) => (MessageStatus::Done, None),
-                    Err(invalid) => {
-                        // Roll back what was written, keep the message with its reason.
-                        transaction.rollback().await?;
-                        transaction = self.pool.begin().await?;
-                        summary = SaveSummary {
-                            written: true,
-                            ..SaveSummary::default()
-                        };
-                        (MessageStatus::Failed, Some(invalid))
-                    }
+        items: &[(i64, &Outcome)],
+    ) -> StoreResult<Vec<SaveSummary>> {
+        match self.save_batch(worker, items).await {
+            Ok(summaries) => Ok(summaries),
+            Err(StoreError::Unavailable(error)) => Err(StoreError::Unavailable(error)),
+            Err(error) => {
+                tracing::warn!(%error, messages = items.len(), "a batch was refused; saving its messages one by one");
+                let mut summaries = Vec::with_capacity(items.len());
+                for item in items {
+                    let summary = match self.save_batch(worker, std::slice::from_ref(item)).await {
+                        Ok(mut one) => one.pop().unwrap_or_default(),
+                        Err(StoreError::Unavailable(error)) => {
+                            return Err(StoreError::Unavailable(error))
+                        }
+                        Err(error) => {
+                            let failed = Outcome::Failed(format!(
+                                "the database refused this message's reports: {error}"
+                            ));
+                            self.save_batch(worker, &[(item.0, &failed)])
+                                .await?
+                                .pop()
+                                .unwrap_or_default()
+                        }
+                    };
+                    summaries.push(summary);
                 }
+                Ok(summaries)
             }
-            Outcome::Failed(reason) => (MessageStatus::Failed, Some(reason.clone())),
-            Outcome::Ignored(reason) => (MessageStatus::Ignored, Some(reason.clone())),
-        };
-        sqlx::query(
-            "UPDATE inbox_messages
-                SET status = $1, error = $2, processed_at = $3, lease_until = NULL, claimed_by = NULL
-              WHERE id = $4",
-        )
-        .bind(status.as_str())
-        .bind(error)
-        .bind(now())
-        .bind(id)
-        .execute(&mut *transaction)
-        .await?;
+        }
+    }
+
+    async fn save_batch(
+        &self,
+        worker: &str,
+        items: &[(i64, &Outcome)],
+    ) -> StoreResult<Vec<SaveSummary>> {
+        let mut transaction = self.derived_transaction().await?;
+        let mut held = QueryBuilder::<Postgres>::new(
+            "SELECT id FROM inbox_messages WHERE status = 'processing' AND claimed_by = ",
+        );
+        held.push_bind(worker).push(" AND id IN (");
+        let mut list = held.separated(", ");
+        for (id, _) in items {
+            list.push_bind(*id);
+        }
+        list.push_unseparated(") FOR UPDATE");
+        let held: Vec<i64> = held
+            .build_query_scalar()
+            .fetch_all(&mut *transaction)
+            .await?;
+
+        let mut summaries = Vec::with_capacity(items.len());
+        let mut statuses = Vec::with_capacity(items.len());
+        for (id, outcome) in items {
+            if !held.contains(id) {
+                summaries.push(SaveSummary::default());
+                continue;
+            }
+            let mut summary = SaveSummary {
+                written: true,
+                ..SaveSummary::default()
+            };
+            let (status, error) = match outcome {
+                Outcome::Reports(reports) => match unstorable(reports) {
+                    Some(reason) => (MessageStatus::Failed, Some(reason)),
+                    None => {
+                        if let Err(invalid) =
+                            write_reports(&mut transaction, *id, reports, &mut summary).await?
+                        {
+                            return Err(StoreError::Invalid(invalid));
+                        }
+                        if summary.stored.is_empty() && summary.duplicates > 0 {
+                            (MessageStatus::Duplicate, None)
+                        } else {
+                            (MessageStatus::Done, None)
+                        }
+                    }
+                },
+                Outcome::Failed(reason) => (MessageStatus::Failed, Some(reason.clone())),
+                Outcome::Ignored(reason) => (MessageStatus::Ignored, Some(reason.clone())),
+            };
+            summary.status = Some(status);
+            summaries.push(summary);
+            statuses.push((*id, status, error));
+        }
+        set_statuses(&mut transaction, &statuses).await?;
         transaction.commit().await?;
-        summary.status = Some(status);
-        Ok(summary)
+        Ok(summaries)
     }
 
     pub(super) async fn requeue(&self, selection: &Requeue) -> StoreResult<u64> {
@@ -380,48 +451,19 @@ async fn write_aggregate(
     };
     add_domain(transaction, &policy.domain).await?;
 
-    // One statement per batch, each column bound as an array: a
-    // 100,000-record report is 20 round trips, not 100,000.
     let columns = RecordColumns::new(&report.records);
-    let mut start = 0;
-    while start < columns.len() {
-        let end = (start + rows::RECORD_BATCH).min(columns.len());
-        sqlx::query(
-            "INSERT INTO aggregate_records
-                (report_id, policy_domain, org_name, date_begin, date_end, source_ip, invalid_source_ip, count,
-                 disposition, dkim_aligned, spf_aligned, dmarc_pass, reasons, header_from, envelope_from,
-                 envelope_to, dkim_results, spf_results, extensions)
-             SELECT $1, $2, $3, $4, $5, r.ip::inet, r.bad_ip, r.count, r.disposition, r.dkim, r.spf, r.pass,
-                    r.reasons::jsonb, r.header_from, r.envelope_from, r.envelope_to, r.dkim_results::jsonb,
-                    r.spf_results::jsonb, r.extensions::jsonb
-               FROM UNNEST($6::text[], $7::text[], $8::int8[], $9::text[], $10::text[], $11::text[],
-                           $12::bool[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[],
-                           $18::text[], $19::text[])
-                 AS r(ip, bad_ip, count, disposition, dkim, spf, pass, reasons, header_from, envelope_from,
-                      envelope_to, dkim_results, spf_results, extensions)",
-        )
-        .bind(report_row)
-        .bind(&policy.domain)
-        .bind(&meta.org_name)
-        .bind(row.begin)
-        .bind(row.end)
-        .bind(&columns.source_ip[start..end])
-        .bind(&columns.invalid_source_ip[start..end])
-        .bind(&columns.count[start..end])
-        .bind(&columns.disposition[start..end])
-        .bind(&columns.dkim_aligned[start..end])
-        .bind(&columns.spf_aligned[start..end])
-        .bind(&columns.dmarc_pass[start..end])
-        .bind(&columns.reasons[start..end])
-        .bind(&columns.header_from[start..end])
-        .bind(&columns.envelope_from[start..end])
-        .bind(&columns.envelope_to[start..end])
-        .bind(&columns.dkim_results[start..end])
-        .bind(&columns.spf_results[start..end])
-        .bind(&columns.extensions[start..end])
-        .execute(&mut **transaction)
-        .await?;
-        start = end;
+    let shared = SharedColumns {
+        report: report_row,
+        domain: &policy.domain,
+        org: &meta.org_name,
+        begin: row.begin,
+        end: row.end,
+    };
+    // COPY has a fixed cost per use; it pays off only for large reports.
+    if columns.len() >= COPY_FROM_RECORDS {
+        copy_records(transaction, &shared, &columns).await?;
+    } else {
+        insert_records(transaction, &shared, &columns).await?;
     }
     Ok(Ok(Some(report.records.len() as u64)))
 }
@@ -550,4 +592,212 @@ async fn write_failure(
         add_domain(transaction, domain).await?;
     }
     Ok(Ok(Some(0)))
+}
+
+/// The columns every record of a report shares, already in COPY text form.
+struct CopyRowPrefix(Vec<u8>);
+
+impl CopyRowPrefix {
+    fn new(report: i64, domain: &str, org: &str, begin: DateTime<Utc>, end: DateTime<Utc>) -> Self {
+        let mut prefix = Vec::new();
+        copy_field(&mut prefix, Some(&report.to_string()));
+        copy_field(&mut prefix, Some(domain));
+        copy_field(&mut prefix, Some(org));
+        copy_field(&mut prefix, Some(&begin.to_rfc3339()));
+        copy_field(&mut prefix, Some(&end.to_rfc3339()));
+        CopyRowPrefix(prefix)
+    }
+}
+
+/// One field of COPY's text format, followed by a tab: `\N` for NULL, and
+/// backslash, tab, newline and carriage return escaped.
+fn copy_field(out: &mut Vec<u8>, value: Option<&str>) {
+    match value {
+        None => out.extend_from_slice(b"\\N"),
+        Some(text) => {
+            for &byte in text.as_bytes() {
+                match byte {
+                    b'\\' => out.extend_from_slice(b"\\\\"),
+                    b'\t' => out.extend_from_slice(b"\\t"),
+                    b'\n' => out.extend_from_slice(b"\\n"),
+                    b'\r' => out.extend_from_slice(b"\\r"),
+                    other => out.push(other),
+                }
+            }
+        }
+    }
+    out.push(b'\t');
+}
+
+/// Records at or above which a report's records are sent with COPY.
+const COPY_FROM_RECORDS: usize = 2000;
+/// Rows per INSERT … SELECT FROM UNNEST statement.
+const UNNEST_BATCH: usize = 5000;
+
+/// The values every record of one report shares.
+struct SharedColumns<'a> {
+    report: i64,
+    domain: &'a str,
+    org: &'a str,
+    begin: DateTime<Utc>,
+    end: DateTime<Utc>,
+}
+
+/// Small reports: one statement per batch, each column bound as an array.
+async fn insert_records(
+    transaction: &mut Transaction<'_, Postgres>,
+    shared: &SharedColumns<'_>,
+    columns: &RecordColumns,
+) -> StoreResult<()> {
+    // One statement per batch, each column bound as an array: a
+    // 100,000-record report is 20 round trips, not 100,000.
+    let mut start = 0;
+    while start < columns.len() {
+        let end = (start + UNNEST_BATCH).min(columns.len());
+        sqlx::query(
+            "INSERT INTO aggregate_records
+                (report_id, policy_domain, org_name, date_begin, date_end, source_ip, invalid_source_ip, count,
+                 disposition, dkim_aligned, spf_aligned, dmarc_pass, reasons, header_from, envelope_from,
+                 envelope_to, dkim_results, spf_results, extensions)
+             SELECT $1, $2, $3, $4, $5, r.ip::inet, r.bad_ip, r.count, r.disposition, r.dkim, r.spf, r.pass,
+                    r.reasons::jsonb, r.header_from, r.envelope_from, r.envelope_to, r.dkim_results::jsonb,
+                    r.spf_results::jsonb, r.extensions::jsonb
+               FROM UNNEST($6::text[], $7::text[], $8::int8[], $9::text[], $10::text[], $11::text[],
+                           $12::bool[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[],
+                           $18::text[], $19::text[])
+                 AS r(ip, bad_ip, count, disposition, dkim, spf, pass, reasons, header_from, envelope_from,
+                      envelope_to, dkim_results, spf_results, extensions)",
+        )
+        .bind(shared.report)
+        .bind(shared.domain)
+        .bind(shared.org)
+        .bind(shared.begin)
+        .bind(shared.end)
+        .bind(&columns.source_ip[start..end])
+        .bind(&columns.invalid_source_ip[start..end])
+        .bind(&columns.count[start..end])
+        .bind(&columns.disposition[start..end])
+        .bind(&columns.dkim_aligned[start..end])
+        .bind(&columns.spf_aligned[start..end])
+        .bind(&columns.dmarc_pass[start..end])
+        .bind(&columns.reasons[start..end])
+        .bind(&columns.header_from[start..end])
+        .bind(&columns.envelope_from[start..end])
+        .bind(&columns.envelope_to[start..end])
+        .bind(&columns.dkim_results[start..end])
+        .bind(&columns.spf_results[start..end])
+        .bind(&columns.extensions[start..end])
+        .execute(&mut **transaction)
+        .await?;
+        start = end;
+    }
+    Ok(())
+}
+
+async fn copy_records(
+    transaction: &mut Transaction<'_, Postgres>,
+    shared: &SharedColumns<'_>,
+    columns: &RecordColumns,
+) -> StoreResult<()> {
+    // COPY: PostgreSQL's bulk path, one stream for all the records (a
+    // 100,000-record report is one round trip per few megabytes, not
+    // 100,000 statements).
+    let fixed = CopyRowPrefix::new(
+        shared.report,
+        shared.domain,
+        shared.org,
+        shared.begin,
+        shared.end,
+    );
+    let mut copy = transaction
+        .copy_in_raw(
+            "COPY aggregate_records
+                (report_id, policy_domain, org_name, date_begin, date_end, source_ip, invalid_source_ip, count,
+                 disposition, dkim_aligned, spf_aligned, dmarc_pass, reasons, header_from, envelope_from,
+                 envelope_to, dkim_results, spf_results, extensions)
+             FROM STDIN",
+        )
+        .await?;
+    let mut buffer = Vec::with_capacity(1 << 20);
+    for i in 0..columns.len() {
+        buffer.extend_from_slice(&fixed.0);
+        copy_field(&mut buffer, columns.source_ip[i].as_deref());
+        copy_field(&mut buffer, columns.invalid_source_ip[i].as_deref());
+        copy_field(&mut buffer, Some(&columns.count[i].to_string()));
+        copy_field(&mut buffer, columns.disposition[i].as_deref());
+        copy_field(&mut buffer, columns.dkim_aligned[i].as_deref());
+        copy_field(&mut buffer, columns.spf_aligned[i].as_deref());
+        copy_field(
+            &mut buffer,
+            Some(if columns.dmarc_pass[i] { "t" } else { "f" }),
+        );
+        copy_field(&mut buffer, Some(&columns.reasons[i]));
+        copy_field(&mut buffer, columns.header_from[i].as_deref());
+        copy_field(&mut buffer, columns.envelope_from[i].as_deref());
+        copy_field(&mut buffer, columns.envelope_to[i].as_deref());
+        copy_field(&mut buffer, Some(&columns.dkim_results[i]));
+        copy_field(&mut buffer, Some(&columns.spf_results[i]));
+        copy_field(&mut buffer, Some(&columns.extensions[i]));
+        // Each row ends in a newline instead of its last separator.
+        if let Some(last) = buffer.last_mut() {
+            *last = b'\n';
+        }
+        if buffer.len() >= 1 << 20 {
+            copy.send(std::mem::take(&mut buffer)).await?;
+            buffer.reserve(1 << 20);
+        }
+    }
+    if !buffer.is_empty() {
+        copy.send(buffer).await?;
+    }
+    copy.finish().await?;
+    Ok(())
+}
+
+/// Marks processed messages: one statement per status for the messages
+/// without an error text, one per message with one.
+async fn set_statuses(
+    transaction: &mut Transaction<'_, Postgres>,
+    statuses: &[(i64, MessageStatus, Option<String>)],
+) -> StoreResult<()> {
+    let finished = now();
+    for status in [MessageStatus::Done, MessageStatus::Duplicate] {
+        let ids: Vec<i64> = statuses
+            .iter()
+            .filter(|(_, s, error)| *s == status && error.is_none())
+            .map(|(id, _, _)| *id)
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        let mut update = QueryBuilder::<Postgres>::new("UPDATE inbox_messages SET status = ");
+        update
+            .push_bind(status.as_str())
+            .push(", error = NULL, lease_until = NULL, claimed_by = NULL, processed_at = ")
+            .push_bind(finished)
+            .push(" WHERE id IN (");
+        let mut list = update.separated(", ");
+        for id in ids {
+            list.push_bind(id);
+        }
+        list.push_unseparated(")");
+        update.build().execute(&mut **transaction).await?;
+    }
+    for (id, status, error) in statuses {
+        if error.is_none() && matches!(status, MessageStatus::Done | MessageStatus::Duplicate) {
+            continue;
+        }
+        sqlx::query(
+            "UPDATE inbox_messages
+                SET status = $1, error = $2, processed_at = $3, lease_until = NULL, claimed_by = NULL
+              WHERE id = $4",
+        )
+        .bind(status.as_str())
+        .bind(error.as_deref())
+        .bind(finished)
+        .bind(*id)
+        .execute(&mut **transaction)
+        .await?;
+    }
+    Ok(())
 }

@@ -2,7 +2,9 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::extract::ExtractedReport;
 use crate::report::aggregate::{AggregateReport, Record};
+use crate::report::Report;
 
 /// Unix seconds as a timestamp both databases can hold.
 pub(super) fn timestamp(seconds: i64, what: &str) -> Result<DateTime<Utc>, String> {
@@ -127,10 +129,20 @@ impl RecordColumns {
     }
 }
 
-/// Rows written per statement when records are inserted in batches.
-pub(super) const RECORD_BATCH: usize = 5000;
-
 /// JSON text of a value (for SQLite's array-like columns).
 pub(super) fn json_text(value: &impl serde::Serialize) -> String {
     json(value)
+}
+
+/// Why a message's reports cannot be stored (a date no database column can
+/// hold), checked before anything is written.
+pub(super) fn unstorable(reports: &[ExtractedReport]) -> Option<String> {
+    reports
+        .iter()
+        .find_map(|extracted| match &extracted.report {
+            Report::Aggregate(report) => AggregateRow::new(report)
+                .err()
+                .map(|invalid| format!("{}: {invalid}", extracted.location)),
+            _ => None,
+        })
 }
