@@ -135,13 +135,15 @@ fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
 }
 
 /// `DMARCD_DECODE_MAX_ZIP_MEMBERS` → (`decode`, `max_zip_members`);
+/// `DMARCD_LOG` (the log filter) and `DMARCD_CONFIG` (the file) are not settings;
 /// `DATABASE_URL` → (`database`, `url`).
 fn env_setting(name: &str) -> Option<(Option<String>, String)> {
     if name == "DATABASE_URL" {
         return Some((Some("database".to_string()), "url".to_string()));
     }
     let rest = name.strip_prefix("DMARCD_")?.to_ascii_lowercase();
-    if rest == "config" {
+    // Read by the command line and the logger, not settings.
+    if rest == "config" || rest == "log" {
         return None;
     }
     for section in SECTIONS {

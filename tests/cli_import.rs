@@ -1,0 +1,102 @@
+//! `dmarcd import` and `dmarcd reprocess` as a user runs them: the real
+//! binary, a fresh SQLite data directory, the corpus on disk.
+
+use std::path::Path;
+use std::process::Command;
+
+fn dmarcd(data_dir: &Path, args: &[&str]) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_dmarcd"))
+        .args(args)
+        .env("DMARCD_DATA_DIR", data_dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("DMARCD_DATABASE_URL")
+        .env("DMARCD_LOG", "warn")
+        .output()
+        .expect("the dmarcd binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    (output.status.success(), stdout)
+}
+
+#[test]
+fn importing_the_corpus_twice_stores_every_report_once() {
+    let data = tempfile::tempdir().unwrap();
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus/parsedmarc");
+    let corpus = corpus.to_str().unwrap();
+
+    let (ok, first) = dmarcd(data.path(), &["import", corpus]);
+    assert!(ok, "{first}");
+    assert!(
+        first.contains("imported 34 files: 34 new messages, 0 already in the inbox"),
+        "{first}"
+    );
+    assert!(
+        first.contains(
+            "stored: 20 aggregate reports (2345 records), 4 TLS reports, 5 failure reports"
+        ),
+        "{first}"
+    );
+    assert!(
+        first.contains("duplicates: 4 reports already stored"),
+        "{first}"
+    );
+    assert!(first.contains("ignored (not a report): 1"), "{first}");
+    assert!(first.contains("empty.xml: empty input"), "{first}");
+    assert!(first.contains("failed: 0"), "{first}");
+    assert!(data.path().join("dmarcd.sqlite").exists());
+
+    let (ok, second) = dmarcd(data.path(), &["import", corpus]);
+    assert!(ok, "{second}");
+    assert!(
+        second.contains("0 new messages, 34 already in the inbox"),
+        "{second}"
+    );
+    assert!(
+        second
+            .contains("stored: 0 aggregate reports (0 records), 0 TLS reports, 0 failure reports"),
+        "{second}"
+    );
+
+    let (ok, again) = dmarcd(data.path(), &["reprocess", "--all"]);
+    assert!(ok, "{again}");
+    assert!(
+        again.contains("queued 34 messages for reprocessing"),
+        "{again}"
+    );
+    assert!(
+        again.contains("stored: 20 aggregate reports (2345 records)"),
+        "{again}"
+    );
+}
+
+#[test]
+fn import_lists_failures_with_their_reasons_and_exits_non_zero() {
+    let data = tempfile::tempdir().unwrap();
+    let inputs = tempfile::tempdir().unwrap();
+    std::fs::write(
+        inputs.path().join("bad.xml"),
+        "<feedback><report_metadata><org_name>x</org_name></report_metadata></feedback>",
+    )
+    .unwrap();
+    let (ok, output) = dmarcd(data.path(), &["import", inputs.path().to_str().unwrap()]);
+    assert!(!ok, "{output}");
+    assert!(output.contains("failed: 1"), "{output}");
+    assert!(
+        output.contains("bad.xml: invalid DMARC aggregate report: missing required element"),
+        "{output}"
+    );
+}
+
+#[test]
+fn migrate_creates_the_schema_once() {
+    let data = tempfile::tempdir().unwrap();
+    let (ok, first) = dmarcd(data.path(), &["migrate"]);
+    assert!(
+        ok && first.contains("sqlite: applied 0001 initial"),
+        "{first}"
+    );
+    let (ok, second) = dmarcd(data.path(), &["migrate"]);
+    assert!(
+        ok && second.contains("sqlite: schema is up to date"),
+        "{second}"
+    );
+}
