@@ -1,12 +1,16 @@
 //! Import throughput into each backend, printed as figures:
 //! `cargo bench --bench store` (PostgreSQL too when DATABASE_URL is set).
-//! Each run goes through the real path: inbox accept → worker → store.
+//! Each run takes the path `dmarcd import` takes: inbox accept and workers
+//! (accept → decode → parse → store) overlapping, default worker settings.
+//! `PLAIN=1` stores plain XML messages instead of gzip; `WORKERS` and
+//! `BATCH` override the worker settings.
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use dmarcd::inbox::Inbox;
-use dmarcd::store::{Envelope, Store};
-use dmarcd::worker::{Worker, WorkerConfig};
+use dmarcd::import::{run_import, ImportSource};
+use dmarcd::store::Store;
+use dmarcd::worker::WorkerConfig;
 use dmarcd::{testing, Limits};
 use sqlx::Connection;
 
@@ -40,10 +44,13 @@ fn main() {
     });
 }
 
-/// Reports arrive compressed (every large sender gzips them); `PLAIN=1`
-/// stores plain XML instead, the worst case for the inbox.
+fn plain() -> bool {
+    std::env::var_os("PLAIN").is_some()
+}
+
+/// Reports arrive compressed (every large sender gzips them).
 fn encode(xml: String) -> Vec<u8> {
-    if std::env::var_os("PLAIN").is_some() {
+    if plain() {
         return xml.into_bytes();
     }
     use std::io::Write;
@@ -54,34 +61,24 @@ fn encode(xml: String) -> Vec<u8> {
 
 async fn bench(backend: &str, store: Store) {
     store.migrate().await.unwrap();
-    let inbox = Inbox::new(store.clone());
-    let form = if std::env::var_os("PLAIN").is_some() {
-        "plain XML"
-    } else {
-        "gzip"
-    };
+    let form = if plain() { "plain XML" } else { "gzip" };
 
-    let messages: Vec<Vec<u8>> = (0..1000)
+    let sources: Vec<ImportSource> = (0..1000)
         .map(|index| {
             let mut report = testing::aggregate_report(100);
             report.metadata.report_id = format!("bench-{index}");
-            encode(report.to_xml())
+            ImportSource {
+                name: format!("{index}.xml"),
+                raw: encode(report.to_xml()),
+            }
         })
         .collect();
     let start = Instant::now();
-    for (index, raw) in messages.iter().enumerate() {
-        inbox
-            .accept(raw, &Envelope::import(format!("{index}.xml")))
-            .await
-            .unwrap();
-    }
-    let accepted = start.elapsed();
-    let records = process(&store).await;
+    let records = import(&store, sources).await;
     let total = start.elapsed();
     println!(
-        "{backend}: 1000 reports x 100 records ({form}): {:.2} s ({:.2} s accepting), {:.0} reports/s, {:.0} records/s",
+        "{backend}: 1000 reports x 100 records ({form}): {:.2} s, {:.0} reports/s, {:.0} records/s",
         total.as_secs_f64(),
-        accepted.as_secs_f64(),
         1000.0 / total.as_secs_f64(),
         records as f64 / total.as_secs_f64()
     );
@@ -89,54 +86,53 @@ async fn bench(backend: &str, store: Store) {
     let mut large = testing::aggregate_report(100_000);
     large.metadata.report_id = "bench-large".to_string();
     let raw = encode(large.to_xml());
+    let size = raw.len();
     let start = Instant::now();
-    inbox
-        .accept(&raw, &Envelope::import("large.xml"))
-        .await
-        .unwrap();
-    let records = process(&store).await;
+    let records = import(
+        &store,
+        vec![ImportSource {
+            name: "large.xml".into(),
+            raw,
+        }],
+    )
+    .await;
     let total = start.elapsed();
     println!(
         "{backend}: one report of 100000 records ({form}, {:.1} MB): {:.2} s, {:.0} records/s",
-        raw.len() as f64 / 1e6,
+        size as f64 / 1e6,
         total.as_secs_f64(),
         records as f64 / total.as_secs_f64()
     );
 }
 
-/// Two workers (the default concurrency) until the queue is empty.
-async fn process(store: &Store) -> u64 {
-    let mut tasks = Vec::new();
-    let concurrency: usize = std::env::var("WORKERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2);
-    let config = WorkerConfig {
-        batch_size: std::env::var("BATCH")
+async fn import(store: &Store, sources: Vec<ImportSource>) -> u64 {
+    let defaults = WorkerConfig::default();
+    let setting = |name: &str| {
+        std::env::var(name)
             .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(4),
-        ..WorkerConfig::default()
+            .and_then(|value| value.parse().ok())
     };
-    for index in 0..concurrency {
-        let worker = Worker::new(
-            store.clone(),
-            Limits::default(),
-            format!("bench{index}"),
-            config.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            worker.run_until_idle().await.unwrap()
-        }));
-    }
-    let mut records = 0;
-    for task in tasks {
-        records += task
-            .await
-            .unwrap()
-            .iter()
-            .map(|p| p.summary.records)
-            .sum::<u64>();
-    }
-    records
+    let config = WorkerConfig {
+        concurrency: setting("WORKERS").unwrap_or(defaults.concurrency),
+        batch_size: setting("BATCH").map_or(defaults.batch_size, |batch: usize| batch as u32),
+        ..defaults
+    };
+    let (sender, receiver) = tokio::sync::mpsc::channel(16);
+    let feeder = tokio::spawn(async move {
+        for source in sources {
+            sender.send(source).await.unwrap();
+        }
+    });
+    let outcome = run_import(
+        store.clone(),
+        Limits::default(),
+        config,
+        "bench",
+        receiver,
+        Arc::new(|_| {}),
+    )
+    .await
+    .unwrap();
+    feeder.await.unwrap();
+    outcome.processed.iter().map(|p| p.summary.records).sum()
 }

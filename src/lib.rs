@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod decode;
 pub mod extract;
+pub mod import;
 pub mod inbox;
 pub mod report;
 pub mod store;

@@ -19,7 +19,7 @@ use crate::store::{MessageStatus, Outcome, SaveSummary, Store, StoreResult};
 pub struct WorkerConfig {
     /// Worker tasks per process (default: 2).
     pub concurrency: usize,
-    /// Messages claimed at a time by one task (default: 4).
+    /// Messages claimed, parsed and saved at a time by one task (default: 16).
     pub batch_size: u32,
     /// Seconds before a claimed but unfinished message is claimed again (default: 300).
     pub lease_seconds: u64,
@@ -31,7 +31,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             concurrency: 2,
-            batch_size: 4,
+            batch_size: 16,
             lease_seconds: 300,
             poll_interval_ms: 1000,
         }

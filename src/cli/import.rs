@@ -7,51 +7,64 @@ use std::process::ExitCode;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::config::Config;
-use crate::inbox::Inbox;
-use crate::store::{Envelope, MessageStatus, Requeue};
-use crate::worker::{Processed, Worker};
+use std::sync::Arc;
 
-/// One message found on disk.
-struct Found {
-    name: String,
-    raw: Vec<u8>,
-}
+use crate::config::Config;
+use crate::import::{run_import, ImportEvent, ImportSource};
+use crate::store::{MessageStatus, Requeue};
+use crate::worker::Processed;
 
 pub(super) async fn import(config: &Config, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let store = super::open_store(config).await?;
-    let inbox = Inbox::new(store.clone());
     let files = collect_files(paths)?;
-    let progress = progress_bar(files.len() as u64, "storing");
-    let mut new_ids = Vec::new();
-    let mut already = Vec::new();
-    for path in &files {
-        for found in read_messages(path)? {
-            let accepted = inbox
-                .accept(&found.raw, &Envelope::import(found.name.clone()))
-                .await?;
-            if accepted.is_new {
-                new_ids.push(accepted.id);
-            } else {
-                already.push((found.name, accepted.id));
+    let file_count = files.len();
+    let progress = progress_bar(file_count as u64, "importing");
+
+    // Files are read on a blocking thread and handed over through a small
+    // queue: the database stores and processes while the disk is read.
+    let (sender, receiver) = tokio::sync::mpsc::channel::<ImportSource>(16);
+    let reader = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        for path in files {
+            for found in read_messages(&path)? {
+                if sender.blocking_send(found).is_err() {
+                    return Ok(());
+                }
             }
         }
-        progress.inc(1);
-        if progress.is_hidden() {
-            println!("stored {}", path.display());
+        Ok(())
+    });
+    let bar = progress.clone();
+    let on_event: Arc<dyn Fn(ImportEvent) + Send + Sync> = Arc::new(move |event| match event {
+        ImportEvent::Stored { name } => {
+            if bar.is_hidden() {
+                println!("stored {name}");
+            } else {
+                bar.set_message(name);
+            }
         }
-    }
+        ImportEvent::Processed { count } => bar.inc(count as u64),
+    });
+    let worker_name = format!("import:{}", std::process::id());
+    let outcome = run_import(
+        store.clone(),
+        config.decode.clone(),
+        config.worker.clone(),
+        &worker_name,
+        receiver,
+        on_event,
+    )
+    .await;
+    reader.await??;
+    let outcome = outcome?;
     progress.finish_and_clear();
 
-    let processed = process_all(config, store.clone(), new_ids.len() as u64).await?;
-    let summary = Summary::of(&processed);
+    let summary = Summary::of(&outcome.processed);
     println!(
-        "imported {} files: {} new messages, {} already in the inbox",
-        files.len(),
-        new_ids.len(),
-        already.len()
+        "imported {file_count} files: {} new messages, {} already in the inbox",
+        outcome.new_ids.len(),
+        outcome.already.len()
     );
-    for (name, id) in &already {
+    for (name, id) in &outcome.already {
         let status = store
             .message(*id)
             .await?
@@ -66,48 +79,29 @@ pub(super) async fn reprocess(config: &Config, selection: &Requeue) -> anyhow::R
     let store = super::open_store(config).await?;
     let queued = store.requeue(selection).await?;
     println!("queued {queued} messages for reprocessing");
-    let processed = process_all(config, store, queued).await?;
-    let summary = Summary::of(&processed);
-    summary.print();
-    Ok(summary.exit_code())
-}
-
-/// Runs the configured number of workers until the queue is empty.
-async fn process_all(
-    config: &Config,
-    store: crate::store::Store,
-    expected: u64,
-) -> anyhow::Result<Vec<Processed>> {
-    let progress = progress_bar(expected, "processing");
-    let base = Worker::new(
+    let progress = progress_bar(queued, "processing");
+    let (sender, receiver) = tokio::sync::mpsc::channel::<ImportSource>(1);
+    drop(sender);
+    let bar = progress.clone();
+    let on_event: Arc<dyn Fn(ImportEvent) + Send + Sync> = Arc::new(move |event| {
+        if let ImportEvent::Processed { count } = event {
+            bar.inc(count as u64);
+        }
+    });
+    let worker_name = format!("reprocess:{}", std::process::id());
+    let outcome = run_import(
         store,
         config.decode.clone(),
-        format!("import:{}", std::process::id()),
         config.worker.clone(),
-    );
-    let mut tasks = Vec::new();
-    for index in 0..config.worker.concurrency {
-        let worker = base.named(format!("import:{}:{index}", std::process::id()));
-        let progress = progress.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut all = Vec::new();
-            loop {
-                let batch = worker.run_batch().await?;
-                if batch.is_empty() {
-                    return Ok::<_, crate::store::StoreError>(all);
-                }
-                progress.inc(batch.len() as u64);
-                all.extend(batch);
-            }
-        }));
-    }
-    let mut processed = Vec::new();
-    for task in tasks {
-        processed.extend(task.await??);
-    }
+        &worker_name,
+        receiver,
+        on_event,
+    )
+    .await?;
     progress.finish_and_clear();
-    processed.sort_by_key(|message| message.id);
-    Ok(processed)
+    let summary = Summary::of(&outcome.processed);
+    summary.print();
+    Ok(summary.exit_code())
 }
 
 fn progress_bar(length: u64, label: &'static str) -> ProgressBar {
@@ -239,17 +233,17 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
 }
 
 /// The messages in a file: one, or several for an mbox.
-fn read_messages(path: &Path) -> anyhow::Result<Vec<Found>> {
+fn read_messages(path: &Path) -> anyhow::Result<Vec<ImportSource>> {
     let raw =
         std::fs::read(path).map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
     let name = path.display().to_string();
     if !raw.starts_with(b"From ") {
-        return Ok(vec![Found { name, raw }]);
+        return Ok(vec![ImportSource { name, raw }]);
     }
     Ok(split_mbox(&raw)
         .into_iter()
         .enumerate()
-        .map(|(index, raw)| Found {
+        .map(|(index, raw)| ImportSource {
             name: format!("{name} #{}", index + 1),
             raw,
         })
