@@ -13,6 +13,9 @@ use crate::inbox::Inbox;
 use crate::store::{Envelope, Store, StoreError, StoreResult};
 use crate::worker::{Processed, Worker, WorkerConfig};
 
+/// Messages stored per transaction at most.
+const ACCEPT_BATCH: usize = 64;
+
 /// One message to import, with the name it is known by (a file path).
 #[derive(Debug, Clone)]
 pub struct ImportSource {
@@ -65,16 +68,34 @@ pub async fn run_import(
     let inbox = Inbox::new(store);
     let mut outcome = ImportOutcome::default();
     let stored: StoreResult<()> = async {
-        while let Some(source) = sources.recv().await {
-            let accepted = inbox
-                .accept(&source.raw, &Envelope::import(source.name.clone()))
-                .await?;
-            if accepted.is_new {
-                outcome.new_ids.push(accepted.id);
-            } else {
-                outcome.already.push((source.name.clone(), accepted.id));
+        // Whatever has arrived is stored in one transaction (group commit):
+        // one fsync per batch instead of one per file.
+        while let Some(first) = sources.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < ACCEPT_BATCH {
+                match sources.try_recv() {
+                    Ok(source) => batch.push(source),
+                    Err(_) => break,
+                }
             }
-            on_event(ImportEvent::Stored { name: source.name });
+            let envelopes: Vec<Envelope> = batch
+                .iter()
+                .map(|s| Envelope::import(s.name.clone()))
+                .collect();
+            let messages: Vec<(&[u8], &Envelope)> = batch
+                .iter()
+                .zip(&envelopes)
+                .map(|(s, e)| (s.raw.as_slice(), e))
+                .collect();
+            let accepted = inbox.accept_many(&messages).await?;
+            for (source, accepted) in batch.into_iter().zip(accepted) {
+                if accepted.is_new {
+                    outcome.new_ids.push(accepted.id);
+                } else {
+                    outcome.already.push((source.name.clone(), accepted.id));
+                }
+                on_event(ImportEvent::Stored { name: source.name });
+            }
         }
         Ok(())
     }

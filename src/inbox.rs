@@ -31,6 +31,12 @@ impl Inbox {
         Ok(accepted)
     }
 
+    /// `accept` for several messages, committed together (one fsync): for
+    /// bulk intake such as `dmarcd import`, where nobody waits on each one.
+    pub async fn accept_many(&self, messages: &[(&[u8], &Envelope)]) -> StoreResult<Vec<Accepted>> {
+        self.store.insert_messages(messages).await
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }

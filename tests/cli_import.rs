@@ -100,3 +100,41 @@ fn migrate_creates_the_schema_once() {
         "{second}"
     );
 }
+
+#[test]
+fn imports_mbox_files_and_maildir_folders() {
+    let data = tempfile::tempdir().unwrap();
+    let inputs = tempfile::tempdir().unwrap();
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus/parsedmarc");
+    let twilight = std::fs::read(corpus.join("aggregate/twilight.eml")).unwrap();
+    let mimecast = std::fs::read(corpus.join("aggregate/mimecast-weird-gzip.eml")).unwrap();
+    let tlsrpt = std::fs::read(corpus.join("smtp_tls/google.com_smtp_tls_report.eml")).unwrap();
+
+    // An mbox holding two of the messages.
+    let mut mbox = b"From reports@google.com Mon Feb 11 00:00:00 2019\n".to_vec();
+    mbox.extend_from_slice(&twilight);
+    mbox.extend_from_slice(b"\nFrom reports@mimecast.org Tue Aug 29 00:00:00 2023\n");
+    mbox.extend_from_slice(&mimecast);
+    std::fs::write(inputs.path().join("reports.mbox"), mbox).unwrap();
+
+    // A Maildir: messages in cur/ and new/; tmp/ (still being delivered) is skipped.
+    let maildir = inputs.path().join("Maildir");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(maildir.join(sub)).unwrap();
+    }
+    std::fs::write(maildir.join("new/1700000000.1.host"), &tlsrpt).unwrap();
+    std::fs::write(maildir.join("tmp/1700000001.2.host"), b"half-delivered").unwrap();
+
+    let (ok, output) = dmarcd(data.path(), &["import", inputs.path().to_str().unwrap()]);
+    assert!(ok, "{output}");
+    assert!(
+        output.contains("imported 2 files: 3 new messages"),
+        "{output}"
+    );
+    assert!(
+        output
+            .contains("stored: 2 aggregate reports (2 records), 1 TLS reports, 0 failure reports"),
+        "{output}"
+    );
+    assert!(output.contains("failed: 0"), "{output}");
+}

@@ -271,7 +271,21 @@ impl Store {
     /// Stores a raw message; returns once it is committed. The same bytes
     /// twice are stored once.
     pub async fn insert_message(&self, raw: &[u8], envelope: &Envelope) -> StoreResult<Accepted> {
-        dispatch!(self.insert_message(raw, envelope))
+        let mut accepted = self.insert_messages(&[(raw, envelope)]).await?;
+        accepted
+            .pop()
+            .ok_or_else(|| StoreError::Invalid("the inbox returned no id".to_string()))
+    }
+
+    /// `insert_message` for several messages, committed together.
+    pub async fn insert_messages(
+        &self,
+        messages: &[(&[u8], &Envelope)],
+    ) -> StoreResult<Vec<Accepted>> {
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        dispatch!(self.insert_messages(messages))
     }
 
     /// Claims up to `batch` pending messages (and any whose lease expired).

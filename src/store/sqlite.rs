@@ -80,21 +80,25 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub(super) async fn insert_message(
+    /// Stores messages in one transaction (one commit, one fsync, for all
+    /// of them); returns once they are committed. Bytes already in the inbox
+    /// are not stored again: their existing id is returned.
+    pub(super) async fn insert_messages(
         &self,
-        raw: &[u8],
-        envelope: &Envelope,
-    ) -> StoreResult<Accepted> {
-        let digest = sha256(raw).to_vec();
+        messages: &[(&[u8], &Envelope)],
+    ) -> StoreResult<Vec<Accepted>> {
         let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let inserted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO inbox_messages
+        let mut accepted = Vec::with_capacity(messages.len());
+        for (raw, envelope) in messages {
+            let digest = sha256(raw).to_vec();
+            let inserted: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO inbox_messages
                 (sha256, size, received_at, intake, source_name, peer_ip, helo, mail_from, rcpt_to, tls)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (sha256) DO NOTHING
              RETURNING id",
-        )
-        .bind(&digest)
+            )
+            .bind(&digest)
         .bind(raw.len() as i64)
         .bind(now())
         .bind(envelope.intake.as_str())
@@ -105,22 +109,24 @@ impl SqliteStore {
         .bind(rows::json_text(&envelope.rcpt_to))
         .bind(envelope.tls)
         .fetch_optional(&mut *transaction)
-        .await?;
-        if let Some(id) = inserted {
-            sqlx::query("INSERT INTO inbox_raw (message_id, raw) VALUES (?, ?)")
-                .bind(id)
-                .bind(raw)
-                .execute(&mut *transaction)
-                .await?;
-            transaction.commit().await?;
-            return Ok(Accepted { id, is_new: true });
-        }
-        transaction.rollback().await?;
-        let id: i64 = sqlx::query_scalar("SELECT id FROM inbox_messages WHERE sha256 = ?")
-            .bind(&digest)
-            .fetch_one(&self.pool)
             .await?;
-        Ok(Accepted { id, is_new: false })
+            if let Some(id) = inserted {
+                sqlx::query("INSERT INTO inbox_raw (message_id, raw) VALUES (?, ?)")
+                    .bind(id)
+                    .bind(*raw)
+                    .execute(&mut *transaction)
+                    .await?;
+                accepted.push(Accepted { id, is_new: true });
+            } else {
+                let id: i64 = sqlx::query_scalar("SELECT id FROM inbox_messages WHERE sha256 = ?")
+                    .bind(&digest)
+                    .fetch_one(&mut *transaction)
+                    .await?;
+                accepted.push(Accepted { id, is_new: false });
+            }
+        }
+        transaction.commit().await?;
+        Ok(accepted)
     }
 
     pub(super) async fn claim(
