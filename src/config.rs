@@ -11,13 +11,17 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::decode::Limits;
+use crate::smtp::SmtpConfig;
 use crate::worker::WorkerConfig;
 
 /// The file read when no `--config` is given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "dmarcd.toml";
 
+/// Settings that are lists.
+const LIST_KEYS: &[&str] = &["recipients"];
+
 /// Sections of the config file (for mapping environment variables).
-const SECTIONS: &[&str] = &["database", "decode", "worker"];
+const SECTIONS: &[&str] = &["database", "decode", "worker", "smtp"];
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -27,6 +31,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub decode: Limits,
     pub worker: WorkerConfig,
+    pub smtp: SmtpConfig,
 }
 
 impl Default for Config {
@@ -36,6 +41,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             decode: Limits::default(),
             worker: WorkerConfig::default(),
+            smtp: SmtpConfig::default(),
         }
     }
 }
@@ -159,7 +165,18 @@ fn env_setting(name: &str) -> Option<(Option<String>, String)> {
 
 /// Sets a value from the environment, typed as TOML would read it.
 fn set(table: &mut toml::Table, section: Option<&str>, key: &str, raw: &str) {
-    let value = if let Ok(integer) = raw.parse::<i64>() {
+    let value = if LIST_KEYS.contains(&key) {
+        // Lists are comma-separated: DMARCD_SMTP_RECIPIENTS=a@x.org,@y.org
+        let items = raw
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty());
+        toml::Value::Array(
+            items
+                .map(|item| toml::Value::String(item.to_string()))
+                .collect(),
+        )
+    } else if let Ok(integer) = raw.parse::<i64>() {
         toml::Value::Integer(integer)
     } else if let Ok(boolean) = raw.parse::<bool>() {
         toml::Value::Boolean(boolean)
@@ -208,6 +225,10 @@ mod tests {
                 ("DATABASE_URL", "postgres://localhost/dmarcd"),
                 ("DMARCD_DATA_DIR", "/var/lib/dmarcd"),
                 ("DMARCD_WORKER_CONCURRENCY", "3"),
+                (
+                    "DMARCD_SMTP_RECIPIENTS",
+                    "dmarc@example.com, @reports.example.com",
+                ),
             ]),
         )
         .unwrap();
@@ -218,6 +239,10 @@ mod tests {
         );
         assert_eq!(config.data_dir, PathBuf::from("/var/lib/dmarcd"));
         assert_eq!(config.worker.concurrency, 3);
+        assert_eq!(
+            config.smtp.recipients,
+            vec!["dmarc@example.com", "@reports.example.com"]
+        );
     }
 
     #[test]

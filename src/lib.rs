@@ -9,6 +9,7 @@ pub mod extract;
 pub mod import;
 pub mod inbox;
 pub mod report;
+pub mod smtp;
 pub mod store;
 #[doc(hidden)]
 pub mod testing;

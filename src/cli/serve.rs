@@ -5,12 +5,26 @@ use std::process::ExitCode;
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::inbox::Inbox;
+use crate::smtp::SmtpServer;
 use crate::worker::Worker;
 
 pub(super) async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let store = super::open_store(&config).await?;
     tracing::info!(backend = store.backend(), data_dir = %config.data_dir.display(), "dmarcd started");
     let (stop, stopped) = watch::channel(false);
+    let mut listeners = Vec::new();
+    if config.smtp.enabled {
+        let smtp = SmtpServer::bind(config.smtp.clone(), Inbox::new(store.clone())).await?;
+        tracing::info!(address = %smtp.local_addr()?, "SMTP listener ready");
+        if config.smtp.recipients.is_empty() {
+            tracing::warn!(
+                "smtp.recipients is empty: accepting mail for any recipient (loopback only)"
+            );
+        }
+        let stopped = stopped.clone();
+        listeners.push(tokio::spawn(async move { smtp.run(stopped).await }));
+    }
     let base = Worker::new(
         store,
         config.decode.clone(),
@@ -26,7 +40,7 @@ pub(super) async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     shutdown_signal().await;
     tracing::info!("shutting down: finishing the messages in hand");
     let _ = stop.send(true);
-    for task in tasks {
+    for task in listeners.into_iter().chain(tasks) {
         let _ = task.await;
     }
     tracing::info!("stopped");

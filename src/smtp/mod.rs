@@ -1,0 +1,6 @@
+//! SMTP intake: be the MX for rua/ruf/TLS-RPT mailboxes.
+
+pub mod server;
+pub mod session;
+
+pub use server::{SmtpConfig, SmtpError, SmtpServer};

@@ -1,0 +1,336 @@
+//! The socket side of SMTP: accept loop, connection limits, timeouts, and
+//! handing complete messages to the inbox. The protocol is in `session`.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::time::{timeout_at, Instant};
+
+use super::session::{Event, RecipientPolicy, Session, SessionConfig};
+use crate::inbox::Inbox;
+use crate::store::{Envelope, Intake};
+
+/// `[smtp]` settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// Whether `serve` runs the SMTP listener (default true).
+    pub enabled: bool,
+    /// Address to listen on (default 127.0.0.1:2525).
+    pub listen: String,
+    /// Name in the greeting and Received headers (default: the host name).
+    pub hostname: Option<String>,
+    /// Accepted recipients: `dmarc@example.com` or `@reports.example.com`.
+    /// Empty: any recipient, allowed only on a loopback address.
+    pub recipients: Vec<String>,
+    pub max_message_bytes: usize,
+    pub max_recipients: usize,
+    pub max_messages_per_connection: usize,
+    pub max_errors_per_connection: usize,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// Seconds to receive a complete command (RFC 5321 §4.5.3.2: 5 minutes).
+    pub command_timeout_seconds: u64,
+    /// Seconds of silence allowed while receiving message data (RFC: 3 minutes).
+    pub data_timeout_seconds: u64,
+    /// Seconds for a whole message's data, however it trickles in.
+    pub data_total_timeout_seconds: u64,
+    /// Seconds given to sessions in flight at shutdown.
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            enabled: true,
+            listen: "127.0.0.1:2525".to_string(),
+            hostname: None,
+            recipients: Vec::new(),
+            max_message_bytes: 64 * 1024 * 1024,
+            max_recipients: 50,
+            max_messages_per_connection: 100,
+            max_errors_per_connection: 10,
+            max_connections: 512,
+            max_connections_per_ip: 20,
+            command_timeout_seconds: 300,
+            data_timeout_seconds: 180,
+            data_total_timeout_seconds: 900,
+            shutdown_grace_seconds: 30,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SmtpError {
+    #[error("smtp.listen {0:?} is not an address:port")]
+    BadListen(String),
+    #[error("refusing to listen on {0} with no smtp.recipients configured: that would accept mail for anyone on a public address; set smtp.recipients (e.g. [\"dmarc@example.com\", \"@reports.example.com\"]) or listen on 127.0.0.1")]
+    OpenOnPublicAddress(SocketAddr),
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A bound SMTP listener.
+pub struct SmtpServer {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    inbox: Inbox,
+    session: Arc<SessionConfig>,
+    config: SmtpConfig,
+    connections: Semaphore,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl SmtpServer {
+    /// Binds the listener, refusing an open relay-like setup on a public address.
+    pub async fn bind(config: SmtpConfig, inbox: Inbox) -> Result<SmtpServer, SmtpError> {
+        let address: SocketAddr = config
+            .listen
+            .parse()
+            .map_err(|_| SmtpError::BadListen(config.listen.clone()))?;
+        if config.recipients.is_empty() && !address.ip().is_loopback() {
+            return Err(SmtpError::OpenOnPublicAddress(address));
+        }
+        let listener = TcpListener::bind(address)
+            .await
+            .map_err(|source| SmtpError::Bind { address, source })?;
+        let hostname = config
+            .hostname
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "localhost".to_string());
+        let session = Arc::new(SessionConfig {
+            hostname,
+            recipients: RecipientPolicy::from_entries(&config.recipients),
+            max_message_bytes: config.max_message_bytes,
+            max_recipients: config.max_recipients,
+            max_messages: config.max_messages_per_connection,
+            max_errors: config.max_errors_per_connection,
+            tls_available: false,
+        });
+        let shared = Arc::new(Shared {
+            inbox,
+            session,
+            connections: Semaphore::new(config.max_connections),
+            per_ip: Mutex::new(HashMap::new()),
+            config,
+        });
+        Ok(SmtpServer { listener, shared })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` turns true, then lets sessions in flight
+    /// finish for up to `shutdown_grace_seconds`.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut sessions = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => {
+                    let Ok((stream, peer)) = accepted else { continue };
+                    let shared = Arc::clone(&self.shared);
+                    let stop = shutdown.clone();
+                    sessions.spawn(async move { shared.handle(stream, peer, stop).await });
+                }
+                _ = shutdown.changed() => break,
+            }
+            while sessions.try_join_next().is_some() {}
+        }
+        let grace = Duration::from_secs(self.shared.config.shutdown_grace_seconds);
+        if tokio::time::timeout(grace, async {
+            while sessions.join_next().await.is_some() {}
+        })
+        .await
+        .is_err()
+        {
+            tracing::warn!("SMTP sessions still open after the shutdown grace period were cut");
+            sessions.abort_all();
+        }
+    }
+}
+
+impl Shared {
+    async fn handle(
+        self: Arc<Self>,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        shutdown: watch::Receiver<bool>,
+    ) {
+        let ip = peer.ip();
+        // Limits first: a refused client gets a 421 and nothing else.
+        let Ok(_permit) = self.connections.try_acquire() else {
+            let _ = stream
+                .write_all(b"421 4.3.2 Too many connections, try again later\r\n")
+                .await;
+            return;
+        };
+        if !self.claim_ip_slot(ip) {
+            let _ = stream
+                .write_all(b"421 4.7.0 Too many connections from your address, try again later\r\n")
+                .await;
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        if let Err(error) = self.converse(&mut stream, ip, shutdown).await {
+            tracing::debug!(%peer, %error, "SMTP session ended");
+        }
+        self.release_ip_slot(ip);
+    }
+
+    fn claim_ip_slot(&self, ip: IpAddr) -> bool {
+        let mut per_ip = self
+            .per_ip
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = per_ip.entry(ip).or_insert(0);
+        if *count >= self.config.max_connections_per_ip {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    fn release_ip_slot(&self, ip: IpAddr) {
+        let mut per_ip = self
+            .per_ip
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = per_ip.get_mut(&ip) {
+            *count -= 1;
+            if *count == 0 {
+                per_ip.remove(&ip);
+            }
+        }
+    }
+
+    async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        stream: &mut S,
+        ip: IpAddr,
+        shutdown: watch::Receiver<bool>,
+    ) -> std::io::Result<()> {
+        let (mut session, greeting) = Session::new(Arc::clone(&self.session), ip);
+        write_event(stream, &greeting).await?;
+        let command_timeout = Duration::from_secs(self.config.command_timeout_seconds);
+        let data_timeout = Duration::from_secs(self.config.data_timeout_seconds);
+        let data_total = Duration::from_secs(self.config.data_total_timeout_seconds);
+        let mut buffer = vec![0u8; 64 * 1024];
+        // A deadline per command (not per read): a client trickling one
+        // byte at a time cannot hold a connection forever.
+        let mut deadline = Instant::now() + command_timeout;
+        let mut data_deadline: Option<Instant> = None;
+        let mut queue: VecDeque<Event> = VecDeque::new();
+        let mut out: Vec<u8> = Vec::new();
+        loop {
+            while let Some(event) = queue.pop_front() {
+                match event {
+                    // Pipelined replies go out together.
+                    Event::Reply(bytes) => out.extend_from_slice(&bytes),
+                    Event::Close => {
+                        flush(stream, &mut out).await?;
+                        return Ok(());
+                    }
+                    Event::StartTls => {
+                        // Only offered when TLS is configured, which this listener is not.
+                        flush(stream, &mut out).await?;
+                        return Ok(());
+                    }
+                    Event::Message(message) => {
+                        flush(stream, &mut out).await?;
+                        let envelope = Envelope {
+                            intake: Intake::Smtp,
+                            source_name: None,
+                            peer_ip: Some(ip),
+                            helo: message.helo.clone(),
+                            mail_from: Some(message.mail_from.clone()),
+                            rcpt_to: message.rcpt_to.clone(),
+                            tls: false,
+                        };
+                        // The 250 goes out only after the inbox committed.
+                        let stored = self
+                            .inbox
+                            .accept(&message.data, &envelope)
+                            .await
+                            .map(|accepted| accepted.id)
+                            .map_err(|error| error.to_string());
+                        queue.push_front(session.message_stored(stored));
+                        deadline = Instant::now() + command_timeout;
+                        data_deadline = None;
+                        // Commands pipelined behind the message.
+                        let more = session.feed(&[]);
+                        queue.extend(more);
+                    }
+                }
+            }
+            flush(stream, &mut out).await?;
+            if session.is_closed() {
+                return Ok(());
+            }
+            if *shutdown.borrow() && !session.in_data() {
+                stream
+                    .write_all(b"421 4.3.2 Server shutting down\r\n")
+                    .await?;
+                return Ok(());
+            }
+            let read_deadline = if session.in_data() {
+                let total = *data_deadline.get_or_insert_with(|| Instant::now() + data_total);
+                (Instant::now() + data_timeout).min(total)
+            } else {
+                data_deadline = None;
+                deadline
+            };
+            let mut stop = shutdown.clone();
+            let read = tokio::select! {
+                read = timeout_at(read_deadline, stream.read(&mut buffer)) => match read {
+                    Ok(read) => read?,
+                    Err(_) => {
+                        let _ = stream.write_all(b"421 4.4.2 Timeout, closing the connection\r\n").await;
+                        return Ok(());
+                    }
+                },
+                // Idle sessions close promptly at shutdown; one receiving data finishes.
+                _ = stop.changed(), if !session.in_data() => continue,
+            };
+            if read == 0 {
+                return Ok(());
+            }
+            let events = session.feed(&buffer[..read]);
+            if events.iter().any(|event| matches!(event, Event::Reply(_))) {
+                deadline = Instant::now() + command_timeout;
+            }
+            queue.extend(events);
+        }
+    }
+}
+
+async fn flush<S: AsyncWrite + Unpin>(stream: &mut S, out: &mut Vec<u8>) -> std::io::Result<()> {
+    if !out.is_empty() {
+        stream.write_all(out).await?;
+        stream.flush().await?;
+        out.clear();
+    }
+    Ok(())
+}
+
+async fn write_event<S: AsyncWrite + Unpin>(stream: &mut S, event: &Event) -> std::io::Result<()> {
+    if let Event::Reply(bytes) = event {
+        stream.write_all(bytes).await?;
+        stream.flush().await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,656 @@
+//! The SMTP conversation as a state machine (sans-IO): bytes in, replies
+//! and events out. Command parsing is smtp-proto's; this module decides
+//! what each command means for a receive-only report mailbox.
+//!
+//! Rules that matter (specs/smtp-receiving.md):
+//! - message data has no line-length limit, only a total size limit; past
+//!   it the rest is read and discarded, then `552 5.3.4`;
+//! - only CRLF.CRLF ends DATA (smtp-proto ignores bare LF/CR dots), so SMTP
+//!   smuggling cannot hide a second message inside the first;
+//! - `250` is only sent after the server reports the message stored
+//!   (`message_stored`), `451 4.3.0` when it could not be;
+//! - input pipelined after STARTTLS is thrown away (RFC 3207 §5).
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use smtp_proto::request::receiver::{
+    BdatReceiver, DataReceiver, DummyDataReceiver, RequestReceiver,
+};
+use smtp_proto::{Error as ProtoError, Request};
+
+/// Which recipients this server accepts mail for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecipientPolicy {
+    /// Development only: any recipient (bound to loopback).
+    Any,
+    /// Exact addresses and whole domains, lower-cased.
+    Only {
+        addresses: HashSet<String>,
+        domains: HashSet<String>,
+    },
+}
+
+impl RecipientPolicy {
+    /// From config entries: `dmarc@example.com` or `@reports.example.com`.
+    pub fn from_entries(entries: &[String]) -> Self {
+        if entries.is_empty() {
+            return RecipientPolicy::Any;
+        }
+        let mut addresses = HashSet::new();
+        let mut domains = HashSet::new();
+        for entry in entries {
+            let entry = entry.trim().to_ascii_lowercase();
+            match entry.strip_prefix('@') {
+                Some(domain) => domains.insert(domain.to_string()),
+                None => addresses.insert(entry),
+            };
+        }
+        RecipientPolicy::Only { addresses, domains }
+    }
+
+    pub fn accepts(&self, address: &str) -> bool {
+        match self {
+            RecipientPolicy::Any => true,
+            RecipientPolicy::Only { addresses, domains } => {
+                let address = address.to_ascii_lowercase();
+                let domain = address.rsplit_once('@').map(|(_, domain)| domain);
+                addresses.contains(&address)
+                    || domain.is_some_and(|domain| domains.contains(domain))
+            }
+        }
+    }
+}
+
+/// What a session needs to know about the server.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub hostname: String,
+    pub recipients: RecipientPolicy,
+    pub max_message_bytes: usize,
+    pub max_recipients: usize,
+    pub max_messages: usize,
+    pub max_errors: usize,
+    /// Whether STARTTLS is offered.
+    pub tls_available: bool,
+}
+
+/// A message ready to be stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedMessage {
+    pub helo: Option<String>,
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    /// The message as received, with a `Received:` header prepended.
+    pub data: Vec<u8>,
+}
+
+/// What the socket loop must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Write these bytes to the client.
+    Reply(Vec<u8>),
+    /// Store this message, then call `message_stored`; no more input is
+    /// processed until then.
+    Message(ReceivedMessage),
+    /// Start TLS now (the 220 reply has been emitted before this).
+    StartTls,
+    /// Close the connection (after writing the replies before this).
+    Close,
+}
+
+enum State {
+    Command(RequestReceiver),
+    Data(DataReceiver),
+    /// The message passed the size limit: read to its end, keep nothing.
+    DataTooBig(DummyDataReceiver),
+    Bdat(BdatReceiver),
+    /// A BDAT chunk to read past; the reply to send once it is read, if any.
+    BdatDiscard(DummyDataReceiver, Option<&'static str>),
+    /// A message was handed to the server; waiting for `message_stored`.
+    Storing,
+    Closed,
+}
+
+pub struct Session {
+    config: Arc<SessionConfig>,
+    peer: IpAddr,
+    state: State,
+    /// Input received but not yet processed.
+    pending: Vec<u8>,
+    helo: Option<String>,
+    esmtp: bool,
+    mail_from: Option<String>,
+    rcpt_to: Vec<String>,
+    data: Vec<u8>,
+    /// `TLS 1.3, TLS13_AES_256_GCM_SHA384` once TLS is up.
+    tls: Option<String>,
+    errors: usize,
+    messages: usize,
+    /// Inside a command line that was refused as too long.
+    skipping_long_line: bool,
+}
+
+/// Longest command line accepted (RFC 5321 requires 512; extensions need more).
+const MAX_COMMAND_LINE: usize = 4096;
+
+const TOO_BIG: &str = "552 5.3.4 Message size exceeds the fixed maximum message size";
+
+fn reply(text: &str) -> Event {
+    Event::Reply(format!("{text}\r\n").into_bytes())
+}
+
+impl Session {
+    /// A new session and its greeting.
+    pub fn new(config: Arc<SessionConfig>, peer: IpAddr) -> (Session, Event) {
+        let greeting = reply(&format!("220 {} ESMTP dmarcd ready", config.hostname));
+        let session = Session {
+            config,
+            peer,
+            state: State::Command(RequestReceiver::default()),
+            pending: Vec::new(),
+            helo: None,
+            esmtp: false,
+            mail_from: None,
+            rcpt_to: Vec::new(),
+            data: Vec::new(),
+            tls: None,
+            errors: 0,
+            messages: 0,
+            skipping_long_line: false,
+        };
+        (session, greeting)
+    }
+
+    /// Whether the session waits for `message_stored`.
+    pub fn is_storing(&self) -> bool {
+        matches!(self.state, State::Storing)
+    }
+
+    /// Whether message data is being received (for the data timeout).
+    pub fn in_data(&self) -> bool {
+        matches!(
+            self.state,
+            State::Data(_) | State::DataTooBig(_) | State::Bdat(_) | State::BdatDiscard(..)
+        )
+    }
+
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed)
+    }
+
+    /// Called once TLS is established: the session starts over (RFC 3207 §4.2).
+    pub fn tls_started(&mut self, description: String) {
+        self.tls = Some(description);
+        self.helo = None;
+        self.esmtp = false;
+        self.reset_transaction();
+        self.pending.clear();
+        self.state = State::Command(RequestReceiver::default());
+    }
+
+    /// Feeds received bytes; returns what to do. Stops early after a
+    /// `Message` event, keeping the rest of the input for later.
+    pub fn feed(&mut self, input: &[u8]) -> Vec<Event> {
+        self.pending.extend_from_slice(input);
+        let mut events = Vec::new();
+        let pending = std::mem::take(&mut self.pending);
+        let mut bytes = pending.iter();
+        while !bytes.as_slice().is_empty() {
+            if matches!(self.state, State::Storing | State::Closed) {
+                break;
+            }
+            let stop = self.step(&mut bytes, &mut events);
+            if stop {
+                break;
+            }
+        }
+        if !self.is_closed() {
+            self.pending = bytes.as_slice().to_vec();
+        }
+        events
+    }
+
+    /// The outcome of storing the message handed over in `Event::Message`.
+    pub fn message_stored(&mut self, result: Result<i64, String>) -> Event {
+        self.state = State::Command(RequestReceiver::default());
+        self.reset_transaction();
+        match result {
+            Ok(id) => {
+                self.messages += 1;
+                reply(&format!("250 2.0.0 Message accepted (inbox {id})"))
+            }
+            Err(reason) => {
+                tracing::warn!(peer = %self.peer, %reason, "could not store a message; asked the sender to retry");
+                reply("451 4.3.0 Temporary failure storing the message, try again later")
+            }
+        }
+    }
+
+    fn reset_transaction(&mut self) {
+        self.mail_from = None;
+        self.rcpt_to.clear();
+        self.data = Vec::new();
+    }
+
+    /// Processes input in the current state; true when processing must pause.
+    fn step(&mut self, bytes: &mut std::slice::Iter<'_, u8>, events: &mut Vec<Event>) -> bool {
+        let max = self.config.max_message_bytes;
+        if matches!(self.state, State::Command(_)) {
+            return self.command_input(bytes, events);
+        }
+        match &mut self.state {
+            State::Command(_) => false,
+            State::Data(receiver) => {
+                let done = receiver.ingest(bytes, &mut self.data);
+                if done {
+                    return self.finish_message(events);
+                }
+                if self.data.len() > max {
+                    let dummy = DummyDataReceiver::new_data(receiver);
+                    self.data = Vec::new();
+                    self.state = State::DataTooBig(dummy);
+                }
+                false
+            }
+            State::DataTooBig(receiver) => {
+                if receiver.ingest(bytes) {
+                    self.reset_transaction();
+                    self.state = State::Command(RequestReceiver::default());
+                    events.push(reply(TOO_BIG));
+                }
+                false
+            }
+            State::Bdat(receiver) => {
+                if receiver.ingest(bytes, &mut self.data) {
+                    let last = receiver.is_last;
+                    if last {
+                        return self.finish_message(events);
+                    }
+                    let size = self.data.len();
+                    self.state = State::Command(RequestReceiver::default());
+                    events.push(reply(&format!("250 2.0.0 {size} octets received")));
+                }
+                false
+            }
+            State::BdatDiscard(receiver, then) => {
+                let then = *then;
+                if receiver.ingest(bytes) {
+                    self.state = State::Command(RequestReceiver::default());
+                    if let Some(text) = then {
+                        events.push(reply(text));
+                    }
+                }
+                false
+            }
+            State::Storing | State::Closed => true,
+        }
+    }
+
+    /// Command mode: refuses lines past `MAX_COMMAND_LINE` (skipping the
+    /// rest of such a line, however it arrives), parses the others.
+    fn command_input(
+        &mut self,
+        bytes: &mut std::slice::Iter<'_, u8>,
+        events: &mut Vec<Event>,
+    ) -> bool {
+        let rest = bytes.as_slice();
+        let newline = memchr::memchr(b'\n', rest);
+        if self.skipping_long_line {
+            match newline {
+                Some(position) => {
+                    *bytes = rest[position + 1..].iter();
+                    self.skipping_long_line = false;
+                    return self.error("500 5.5.2 Line too long", events);
+                }
+                None => {
+                    *bytes = [].iter();
+                    return false;
+                }
+            }
+        }
+        let State::Command(receiver) = &mut self.state else {
+            return false;
+        };
+        let partial = receiver.buf().len();
+        let line_length = partial + newline.map_or(rest.len(), |position| position + 1);
+        if line_length > MAX_COMMAND_LINE {
+            *receiver = RequestReceiver::default();
+            match newline {
+                Some(position) => {
+                    *bytes = rest[position + 1..].iter();
+                    return self.error("500 5.5.2 Line too long", events);
+                }
+                None => {
+                    *bytes = [].iter();
+                    self.skipping_long_line = true;
+                    return false;
+                }
+            }
+        }
+        match receiver.ingest(bytes) {
+            Ok(request) => {
+                let request = request.into_owned();
+                self.command(request, bytes, events)
+            }
+            Err(ProtoError::NeedsMoreData { .. }) => false,
+            Err(error) => {
+                let text = match error {
+                    ProtoError::ResponseTooLong => "500 5.5.2 Line too long".to_string(),
+                    ProtoError::UnknownCommand => {
+                        "500 5.5.2 Syntax error, command unrecognized".to_string()
+                    }
+                    ProtoError::InvalidSenderAddress => {
+                        "501 5.1.7 Invalid sender address".to_string()
+                    }
+                    ProtoError::InvalidRecipientAddress => {
+                        "501 5.1.3 Invalid recipient address".to_string()
+                    }
+                    ProtoError::SyntaxError { syntax } => format!("501 5.5.4 Syntax: {syntax}"),
+                    ProtoError::InvalidParameter { param } => {
+                        format!("501 5.5.4 Invalid parameter {param}")
+                    }
+                    ProtoError::UnsupportedParameter { param } => {
+                        format!("504 5.5.4 Unsupported parameter {param}")
+                    }
+                    other => format!("500 5.5.2 {other:?}"),
+                };
+                self.error(&text, events)
+            }
+        }
+    }
+
+    fn error(&mut self, text: &str, events: &mut Vec<Event>) -> bool {
+        self.errors += 1;
+        if self.errors > self.config.max_errors {
+            events.push(reply("421 4.7.0 Too many errors, closing the connection"));
+            events.push(Event::Close);
+            self.state = State::Closed;
+            return true;
+        }
+        events.push(reply(text));
+        false
+    }
+
+    fn command(
+        &mut self,
+        request: Request<String>,
+        bytes: &mut std::slice::Iter<'_, u8>,
+        events: &mut Vec<Event>,
+    ) -> bool {
+        let config = Arc::clone(&self.config);
+        match request {
+            Request::Ehlo { host } => {
+                self.helo = Some(host);
+                self.esmtp = true;
+                self.reset_transaction();
+                let mut lines = vec![
+                    config.hostname.clone(),
+                    "PIPELINING".to_string(),
+                    format!("SIZE {}", config.max_message_bytes),
+                    "8BITMIME".to_string(),
+                    "SMTPUTF8".to_string(),
+                    "ENHANCEDSTATUSCODES".to_string(),
+                    "CHUNKING".to_string(),
+                ];
+                if config.tls_available && self.tls.is_none() {
+                    lines.push("STARTTLS".to_string());
+                }
+                lines.push("HELP".to_string());
+                let mut text = String::new();
+                for (index, line) in lines.iter().enumerate() {
+                    let separator = if index + 1 == lines.len() { ' ' } else { '-' };
+                    text.push_str(&format!("250{separator}{line}\r\n"));
+                }
+                events.push(Event::Reply(text.into_bytes()));
+            }
+            Request::Helo { host } | Request::Lhlo { host } => {
+                self.helo = Some(host);
+                self.esmtp = false;
+                self.reset_transaction();
+                events.push(reply(&format!("250 {}", config.hostname)));
+            }
+            Request::Mail { from } => {
+                if self.helo.is_none() {
+                    return self.error("503 5.5.1 Say EHLO or HELO first", events);
+                }
+                if self.mail_from.is_some() {
+                    return self.error("503 5.5.1 Sender already given", events);
+                }
+                if self.messages >= config.max_messages {
+                    events.push(reply("421 4.7.0 Too many messages in this session, reconnect to send more"));
+                    events.push(Event::Close);
+                    self.state = State::Closed;
+                    return true;
+                }
+                if from.size > config.max_message_bytes {
+                    return self.error(TOO_BIG, events);
+                }
+                self.mail_from = Some(from.address);
+                events.push(reply("250 2.1.0 Sender OK"));
+            }
+            Request::Rcpt { to } => {
+                if self.mail_from.is_none() {
+                    return self.error("503 5.5.1 Need MAIL before RCPT", events);
+                }
+                if self.rcpt_to.len() >= config.max_recipients {
+                    events.push(reply("452 4.5.3 Too many recipients"));
+                    return false;
+                }
+                // A receive-only server: mail for anyone else is refused,
+                // never relayed.
+                if !config.recipients.accepts(&to.address) {
+                    return self.error("550 5.1.1 No such mailbox here; this server does not relay", events);
+                }
+                self.rcpt_to.push(to.address);
+                events.push(reply("250 2.1.5 Recipient OK"));
+            }
+            Request::Data => {
+                if self.mail_from.is_none() {
+                    return self.error("503 5.5.1 Need MAIL before DATA", events);
+                }
+                if self.rcpt_to.is_empty() {
+                    return self.error("554 5.5.1 No valid recipients", events);
+                }
+                self.data = Vec::new();
+                self.state = State::Data(DataReceiver::new());
+                events.push(reply("354 Start mail input; end with <CRLF>.<CRLF>"));
+            }
+            Request::Bdat { chunk_size, is_last } => {
+                if self.mail_from.is_none() || self.rcpt_to.is_empty() {
+                    // The chunk still has to be read past.
+                    self.state = State::BdatDiscard(DummyDataReceiver::new_bdat(chunk_size), None);
+                    return self.error("503 5.5.1 Need MAIL and RCPT before BDAT", events);
+                }
+                if self.data.len() + chunk_size > config.max_message_bytes {
+                    // The transaction fails; later chunks get 503 until a new MAIL.
+                    self.reset_transaction();
+                    self.state = State::BdatDiscard(DummyDataReceiver::new_bdat(chunk_size), Some(TOO_BIG));
+                    return false;
+                }
+                self.state = State::Bdat(BdatReceiver::new(chunk_size, is_last));
+            }
+            Request::Rset => {
+                self.reset_transaction();
+                events.push(reply("250 2.0.0 OK"));
+            }
+            Request::Noop { .. } => events.push(reply("250 2.0.0 OK")),
+            Request::Vrfy { .. } => events.push(reply("252 2.5.0 Cannot VRFY user, but will accept the message")),
+            Request::Expn { .. } => events.push(reply("502 5.5.1 EXPN is not supported")),
+            Request::Help { .. } => events.push(reply(
+                "214 2.0.0 dmarcd receives DMARC and TLS reports: EHLO, MAIL, RCPT, DATA, BDAT, QUIT",
+            )),
+            Request::StartTls => {
+                if !config.tls_available {
+                    return self.error("502 5.5.1 STARTTLS is not available", events);
+                }
+                if self.tls.is_some() {
+                    return self.error("503 5.5.1 TLS is already active", events);
+                }
+                events.push(reply("220 2.0.0 Ready to start TLS"));
+                events.push(Event::StartTls);
+                // Anything pipelined after STARTTLS was sent in clear text
+                // and must not be taken as if it came over TLS.
+                *bytes = [].iter();
+                return true;
+            }
+            Request::Quit => {
+                events.push(reply("221 2.0.0 Bye"));
+                events.push(Event::Close);
+                self.state = State::Closed;
+                return true;
+            }
+            Request::Auth { .. } => {
+                return self.error("502 5.5.1 Authentication is not supported: this server only receives", events)
+            }
+            Request::Etrn { .. } | Request::Atrn { .. } | Request::Burl { .. } => {
+                return self.error("502 5.5.1 Command not implemented", events)
+            }
+        }
+        false
+    }
+
+    fn finish_message(&mut self, events: &mut Vec<Event>) -> bool {
+        let data = std::mem::take(&mut self.data);
+        let mut message = Vec::with_capacity(data.len() + 256);
+        message.extend_from_slice(self.received_header().as_bytes());
+        message.extend_from_slice(&data);
+        self.state = State::Storing;
+        events.push(Event::Message(ReceivedMessage {
+            helo: self.helo.clone(),
+            mail_from: self.mail_from.clone().unwrap_or_default(),
+            rcpt_to: self.rcpt_to.clone(),
+            data: message,
+        }));
+        true
+    }
+
+    /// RFC 5321 §4.4 trace header, with the TLS version and cipher when used.
+    fn received_header(&self) -> String {
+        let protocol = match (self.esmtp, self.tls.is_some()) {
+            (true, true) => "ESMTPS",
+            (true, false) => "ESMTP",
+            (false, true) => "SMTPS",
+            (false, false) => "SMTP",
+        };
+        let helo = self.helo.as_deref().unwrap_or("unknown");
+        let tls = self
+            .tls
+            .as_deref()
+            .map(|tls| format!("\r\n\t(using {tls})"))
+            .unwrap_or_default();
+        let date = chrono::Utc::now().to_rfc2822();
+        format!(
+            "Received: from {helo} ([{}])\r\n\tby {} (dmarcd) with {protocol}{tls};\r\n\t{date}\r\n",
+            self.peer, self.config.hostname
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The session fed bytes directly, no sockets.
+    use super::*;
+
+    fn session(recipients: &[&str]) -> Session {
+        let config = SessionConfig {
+            hostname: "mx.test".to_string(),
+            recipients: RecipientPolicy::from_entries(
+                &recipients.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+            ),
+            max_message_bytes: 1000,
+            max_recipients: 2,
+            max_messages: 10,
+            max_errors: 5,
+            tls_available: false,
+        };
+        Session::new(Arc::new(config), "192.0.2.1".parse().unwrap()).0
+    }
+
+    fn replies(events: &[Event]) -> Vec<String> {
+        events
+            .iter()
+            .filter_map(|event| match event {
+                Event::Reply(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_whole_transaction_yields_one_message_then_waits_for_the_store() {
+        let mut session = session(&["dmarc@example.com"]);
+        let events = session.feed(
+            b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<dmarc@example.com>\r\nDATA\r\nSubject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n",
+        );
+        let texts = replies(&events);
+        assert_eq!(texts.len(), 4, "{texts:?}");
+        assert!(texts[3].starts_with("354"));
+        let Some(Event::Message(message)) = events.last() else {
+            panic!("{events:?}")
+        };
+        assert_eq!(message.rcpt_to, vec!["dmarc@example.com"]);
+        assert!(message.data.ends_with(b"Subject: x\r\n\r\nhi\r\n"));
+        assert!(session.is_storing());
+        // QUIT waits until the message is stored.
+        assert_eq!(
+            session.message_stored(Ok(7)),
+            reply("250 2.0.0 Message accepted (inbox 7)")
+        );
+        let after = session.feed(&[]);
+        assert_eq!(replies(&after), vec!["221 2.0.0 Bye\r\n"]);
+        assert_eq!(after.last(), Some(&Event::Close));
+    }
+
+    #[test]
+    fn a_failed_store_is_a_temporary_error() {
+        let mut session = session(&[]);
+        session.feed(b"HELO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<x@y>\r\nDATA\r\nhi\r\n.\r\n");
+        let answer = session.message_stored(Err("disk full".into()));
+        assert_eq!(
+            answer,
+            reply("451 4.3.0 Temporary failure storing the message, try again later")
+        );
+    }
+
+    #[test]
+    fn commands_out_of_order_and_limits() {
+        let mut session = session(&["@example.com"]);
+        let texts = replies(&session.feed(b"MAIL FROM:<a@b>\r\n"));
+        assert!(texts[0].starts_with("503"));
+        let texts = replies(&session.feed(
+            b"EHLO c\r\nRCPT TO:<x@example.com>\r\nMAIL FROM:<a@b>\r\nRCPT TO:<x@other.org>\r\nRCPT TO:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nRCPT TO:<c@example.com>\r\n",
+        ));
+        let codes: Vec<&str> = texts.iter().map(|t| &t[..3]).collect();
+        assert_eq!(codes, vec!["250", "503", "250", "550", "250", "250", "452"]);
+    }
+
+    #[test]
+    fn data_split_across_reads_and_dot_stuffing() {
+        let mut session = session(&[]);
+        session.feed(b"HELO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<x@y>\r\nDATA\r\n");
+        assert!(session.feed(b"line one\r\n..dotted\r").is_empty());
+        assert!(session.feed(b"\n.").is_empty());
+        let events = session.feed(b"\r\n");
+        let Some(Event::Message(message)) = events.last() else {
+            panic!("{events:?}")
+        };
+        assert!(
+            message.data.ends_with(b"line one\r\n.dotted\r\n"),
+            "{:?}",
+            String::from_utf8_lossy(&message.data)
+        );
+    }
+
+    #[test]
+    fn vrfy_help_noop_and_auth() {
+        let mut session = session(&[]);
+        let texts = replies(
+            &session
+                .feed(b"EHLO c\r\nVRFY x\r\nHELP\r\nNOOP\r\nAUTH PLAIN AGFiYwBk\r\nSTARTTLS\r\n"),
+        );
+        let codes: Vec<&str> = texts.iter().map(|t| &t[..3]).collect();
+        assert_eq!(codes, vec!["250", "252", "214", "250", "502", "502"]);
+    }
+}

@@ -1,0 +1,410 @@
+//! The SMTP listener over real sockets: lettre as the client, and a raw TCP
+//! client for what lettre will not do (pipelining by hand, smuggling
+//! attempts, over-long lines, idle clients). Messages land in a real
+//! SQLite inbox and are parsed by the real worker.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::Duration;
+
+use dmarcd::inbox::Inbox;
+use dmarcd::smtp::{SmtpConfig, SmtpServer};
+use dmarcd::store::{MessageStatus, Store};
+use dmarcd::worker::{Worker, WorkerConfig};
+use dmarcd::{testing, Limits};
+use lettre::address::Envelope as LettreEnvelope;
+use lettre::{SmtpTransport, Transport};
+
+struct TestServer {
+    address: SocketAddr,
+    store: Store,
+    stop: tokio::sync::watch::Sender<bool>,
+    _dir: tempfile::TempDir,
+    _runtime: tokio::runtime::Runtime,
+}
+
+fn start(config: SmtpConfig) -> TestServer {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (address, store, stop) = runtime.block_on(async {
+        let store = Store::connect(None, dir.path()).await.unwrap();
+        store.migrate().await.unwrap();
+        let config = SmtpConfig {
+            listen: "127.0.0.1:0".to_string(),
+            hostname: Some("mx.test".to_string()),
+            ..config
+        };
+        let server = SmtpServer::bind(config, Inbox::new(store.clone()))
+            .await
+            .unwrap();
+        let address = server.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(server.run(stopped));
+        (address, store, stop)
+    });
+    TestServer {
+        address,
+        store,
+        stop,
+        _dir: dir,
+        _runtime: runtime,
+    }
+}
+
+impl TestServer {
+    fn process(&self) -> Vec<dmarcd::worker::Processed> {
+        let worker = Worker::new(
+            self.store.clone(),
+            Limits::default(),
+            "test",
+            WorkerConfig::default(),
+        );
+        self._runtime.block_on(worker.run_until_idle()).unwrap()
+    }
+
+    fn counts(&self) -> dmarcd::store::ReportCounts {
+        self._runtime.block_on(self.store.report_counts()).unwrap()
+    }
+
+    fn messages(&self) -> i64 {
+        self._runtime
+            .block_on(self.store.status_counts())
+            .unwrap()
+            .values()
+            .sum()
+    }
+
+    fn lettre(&self) -> SmtpTransport {
+        SmtpTransport::builder_dangerous("127.0.0.1")
+            .port(self.address.port())
+            .timeout(Some(Duration::from_secs(60)))
+            .build()
+    }
+}
+
+fn envelope(to: &str) -> LettreEnvelope {
+    LettreEnvelope::new(
+        Some("noreply@google.com".parse().unwrap()),
+        vec![to.parse().unwrap()],
+    )
+    .unwrap()
+}
+
+fn corpus(relative: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/corpus/parsedmarc")
+            .join(relative),
+    )
+    .unwrap()
+}
+
+/// A line-oriented raw client.
+struct Raw {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Raw {
+    fn connect(address: SocketAddr) -> Raw {
+        let stream = TcpStream::connect(address).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut raw = Raw {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+        };
+        assert!(raw.reply().starts_with("220 "));
+        raw
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).unwrap();
+    }
+
+    /// One complete reply (all its lines); empty when the server closed.
+    fn reply(&mut self) -> String {
+        let mut text = String::new();
+        loop {
+            let mut line = String::new();
+            if self.reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return text;
+            }
+            text.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] == b' ' {
+                return text;
+            }
+        }
+    }
+
+    fn command(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.reply()
+    }
+}
+
+#[test]
+fn lettre_delivers_a_report_that_is_stored_then_parsed() {
+    let server = start(SmtpConfig {
+        recipients: vec!["dmarc@example.com".into()],
+        ..SmtpConfig::default()
+    });
+    let message = corpus("aggregate/twilight.eml");
+    server
+        .lettre()
+        .send_raw(&envelope("dmarc@example.com"), &message)
+        .unwrap();
+    // Stored before the 250: it is in the inbox now.
+    assert_eq!(server.messages(), 1);
+    let processed = server.process();
+    assert_eq!(
+        processed[0].summary.status,
+        Some(MessageStatus::Done),
+        "{processed:?}"
+    );
+    assert_eq!(server.counts().aggregate_reports, 1);
+}
+
+#[test]
+fn accepts_a_microsoft_report_with_a_20_mb_single_line_of_base64() {
+    let server = start(SmtpConfig::default());
+    let report = testing::aggregate_report(30_000);
+    let gzipped = common::gzip(report.to_xml().as_bytes(), flate2::Compression::none());
+    let email = common::email_with_attachment(
+        "application/gzip",
+        "protection.outlook.com!example.com!1711756800!1711843200.xml.gz",
+        &gzipped,
+        true,
+    );
+    assert!(email.split(|&b| b == b'\n').map(<[u8]>::len).max().unwrap() >= 20_000_000);
+    server
+        .lettre()
+        .send_raw(&envelope("dmarc@example.com"), &email)
+        .unwrap();
+    server.process();
+    let counts = server.counts();
+    assert_eq!(
+        (counts.aggregate_reports, counts.aggregate_records),
+        (1, 30_000)
+    );
+}
+
+#[test]
+fn unknown_recipients_get_550_and_nothing_is_relayed() {
+    let server = start(SmtpConfig {
+        recipients: vec!["dmarc@example.com".into(), "@reports.example.org".into()],
+        ..SmtpConfig::default()
+    });
+    let error = server
+        .lettre()
+        .send_raw(
+            &envelope("someone@elsewhere.example"),
+            b"Subject: x\r\n\r\nhi\r\n",
+        )
+        .unwrap_err();
+    assert!(error.to_string().contains("550"), "{error}");
+    let mut raw = Raw::connect(server.address);
+    raw.command("EHLO client.test");
+    raw.command("MAIL FROM:<a@b.example>");
+    assert!(raw
+        .command("RCPT TO:<victim@gmail.com>")
+        .starts_with("550 5.1.1"));
+    assert!(raw
+        .command("RCPT TO:<anything@reports.example.org>")
+        .starts_with("250 2.1.5"));
+    assert!(raw
+        .command("RCPT TO:<DMARC@Example.com>")
+        .starts_with("250 2.1.5"));
+    assert_eq!(server.messages(), 0);
+}
+
+#[test]
+fn oversized_messages_get_552_after_their_data() {
+    let server = start(SmtpConfig {
+        max_message_bytes: 100_000,
+        ..SmtpConfig::default()
+    });
+    let mut raw = Raw::connect(server.address);
+    let ehlo = raw.command("EHLO client.test");
+    assert!(ehlo.contains("250-SIZE 100000"), "{ehlo}");
+    assert!(raw
+        .command("MAIL FROM:<a@b.example> SIZE=200000")
+        .starts_with("552 5.3.4"));
+    raw.command("MAIL FROM:<a@b.example>");
+    raw.command("RCPT TO:<dmarc@example.com>");
+    assert!(raw.command("DATA").starts_with("354"));
+    let line = "x".repeat(1000);
+    for _ in 0..300 {
+        raw.send(format!("{line}\r\n").as_bytes());
+    }
+    raw.send(b".\r\n");
+    assert!(raw.reply().starts_with("552 5.3.4"));
+    // The session goes on.
+    assert!(raw.command("NOOP").starts_with("250"));
+    assert_eq!(server.messages(), 0);
+}
+
+#[test]
+fn a_store_that_is_down_gets_451_and_nothing_is_recorded() {
+    let server = start(SmtpConfig::default());
+    server._runtime.block_on(server.store.close());
+    let error = server
+        .lettre()
+        .send_raw(&envelope("dmarc@example.com"), b"Subject: x\r\n\r\nhi\r\n")
+        .unwrap_err();
+    assert!(error.to_string().contains("451"), "{error}");
+}
+
+#[test]
+fn pipelined_commands_and_bdat_chunks_are_answered_in_order() {
+    let server = start(SmtpConfig::default());
+    let mut raw = Raw::connect(server.address);
+    let ehlo = raw.command("EHLO client.test");
+    assert!(
+        ehlo.contains("PIPELINING") && ehlo.contains("CHUNKING"),
+        "{ehlo}"
+    );
+    raw.send(b"MAIL FROM:<a@b.example>\r\nRCPT TO:<dmarc@example.com>\r\nDATA\r\n");
+    assert!(raw.reply().starts_with("250 2.1.0"));
+    assert!(raw.reply().starts_with("250 2.1.5"));
+    assert!(raw.reply().starts_with("354"));
+    raw.send(b"Subject: one\r\n\r\n..leading dot\r\n.\r\nRSET\r\nNOOP\r\n");
+    assert!(raw.reply().starts_with("250 2.0.0 Message accepted"));
+    assert!(raw.reply().starts_with("250 2.0.0 OK"));
+    assert!(raw.reply().starts_with("250 2.0.0 OK"));
+
+    let body = b"Subject: two\r\n\r\nchunked body\r\n";
+    let (first, second) = body.split_at(10);
+    raw.send(b"MAIL FROM:<a@b.example>\r\nRCPT TO:<dmarc@example.com>\r\n");
+    raw.send(format!("BDAT {}\r\n", first.len()).as_bytes());
+    raw.send(first);
+    raw.send(format!("BDAT {} LAST\r\n", second.len()).as_bytes());
+    raw.send(second);
+    assert!(raw.reply().starts_with("250 2.1.0"));
+    assert!(raw.reply().starts_with("250 2.1.5"));
+    assert!(raw.reply().starts_with("250 2.0.0 10 octets"));
+    assert!(raw.reply().starts_with("250 2.0.0 Message accepted"));
+    assert!(raw.command("QUIT").starts_with("221"));
+    assert_eq!(server.messages(), 2);
+}
+
+#[test]
+fn bare_lf_dot_sequences_never_end_data() {
+    let server = start(SmtpConfig::default());
+    let mut raw = Raw::connect(server.address);
+    raw.command("EHLO client.test");
+    raw.command("MAIL FROM:<a@b.example>");
+    raw.command("RCPT TO:<dmarc@example.com>");
+    raw.command("DATA");
+    // SMTP smuggling: a bare-LF (and bare-CR) dot followed by a second,
+    // forged transaction. Only CRLF.CRLF ends the data, so it is one message.
+    raw.send(b"Subject: first\r\n\r\nbody\n.\nMAIL FROM:<forged@victim.example>\r\nRCPT TO:<dmarc@example.com>\r\nDATA\r\nSubject: smuggled\r\n\r\nx\r.\rmore\r\n.\r\n");
+    assert!(raw.reply().starts_with("250 2.0.0 Message accepted"));
+    assert!(raw.command("QUIT").starts_with("221"));
+    assert_eq!(server.messages(), 1);
+}
+
+#[test]
+fn over_long_command_lines_get_500() {
+    let server = start(SmtpConfig::default());
+    let mut raw = Raw::connect(server.address);
+    raw.command("EHLO client.test");
+    let reply = raw.command(&format!("NOOP {}", "a".repeat(10_000)));
+    assert!(reply.starts_with("500 5.5.2"), "{reply}");
+    assert!(raw.command("NOOP").starts_with("250"));
+}
+
+#[test]
+fn idle_and_trickling_clients_are_cut_off() {
+    let server = start(SmtpConfig {
+        command_timeout_seconds: 1,
+        ..SmtpConfig::default()
+    });
+    let mut idle = Raw::connect(server.address);
+    let started = std::time::Instant::now();
+    assert!(idle.reply().starts_with("421 4.4.2"));
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // One byte every 300 ms never completes a command within the deadline.
+    let mut trickle = Raw::connect(server.address);
+    let started = std::time::Instant::now();
+    for byte in b"NOOP and more and more and more\r\n" {
+        if trickle.writer.write_all(&[*byte]).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        if started.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+    }
+    let mut rest = String::new();
+    let _ = trickle.reader.read_to_string(&mut rest);
+    assert!(rest.contains("421 4.4.2"), "{rest:?}");
+}
+
+#[test]
+fn too_many_errors_close_the_session() {
+    let server = start(SmtpConfig {
+        max_errors_per_connection: 3,
+        ..SmtpConfig::default()
+    });
+    let mut raw = Raw::connect(server.address);
+    for _ in 0..3 {
+        assert!(raw.command("BOGUS").starts_with("500"));
+    }
+    assert!(raw.command("BOGUS").starts_with("421 4.7.0"));
+    assert_eq!(raw.reply(), "");
+}
+
+#[test]
+fn refuses_to_listen_publicly_without_recipients() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let error = runtime.block_on(async {
+        let store = Store::connect(None, dir.path()).await.unwrap();
+        let config = SmtpConfig {
+            listen: "0.0.0.0:0".to_string(),
+            ..SmtpConfig::default()
+        };
+        SmtpServer::bind(config, Inbox::new(store))
+            .await
+            .err()
+            .unwrap()
+    });
+    assert!(
+        error.to_string().contains("no smtp.recipients configured"),
+        "{error}"
+    );
+}
+
+#[test]
+fn stored_messages_carry_a_received_header() {
+    let server = start(SmtpConfig::default());
+    let mut raw = Raw::connect(server.address);
+    raw.command("EHLO client.test");
+    raw.command("MAIL FROM:<a@b.example>");
+    raw.command("RCPT TO:<dmarc@example.com>");
+    raw.command("DATA");
+    raw.send(b"Subject: hello\r\n\r\nbody\r\n.\r\n");
+    assert!(raw.reply().starts_with("250"));
+    let claimed = server
+        ._runtime
+        .block_on(server.store.claim("t", 1, Duration::from_secs(60)))
+        .unwrap();
+    let text = String::from_utf8_lossy(&claimed[0].raw).into_owned();
+    assert!(
+        text.starts_with(
+            "Received: from client.test ([127.0.0.1])\r\n\tby mx.test (dmarcd) with ESMTP;"
+        ),
+        "{text}"
+    );
+    assert!(text.ends_with("Subject: hello\r\n\r\nbody\r\n"), "{text:?}");
+    let _ = server.stop.send(true);
+}
