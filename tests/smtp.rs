@@ -408,3 +408,71 @@ fn stored_messages_carry_a_received_header() {
     assert!(text.ends_with("Subject: hello\r\n\r\nbody\r\n"), "{text:?}");
     let _ = server.stop.send(true);
 }
+
+fn lettre_tls(server: &TestServer) -> SmtpTransport {
+    use lettre::transport::smtp::client::{Tls, TlsParameters};
+    let parameters = TlsParameters::builder("mx.test".to_string())
+        .dangerous_accept_invalid_certs(true)
+        .build_rustls()
+        .unwrap();
+    SmtpTransport::builder_dangerous("127.0.0.1")
+        .port(server.address.port())
+        .tls(Tls::Required(parameters))
+        .timeout(Some(Duration::from_secs(60)))
+        .build()
+}
+
+#[test]
+fn starttls_with_a_self_signed_certificate_delivers_and_is_recorded() {
+    let server = start(SmtpConfig::default());
+    let mut raw = Raw::connect(server.address);
+    assert!(raw.command("EHLO client.test").contains("250-STARTTLS"));
+    lettre_tls(&server)
+        .send_raw(
+            &envelope("dmarc@example.com"),
+            &corpus("smtp_tls/google.com_smtp_tls_report.eml"),
+        )
+        .unwrap();
+    let claimed = server
+        ._runtime
+        .block_on(server.store.claim("t", 1, Duration::from_secs(60)))
+        .unwrap();
+    let text = String::from_utf8_lossy(&claimed[0].raw).into_owned();
+    assert!(text.contains("with ESMTPS"), "{}", &text[..300]);
+    assert!(text.contains("(using TLS1.3 TLS13_"), "{}", &text[..300]);
+}
+
+#[test]
+fn starttls_with_certificate_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["mx.test".to_string()]).unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let server = start(SmtpConfig {
+        tls_cert_file: Some(cert.clone()),
+        tls_key_file: Some(key.clone()),
+        ..SmtpConfig::default()
+    });
+    lettre_tls(&server)
+        .send_raw(&envelope("dmarc@example.com"), b"Subject: x\r\n\r\nhi\r\n")
+        .unwrap();
+    assert_eq!(server.messages(), 1);
+
+    // A broken key is refused with a message naming the file.
+    std::fs::write(&key, "not a key").unwrap();
+    let error = dmarcd::smtp::tls::TlsSource::load(
+        Some(dmarcd::smtp::tls::CertificateFiles {
+            cert,
+            key: key.clone(),
+        }),
+        "mx.test",
+    )
+    .err()
+    .unwrap();
+    assert!(
+        error.to_string().contains(&key.display().to_string()),
+        "{error}"
+    );
+}

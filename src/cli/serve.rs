@@ -1,11 +1,13 @@
 //! `dmarcd serve`: the long-running process.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::inbox::Inbox;
+use crate::smtp::tls::TlsSource;
 use crate::smtp::SmtpServer;
 use crate::worker::Worker;
 
@@ -21,6 +23,10 @@ pub(super) async fn serve(config: Config) -> anyhow::Result<ExitCode> {
             tracing::warn!(
                 "smtp.recipients is empty: accepting mail for any recipient (loopback only)"
             );
+        }
+        if let Some(tls) = smtp.tls() {
+            Arc::clone(&tls).watch(std::time::Duration::from_secs(30));
+            reload_on_sighup(tls);
         }
         let stopped = stopped.clone();
         listeners.push(tokio::spawn(async move { smtp.run(stopped).await }));
@@ -45,6 +51,25 @@ pub(super) async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `kill -HUP` reloads the TLS certificate files (after a renewal).
+fn reload_on_sighup(tls: Arc<TlsSource>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hangups) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            if let Err(error) = tls.reload() {
+                tracing::error!(%error, "SIGHUP: kept the previous TLS certificate");
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = tls;
 }
 
 /// Unique per process and task, readable in the inbox's `claimed_by`.

@@ -2,5 +2,6 @@
 
 pub mod server;
 pub mod session;
+pub mod tls;
 
 pub use server::{SmtpConfig, SmtpError, SmtpServer};

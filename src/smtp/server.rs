@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::time::{timeout_at, Instant};
 
 use super::session::{Event, RecipientPolicy, Session, SessionConfig};
+use super::tls::{describe, CertificateFiles, TlsError, TlsSource};
 use crate::inbox::Inbox;
 use crate::store::{Envelope, Intake};
 
@@ -43,6 +45,15 @@ pub struct SmtpConfig {
     pub data_total_timeout_seconds: u64,
     /// Seconds given to sessions in flight at shutdown.
     pub shutdown_grace_seconds: u64,
+    /// Offer STARTTLS (default true; a self-signed certificate is made when
+    /// no files are configured).
+    pub starttls: bool,
+    /// PEM certificate chain and private key for STARTTLS; reloaded when
+    /// they change on disk or on SIGHUP.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// Seconds allowed for the TLS handshake.
+    pub tls_handshake_timeout_seconds: u64,
 }
 
 impl Default for SmtpConfig {
@@ -62,6 +73,10 @@ impl Default for SmtpConfig {
             data_timeout_seconds: 180,
             data_total_timeout_seconds: 900,
             shutdown_grace_seconds: 30,
+            starttls: true,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_handshake_timeout_seconds: 30,
         }
     }
 }
@@ -72,6 +87,8 @@ pub enum SmtpError {
     BadListen(String),
     #[error("refusing to listen on {0} with no smtp.recipients configured: that would accept mail for anyone on a public address; set smtp.recipients (e.g. [\"dmarc@example.com\", \"@reports.example.com\"]) or listen on 127.0.0.1")]
     OpenOnPublicAddress(SocketAddr),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error("cannot listen on {address}: {source}")]
     Bind {
         address: SocketAddr,
@@ -88,6 +105,7 @@ pub struct SmtpServer {
 
 struct Shared {
     inbox: Inbox,
+    tls: Option<Arc<TlsSource>>,
     session: Arc<SessionConfig>,
     config: SmtpConfig,
     connections: Semaphore,
@@ -112,6 +130,19 @@ impl SmtpServer {
             .clone()
             .or_else(|| std::env::var("HOSTNAME").ok())
             .unwrap_or_else(|| "localhost".to_string());
+        let tls = if config.starttls {
+            let files = match (&config.tls_cert_file, &config.tls_key_file) {
+                (Some(cert), Some(key)) => Some(CertificateFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+                (None, None) => None,
+                _ => return Err(TlsError::HalfConfigured.into()),
+            };
+            Some(TlsSource::load(files, &hostname)?)
+        } else {
+            None
+        };
         let session = Arc::new(SessionConfig {
             hostname,
             recipients: RecipientPolicy::from_entries(&config.recipients),
@@ -119,10 +150,11 @@ impl SmtpServer {
             max_recipients: config.max_recipients,
             max_messages: config.max_messages_per_connection,
             max_errors: config.max_errors_per_connection,
-            tls_available: false,
+            tls_available: tls.is_some(),
         });
         let shared = Arc::new(Shared {
             inbox,
+            tls,
             session,
             connections: Semaphore::new(config.max_connections),
             per_ip: Mutex::new(HashMap::new()),
@@ -133,6 +165,11 @@ impl SmtpServer {
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The certificate source, to reload on SIGHUP.
+    pub fn tls(&self) -> Option<Arc<TlsSource>> {
+        self.shared.tls.clone()
     }
 
     /// Serves until `shutdown` turns true, then lets sessions in flight
@@ -186,10 +223,47 @@ impl Shared {
             return;
         }
         let _ = stream.set_nodelay(true);
-        if let Err(error) = self.converse(&mut stream, ip, shutdown).await {
+        if let Err(error) = self.session(stream, ip, shutdown).await {
             tracing::debug!(%peer, %error, "SMTP session ended");
         }
         self.release_ip_slot(ip);
+    }
+
+    /// The conversation in clear text, then, after STARTTLS, over TLS.
+    async fn session(
+        &self,
+        mut stream: TcpStream,
+        ip: IpAddr,
+        shutdown: watch::Receiver<bool>,
+    ) -> std::io::Result<()> {
+        let (mut session, greeting) = Session::new(Arc::clone(&self.session), ip);
+        let flow = self
+            .converse(
+                &mut stream,
+                ip,
+                &mut session,
+                Some(greeting),
+                false,
+                shutdown.clone(),
+            )
+            .await?;
+        let (Flow::StartTls, Some(tls)) = (flow, &self.tls) else {
+            return Ok(());
+        };
+        let handshake = Duration::from_secs(self.config.tls_handshake_timeout_seconds);
+        let mut secure = match tokio::time::timeout(handshake, tls.acceptor().accept(stream)).await
+        {
+            Ok(Ok(secure)) => secure,
+            Ok(Err(error)) => {
+                tracing::debug!(%ip, %error, "TLS handshake failed");
+                return Ok(());
+            }
+            Err(_) => return Ok(()),
+        };
+        session.tls_started(describe(secure.get_ref().1));
+        self.converse(&mut secure, ip, &mut session, None, true, shutdown)
+            .await?;
+        Ok(())
     }
 
     fn claim_ip_slot(&self, ip: IpAddr) -> bool {
@@ -222,10 +296,14 @@ impl Shared {
         &self,
         stream: &mut S,
         ip: IpAddr,
+        session: &mut Session,
+        greeting: Option<Event>,
+        tls: bool,
         shutdown: watch::Receiver<bool>,
-    ) -> std::io::Result<()> {
-        let (mut session, greeting) = Session::new(Arc::clone(&self.session), ip);
-        write_event(stream, &greeting).await?;
+    ) -> std::io::Result<Flow> {
+        if let Some(greeting) = greeting {
+            write_event(stream, &greeting).await?;
+        }
         let command_timeout = Duration::from_secs(self.config.command_timeout_seconds);
         let data_timeout = Duration::from_secs(self.config.data_timeout_seconds);
         let data_total = Duration::from_secs(self.config.data_total_timeout_seconds);
@@ -243,12 +321,11 @@ impl Shared {
                     Event::Reply(bytes) => out.extend_from_slice(&bytes),
                     Event::Close => {
                         flush(stream, &mut out).await?;
-                        return Ok(());
+                        return Ok(Flow::Done);
                     }
                     Event::StartTls => {
-                        // Only offered when TLS is configured, which this listener is not.
                         flush(stream, &mut out).await?;
-                        return Ok(());
+                        return Ok(Flow::StartTls);
                     }
                     Event::Message(message) => {
                         flush(stream, &mut out).await?;
@@ -259,7 +336,7 @@ impl Shared {
                             helo: message.helo.clone(),
                             mail_from: Some(message.mail_from.clone()),
                             rcpt_to: message.rcpt_to.clone(),
-                            tls: false,
+                            tls,
                         };
                         // The 250 goes out only after the inbox committed.
                         let stored = self
@@ -279,13 +356,13 @@ impl Shared {
             }
             flush(stream, &mut out).await?;
             if session.is_closed() {
-                return Ok(());
+                return Ok(Flow::Done);
             }
             if *shutdown.borrow() && !session.in_data() {
                 stream
                     .write_all(b"421 4.3.2 Server shutting down\r\n")
                     .await?;
-                return Ok(());
+                return Ok(Flow::Done);
             }
             let read_deadline = if session.in_data() {
                 let total = *data_deadline.get_or_insert_with(|| Instant::now() + data_total);
@@ -300,14 +377,14 @@ impl Shared {
                     Ok(read) => read?,
                     Err(_) => {
                         let _ = stream.write_all(b"421 4.4.2 Timeout, closing the connection\r\n").await;
-                        return Ok(());
+                        return Ok(Flow::Done);
                     }
                 },
                 // Idle sessions close promptly at shutdown; one receiving data finishes.
                 _ = stop.changed(), if !session.in_data() => continue,
             };
             if read == 0 {
-                return Ok(());
+                return Ok(Flow::Done);
             }
             let events = session.feed(&buffer[..read]);
             if events.iter().any(|event| matches!(event, Event::Reply(_))) {
@@ -316,6 +393,13 @@ impl Shared {
             queue.extend(events);
         }
     }
+}
+
+/// How a conversation on one stream ended.
+enum Flow {
+    Done,
+    /// The client asked for TLS: continue on a TLS stream.
+    StartTls,
 }
 
 async fn flush<S: AsyncWrite + Unpin>(stream: &mut S, out: &mut Vec<u8>) -> std::io::Result<()> {

@@ -644,6 +644,25 @@ mod tests {
     }
 
     #[test]
+    fn input_pipelined_after_starttls_is_discarded() {
+        let config = SessionConfig {
+            tls_available: true,
+            ..(*session(&[]).config).clone()
+        };
+        let mut session = Session::new(Arc::new(config), "192.0.2.1".parse().unwrap()).0;
+        session.feed(b"EHLO c\r\n");
+        // A man in the middle appends a command in clear text after STARTTLS.
+        let events = session.feed(b"STARTTLS\r\nMAIL FROM:<evil@x>\r\n");
+        assert_eq!(replies(&events), vec!["220 2.0.0 Ready to start TLS\r\n"]);
+        assert_eq!(events.last(), Some(&Event::StartTls));
+        session.tls_started("TLS1.3 TEST".into());
+        assert!(session.feed(&[]).is_empty());
+        // The session starts over: EHLO is needed again.
+        let texts = replies(&session.feed(b"MAIL FROM:<a@b>\r\n"));
+        assert!(texts[0].starts_with("503"), "{texts:?}");
+    }
+
+    #[test]
     fn vrfy_help_noop_and_auth() {
         let mut session = session(&[]);
         let texts = replies(
