@@ -17,6 +17,9 @@ use crate::store::{MessageStatus, Outcome, SaveSummary, Store, StoreResult};
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WorkerConfig {
+    /// Whether `serve` processes the inbox (default true). An intake-only
+    /// node (an extra MX) can leave it to other nodes sharing the database.
+    pub enabled: bool,
     /// Worker tasks per process (default: 2).
     pub concurrency: usize,
     /// Messages claimed, parsed and saved at a time by one task (default: 16).
@@ -30,6 +33,7 @@ pub struct WorkerConfig {
 impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
+            enabled: true,
             concurrency: 2,
             batch_size: 16,
             lease_seconds: 300,

@@ -476,3 +476,58 @@ fn starttls_with_certificate_files() {
         "{error}"
     );
 }
+
+/// Debian's swaks, as an admin would test an MX: with and without STARTTLS.
+#[test]
+fn swaks_delivers_a_report_with_and_without_tls() {
+    if std::process::Command::new("swaks")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "swaks must be installed in CI (.ci/run installs it)"
+        );
+        eprintln!("NOTE: swaks is not installed: this test was SKIPPED");
+        return;
+    }
+    let server = start(SmtpConfig {
+        recipients: vec!["dmarc@example.com".into()],
+        ..SmtpConfig::default()
+    });
+    let report = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/corpus/parsedmarc/aggregate/twilight.eml");
+    for tls in [false, true] {
+        let mut command = std::process::Command::new("swaks");
+        command.args([
+            "--server",
+            &format!("127.0.0.1:{}", server.address.port()),
+            "--helo",
+            "swaks.test",
+            "--from",
+            "noreply-dmarc-support@google.com",
+            "--to",
+            "dmarc@example.com",
+            "--data",
+            &format!("@{}", report.display()),
+        ]);
+        if tls {
+            command.arg("--tls");
+        }
+        let output = command.output().unwrap();
+        let transcript = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "tls={tls}: {transcript}");
+        assert!(
+            transcript.contains("250 2.0.0 Message accepted"),
+            "tls={tls}: {transcript}"
+        );
+        if tls {
+            assert!(transcript.contains("TLS started"), "{transcript}");
+        }
+    }
+    assert_eq!(server.messages(), 2);
+    server.process();
+    // The same report twice (in two messages with different trace headers) is stored once.
+    assert_eq!(server.counts().aggregate_reports, 1);
+}

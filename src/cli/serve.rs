@@ -38,7 +38,12 @@ pub(super) async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         config.worker.clone(),
     );
     let mut tasks = Vec::new();
-    for index in 0..config.worker.concurrency {
+    let workers = if config.worker.enabled {
+        config.worker.concurrency
+    } else {
+        0
+    };
+    for index in 0..workers {
         let worker = base.named(worker_name(index));
         let stopped = stopped.clone();
         tasks.push(tokio::spawn(async move { worker.run(stopped).await }));

@@ -307,7 +307,8 @@ impl Shared {
         let command_timeout = Duration::from_secs(self.config.command_timeout_seconds);
         let data_timeout = Duration::from_secs(self.config.data_timeout_seconds);
         let data_total = Duration::from_secs(self.config.data_total_timeout_seconds);
-        let mut buffer = vec![0u8; 64 * 1024];
+        // Small while idle (1,000 idle connections must stay cheap).
+        let mut buffer = vec![0u8; 16 * 1024];
         // A deadline per command (not per read): a client trickling one
         // byte at a time cannot hold a connection forever.
         let mut deadline = Instant::now() + command_timeout;

@@ -123,7 +123,9 @@ pub struct Session {
     esmtp: bool,
     mail_from: Option<String>,
     rcpt_to: Vec<String>,
+    /// The message being received, starting with its Received header.
     data: Vec<u8>,
+    header_len: usize,
     /// `TLS 1.3, TLS13_AES_256_GCM_SHA384` once TLS is up.
     tls: Option<String>,
     errors: usize,
@@ -155,6 +157,7 @@ impl Session {
             mail_from: None,
             rcpt_to: Vec::new(),
             data: Vec::new(),
+            header_len: 0,
             tls: None,
             errors: 0,
             messages: 0,
@@ -232,6 +235,7 @@ impl Session {
         self.mail_from = None;
         self.rcpt_to.clear();
         self.data = Vec::new();
+        self.header_len = 0;
     }
 
     /// Processes input in the current state; true when processing must pause.
@@ -247,7 +251,7 @@ impl Session {
                 if done {
                     return self.finish_message(events);
                 }
-                if self.data.len() > max {
+                if self.data.len() - self.header_len > max {
                     let dummy = DummyDataReceiver::new_data(receiver);
                     self.data = Vec::new();
                     self.state = State::DataTooBig(dummy);
@@ -268,7 +272,7 @@ impl Session {
                     if last {
                         return self.finish_message(events);
                     }
-                    let size = self.data.len();
+                    let size = self.data.len() - self.header_len;
                     self.state = State::Command(RequestReceiver::default());
                     events.push(reply(&format!("250 2.0.0 {size} octets received")));
                 }
@@ -453,7 +457,9 @@ impl Session {
                 if self.rcpt_to.is_empty() {
                     return self.error("554 5.5.1 No valid recipients", events);
                 }
-                self.data = Vec::new();
+                // The trace header goes in first, so the message is never copied to prepend it.
+                self.data = self.received_header().into_bytes();
+                self.header_len = self.data.len();
                 self.state = State::Data(DataReceiver::new());
                 events.push(reply("354 Start mail input; end with <CRLF>.<CRLF>"));
             }
@@ -463,7 +469,11 @@ impl Session {
                     self.state = State::BdatDiscard(DummyDataReceiver::new_bdat(chunk_size), None);
                     return self.error("503 5.5.1 Need MAIL and RCPT before BDAT", events);
                 }
-                if self.data.len() + chunk_size > config.max_message_bytes {
+                if self.data.is_empty() {
+                    self.data = self.received_header().into_bytes();
+                    self.header_len = self.data.len();
+                }
+                if self.data.len() - self.header_len + chunk_size > config.max_message_bytes {
                     // The transaction fails; later chunks get 503 until a new MAIL.
                     self.reset_transaction();
                     self.state = State::BdatDiscard(DummyDataReceiver::new_bdat(chunk_size), Some(TOO_BIG));
@@ -512,10 +522,8 @@ impl Session {
     }
 
     fn finish_message(&mut self, events: &mut Vec<Event>) -> bool {
-        let data = std::mem::take(&mut self.data);
-        let mut message = Vec::with_capacity(data.len() + 256);
-        message.extend_from_slice(self.received_header().as_bytes());
-        message.extend_from_slice(&data);
+        let message = std::mem::take(&mut self.data);
+        self.header_len = 0;
         self.state = State::Storing;
         events.push(Event::Message(ReceivedMessage {
             helo: self.helo.clone(),
