@@ -23,10 +23,14 @@ CREATE INDEX inbox_messages_queue ON inbox_messages (id) WHERE status IN ('pendi
 CREATE INDEX inbox_messages_status ON inbox_messages (status, received_at);
 
 -- The raw bytes live apart from the status columns, so that claiming and
--- finishing a message never rewrites (or re-reads) a message of megabytes.
+-- finishing a message never rewrites (or re-reads) a message of megabytes;
+-- in chunks of a few MiB, so that storing a 64 MiB message never needs
+-- more than one chunk's copy of it in memory on its way to the database.
 CREATE TABLE inbox_raw (
-    message_id      BIGINT PRIMARY KEY REFERENCES inbox_messages (id) ON DELETE CASCADE,
-    raw             BYTEA NOT NULL
+    message_id      BIGINT NOT NULL REFERENCES inbox_messages (id) ON DELETE CASCADE,
+    seq             INTEGER NOT NULL,
+    raw             BYTEA NOT NULL,
+    PRIMARY KEY (message_id, seq)
 );
 -- Raw messages are mostly compressed attachments already: don't spend
 -- time recompressing them with pglz on the way in.

@@ -25,10 +25,14 @@ CREATE INDEX inbox_messages_queue ON inbox_messages (id) WHERE status IN ('pendi
 CREATE INDEX inbox_messages_status ON inbox_messages (status, received_at);
 
 -- The raw bytes live apart from the status columns, so that claiming and
--- finishing a message never rewrites (or re-reads) a message of megabytes.
+-- finishing a message never rewrites (or re-reads) a message of megabytes;
+-- in chunks of a few MiB, so that storing a 64 MiB message never needs
+-- more than one chunk's copy of it in memory on its way to the database.
 CREATE TABLE inbox_raw (
-    message_id      INTEGER PRIMARY KEY REFERENCES inbox_messages (id) ON DELETE CASCADE,
-    raw             BLOB NOT NULL
+    message_id      INTEGER NOT NULL REFERENCES inbox_messages (id) ON DELETE CASCADE,
+    seq             INTEGER NOT NULL,
+    raw             BLOB NOT NULL,
+    PRIMARY KEY (message_id, seq)
 );
 
 CREATE TABLE domains (

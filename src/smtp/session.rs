@@ -126,6 +126,8 @@ pub struct Session {
     /// The message being received, starting with its Received header.
     data: Vec<u8>,
     header_len: usize,
+    /// The SIZE the client declared in MAIL FROM, if any.
+    declared_size: usize,
     /// `TLS 1.3, TLS13_AES_256_GCM_SHA384` once TLS is up.
     tls: Option<String>,
     errors: usize,
@@ -158,6 +160,7 @@ impl Session {
             rcpt_to: Vec::new(),
             data: Vec::new(),
             header_len: 0,
+            declared_size: 0,
             tls: None,
             errors: 0,
             messages: 0,
@@ -236,6 +239,7 @@ impl Session {
         self.rcpt_to.clear();
         self.data = Vec::new();
         self.header_len = 0;
+        self.declared_size = 0;
     }
 
     /// Processes input in the current state; true when processing must pause.
@@ -432,6 +436,9 @@ impl Session {
                     return self.error(TOO_BIG, events);
                 }
                 self.mail_from = Some(from.address);
+                // The declared size (already checked against the limit) lets the
+                // data buffer be allocated once instead of doubling its way up.
+                self.declared_size = from.size;
                 events.push(reply("250 2.1.0 Sender OK"));
             }
             Request::Rcpt { to } => {
@@ -458,7 +465,9 @@ impl Session {
                     return self.error("554 5.5.1 No valid recipients", events);
                 }
                 // The trace header goes in first, so the message is never copied to prepend it.
-                self.data = self.received_header().into_bytes();
+                let header = self.received_header();
+                self.data = Vec::with_capacity(header.len() + self.declared_size.min(config.max_message_bytes) + 2);
+                self.data.extend_from_slice(header.as_bytes());
                 self.header_len = self.data.len();
                 self.state = State::Data(DataReceiver::new());
                 events.push(reply("354 Start mail input; end with <CRLF>.<CRLF>"));

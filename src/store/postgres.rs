@@ -88,11 +88,21 @@ impl PgStore {
         .fetch_optional(&mut *transaction)
             .await?;
             if let Some(id) = inserted {
-                sqlx::query("INSERT INTO inbox_raw (message_id, raw) VALUES ($1, $2)")
-                    .bind(id)
-                    .bind(*raw)
-                    .execute(&mut *transaction)
-                    .await?;
+                for (seq, chunk) in raw.chunks(rows::RAW_CHUNK_BYTES).enumerate() {
+                    sqlx::query("INSERT INTO inbox_raw (message_id, seq, raw) VALUES ($1, $2, $3)")
+                        .bind(id)
+                        .bind(seq as i32)
+                        .bind(chunk)
+                        .execute(&mut *transaction)
+                        .await?;
+                }
+                if raw.is_empty() {
+                    sqlx::query("INSERT INTO inbox_raw (message_id, seq, raw) VALUES ($1, 0, $2)")
+                        .bind(id)
+                        .bind(&[][..] as &[u8])
+                        .execute(&mut *transaction)
+                        .await?;
+                }
                 accepted.push(Accepted { id, is_new: true });
             } else {
                 let id: i64 = sqlx::query_scalar("SELECT id FROM inbox_messages WHERE sha256 = $1")
@@ -133,13 +143,12 @@ impl PgStore {
         .fetch_all(&mut *transaction)
         .await?;
         let ids: Vec<i64> = rows.iter().map(|row| row.get("id")).collect();
-        let raws: Vec<(i64, Vec<u8>)> =
-            sqlx::query_as("SELECT message_id, raw FROM inbox_raw WHERE message_id = ANY($1)")
+        let raws: Vec<(i64, Vec<u8>)> = sqlx::query_as("SELECT message_id, raw FROM inbox_raw WHERE message_id = ANY($1) ORDER BY message_id, seq")
                 .bind(&ids)
                 .fetch_all(&mut *transaction)
                 .await?;
         transaction.commit().await?;
-        let mut raws: std::collections::HashMap<i64, Vec<u8>> = raws.into_iter().collect();
+        let mut raws = rows::join_chunks(raws);
         let mut claimed: Vec<Claimed> = rows
             .into_iter()
             .map(|row| {

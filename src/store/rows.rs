@@ -146,3 +146,20 @@ pub(super) fn unstorable(reports: &[ExtractedReport]) -> Option<String> {
             _ => None,
         })
 }
+
+/// Bytes per row of `inbox_raw`.
+pub(super) const RAW_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+
+/// Chunks in (message, seq) order → whole messages.
+pub(super) fn join_chunks(chunks: Vec<(i64, Vec<u8>)>) -> std::collections::HashMap<i64, Vec<u8>> {
+    let mut messages: std::collections::HashMap<i64, Vec<u8>> = std::collections::HashMap::new();
+    for (id, chunk) in chunks {
+        let message = messages.entry(id).or_default();
+        if message.is_empty() {
+            *message = chunk;
+        } else {
+            message.extend_from_slice(&chunk);
+        }
+    }
+    messages
+}

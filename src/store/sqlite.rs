@@ -47,12 +47,7 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(30))
-            // Pages through memory maps and a 64 MiB cache: far fewer
-            // read/write copies through the kernel when importing.
-            .pragma("mmap_size", "268435456")
-            .pragma("cache_size", "-65536")
-            .pragma("temp_store", "memory");
+            .busy_timeout(Duration::from_secs(30));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
@@ -111,11 +106,21 @@ impl SqliteStore {
         .fetch_optional(&mut *transaction)
             .await?;
             if let Some(id) = inserted {
-                sqlx::query("INSERT INTO inbox_raw (message_id, raw) VALUES (?, ?)")
-                    .bind(id)
-                    .bind(*raw)
-                    .execute(&mut *transaction)
-                    .await?;
+                for (seq, chunk) in raw.chunks(rows::RAW_CHUNK_BYTES).enumerate() {
+                    sqlx::query("INSERT INTO inbox_raw (message_id, seq, raw) VALUES (?, ?, ?)")
+                        .bind(id)
+                        .bind(seq as i32)
+                        .bind(chunk)
+                        .execute(&mut *transaction)
+                        .await?;
+                }
+                if raw.is_empty() {
+                    sqlx::query("INSERT INTO inbox_raw (message_id, seq, raw) VALUES (?, 0, ?)")
+                        .bind(id)
+                        .bind(&[][..] as &[u8])
+                        .execute(&mut *transaction)
+                        .await?;
+                }
                 accepted.push(Accepted { id, is_new: true });
             } else {
                 let id: i64 = sqlx::query_scalar("SELECT id FROM inbox_messages WHERE sha256 = ?")
@@ -162,10 +167,10 @@ impl SqliteStore {
             for row in &rows {
                 list.push_bind(row.get::<i64, _>("id"));
             }
-            list.push_unseparated(")");
+            list.push_unseparated(") ORDER BY message_id, seq");
             let found: Vec<(i64, Vec<u8>)> =
                 select.build_query_as().fetch_all(&self.derived).await?;
-            raws.extend(found);
+            raws = rows::join_chunks(found);
         }
         let mut claimed: Vec<Claimed> = rows
             .into_iter()
