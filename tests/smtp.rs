@@ -531,3 +531,50 @@ fn swaks_delivers_a_report_with_and_without_tls() {
     // The same report twice (in two messages with different trace headers) is stored once.
     assert_eq!(server.counts().aggregate_reports, 1);
 }
+
+#[test]
+fn connections_past_the_per_ip_limit_get_421() {
+    let server = start(SmtpConfig {
+        max_connections_per_ip: 2,
+        ..SmtpConfig::default()
+    });
+    let _first = Raw::connect(server.address);
+    let _second = Raw::connect(server.address);
+    let third = TcpStream::connect(server.address).unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reply = String::new();
+    BufReader::new(third).read_line(&mut reply).unwrap();
+    assert!(reply.starts_with("421 4.7.0"), "{reply}");
+}
+
+#[test]
+fn shutdown_lets_a_message_in_flight_finish_then_refuses_new_sessions() {
+    let server = start(SmtpConfig::default());
+    let mut raw = Raw::connect(server.address);
+    raw.command("EHLO client.test");
+    raw.command("MAIL FROM:<a@b.example>");
+    raw.command("RCPT TO:<dmarc@example.com>");
+    raw.command("DATA");
+    raw.send(b"Subject: in flight\r\n\r\nfirst half\r\n");
+    server.stop.send(true).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    raw.send(b"second half\r\n.\r\n");
+    assert!(raw.reply().starts_with("250 2.0.0 Message accepted"));
+    // Then the session is told the server is going away.
+    assert!(raw.reply().starts_with("421 4.3.2"));
+    assert_eq!(server.messages(), 1);
+    // The listener no longer accepts.
+    std::thread::sleep(Duration::from_millis(200));
+    let refused = TcpStream::connect_timeout(&server.address, Duration::from_secs(2))
+        .map(|stream| {
+            stream
+                .set_read_timeout(Some(Duration::from_secs(2)))
+                .unwrap();
+            let mut line = String::new();
+            BufReader::new(stream).read_line(&mut line).unwrap_or(0) == 0
+        })
+        .unwrap_or(true);
+    assert!(refused, "a new session was served after shutdown");
+}
