@@ -22,8 +22,12 @@ pub struct WorkerConfig {
     pub enabled: bool,
     /// Worker tasks per process (default: 2).
     pub concurrency: usize,
-    /// Messages claimed, parsed and saved at a time by one task (default: 16).
+    /// Messages claimed, parsed and saved (in one transaction) at a time by
+    /// one task (default: 64)…
     pub batch_size: u32,
+    /// …as long as their raw size stays under this many bytes (default
+    /// 32 MiB; a larger message is claimed alone).
+    pub batch_bytes: u64,
     /// Seconds before a claimed but unfinished message is claimed again (default: 300).
     pub lease_seconds: u64,
     /// Milliseconds between polls of an empty queue (default: 1000).
@@ -35,7 +39,8 @@ impl Default for WorkerConfig {
         WorkerConfig {
             enabled: true,
             concurrency: 2,
-            batch_size: 16,
+            batch_size: 64,
+            batch_bytes: 32 * 1024 * 1024,
             lease_seconds: 300,
             poll_interval_ms: 1000,
         }
@@ -93,7 +98,12 @@ impl Worker {
         let lease = Duration::from_secs(self.config.lease_seconds);
         let claimed = self
             .store
-            .claim(&self.name, self.config.batch_size.max(1), lease)
+            .claim(
+                &self.name,
+                self.config.batch_size.max(1),
+                self.config.batch_bytes,
+                lease,
+            )
             .await?;
         if claimed.is_empty() {
             return Ok(Vec::new());

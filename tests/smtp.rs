@@ -396,7 +396,11 @@ fn stored_messages_carry_a_received_header() {
     assert!(raw.reply().starts_with("250"));
     let claimed = server
         ._runtime
-        .block_on(server.store.claim("t", 1, Duration::from_secs(60)))
+        .block_on(
+            server
+                .store
+                .claim("t", 1, u64::MAX, Duration::from_secs(60)),
+        )
         .unwrap();
     let text = String::from_utf8_lossy(&claimed[0].raw).into_owned();
     assert!(
@@ -435,7 +439,11 @@ fn starttls_with_a_self_signed_certificate_delivers_and_is_recorded() {
         .unwrap();
     let claimed = server
         ._runtime
-        .block_on(server.store.claim("t", 1, Duration::from_secs(60)))
+        .block_on(
+            server
+                .store
+                .claim("t", 1, u64::MAX, Duration::from_secs(60)),
+        )
         .unwrap();
     let text = String::from_utf8_lossy(&claimed[0].raw).into_owned();
     assert!(text.contains("with ESMTPS"), "{}", &text[..300]);

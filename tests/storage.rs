@@ -188,13 +188,13 @@ async fn a_message_left_processing_by_a_dead_worker_is_finished_by_another() {
             .id;
         // The first worker claims it with a short lease, then "dies".
         let claimed = store
-            .claim("dead", 10, Duration::from_secs(1))
+            .claim("dead", 10, u64::MAX, Duration::from_secs(1))
             .await
             .unwrap();
         assert_eq!(claimed.len(), 1);
         assert!(
             store
-                .claim("other", 10, Duration::from_secs(60))
+                .claim("other", 10, u64::MAX, Duration::from_secs(60))
                 .await
                 .unwrap()
                 .is_empty(),
@@ -372,6 +372,44 @@ async fn a_large_report_is_stored_whole() {
         assert_eq!(
             store.report_counts().await.unwrap().aggregate_records,
             12_345,
+            "{backend}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn claims_stop_at_the_byte_budget_but_always_take_one() {
+    for (_dir, store) in common::db::backends().await {
+        let backend = store.backend();
+        let inbox = Inbox::new(store.clone());
+        for index in 0..4u8 {
+            inbox
+                .accept(&[b'a' + index; 100], &Envelope::import(format!("{index}")))
+                .await
+                .unwrap();
+        }
+        let lease = Duration::from_secs(60);
+        assert_eq!(
+            store.claim("w", 10, 250, lease).await.unwrap().len(),
+            2,
+            "{backend}"
+        );
+        assert_eq!(
+            store.claim("w", 10, 50, lease).await.unwrap().len(),
+            1,
+            "{backend}: at least one"
+        );
+        assert_eq!(
+            store.claim("w", 10, u64::MAX, lease).await.unwrap().len(),
+            1,
+            "{backend}: the rest"
+        );
+        assert!(
+            store
+                .claim("w", 10, u64::MAX, lease)
+                .await
+                .unwrap()
+                .is_empty(),
             "{backend}"
         );
     }

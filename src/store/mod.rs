@@ -288,14 +288,17 @@ impl Store {
         dispatch!(self.insert_messages(messages))
     }
 
-    /// Claims up to `batch` pending messages (and any whose lease expired).
+    /// Claims up to `batch` pending messages (and any whose lease expired),
+    /// oldest first, stopping before their total size passes `max_bytes`
+    /// (but always at least one).
     pub async fn claim(
         &self,
         worker: &str,
         batch: u32,
+        max_bytes: u64,
         lease: Duration,
     ) -> StoreResult<Vec<Claimed>> {
-        dispatch!(self.claim(worker, batch, lease))
+        dispatch!(self.claim(worker, batch, max_bytes, lease))
     }
 
     /// Writes what processing produced for a batch of messages, and their

@@ -2,7 +2,7 @@
 //! may share one database: workers claim messages with `FOR UPDATE SKIP
 //! LOCKED`, and report uniqueness is enforced by the database.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
@@ -120,6 +120,7 @@ impl PgStore {
         &self,
         worker: &str,
         batch: u32,
+        max_bytes: u64,
         lease: Duration,
     ) -> StoreResult<Vec<Claimed>> {
         let now = now();
@@ -128,18 +129,24 @@ impl PgStore {
         // SKIP LOCKED: concurrent workers (in this process or another node)
         // each take different rows and never wait on each other.
         let rows = sqlx::query(
-            "UPDATE inbox_messages
+            "WITH candidates AS (
+                 SELECT id, size FROM inbox_messages
+                  WHERE status = 'pending' OR (status = 'processing' AND lease_until < $3)
+                  ORDER BY id LIMIT $4
+                  FOR UPDATE SKIP LOCKED),
+             running AS (
+                 SELECT id, SUM(size) OVER (ORDER BY id) AS total, ROW_NUMBER() OVER (ORDER BY id) AS n
+                   FROM candidates)
+             UPDATE inbox_messages
                 SET status = 'processing', attempts = attempts + 1, lease_until = $1, claimed_by = $2
-              WHERE id IN (SELECT id FROM inbox_messages
-                            WHERE status = 'pending' OR (status = 'processing' AND lease_until < $3)
-                            ORDER BY id LIMIT $4
-                            FOR UPDATE SKIP LOCKED)
+              WHERE id IN (SELECT id FROM running WHERE total <= $5 OR n = 1)
              RETURNING id, source_name, attempts",
         )
         .bind(lease_until)
         .bind(worker)
         .bind(now)
         .bind(i64::from(batch))
+        .bind(i64::try_from(max_bytes).unwrap_or(i64::MAX))
         .fetch_all(&mut *transaction)
         .await?;
         let ids: Vec<i64> = rows.iter().map(|row| row.get("id")).collect();
@@ -226,6 +233,7 @@ impl PgStore {
 
         let mut summaries = Vec::with_capacity(items.len());
         let mut statuses = Vec::with_capacity(items.len());
+        let mut seen = HashSet::new();
         for (id, outcome) in items {
             if !held.contains(id) {
                 summaries.push(SaveSummary::default());
@@ -240,7 +248,8 @@ impl PgStore {
                     Some(reason) => (MessageStatus::Failed, Some(reason)),
                     None => {
                         if let Err(invalid) =
-                            write_reports(&mut transaction, *id, reports, &mut summary).await?
+                            write_reports(&mut transaction, &mut seen, *id, reports, &mut summary)
+                                .await?
                         {
                             return Err(StoreError::Invalid(invalid));
                         }
@@ -372,6 +381,7 @@ impl PgStore {
 /// cannot be stored (e.g. a date out of range): the message fails with it.
 async fn write_reports(
     transaction: &mut Transaction<'_, Postgres>,
+    seen: &mut HashSet<String>,
     message_id: i64,
     reports: &[ExtractedReport],
     summary: &mut SaveSummary,
@@ -380,11 +390,13 @@ async fn write_reports(
         let location = extracted.location.as_str();
         let written = match &extracted.report {
             Report::Aggregate(report) => {
-                write_aggregate(transaction, message_id, location, report).await?
+                write_aggregate(transaction, seen, message_id, location, report).await?
             }
-            Report::Tlsrpt(report) => write_tls(transaction, message_id, location, report).await?,
+            Report::Tlsrpt(report) => {
+                write_tls(transaction, seen, message_id, location, report).await?
+            }
             Report::Failure(report) => {
-                write_failure(transaction, message_id, location, report).await?
+                write_failure(transaction, seen, message_id, location, report).await?
             }
         };
         match written {
@@ -399,7 +411,15 @@ async fn write_reports(
     Ok(Ok(()))
 }
 
-async fn add_domain(transaction: &mut Transaction<'_, Postgres>, name: &str) -> StoreResult<()> {
+async fn add_domain(
+    transaction: &mut Transaction<'_, Postgres>,
+    seen: &mut HashSet<String>,
+    name: &str,
+) -> StoreResult<()> {
+    // Once per batch is enough: a batch often holds many reports for one domain.
+    if !seen.insert(name.to_ascii_lowercase()) {
+        return Ok(());
+    }
     sqlx::query("INSERT INTO domains (name, origin, created_at) VALUES ($1, 'report', $2) ON CONFLICT (name) DO NOTHING")
         .bind(name.to_ascii_lowercase())
         .bind(now())
@@ -411,6 +431,7 @@ async fn add_domain(transaction: &mut Transaction<'_, Postgres>, name: &str) -> 
 /// `Ok(Some(records))` when stored, `Ok(None)` when already there.
 async fn write_aggregate(
     transaction: &mut Transaction<'_, Postgres>,
+    seen: &mut HashSet<String>,
     message_id: i64,
     location: &str,
     report: &AggregateReport,
@@ -464,7 +485,7 @@ async fn write_aggregate(
     let Some(report_row) = inserted else {
         return Ok(Ok(None));
     };
-    add_domain(transaction, &policy.domain).await?;
+    add_domain(transaction, seen, &policy.domain).await?;
 
     let columns = RecordColumns::new(&report.records);
     let shared = SharedColumns {
@@ -485,6 +506,7 @@ async fn write_aggregate(
 
 async fn write_tls(
     transaction: &mut Transaction<'_, Postgres>,
+    seen: &mut HashSet<String>,
     message_id: i64,
     location: &str,
     report: &TlsReport,
@@ -510,7 +532,7 @@ async fn write_tls(
         return Ok(Ok(None));
     };
     for policy in &report.policies {
-        add_domain(transaction, &policy.policy_domain).await?;
+        add_domain(transaction, seen, &policy.policy_domain).await?;
         let policy_row: i64 = sqlx::query_scalar(
             "INSERT INTO tls_policies
                 (report_id, policy_type, policy_domain, policy_strings, mx_hosts, successful_sessions, failed_sessions)
@@ -550,6 +572,7 @@ async fn write_tls(
 
 async fn write_failure(
     transaction: &mut Transaction<'_, Postgres>,
+    seen: &mut HashSet<String>,
     message_id: i64,
     location: &str,
     report: &FailureReport,
@@ -604,7 +627,7 @@ async fn write_failure(
     .execute(&mut **transaction)
     .await?;
     for domain in &report.reported_domain {
-        add_domain(transaction, domain).await?;
+        add_domain(transaction, seen, domain).await?;
     }
     Ok(Ok(Some(0)))
 }
