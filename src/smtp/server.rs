@@ -222,11 +222,12 @@ impl Shared {
                 .await;
             return;
         }
+        // Released however the session ends, a panic included.
+        let _slot = IpSlot { shared: &self, ip };
         let _ = stream.set_nodelay(true);
         if let Err(error) = self.session(stream, ip, shutdown).await {
             tracing::debug!(%peer, %error, "SMTP session ended");
         }
-        self.release_ip_slot(ip);
     }
 
     /// The conversation in clear text, then, after STARTTLS, over TLS.
@@ -334,9 +335,9 @@ impl Shared {
                             intake: Intake::Smtp,
                             source_name: None,
                             peer_ip: Some(ip),
-                            helo: message.helo.clone(),
-                            mail_from: Some(message.mail_from.clone()),
-                            rcpt_to: message.rcpt_to.clone(),
+                            helo: message.helo.as_deref().map(clean),
+                            mail_from: Some(clean(&message.mail_from)),
+                            rcpt_to: message.rcpt_to.iter().map(|r| clean(r)).collect(),
                             tls,
                         };
                         // The 250 goes out only after the inbox committed.
@@ -394,6 +395,27 @@ impl Shared {
             queue.extend(events);
         }
     }
+}
+
+/// A connection's place in the per-IP count.
+struct IpSlot<'a> {
+    shared: &'a Shared,
+    ip: IpAddr,
+}
+
+impl Drop for IpSlot<'_> {
+    fn drop(&mut self) {
+        self.shared.release_ip_slot(self.ip);
+    }
+}
+
+/// Client-supplied envelope text as stored: control characters (a NUL
+/// would make PostgreSQL refuse the row, and the sender retry forever)
+/// become `?`.
+fn clean(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 /// How a conversation on one stream ended.

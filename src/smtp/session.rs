@@ -136,6 +136,16 @@ pub struct Session {
     skipping_long_line: bool,
 }
 
+/// A data receiver that has "seen" the CRLF ending the DATA command, so
+/// that a message whose first line is `.` (an empty message) ends there and
+/// a leading `..` is un-stuffed (RFC 5321 §4.5.2).
+fn data_receiver() -> DataReceiver {
+    let mut receiver = DataReceiver::new();
+    let mut discarded = Vec::new();
+    receiver.ingest(&mut b"\r\n".iter(), &mut discarded);
+    receiver
+}
+
 /// Longest command line accepted (RFC 5321 requires 512; extensions need more).
 const MAX_COMMAND_LINE: usize = 4096;
 
@@ -323,7 +333,10 @@ impl Session {
         };
         let partial = receiver.buf().len();
         let line_length = partial + newline.map_or(rest.len(), |position| position + 1);
-        if line_length > MAX_COMMAND_LINE {
+        // Without a newline yet, reaching the limit is already too long
+        // (smtp-proto gives up at exactly MAX_COMMAND_LINE buffered bytes).
+        if line_length > MAX_COMMAND_LINE || (newline.is_none() && line_length >= MAX_COMMAND_LINE)
+        {
             *receiver = RequestReceiver::default();
             match newline {
                 Some(position) => {
@@ -344,6 +357,11 @@ impl Session {
             }
             Err(ProtoError::NeedsMoreData { .. }) => false,
             Err(error) => {
+                if matches!(error, ProtoError::ResponseTooLong) {
+                    // The rest of that line must not be read as a command.
+                    self.skipping_long_line = true;
+                    return false;
+                }
                 let text = match error {
                     ProtoError::ResponseTooLong => "500 5.5.2 Line too long".to_string(),
                     ProtoError::UnknownCommand => {
@@ -469,23 +487,36 @@ impl Session {
                 self.data = Vec::with_capacity(header.len() + self.declared_size.min(config.max_message_bytes) + 2);
                 self.data.extend_from_slice(header.as_bytes());
                 self.header_len = self.data.len();
-                self.state = State::Data(DataReceiver::new());
+                self.state = State::Data(data_receiver());
                 events.push(reply("354 Start mail input; end with <CRLF>.<CRLF>"));
             }
             Request::Bdat { chunk_size, is_last } => {
                 if self.mail_from.is_none() || self.rcpt_to.is_empty() {
-                    // The chunk still has to be read past.
-                    self.state = State::BdatDiscard(DummyDataReceiver::new_bdat(chunk_size), None);
+                    // The chunk still has to be read past (none to read if it is empty).
+                    if chunk_size > 0 {
+                        self.state = State::BdatDiscard(DummyDataReceiver::new_bdat(chunk_size), None);
+                    }
                     return self.error("503 5.5.1 Need MAIL and RCPT before BDAT", events);
                 }
                 if self.data.is_empty() {
                     self.data = self.received_header().into_bytes();
                     self.header_len = self.data.len();
                 }
-                if self.data.len() - self.header_len + chunk_size > config.max_message_bytes {
+                let received = self.data.len() - self.header_len;
+                // Compared without adding: a chunk size near usize::MAX must not wrap.
+                if chunk_size > config.max_message_bytes.saturating_sub(received) {
                     // The transaction fails; later chunks get 503 until a new MAIL.
                     self.reset_transaction();
                     self.state = State::BdatDiscard(DummyDataReceiver::new_bdat(chunk_size), Some(TOO_BIG));
+                    return false;
+                }
+                // A zero-size chunk (RFC 3030 allows `BDAT 0 LAST`) has no bytes
+                // to wait for: answer it now.
+                if chunk_size == 0 {
+                    if is_last {
+                        return self.finish_message(events);
+                    }
+                    events.push(reply(&format!("250 2.0.0 {received} octets received")));
                     return false;
                 }
                 self.state = State::Bdat(BdatReceiver::new(chunk_size, is_last));
@@ -531,6 +562,20 @@ impl Session {
     }
 
     fn finish_message(&mut self, events: &mut Vec<Event>) -> bool {
+        // Data ended by CRLF.CRLF ends in CRLF (or is empty). Anything else
+        // means a bare CR slipped into the end sequence (`CRLF . CR CR LF`),
+        // which a proper client never sends: refuse it and hang up rather
+        // than read what follows as commands (SMTP smuggling).
+        let body = &self.data[self.header_len..];
+        if matches!(self.state, State::Data(_)) && !body.is_empty() && !body.ends_with(b"\r\n") {
+            self.reset_transaction();
+            events.push(reply(
+                "554 5.6.0 Malformed end of data (bare CR); closing the connection",
+            ));
+            events.push(Event::Close);
+            self.state = State::Closed;
+            return true;
+        }
         let message = std::mem::take(&mut self.data);
         self.header_len = 0;
         self.state = State::Storing;
@@ -677,6 +722,77 @@ mod tests {
         // The session starts over: EHLO is needed again.
         let texts = replies(&session.feed(b"MAIL FROM:<a@b>\r\n"));
         assert!(texts[0].starts_with("503"), "{texts:?}");
+    }
+
+    fn open_transaction() -> Session {
+        let mut session = session(&[]);
+        session.feed(b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<x@y>\r\n");
+        session
+    }
+
+    #[test]
+    fn a_bdat_size_near_usize_max_is_refused_not_wrapped() {
+        let mut session = open_transaction();
+        session.feed(b"BDAT 10\r\n0123456789");
+        let texts = replies(&session.feed(b"BDAT 18446744073709551610\r\n"));
+        assert!(texts.is_empty(), "{texts:?}");
+        assert!(session.in_data(), "the chunk is read past, not stored");
+        assert!(session.data.is_empty());
+    }
+
+    #[test]
+    fn zero_size_bdat_chunks_are_answered_at_once() {
+        let mut session = open_transaction();
+        assert_eq!(
+            replies(&session.feed(b"BDAT 0\r\n")),
+            vec!["250 2.0.0 0 octets received\r\n"]
+        );
+        session.feed(b"BDAT 3\r\nabc");
+        let events = session.feed(b"BDAT 0 LAST\r\n");
+        let Some(Event::Message(message)) = events.last() else {
+            panic!("{events:?}")
+        };
+        assert!(message.data.ends_with(b"abc"));
+    }
+
+    #[test]
+    fn an_empty_message_ends_at_the_first_dot() {
+        let mut session = open_transaction();
+        let events = session.feed(b"DATA\r\n.\r\n");
+        assert!(
+            matches!(events.last(), Some(Event::Message(_))),
+            "{events:?}"
+        );
+        let mut session = open_transaction();
+        let events = session.feed(b"DATA\r\n..leading dot\r\n.\r\n");
+        let Some(Event::Message(message)) = events.last() else {
+            panic!("{events:?}")
+        };
+        assert!(message.data.ends_with(b"\r\n.leading dot\r\n"));
+    }
+
+    #[test]
+    fn a_bare_cr_in_the_end_of_data_sequence_closes_the_session() {
+        let mut session = open_transaction();
+        let events = session.feed(b"DATA\r\nhello\r\n.\r\r\nMAIL FROM:<forged@x>\r\n");
+        let texts = replies(&events);
+        assert!(texts.last().unwrap().starts_with("554 5.6.0"), "{texts:?}");
+        assert_eq!(events.last(), Some(&Event::Close));
+        assert!(!events
+            .iter()
+            .any(|event| matches!(event, Event::Message(_))));
+    }
+
+    #[test]
+    fn the_rest_of_a_line_cut_at_the_limit_is_not_a_command() {
+        let mut session = open_transaction();
+        let mut line = b"NOOP ".to_vec();
+        line.extend(std::iter::repeat_n(b'A', MAX_COMMAND_LINE - 5));
+        assert!(replies(&session.feed(&line)).is_empty());
+        let texts = replies(&session.feed(b"MORE\r\nRSET\r\n"));
+        assert_eq!(texts.len(), 2, "{texts:?}");
+        assert!(texts[0].starts_with("500 5.5.2"));
+        assert!(texts[1].starts_with("250 2.0.0 OK"));
     }
 
     #[test]

@@ -176,6 +176,8 @@ pub struct ReportCounts {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The database cannot be reached or asked to try again (busy, deadlock):
+    /// nothing was written; retry later.
     #[error("the database is unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
     #[error("database error: {0}")]
@@ -201,14 +203,38 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
-        match error {
-            sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(error),
-            other => StoreError::Query(other),
+        if is_transient(&error) {
+            return StoreError::Unavailable(error);
         }
+        StoreError::Query(error)
+    }
+}
+
+/// Errors that say "try again later", not "this data is wrong": connection
+/// trouble, and a database that is busy or resolved a conflict between
+/// concurrent writers. A message hit by one is retried, never failed.
+fn is_transient(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(database) => {
+            let code = database.code().unwrap_or_default();
+            // SQLite: SQLITE_BUSY (5), SQLITE_LOCKED (6) and their extended codes.
+            // PostgreSQL: serialization failure, deadlock, lock not available,
+            // query canceled (statement timeout), admin shutdown, cannot connect now.
+            let sqlite_busy = code
+                .parse::<i64>()
+                .is_ok_and(|code| matches!(code & 0xff, 5 | 6));
+            sqlite_busy
+                || matches!(
+                    code.as_ref(),
+                    "40001" | "40P01" | "55P03" | "57014" | "57P01" | "57P03"
+                )
+        }
+        _ => false,
     }
 }
 
