@@ -30,6 +30,10 @@ pub struct WorkerConfig {
     pub batch_bytes: u64,
     /// Seconds before a claimed but unfinished message is claimed again (default: 300).
     pub lease_seconds: u64,
+    /// Claims after which a message that never finished is failed instead
+    /// of tried again (default: 5): one that crashes the process must not
+    /// loop forever.
+    pub max_attempts: i32,
     /// Milliseconds between polls of an empty queue (default: 1000).
     pub poll_interval_ms: u64,
 }
@@ -42,6 +46,7 @@ impl Default for WorkerConfig {
             batch_size: 64,
             batch_bytes: 32 * 1024 * 1024,
             lease_seconds: 300,
+            max_attempts: 5,
             poll_interval_ms: 1000,
         }
     }
@@ -109,6 +114,7 @@ impl Worker {
             return Ok(Vec::new());
         }
         let limits = Arc::clone(&self.limits);
+        let max_attempts = self.config.max_attempts;
         let sources: Vec<(i64, Option<String>)> = claimed
             .iter()
             .map(|m| (m.id, m.source_name.clone()))
@@ -119,6 +125,14 @@ impl Worker {
             claimed
                 .into_iter()
                 .map(|message| {
+                    if message.attempts > max_attempts {
+                        let reason = format!(
+                            "gave up after {} attempts: processing never finished \
+                             (the worker handling it stopped or crashed)",
+                            message.attempts - 1
+                        );
+                        return (message.id, Outcome::Failed(reason));
+                    }
                     let name = message
                         .source_name
                         .clone()

@@ -414,3 +414,63 @@ async fn claims_stop_at_the_byte_budget_but_always_take_one() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_message_that_never_finishes_is_claimed_alone_then_given_up() {
+    for (_dir, store) in common::db::backends().await {
+        let backend = store.backend();
+        let inbox = Inbox::new(store.clone());
+        let poison = inbox
+            .accept(b"Subject: poison\r\n\r\nx", &Envelope::import("poison"))
+            .await
+            .unwrap()
+            .id;
+        let other = inbox
+            .accept(b"Subject: other\r\n\r\ny", &Envelope::import("other"))
+            .await
+            .unwrap()
+            .id;
+        let short = Duration::from_secs(1);
+        // A worker claims both, then dies.
+        assert_eq!(
+            store
+                .claim("dead", 10, u64::MAX, short)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        // Expired messages come back one at a time.
+        let alone = store
+            .claim("dead-again", 10, u64::MAX, short)
+            .await
+            .unwrap();
+        assert_eq!(
+            alone.iter().map(|m| m.id).collect::<Vec<_>>(),
+            vec![poison],
+            "{backend}"
+        );
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        // Past max_attempts, the next worker fails it without parsing; the
+        // other message is processed normally.
+        let config = WorkerConfig {
+            max_attempts: 2,
+            ..WorkerConfig::default()
+        };
+        let worker = Worker::new(store.clone(), Limits::default(), "survivor", config);
+        worker.run_until_idle().await.unwrap();
+        let info = store.message(poison).await.unwrap().unwrap();
+        assert_eq!(info.status, MessageStatus::Failed, "{backend}");
+        assert!(
+            info.error.unwrap().starts_with("gave up after 2 attempts"),
+            "{backend}"
+        );
+        let other = store.message(other).await.unwrap().unwrap();
+        assert_eq!(
+            other.status,
+            MessageStatus::Ignored,
+            "{backend}: not a report, but processed"
+        );
+    }
+}

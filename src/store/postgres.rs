@@ -18,6 +18,11 @@ pub struct PgStore {
     pool: PgPool,
 }
 
+/// Claim conditions; both use the current time parameter so that the
+/// statement binds the same values.
+const EXPIRED: &str = "status = 'processing' AND lease_until < $3";
+const PENDING: &str = "status = 'pending' AND $3::timestamptz IS NOT NULL";
+
 fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(0)
 }
@@ -116,8 +121,30 @@ impl PgStore {
         Ok(accepted)
     }
 
+    /// Claims messages: first any one whose lease expired, alone (its
+    /// worker stopped or crashed; if the message itself crashes the
+    /// process, it must not take a batch down with it again), else a batch
+    /// of pending ones.
     pub(super) async fn claim(
         &self,
+        worker: &str,
+        batch: u32,
+        max_bytes: u64,
+        lease: Duration,
+    ) -> StoreResult<Vec<Claimed>> {
+        let expired = self
+            .claim_where(EXPIRED, worker, 1, max_bytes, lease)
+            .await?;
+        if !expired.is_empty() {
+            return Ok(expired);
+        }
+        self.claim_where(PENDING, worker, batch, max_bytes, lease)
+            .await
+    }
+
+    async fn claim_where(
+        &self,
+        condition: &str,
         worker: &str,
         batch: u32,
         max_bytes: u64,
@@ -128,10 +155,10 @@ impl PgStore {
         let mut transaction = self.derived_transaction().await?;
         // SKIP LOCKED: concurrent workers (in this process or another node)
         // each take different rows and never wait on each other.
-        let rows = sqlx::query(
+        let sql = format!(
             "WITH candidates AS (
                  SELECT id, size FROM inbox_messages
-                  WHERE status = 'pending' OR (status = 'processing' AND lease_until < $3)
+                  WHERE {condition}
                   ORDER BY id LIMIT $4
                   FOR UPDATE SKIP LOCKED),
              running AS (
@@ -140,15 +167,16 @@ impl PgStore {
              UPDATE inbox_messages
                 SET status = 'processing', attempts = attempts + 1, lease_until = $1, claimed_by = $2
               WHERE id IN (SELECT id FROM running WHERE total <= $5 OR n = 1)
-             RETURNING id, source_name, attempts",
-        )
-        .bind(lease_until)
-        .bind(worker)
-        .bind(now)
-        .bind(i64::from(batch))
-        .bind(i64::try_from(max_bytes).unwrap_or(i64::MAX))
-        .fetch_all(&mut *transaction)
-        .await?;
+             RETURNING id, source_name, attempts"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(lease_until)
+            .bind(worker)
+            .bind(now)
+            .bind(i64::from(batch))
+            .bind(i64::try_from(max_bytes).unwrap_or(i64::MAX))
+            .fetch_all(&mut *transaction)
+            .await?;
         let ids: Vec<i64> = rows.iter().map(|row| row.get("id")).collect();
         let raws: Vec<(i64, Vec<u8>)> = sqlx::query_as("SELECT message_id, raw FROM inbox_raw WHERE message_id = ANY($1) ORDER BY message_id, seq")
                 .bind(&ids)

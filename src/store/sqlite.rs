@@ -27,6 +27,11 @@ pub struct SqliteStore {
 /// SQLite's variable limit is 32766; 19 columns × 1500 rows stays below it.
 const SQLITE_RECORD_BATCH: usize = 1500;
 
+/// Claim conditions; both use the current time parameter so that the
+/// statement binds the same values.
+const EXPIRED: &str = "status = 'processing' AND lease_until < ?3";
+const PENDING: &str = "status = 'pending' AND ?3 IS NOT NULL";
+
 fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(0)
 }
@@ -138,8 +143,30 @@ impl SqliteStore {
         Ok(accepted)
     }
 
+    /// Claims messages: first any one whose lease expired, alone (its
+    /// worker stopped or crashed; if the message itself crashes the
+    /// process, it must not take a batch down with it again), else a batch
+    /// of pending ones.
     pub(super) async fn claim(
         &self,
+        worker: &str,
+        batch: u32,
+        max_bytes: u64,
+        lease: Duration,
+    ) -> StoreResult<Vec<Claimed>> {
+        let expired = self
+            .claim_where(EXPIRED, worker, 1, max_bytes, lease)
+            .await?;
+        if !expired.is_empty() {
+            return Ok(expired);
+        }
+        self.claim_where(PENDING, worker, batch, max_bytes, lease)
+            .await
+    }
+
+    async fn claim_where(
+        &self,
+        condition: &str,
         worker: &str,
         batch: u32,
         max_bytes: u64,
@@ -149,25 +176,26 @@ impl SqliteStore {
         let lease_until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
         // One UPDATE: SQLite runs writes one at a time, so two workers can
         // never claim the same row.
-        let rows = sqlx::query(
+        let sql = format!(
             "UPDATE inbox_messages
                 SET status = 'processing', attempts = attempts + 1, lease_until = ?1, claimed_by = ?2
               WHERE id IN (SELECT id FROM (
                                SELECT id, SUM(size) OVER (ORDER BY id) AS total,
                                       ROW_NUMBER() OVER (ORDER BY id) AS n
                                  FROM (SELECT id, size FROM inbox_messages
-                                        WHERE status = 'pending' OR (status = 'processing' AND lease_until < ?3)
+                                        WHERE {condition}
                                         ORDER BY id LIMIT ?4))
                             WHERE total <= ?5 OR n = 1)
-             RETURNING id, source_name, attempts",
-        )
-        .bind(lease_until)
-        .bind(worker)
-        .bind(now)
-        .bind(i64::from(batch))
-        .bind(i64::try_from(max_bytes).unwrap_or(i64::MAX))
-        .fetch_all(&self.derived)
-        .await?;
+             RETURNING id, source_name, attempts"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(lease_until)
+            .bind(worker)
+            .bind(now)
+            .bind(i64::from(batch))
+            .bind(i64::try_from(max_bytes).unwrap_or(i64::MAX))
+            .fetch_all(&self.derived)
+            .await?;
         let mut raws = std::collections::HashMap::new();
         if !rows.is_empty() {
             let mut select = QueryBuilder::<Sqlite>::new(
