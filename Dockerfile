@@ -3,7 +3,9 @@ FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY migrations ./migrations
 COPY benches ./benches
+COPY examples ./examples
 RUN cargo build --release --locked --bin dmarcd
 
 FROM debian:bookworm-slim
@@ -15,7 +17,13 @@ COPY --from=build /src/target/release/dmarcd /usr/local/bin/dmarcd
 COPY config.example.toml /etc/dmarcd/config.example.toml
 USER dmarcd
 WORKDIR /var/lib/dmarcd
-# SMTP (the MX for report mailboxes) and HTTP (dashboard, API, TLS-RPT POST).
-EXPOSE 2525 8080
+# State (the SQLite database when DATABASE_URL is unset) lives in a volume.
+ENV DMARCD_DATA_DIR=/var/lib/dmarcd/data \
+    DMARCD_SMTP_LISTEN=0.0.0.0:2525
+VOLUME ["/var/lib/dmarcd/data"]
+# SMTP (the MX for report mailboxes; map host port 25 to it). Listening on
+# all addresses requires DMARCD_SMTP_RECIPIENTS, e.g.
+#   docker run -e DMARCD_SMTP_RECIPIENTS=dmarc@example.com,@reports.example.com -p 25:2525 dmarcd
+EXPOSE 2525
 ENTRYPOINT ["/usr/local/bin/dmarcd"]
-CMD ["parse", "--help"]
+CMD ["serve"]
