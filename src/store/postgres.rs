@@ -18,10 +18,10 @@ pub struct PgStore {
     pool: PgPool,
 }
 
-/// Claim conditions; both use the current time parameter so that the
-/// statement binds the same values.
-const EXPIRED: &str = "status = 'processing' AND lease_until < $3";
-const PENDING: &str = "status = 'pending' AND $3::timestamptz IS NOT NULL";
+/// Claim conditions. Leases are set and compared with the database's clock,
+/// so nodes whose clocks disagree cannot take each other's work early.
+const EXPIRED: &str = "status = 'processing' AND lease_until < now()";
+const PENDING: &str = "status = 'pending'";
 
 fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(0)
@@ -150,8 +150,6 @@ impl PgStore {
         max_bytes: u64,
         lease: Duration,
     ) -> StoreResult<Vec<Claimed>> {
-        let now = now();
-        let lease_until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
         let mut transaction = self.derived_transaction().await?;
         // SKIP LOCKED: concurrent workers (in this process or another node)
         // each take different rows and never wait on each other.
@@ -159,20 +157,20 @@ impl PgStore {
             "WITH candidates AS (
                  SELECT id, size FROM inbox_messages
                   WHERE {condition}
-                  ORDER BY id LIMIT $4
+                  ORDER BY id LIMIT $3
                   FOR UPDATE SKIP LOCKED),
              running AS (
                  SELECT id, SUM(size) OVER (ORDER BY id) AS total, ROW_NUMBER() OVER (ORDER BY id) AS n
                    FROM candidates)
              UPDATE inbox_messages
-                SET status = 'processing', attempts = attempts + 1, lease_until = $1, claimed_by = $2
-              WHERE id IN (SELECT id FROM running WHERE total <= $5 OR n = 1)
+                SET status = 'processing', attempts = attempts + 1,
+                    lease_until = now() + make_interval(secs => $1), claimed_by = $2
+              WHERE id IN (SELECT id FROM running WHERE total <= $4 OR n = 1)
              RETURNING id, source_name, attempts"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(lease_until)
+            .bind(lease.as_secs_f64())
             .bind(worker)
-            .bind(now)
             .bind(i64::from(batch))
             .bind(i64::try_from(max_bytes).unwrap_or(i64::MAX))
             .fetch_all(&mut *transaction)
