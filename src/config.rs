@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::decode::Limits;
+use crate::enrich::EnrichConfig;
 use crate::smtp::SmtpConfig;
 use crate::worker::WorkerConfig;
 
@@ -18,10 +19,10 @@ use crate::worker::WorkerConfig;
 pub const DEFAULT_CONFIG_FILE: &str = "dmarcd.toml";
 
 /// Settings that are lists.
-const LIST_KEYS: &[&str] = &["recipients"];
+const LIST_KEYS: &[&str] = &["recipients", "databases", "name_servers"];
 
 /// Sections of the config file (for mapping environment variables).
-const SECTIONS: &[&str] = &["database", "decode", "worker", "smtp"];
+const SECTIONS: &[&str] = &["database", "decode", "worker", "smtp", "enrich"];
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -32,6 +33,7 @@ pub struct Config {
     pub decode: Limits,
     pub worker: WorkerConfig,
     pub smtp: SmtpConfig,
+    pub enrich: EnrichConfig,
 }
 
 impl Default for Config {
@@ -42,6 +44,7 @@ impl Default for Config {
             decode: Limits::default(),
             worker: WorkerConfig::default(),
             smtp: SmtpConfig::default(),
+            enrich: EnrichConfig::default(),
         }
     }
 }
@@ -115,6 +118,11 @@ impl Config {
         }
         if self.decode.max_decompressed_bytes == 0 || self.decode.max_container_bytes == 0 {
             return Err("decode size limits must be greater than 0".to_string());
+        }
+        if self.enrich.dns_concurrency == 0 || self.enrich.dns_timeout_ms == 0 {
+            return Err(
+                "enrich.dns_concurrency and enrich.dns_timeout_ms must be at least 1".to_string(),
+            );
         }
         if let Some(url) = &self.database.url {
             let known = ["postgres://", "postgresql://", "sqlite:"];

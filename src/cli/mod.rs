@@ -1,5 +1,6 @@
-//! Command-line interface: `serve`, `import`, `reprocess`, `migrate`, `parse`.
+//! Command-line interface: `serve`, `import`, `reprocess`, `enrich`, `migrate`, `parse`.
 
+mod enrich;
 mod import;
 mod parse;
 mod serve;
@@ -47,6 +48,18 @@ pub enum Command {
         all: bool,
         /// Inbox message ids.
         ids: Vec<i64>,
+    },
+    /// Describe stored sending IPs now: country and ASN from the IP
+    /// databases, PTR names, source names. `serve` does this continuously;
+    /// run it with --refresh after installing a new database file or map.
+    Enrich {
+        /// Describe every stored IP again, and look up PTR names again
+        /// where the answer is stale or lookups were given up.
+        #[arg(long)]
+        refresh: bool,
+        /// With --refresh: look up every PTR name again.
+        #[arg(long, requires = "refresh")]
+        dns: bool,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -105,6 +118,7 @@ pub fn main() -> ExitCode {
                 };
                 import::reprocess(&config, &selection).await
             }
+            Command::Enrich { refresh, dns } => enrich::enrich(&config, refresh, dns).await,
             Command::Migrate => migrate(&config).await,
             Command::Parse { .. } => unreachable!("handled above"),
         }

@@ -32,7 +32,7 @@ pub(super) async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         listeners.push(tokio::spawn(async move { smtp.run(stopped).await }));
     }
     let base = Worker::new(
-        store,
+        store.clone(),
         config.decode.clone(),
         worker_name(0),
         config.worker.clone(),
@@ -47,6 +47,12 @@ pub(super) async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         let worker = base.named(worker_name(index));
         let stopped = stopped.clone();
         tasks.push(tokio::spawn(async move { worker.run(stopped).await }));
+    }
+    // Enrichment is worker work: an intake-only node leaves it to the others.
+    if config.worker.enabled {
+        let enrich = super::enrich::service(&config, store.clone())?;
+        let stopped = stopped.clone();
+        tasks.push(tokio::spawn(async move { enrich.run(stopped).await }));
     }
     shutdown_signal().await;
     tracing::info!("shutting down: finishing the messages in hand");

@@ -13,17 +13,31 @@ pub struct Migration {
     sql: &'static str,
 }
 
-const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../../migrations/postgres/0001_initial.sql"),
-}];
+const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../../migrations/postgres/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "ip_sources",
+        sql: include_str!("../../migrations/postgres/0002_ip_sources.sql"),
+    },
+];
 
-const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../../migrations/sqlite/0001_initial.sql"),
-}];
+const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../../migrations/sqlite/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "ip_sources",
+        sql: include_str!("../../migrations/sqlite/0002_ip_sources.sql"),
+    },
+];
 
 fn failed(migration: &Migration) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
     move |source| StoreError::Migration {

@@ -7,8 +7,11 @@
 
 mod migrate;
 mod postgres;
+mod postgres_sources;
 mod rows;
+mod sources;
 mod sqlite;
+mod sqlite_sources;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -18,6 +21,9 @@ use std::time::Duration;
 use crate::extract::ExtractedReport;
 
 pub use migrate::Migration;
+pub use sources::{DnsRefresh, EnrichmentCounts, PtrResult, SourceRecord, StoredDnsState};
+
+use crate::enrich::SourceInfo;
 
 /// How a message reached the inbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -378,6 +384,56 @@ impl Store {
     /// The monitored domains.
     pub async fn domains(&self) -> StoreResult<Vec<String>> {
         dispatch!(self.domains())
+    }
+
+    /// IPs whose country, ASN and name are still to be worked out, with
+    /// the PTR name found so far.
+    pub async fn sources_to_describe(
+        &self,
+        limit: u32,
+    ) -> StoreResult<Vec<(IpAddr, Option<String>)>> {
+        dispatch!(self.sources_to_describe(limit))
+    }
+
+    /// Saves descriptions from the databases and map (not the PTR names).
+    pub async fn save_descriptions(&self, infos: &[SourceInfo]) -> StoreResult<()> {
+        if infos.is_empty() {
+            return Ok(());
+        }
+        dispatch!(self.save_descriptions(infos))
+    }
+
+    /// Claims up to `limit` IPs due for a PTR lookup, for `lease`; returns
+    /// them with the number of failed attempts so far.
+    pub async fn claim_ptr_lookups(
+        &self,
+        limit: u32,
+        lease: Duration,
+    ) -> StoreResult<Vec<(IpAddr, u32)>> {
+        dispatch!(self.claim_ptr_lookups(limit, lease))
+    }
+
+    pub async fn save_ptr_results(&self, results: &[PtrResult]) -> StoreResult<()> {
+        if results.is_empty() {
+            return Ok(());
+        }
+        dispatch!(self.save_ptr_results(results))
+    }
+
+    /// Marks every stored IP (adding any missing) to be described again,
+    /// and the PTR names `dns` says to be looked up again. Returns the
+    /// number of IPs.
+    pub async fn refresh_sources(&self, dns: DnsRefresh) -> StoreResult<u64> {
+        dispatch!(self.refresh_sources(dns))
+    }
+
+    /// What is stored about one sending IP.
+    pub async fn source(&self, ip: IpAddr) -> StoreResult<Option<SourceRecord>> {
+        dispatch!(self.source(ip))
+    }
+
+    pub async fn enrichment_counts(&self) -> StoreResult<EnrichmentCounts> {
+        dispatch!(self.enrichment_counts())
     }
 
     /// Whether the database answers.

@@ -15,7 +15,7 @@ use crate::report::{AggregateReport, FailureReport, Report, TlsReport};
 
 #[derive(Clone)]
 pub struct PgStore {
-    pool: PgPool,
+    pub(super) pool: PgPool,
 }
 
 /// Claim conditions. Leases are set and compared with the database's clock,
@@ -527,6 +527,7 @@ async fn write_aggregate(
     } else {
         insert_records(transaction, &shared, &columns).await?;
     }
+    super::postgres_sources::note_report_ips(transaction, report_row).await?;
     Ok(Ok(Some(report.records.len() as u64)))
 }
 

@@ -17,11 +17,11 @@ use crate::report::{AggregateReport, FailureReport, Report, TlsReport};
 #[derive(Clone)]
 pub struct SqliteStore {
     /// Commits wait for fsync: used for the inbox, which must be durable.
-    pool: SqlitePool,
+    pub(super) pool: SqlitePool,
     /// Commits skip the fsync (`synchronous = NORMAL`, still crash-safe in
     /// WAL mode): used for claims and derived data, which a crash may roll
     /// back but `dmarcd` redoes from the raw message.
-    derived: SqlitePool,
+    pub(super) derived: SqlitePool,
 }
 
 /// SQLite's variable limit is 32766; 19 columns × 1500 rows stays below it.
@@ -575,6 +575,7 @@ async fn write_aggregate(
         insert.build().execute(&mut **transaction).await?;
         start = end;
     }
+    super::sqlite_sources::note_report_ips(transaction, report_row).await?;
     Ok(Ok(Some(report.records.len() as u64)))
 }
 

@@ -66,3 +66,4 @@ pub fn email_with_attachment(
     .into_bytes()
 }
 pub mod db;
+pub mod mmdb;

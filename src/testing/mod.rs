@@ -1,5 +1,8 @@
 //! Synthetic reports for tests, benchmarks and load scripts. Deterministic:
-//! the same arguments always give the same report.
+//! the same arguments always give the same report. Also a real DNS server
+//! on loopback (`dns`) for enrichment tests.
+
+pub mod dns;
 
 use std::net::{IpAddr, Ipv4Addr};
 
