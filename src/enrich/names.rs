@@ -1,7 +1,7 @@
 //! Source names: the base domain of a PTR name (`amazonses.com`) mapped to
 //! the sender a mail admin recognises ("Amazon SES") and its type (`esp`).
 //!
-//! The map shipped in `data/sources.csv` was written for dmarcd from public
+//! The map shipped in `src/enrich/sources.csv` was written for dmarcd from public
 //! facts; users add or override rows with their own CSV in the same
 //! `base_reverse_dns,name,type` layout.
 
@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// The map compiled into the binary.
-const SHIPPED: &str = include_str!("../../data/sources.csv");
+const SHIPPED: &str = include_str!("sources.csv");
 
 /// The types used by the shipped map.
 pub const SOURCE_TYPES: &[&str] = &[
@@ -58,7 +58,7 @@ impl SourceMap {
     /// The map shipped with dmarcd.
     pub fn shipped() -> Self {
         let mut map = SourceMap::default();
-        map.add_csv(SHIPPED, "data/sources.csv")
+        map.add_csv(SHIPPED, "src/enrich/sources.csv")
             .expect("the shipped source map is valid (tested)");
         map
     }
