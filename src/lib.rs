@@ -9,6 +9,7 @@ pub mod enrich;
 pub mod extract;
 pub mod import;
 pub mod inbox;
+pub mod query;
 pub mod report;
 pub mod smtp;
 pub mod store;

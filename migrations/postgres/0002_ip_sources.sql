@@ -21,7 +21,7 @@ CREATE TABLE ip_sources (
     dns_checked_at  TIMESTAMPTZ,
     -- pending: when to look up (now, on insert); resolving: when the claim
     -- lapses; failed: when to try again (NULL: gave up); done/none: when
-    -- the answer goes stale (looked up again if the IP is seen after that).
+    -- the answer goes stale (then queued again, checked every ten minutes).
     dns_due_at      TIMESTAMPTZ
 );
 CREATE INDEX ip_sources_undescribed ON ip_sources (ip) WHERE described_at IS NULL;

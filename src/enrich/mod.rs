@@ -49,7 +49,7 @@ pub struct EnrichConfig {
     /// Answers kept in the in-memory resolver cache (the database keeps all).
     pub dns_cache_entries: u64,
     /// Longest time a PTR answer is trusted before it is looked up again
-    /// (when its IP appears in a new report), in seconds.
+    /// (checked every ten minutes), in seconds.
     pub dns_max_ttl_seconds: u64,
     /// How long "no PTR name" is trusted, in seconds.
     pub dns_negative_ttl_seconds: u64,

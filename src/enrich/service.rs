@@ -20,6 +20,8 @@ use crate::store::{DnsRefresh, PtrResult, Store, StoreResult, StoredDnsState};
 const DESCRIBE_BATCH: u32 = 1000;
 /// How often the database files are checked for a new version.
 const RELOAD_CHECK: Duration = Duration::from_secs(30);
+/// How often PTR answers past their lifetime are queued for a new lookup.
+const STALE_CHECK: Duration = Duration::from_secs(600);
 /// Shortest time a PTR answer is kept, whatever its TTL: a 60-second TTL
 /// must not turn into a lookup per report.
 const MIN_ANSWER_LIFETIME: Duration = Duration::from_secs(3600);
@@ -241,7 +243,18 @@ impl EnrichService {
             return;
         }
         let poll = Duration::from_millis(self.config.poll_interval_ms.max(10));
+        let mut last_stale_check: Option<tokio::time::Instant> = None;
         while !*shutdown.borrow() {
+            if last_stale_check.is_none_or(|at| at.elapsed() >= STALE_CHECK) {
+                last_stale_check = Some(tokio::time::Instant::now());
+                match self.store.renew_stale_ptrs().await {
+                    Ok(0) => {}
+                    Ok(renewed) => {
+                        tracing::info!(renewed, "PTR answers expired; looking them up again")
+                    }
+                    Err(error) => tracing::warn!(%error, "cannot queue expired PTR answers"),
+                }
+            }
             // A batch in flight is abandoned at shutdown; its claims lapse
             // and the next start looks those IPs up again.
             let pass = tokio::select! {

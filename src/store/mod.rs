@@ -12,6 +12,7 @@ mod rows;
 mod sources;
 mod sqlite;
 mod sqlite_sources;
+mod table;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -22,6 +23,7 @@ use crate::extract::ExtractedReport;
 
 pub use migrate::Migration;
 pub use sources::{DnsRefresh, EnrichmentCounts, PtrResult, SourceRecord, StoredDnsState};
+pub use table::{Arg, Cell, Dialect, Sql};
 
 use crate::enrich::SourceInfo;
 
@@ -425,6 +427,11 @@ impl Store {
     /// number of IPs.
     pub async fn refresh_sources(&self, dns: DnsRefresh) -> StoreResult<u64> {
         dispatch!(self.refresh_sources(dns))
+    }
+
+    /// Marks PTR answers past their lifetime to be looked up again.
+    pub async fn renew_stale_ptrs(&self) -> StoreResult<u64> {
+        dispatch!(self.renew_stale_ptrs())
     }
 
     /// What is stored about one sending IP.

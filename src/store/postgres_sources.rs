@@ -10,20 +10,19 @@ use super::sources::{DnsRefresh, PtrResult, SourceColumns, SourceRecord, StoredD
 use super::{EnrichmentCounts, StoreResult};
 use crate::enrich::SourceInfo;
 
-/// Notes the IPs of a newly stored report, in its transaction: new ones
-/// wait to be described; ones whose PTR answer went stale are looked up again.
+/// Notes the IPs of a newly stored report, in its transaction, so that none
+/// is ever missed: new ones wait to be described. `DO NOTHING` takes no
+/// lock on rows that exist, so workers storing reports from the same
+/// senders never wait for each other here.
 pub(super) async fn note_report_ips(
     transaction: &mut Transaction<'_, Postgres>,
     report_id: i64,
 ) -> StoreResult<()> {
-    // Sorted, so that concurrent transactions lock rows in the same order.
     sqlx::query(
         "INSERT INTO ip_sources (ip, dns_due_at)
          SELECT DISTINCT source_ip, now() FROM aggregate_records
           WHERE report_id = $1 AND source_ip IS NOT NULL
-          ORDER BY 1
-         ON CONFLICT (ip) DO UPDATE SET dns_state = 'pending', dns_due_at = now()
-          WHERE ip_sources.dns_state IN ('done', 'none') AND ip_sources.dns_due_at < now()",
+         ON CONFLICT (ip) DO NOTHING",
     )
     .bind(report_id)
     .execute(&mut **transaction)
@@ -185,6 +184,16 @@ impl PgStore {
         }
         transaction.commit().await?;
         Ok(marked)
+    }
+
+    pub(super) async fn renew_stale_ptrs(&self) -> StoreResult<u64> {
+        Ok(sqlx::query(
+            "UPDATE ip_sources SET dns_state = 'pending', dns_due_at = now()
+              WHERE dns_state IN ('done', 'none') AND dns_due_at < now()",
+        )
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
     }
 
     pub(super) async fn source(&self, ip: IpAddr) -> StoreResult<Option<SourceRecord>> {

@@ -30,8 +30,7 @@ pub(super) async fn note_report_ips(
         "INSERT INTO ip_sources (ip, dns_due_at)
          SELECT DISTINCT source_ip, ?2 FROM aggregate_records
           WHERE report_id = ?1 AND source_ip IS NOT NULL
-         ON CONFLICT (ip) DO UPDATE SET dns_state = 'pending', dns_due_at = ?2
-          WHERE ip_sources.dns_state IN ('done', 'none') AND ip_sources.dns_due_at < ?2",
+         ON CONFLICT (ip) DO NOTHING",
     )
     .bind(report_id)
     .bind(now())
@@ -183,6 +182,18 @@ impl SqliteStore {
         }
         transaction.commit().await?;
         Ok(marked)
+    }
+
+    pub(super) async fn renew_stale_ptrs(&self) -> StoreResult<u64> {
+        let now = now();
+        Ok(sqlx::query(
+            "UPDATE ip_sources SET dns_state = 'pending', dns_due_at = ?1
+              WHERE dns_state IN ('done', 'none') AND dns_due_at < ?1",
+        )
+        .bind(now)
+        .execute(&self.derived)
+        .await?
+        .rows_affected())
     }
 
     pub(super) async fn source(&self, ip: IpAddr) -> StoreResult<Option<SourceRecord>> {

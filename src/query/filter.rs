@@ -1,0 +1,426 @@
+//! The one filter model: a dashboard page's query string and the matching
+//! API call's are the same parameters, parsed into `Filter` and turned into
+//! the same SQL here.
+
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Arg, Dialect, Sql};
+
+/// Query parameters that select aggregate records.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, utoipa::IntoParams)]
+#[serde(default)]
+#[into_params(parameter_in = Query)]
+pub struct Filter {
+    /// Policy domain (the domain the report is about), exact.
+    pub domain: Option<String>,
+    /// Reporting organization, exact ("google.com", "Enterprise Outlook").
+    pub org: Option<String>,
+    /// Sending source: an IP, a CIDR block, a PTR name, a base domain or a
+    /// source name ("Amazon SES").
+    pub source: Option<String>,
+    /// ISO country code of the source IP.
+    pub country: Option<String>,
+    /// AS number of the source IP.
+    pub asn: Option<String>,
+    /// Source type from the source map (`esp`, `mailbox_provider`, …).
+    pub source_type: Option<String>,
+    /// DMARC result: `pass` or `fail`.
+    pub result: Option<String>,
+    /// Applied disposition: `none`, `quarantine` or `reject`.
+    pub disposition: Option<String>,
+    /// Aligned DKIM result: `pass` or `fail`.
+    pub dkim: Option<String>,
+    /// Aligned SPF result: `pass` or `fail`.
+    pub spf: Option<String>,
+    /// RFC 5322 From domain, exact.
+    pub header_from: Option<String>,
+    /// Reports beginning on or after this day (`YYYY-MM-DD`) or instant (RFC 3339).
+    pub since: Option<String>,
+    /// Reports beginning before the end of this day, or before this instant.
+    pub until: Option<String>,
+}
+
+/// A parameter that cannot be understood: the message says which and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{parameter}: {message}")]
+pub struct FilterError {
+    pub parameter: &'static str,
+    pub message: String,
+}
+
+fn invalid(parameter: &'static str, message: impl Into<String>) -> FilterError {
+    FilterError {
+        parameter,
+        message: message.into(),
+    }
+}
+
+/// A source filter after parsing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceMatch {
+    Ip(IpAddr),
+    Network {
+        address: IpAddr,
+        prefix: u8,
+    },
+    /// A PTR name, base domain or source name (case-insensitive).
+    Name(String),
+}
+
+impl SourceMatch {
+    pub fn parse(text: &str) -> Result<Self, FilterError> {
+        let text = text.trim();
+        if let Ok(ip) = IpAddr::from_str(text) {
+            return Ok(SourceMatch::Ip(ip));
+        }
+        if let Some((address, prefix)) = text.split_once('/') {
+            let address = IpAddr::from_str(address)
+                .map_err(|_| invalid("source", format!("{text:?} is not a CIDR block")))?;
+            let max = if address.is_ipv4() { 32 } else { 128 };
+            let prefix = prefix
+                .parse::<u8>()
+                .ok()
+                .filter(|prefix| *prefix <= max)
+                .ok_or_else(|| invalid("source", format!("{text:?}: prefix must be 0–{max}")))?;
+            return Ok(SourceMatch::Network { address, prefix });
+        }
+        if text.is_empty() {
+            return Err(invalid("source", "empty"));
+        }
+        Ok(SourceMatch::Name(text.to_lowercase()))
+    }
+
+    /// Whether `ip` is in this network (for SQLite, which has no inet type).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self, ip) {
+            (SourceMatch::Ip(one), ip) => *one == ip,
+            (
+                SourceMatch::Network {
+                    address: IpAddr::V4(net),
+                    prefix,
+                },
+                IpAddr::V4(ip),
+            ) => {
+                let prefix = *prefix;
+                let net = *net;
+                let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (
+                SourceMatch::Network {
+                    address: IpAddr::V6(net),
+                    prefix,
+                },
+                IpAddr::V6(ip),
+            ) => {
+                let prefix = *prefix;
+                let net = *net;
+                let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// `pass`/`fail` parameters.
+fn pass_fail(parameter: &'static str, value: &str) -> Result<bool, FilterError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "pass" => Ok(true),
+        "fail" => Ok(false),
+        other => Err(invalid(
+            parameter,
+            format!("expected pass or fail, got {other:?}"),
+        )),
+    }
+}
+
+/// A day (`2024-03-30`) or an instant (RFC 3339). Days are UTC.
+fn parse_time(
+    parameter: &'static str,
+    value: &str,
+    end_of_day: bool,
+) -> Result<DateTime<Utc>, FilterError> {
+    let value = value.trim();
+    if let Ok(day) = NaiveDate::parse_from_str(value, "%Y-%m-%d") {
+        let start = day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc();
+        return Ok(if end_of_day {
+            start + Duration::days(1)
+        } else {
+            start
+        });
+    }
+    DateTime::parse_from_rfc3339(value)
+        .map(|time| time.with_timezone(&Utc))
+        .map_err(|_| {
+            invalid(
+                parameter,
+                format!("{value:?} is not a date (YYYY-MM-DD) or RFC 3339 time"),
+            )
+        })
+}
+
+fn nonempty(value: &Option<String>) -> Option<&str> {
+    value
+        .as_deref()
+        .map(str::trim)
+        .filter(|value| !value.is_empty())
+}
+
+/// A filter checked and normalized, ready to become SQL.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ParsedFilter {
+    pub domain: Option<String>,
+    pub org: Option<String>,
+    pub source: Option<SourceMatch>,
+    pub country: Option<String>,
+    pub asn: Option<i64>,
+    pub source_type: Option<String>,
+    pub result: Option<bool>,
+    pub disposition: Option<String>,
+    pub dkim: Option<bool>,
+    pub spf: Option<bool>,
+    pub header_from: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// One stored report's records (the drill-down from a report).
+    pub report: Option<i64>,
+}
+
+impl Filter {
+    pub fn parse(&self) -> Result<ParsedFilter, FilterError> {
+        let disposition = match nonempty(&self.disposition).map(str::to_ascii_lowercase) {
+            Some(d) if ["none", "quarantine", "reject"].contains(&d.as_str()) => Some(d),
+            Some(other) => {
+                return Err(invalid(
+                    "disposition",
+                    format!("expected none, quarantine or reject, got {other:?}"),
+                ))
+            }
+            None => None,
+        };
+        let asn = match nonempty(&self.asn) {
+            Some(text) => Some(
+                text.trim_start_matches(['A', 'S', 'a', 's'])
+                    .parse::<i64>()
+                    .map_err(|_| invalid("asn", format!("{text:?} is not an AS number")))?,
+            ),
+            None => None,
+        };
+        let country = match nonempty(&self.country) {
+            Some(code) if code.len() == 2 && code.chars().all(|c| c.is_ascii_alphabetic()) => {
+                Some(code.to_ascii_uppercase())
+            }
+            Some(other) => {
+                return Err(invalid(
+                    "country",
+                    format!("{other:?} is not a two-letter country code"),
+                ))
+            }
+            None => None,
+        };
+        let parsed = ParsedFilter {
+            domain: nonempty(&self.domain).map(|d| d.trim_end_matches('.').to_lowercase()),
+            org: nonempty(&self.org).map(str::to_string),
+            source: nonempty(&self.source).map(SourceMatch::parse).transpose()?,
+            country,
+            asn,
+            source_type: nonempty(&self.source_type).map(str::to_ascii_lowercase),
+            result: nonempty(&self.result)
+                .map(|v| pass_fail("result", v))
+                .transpose()?,
+            disposition,
+            dkim: nonempty(&self.dkim)
+                .map(|v| pass_fail("dkim", v))
+                .transpose()?,
+            spf: nonempty(&self.spf)
+                .map(|v| pass_fail("spf", v))
+                .transpose()?,
+            header_from: nonempty(&self.header_from).map(str::to_lowercase),
+            since: nonempty(&self.since)
+                .map(|v| parse_time("since", v, false))
+                .transpose()?,
+            until: nonempty(&self.until)
+                .map(|v| parse_time("until", v, true))
+                .transpose()?,
+            report: None,
+        };
+        if let (Some(since), Some(until)) = (parsed.since, parsed.until) {
+            if since >= until {
+                return Err(invalid("until", "must be after since"));
+            }
+        }
+        Ok(parsed)
+    }
+
+    /// The parameters that are set, for links that keep the filter.
+    pub fn query_string(&self) -> String {
+        serde_urlencoded::to_string(self)
+            .unwrap_or_default()
+            .split('&')
+            .filter(|pair| !pair.is_empty() && !pair.ends_with('='))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+}
+
+impl ParsedFilter {
+    /// Whether the filter needs the `ip_sources` join.
+    pub fn uses_sources(&self) -> bool {
+        matches!(self.source, Some(SourceMatch::Name(_)))
+            || self.country.is_some()
+            || self.asn.is_some()
+            || self.source_type.is_some()
+    }
+
+    /// ` AND …` conditions on `aggregate_records r` (and `ip_sources s`
+    /// when `uses_sources`). `sqlite_networks` are the stored IPs in a CIDR
+    /// filter, worked out by the caller on SQLite (no inet type there).
+    pub fn push_conditions(&self, sql: &mut Sql, sqlite_networks: Option<&[String]>) {
+        let dialect = sql.dialect();
+        let truth = |value: bool| match (dialect, value) {
+            (Dialect::Postgres, true) => "",
+            (Dialect::Postgres, false) => "NOT ",
+            (Dialect::Sqlite, _) => "",
+        };
+        let text_eq = |sql: &mut Sql, column: &str, value: &str| {
+            sql.push(" AND ").push(column).push(" = ").bind_text(value);
+        };
+        if let Some(domain) = &self.domain {
+            text_eq(sql, "r.policy_domain", domain);
+        }
+        if let Some(org) = &self.org {
+            text_eq(sql, "r.org_name", org);
+        }
+        if let Some(report) = self.report {
+            sql.push(" AND r.report_id = ").bind(Arg::Int(report));
+        }
+        match &self.source {
+            None => {}
+            Some(SourceMatch::Ip(ip)) => match dialect {
+                Dialect::Postgres => {
+                    sql.push(" AND r.source_ip = ")
+                        .bind_text(ip.to_string())
+                        .push("::inet");
+                }
+                Dialect::Sqlite => text_eq(sql, "r.source_ip", &ip.to_string()),
+            },
+            Some(SourceMatch::Network { address, prefix }) => match dialect {
+                Dialect::Postgres => {
+                    sql.push(" AND r.source_ip <<= ")
+                        .bind_text(format!("{address}/{prefix}"))
+                        .push("::cidr");
+                }
+                Dialect::Sqlite => {
+                    let list = serde_json::to_string(sqlite_networks.unwrap_or_default())
+                        .unwrap_or_else(|_| "[]".to_string());
+                    sql.push(" AND r.source_ip IN (SELECT value FROM json_each(")
+                        .bind_text(list)
+                        .push("))");
+                }
+            },
+            Some(SourceMatch::Name(name)) => {
+                sql.push(" AND (s.ptr = ").bind_text(name.clone());
+                sql.push(" OR s.base_domain = ").bind_text(name.clone());
+                sql.push(" OR lower(s.source_name) = ")
+                    .bind_text(name.clone());
+                sql.push(")");
+            }
+        }
+        if let Some(country) = &self.country {
+            text_eq(sql, "s.country", country);
+        }
+        if let Some(asn) = self.asn {
+            sql.push(" AND s.asn = ").bind(Arg::Int(asn));
+        }
+        if let Some(kind) = &self.source_type {
+            text_eq(sql, "s.source_type", kind);
+        }
+        if let Some(pass) = self.result {
+            sql.push(" AND ").push(truth(pass)).push("r.dmarc_pass");
+            if dialect == Dialect::Sqlite {
+                sql.push(if pass { " = 1" } else { " = 0" });
+            }
+        }
+        if let Some(disposition) = &self.disposition {
+            text_eq(sql, "r.disposition", disposition);
+        }
+        if let Some(pass) = self.dkim {
+            text_eq(sql, "r.dkim_aligned", if pass { "pass" } else { "fail" });
+        }
+        if let Some(pass) = self.spf {
+            text_eq(sql, "r.spf_aligned", if pass { "pass" } else { "fail" });
+        }
+        if let Some(from) = &self.header_from {
+            text_eq(sql, "r.header_from", from);
+        }
+        if let Some(since) = self.since {
+            sql.push(" AND r.date_begin >= ").bind(Arg::Time(since));
+        }
+        if let Some(until) = self.until {
+            sql.push(" AND r.date_begin < ").bind(Arg::Time(until));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_are_checked_with_messages_that_name_them() {
+        let bad = |filter: Filter| filter.parse().unwrap_err().to_string();
+        assert!(bad(Filter {
+            result: Some("maybe".into()),
+            ..Default::default()
+        })
+        .starts_with("result:"));
+        assert!(bad(Filter {
+            since: Some("yesterday".into()),
+            ..Default::default()
+        })
+        .starts_with("since:"));
+        assert!(bad(Filter {
+            source: Some("10.0.0.0/33".into()),
+            ..Default::default()
+        })
+        .starts_with("source:"));
+        assert!(bad(Filter {
+            country: Some("USA".into()),
+            ..Default::default()
+        })
+        .starts_with("country:"));
+        let parsed = Filter {
+            domain: Some("Example.COM.".into()),
+            asn: Some("AS15169".into()),
+            since: Some("2024-03-30".into()),
+            until: Some("2024-03-30".into()),
+            ..Default::default()
+        }
+        .parse()
+        .unwrap();
+        assert_eq!(parsed.domain.as_deref(), Some("example.com"));
+        assert_eq!(parsed.asn, Some(15169));
+        assert_eq!(
+            parsed.until.unwrap() - parsed.since.unwrap(),
+            Duration::days(1)
+        );
+    }
+
+    #[test]
+    fn networks_contain_their_addresses() {
+        let net = SourceMatch::parse("203.0.113.0/25").unwrap();
+        assert!(net.contains("203.0.113.127".parse().unwrap()));
+        assert!(!net.contains("203.0.113.128".parse().unwrap()));
+        let v6 = SourceMatch::parse("2001:db8::/32").unwrap();
+        assert!(v6.contains("2001:db8:1::1".parse().unwrap()));
+        assert!(!v6.contains("203.0.113.1".parse().unwrap()));
+        assert!(SourceMatch::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
+    }
+}
