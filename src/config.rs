@@ -13,6 +13,7 @@ use serde::Deserialize;
 use crate::decode::Limits;
 use crate::enrich::EnrichConfig;
 use crate::smtp::SmtpConfig;
+use crate::web::WebConfig;
 use crate::worker::WorkerConfig;
 
 /// The file read when no `--config` is given, if it exists.
@@ -22,7 +23,7 @@ pub const DEFAULT_CONFIG_FILE: &str = "dmarcd.toml";
 const LIST_KEYS: &[&str] = &["recipients", "databases", "name_servers"];
 
 /// Sections of the config file (for mapping environment variables).
-const SECTIONS: &[&str] = &["database", "decode", "worker", "smtp", "enrich"];
+const SECTIONS: &[&str] = &["database", "decode", "worker", "smtp", "enrich", "web"];
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -34,6 +35,7 @@ pub struct Config {
     pub worker: WorkerConfig,
     pub smtp: SmtpConfig,
     pub enrich: EnrichConfig,
+    pub web: WebConfig,
 }
 
 impl Default for Config {
@@ -45,6 +47,7 @@ impl Default for Config {
             worker: WorkerConfig::default(),
             smtp: SmtpConfig::default(),
             enrich: EnrichConfig::default(),
+            web: WebConfig::default(),
         }
     }
 }
@@ -122,6 +125,17 @@ impl Config {
         if self.enrich.dns_concurrency == 0 || self.enrich.dns_timeout_ms == 0 {
             return Err(
                 "enrich.dns_concurrency and enrich.dns_timeout_ms must be at least 1".to_string(),
+            );
+        }
+        if !self.web.tlsrpt_path.starts_with('/') || self.web.tlsrpt_path.starts_with("/api/") {
+            return Err(format!(
+                "web.tlsrpt_path must start with / and not with /api/ (got {:?})",
+                self.web.tlsrpt_path
+            ));
+        }
+        if self.web.session_hours == 0 || self.web.tlsrpt_max_bytes == 0 {
+            return Err(
+                "web.session_hours and web.tlsrpt_max_bytes must be at least 1".to_string(),
             );
         }
         if let Some(url) = &self.database.url {

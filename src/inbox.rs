@@ -20,7 +20,24 @@ impl Inbox {
     /// was stored: the caller must tell its sender to retry (SMTP 451,
     /// HTTP 503).
     pub async fn accept(&self, raw: &[u8], envelope: &Envelope) -> StoreResult<Accepted> {
-        let accepted = self.store.insert_message(raw, envelope).await?;
+        let intake = envelope.intake.as_str();
+        let accepted = match self.store.insert_message(raw, envelope).await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                crate::metrics::count(
+                    "dmarcd_messages_received_total",
+                    &[("intake", intake), ("outcome", "error")],
+                    1,
+                );
+                return Err(error);
+            }
+        };
+        let outcome = if accepted.is_new { "new" } else { "duplicate" };
+        crate::metrics::count(
+            "dmarcd_messages_received_total",
+            &[("intake", intake), ("outcome", outcome)],
+            1,
+        );
         tracing::debug!(
             id = accepted.id,
             new = accepted.is_new,

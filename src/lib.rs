@@ -9,12 +9,14 @@ pub mod enrich;
 pub mod extract;
 pub mod import;
 pub mod inbox;
+pub mod metrics;
 pub mod query;
 pub mod report;
 pub mod smtp;
 pub mod store;
 #[doc(hidden)]
 pub mod testing;
+pub mod web;
 pub mod worker;
 
 pub use decode::Limits;

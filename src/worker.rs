@@ -170,6 +170,7 @@ impl Worker {
                 }
                 Outcome::Reports(_) => None,
             };
+            record_metrics(&summary, reason.as_deref());
             if !summary.written {
                 tracing::warn!(id, worker = %self.name, "lost the claim on a message; another worker has it");
             }
@@ -241,6 +242,24 @@ fn log_processed(message: &Processed) {
 /// Turns a parse result into what is stored: an input that holds no report
 /// at all is `Ignored` (mail to a report address is not always a report);
 /// anything that looks like a report but cannot be read is `Failed`.
+fn record_metrics(summary: &SaveSummary, reason: Option<&str>) {
+    use crate::metrics::count;
+    if let Some(status) = summary.status {
+        count(
+            "dmarcd_messages_processed_total",
+            &[("status", status.as_str())],
+            1,
+        );
+        if status == MessageStatus::Failed {
+            let label = crate::metrics::reason_label(reason.unwrap_or(""));
+            count("dmarcd_parse_failures_total", &[("reason", label)], 1);
+        }
+    }
+    for (kind, stored) in &summary.stored {
+        count("dmarcd_reports_stored_total", &[("kind", kind)], *stored);
+    }
+}
+
 pub fn classify(result: Result<Vec<ExtractedReport>, ExtractError>) -> Outcome {
     match result {
         Ok(reports) => Outcome::Reports(reports),

@@ -1,5 +1,6 @@
 //! Command-line interface: `serve`, `import`, `reprocess`, `enrich`, `migrate`, `parse`.
 
+mod accounts;
 mod enrich;
 mod import;
 mod parse;
@@ -61,6 +62,16 @@ pub enum Command {
         #[arg(long, requires = "refresh")]
         dns: bool,
     },
+    /// Manage dashboard users.
+    User {
+        #[command(subcommand)]
+        action: accounts::UserAction,
+    },
+    /// Manage API tokens (Authorization: Bearer …).
+    Token {
+        #[command(subcommand)]
+        action: accounts::TokenAction,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// Parse report files or emails and print each report as one line of JSON.
@@ -119,6 +130,8 @@ pub fn main() -> ExitCode {
                 import::reprocess(&config, &selection).await
             }
             Command::Enrich { refresh, dns } => enrich::enrich(&config, refresh, dns).await,
+            Command::User { action } => accounts::user(&config, action).await,
+            Command::Token { action } => accounts::token(&config, action).await,
             Command::Migrate => migrate(&config).await,
             Command::Parse { .. } => unreachable!("handled above"),
         }

@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::inbox::Inbox;
 use crate::smtp::tls::TlsSource;
 use crate::smtp::SmtpServer;
+use crate::web::AppState;
 use crate::worker::Worker;
 
 pub(super) async fn serve(config: Config) -> anyhow::Result<ExitCode> {
@@ -53,6 +54,32 @@ pub(super) async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         let enrich = super::enrich::service(&config, store.clone())?;
         let stopped = stopped.clone();
         tasks.push(tokio::spawn(async move { enrich.run(stopped).await }));
+    }
+    if config.web.enabled {
+        let state = AppState::new(store.clone(), config.web.clone(), config.decode.clone());
+        if let Some(password) = state.accounts.ensure_first_admin().await? {
+            // The one time this password is shown.
+            tracing::warn!(
+                "created the first dashboard user: admin / {password} \
+                 (change it with 'dmarcd user passwd admin')"
+            );
+        }
+        let listener = tokio::net::TcpListener::bind(config.web.listen)
+            .await
+            .map_err(|error| {
+                anyhow::anyhow!(
+                    "cannot listen on {} (web.listen): {error}",
+                    config.web.listen
+                )
+            })?;
+        tracing::info!(address = %listener.local_addr()?, "web listener ready");
+        let router = crate::web::router(state);
+        let stopped = stopped.clone();
+        listeners.push(tokio::spawn(async move {
+            if let Err(error) = crate::web::serve(listener, router, stopped).await {
+                tracing::error!(%error, "web listener failed");
+            }
+        }));
     }
     shutdown_signal().await;
     tracing::info!("shutting down: finishing the messages in hand");

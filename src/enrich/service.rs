@@ -143,6 +143,7 @@ impl EnrichService {
         match answer {
             PtrAnswer::Name { name, ttl } => {
                 progress.named += 1;
+                crate::metrics::count("dmarcd_enrich_ptr_lookups_total", &[("result", "name")], 1);
                 PtrResult {
                     ip,
                     state: StoredDnsState::Done,
@@ -152,6 +153,7 @@ impl EnrichService {
             }
             PtrAnswer::NoName => {
                 progress.no_name += 1;
+                crate::metrics::count("dmarcd_enrich_ptr_lookups_total", &[("result", "none")], 1);
                 PtrResult {
                     ip,
                     state: StoredDnsState::NoName,
@@ -161,6 +163,11 @@ impl EnrichService {
             }
             PtrAnswer::Failed(reason) => {
                 progress.failed += 1;
+                crate::metrics::count(
+                    "dmarcd_enrich_ptr_lookups_total",
+                    &[("result", "failed")],
+                    1,
+                );
                 let attempts = attempts + 1;
                 let due_in = (attempts < self.config.dns_max_attempts).then(|| {
                     let pause = FIRST_RETRY.saturating_mul(4u32.saturating_pow(attempts - 1));

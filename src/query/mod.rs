@@ -66,9 +66,30 @@ impl Page {
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// Rows per page (1–1000, default 50).
-    pub limit: Option<i64>,
+    #[param(value_type = Option<i64>)]
+    pub limit: Option<String>,
     /// Rows to skip.
-    pub offset: Option<i64>,
+    #[param(value_type = Option<i64>)]
+    pub offset: Option<String>,
+}
+
+impl PageParams {
+    /// Checked paging, with errors that name the parameter.
+    pub fn page(&self, default: i64) -> Result<Page, QueryError> {
+        let number = |name: &str, value: &Option<String>| -> Result<Option<i64>, QueryError> {
+            match value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+                None => Ok(None),
+                Some(text) => text.parse().map(Some).map_err(|_| {
+                    QueryError::Invalid(format!("{name}: {text:?} is not a whole number"))
+                }),
+            }
+        };
+        Page::new(
+            number("limit", &self.limit)?,
+            number("offset", &self.offset)?,
+            default,
+        )
+    }
 }
 
 /// Appends `inner` (SQL with its arguments) to `outer`, which must have

@@ -225,6 +225,7 @@ impl Shared {
         // Released however the session ends, a panic included.
         let _slot = IpSlot { shared: &self, ip };
         let _ = stream.set_nodelay(true);
+        crate::metrics::count("dmarcd_smtp_sessions_total", &[], 1);
         if let Err(error) = self.session(stream, ip, shutdown).await {
             tracing::debug!(%peer, %error, "SMTP session ended");
         }
@@ -425,8 +426,20 @@ enum Flow {
     StartTls,
 }
 
+/// Counts the replies in `bytes` by code (the last line of each reply has
+/// a space after its code).
+fn count_replies(bytes: &[u8]) {
+    for line in bytes.split(|&b| b == b'\n') {
+        if line.len() >= 4 && line[..3].iter().all(u8::is_ascii_digit) && line[3] == b' ' {
+            let code = std::str::from_utf8(&line[..3]).unwrap_or("000");
+            crate::metrics::count("dmarcd_smtp_replies_total", &[("code", code)], 1);
+        }
+    }
+}
+
 async fn flush<S: AsyncWrite + Unpin>(stream: &mut S, out: &mut Vec<u8>) -> std::io::Result<()> {
     if !out.is_empty() {
+        count_replies(out);
         stream.write_all(out).await?;
         stream.flush().await?;
         out.clear();
@@ -436,6 +449,7 @@ async fn flush<S: AsyncWrite + Unpin>(stream: &mut S, out: &mut Vec<u8>) -> std:
 
 async fn write_event<S: AsyncWrite + Unpin>(stream: &mut S, event: &Event) -> std::io::Result<()> {
     if let Event::Reply(bytes) = event {
+        count_replies(bytes);
         stream.write_all(bytes).await?;
         stream.flush().await?;
     }

@@ -24,6 +24,11 @@ const POSTGRES: &[Migration] = &[
         name: "ip_sources",
         sql: include_str!("../../migrations/postgres/0002_ip_sources.sql"),
     },
+    Migration {
+        version: 3,
+        name: "web",
+        sql: include_str!("../../migrations/postgres/0003_web.sql"),
+    },
 ];
 
 const SQLITE: &[Migration] = &[
@@ -37,7 +42,21 @@ const SQLITE: &[Migration] = &[
         name: "ip_sources",
         sql: include_str!("../../migrations/sqlite/0002_ip_sources.sql"),
     },
+    Migration {
+        version: 3,
+        name: "web",
+        sql: include_str!("../../migrations/sqlite/0003_web.sql"),
+    },
 ];
+
+/// The newest schema version this build knows.
+pub(super) fn latest_version(dialect: super::Dialect) -> i64 {
+    let list = match dialect {
+        super::Dialect::Postgres => POSTGRES,
+        super::Dialect::Sqlite => SQLITE,
+    };
+    list.iter().map(|m| m.version).max().unwrap_or(0)
+}
 
 fn failed(migration: &Migration) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
     move |source| StoreError::Migration {

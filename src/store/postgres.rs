@@ -527,7 +527,13 @@ async fn write_aggregate(
     } else {
         insert_records(transaction, &shared, &columns).await?;
     }
-    super::postgres_sources::note_report_ips(transaction, report_row).await?;
+    let distinct = columns
+        .source_ip
+        .iter()
+        .flatten()
+        .collect::<HashSet<_>>()
+        .len();
+    super::postgres_sources::note_report_ips(transaction, report_row, distinct).await?;
     Ok(Ok(Some(report.records.len() as u64)))
 }
 

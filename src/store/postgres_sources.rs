@@ -17,8 +17,9 @@ use crate::enrich::SourceInfo;
 pub(super) async fn note_report_ips(
     transaction: &mut Transaction<'_, Postgres>,
     report_id: i64,
+    distinct_ips: usize,
 ) -> StoreResult<()> {
-    sqlx::query(
+    let new = sqlx::query(
         "INSERT INTO ip_sources (ip, dns_due_at)
          SELECT DISTINCT source_ip, now() FROM aggregate_records
           WHERE report_id = $1 AND source_ip IS NOT NULL
@@ -26,7 +27,9 @@ pub(super) async fn note_report_ips(
     )
     .bind(report_id)
     .execute(&mut **transaction)
-    .await?;
+    .await?
+    .rows_affected();
+    super::sources::count_sources(distinct_ips, new);
     Ok(())
 }
 

@@ -170,3 +170,11 @@ impl SourceColumns {
         self.ip.len()
     }
 }
+
+/// Source IPs of a stored report: known ones are cache hits (nothing to
+/// look up), new ones misses.
+pub(super) fn count_sources(distinct: usize, new: u64) {
+    let known = (distinct as u64).saturating_sub(new);
+    crate::metrics::count("dmarcd_enrich_sources_total", &[("result", "known")], known);
+    crate::metrics::count("dmarcd_enrich_sources_total", &[("result", "new")], new);
+}

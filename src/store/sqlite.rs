@@ -575,7 +575,13 @@ async fn write_aggregate(
         insert.build().execute(&mut **transaction).await?;
         start = end;
     }
-    super::sqlite_sources::note_report_ips(transaction, report_row).await?;
+    let distinct = columns
+        .source_ip
+        .iter()
+        .flatten()
+        .collect::<HashSet<_>>()
+        .len();
+    super::sqlite_sources::note_report_ips(transaction, report_row, distinct).await?;
     Ok(Ok(Some(report.records.len() as u64)))
 }
 

@@ -25,8 +25,9 @@ fn after(due_in: Option<Duration>) -> Option<DateTime<Utc>> {
 pub(super) async fn note_report_ips(
     transaction: &mut Transaction<'_, Sqlite>,
     report_id: i64,
+    distinct_ips: usize,
 ) -> StoreResult<()> {
-    sqlx::query(
+    let new = sqlx::query(
         "INSERT INTO ip_sources (ip, dns_due_at)
          SELECT DISTINCT source_ip, ?2 FROM aggregate_records
           WHERE report_id = ?1 AND source_ip IS NOT NULL
@@ -35,7 +36,9 @@ pub(super) async fn note_report_ips(
     .bind(report_id)
     .bind(now())
     .execute(&mut **transaction)
-    .await?;
+    .await?
+    .rows_affected();
+    super::sources::count_sources(distinct_ips, new);
     Ok(())
 }
 

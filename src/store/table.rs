@@ -146,6 +146,41 @@ impl Store {
         Sql::new(self.dialect())
     }
 
+    /// Whether the database answers and every migration this build knows
+    /// has been applied.
+    pub async fn schema_is_current(&self) -> StoreResult<bool> {
+        let mut sql = self.sql();
+        sql.push("SELECT max(version) FROM schema_migrations");
+        let applied = self
+            .fetch_table(sql)
+            .await?
+            .first()
+            .map_or(0, |row| row[0].int());
+        Ok(applied >= super::migrate::latest_version(self.dialect()))
+    }
+
+    /// The raw bytes of an inbox message, reassembled from its chunks.
+    pub async fn message_raw(&self, id: i64) -> StoreResult<Option<Vec<u8>>> {
+        let chunks: Vec<Vec<u8>> = match self {
+            Store::Postgres(store) => {
+                sqlx::query_scalar("SELECT raw FROM inbox_raw WHERE message_id = $1 ORDER BY seq")
+                    .bind(id)
+                    .fetch_all(&store.pool)
+                    .await?
+            }
+            Store::Sqlite(store) => {
+                sqlx::query_scalar("SELECT raw FROM inbox_raw WHERE message_id = ? ORDER BY seq")
+                    .bind(id)
+                    .fetch_all(&store.pool)
+                    .await?
+            }
+        };
+        if chunks.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(chunks.concat()))
+    }
+
     /// Runs a read query; every row as cells.
     pub async fn fetch_table(&self, sql: Sql) -> StoreResult<Vec<Vec<Cell>>> {
         match self {

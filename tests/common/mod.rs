@@ -66,4 +66,5 @@ pub fn email_with_attachment(
     .into_bytes()
 }
 pub mod db;
+pub mod http;
 pub mod mmdb;

@@ -1,0 +1,127 @@
+//! `dmarcd user …` and `dmarcd token …`: dashboard users and API tokens.
+
+use std::io::BufRead;
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use crate::config::Config;
+use crate::web::accounts::{random_secret, Accounts};
+
+#[derive(Debug, Subcommand)]
+pub enum UserAction {
+    /// Add a dashboard user. Prints a generated password unless
+    /// --password-stdin gives one.
+    Add {
+        name: String,
+        /// Read-only: may not reprocess messages or change domains.
+        #[arg(long)]
+        viewer: bool,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set a new password (generated unless --password-stdin) and sign the user out.
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Remove a user.
+    Remove { name: String },
+    /// List users and their roles.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Create an API token; it is printed once and stored only as a hash.
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+    /// List tokens (names and last use, never the tokens).
+    List,
+    /// Revoke a token: requests with it get 401 from now on.
+    Revoke { name: String },
+}
+
+fn password(from_stdin: bool) -> anyhow::Result<(String, bool)> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        return Ok((line.trim_end_matches(['\r', '\n']).to_string(), false));
+    }
+    Ok((random_secret()[..20].to_string(), true))
+}
+
+pub(super) async fn user(config: &Config, action: UserAction) -> anyhow::Result<ExitCode> {
+    let store = super::open_store(config).await?;
+    let accounts = Accounts::new(store.clone());
+    match action {
+        UserAction::Add {
+            name,
+            viewer,
+            password_stdin,
+        } => {
+            let (password, generated) = password(password_stdin)?;
+            let role = if viewer { "viewer" } else { "admin" };
+            accounts.add_user(&name, &password, role).await?;
+            println!("added {role} {name}");
+            if generated {
+                println!("password: {password}");
+            }
+        }
+        UserAction::Passwd {
+            name,
+            password_stdin,
+        } => {
+            let (password, generated) = password(password_stdin)?;
+            accounts.set_password(&name, &password).await?;
+            println!("password of {name} changed; their sessions ended");
+            if generated {
+                println!("password: {password}");
+            }
+        }
+        UserAction::Remove { name } => {
+            accounts.remove_user(&name).await?;
+            println!("removed {name}");
+        }
+        UserAction::List => {
+            for (name, role) in accounts.users().await? {
+                println!("{name}\t{role}");
+            }
+        }
+    }
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn token(config: &Config, action: TokenAction) -> anyhow::Result<ExitCode> {
+    let store = super::open_store(config).await?;
+    let accounts = Accounts::new(store.clone());
+    match action {
+        TokenAction::Create { name } => {
+            let token = accounts.create_token(&name).await?;
+            eprintln!("token {name} created; it is shown only now:");
+            println!("{token}");
+        }
+        TokenAction::List => {
+            for token in accounts.tokens().await? {
+                println!(
+                    "{}\tcreated {}\tlast used {}\t{}",
+                    token.name,
+                    token.created_at,
+                    token.last_used_at.as_deref().unwrap_or("never"),
+                    if token.revoked { "revoked" } else { "active" }
+                );
+            }
+        }
+        TokenAction::Revoke { name } => {
+            accounts.revoke_token(&name).await?;
+            println!("revoked {name}");
+        }
+    }
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,516 @@
+//! `/api/v1`: JSON (and streamed CSV) over the same queries the dashboard
+//! uses, behind bearer tokens. The OpenAPI document is generated from these
+//! handlers (`/api/v1/openapi.json`).
+
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use utoipa::OpenApi;
+
+use super::csv::csv_response;
+use super::error::ErrorBody;
+use super::{ApiError, AppState};
+use crate::query::other::{
+    self, DomainRow, FailureRow, InboxRow, TlsGroupBy, TlsReportRow, TlsSummaryRow,
+};
+use crate::query::{
+    aggregate, Filter, GroupBy, Page, PageParams, RecordRow, ReportRow, SummaryRow, SummarySort,
+};
+use crate::store::Requeue;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/openapi.json", get(openapi))
+        .route("/domains", get(domains))
+        .route("/aggregate/summary", get(summary))
+        .route("/aggregate/records", get(records))
+        .route("/aggregate/reports", get(reports))
+        .route("/aggregate/reports/{id}", get(report))
+        .route("/tls/reports", get(tls_reports))
+        .route("/tls/summary", get(tls_summary))
+        .route("/failure/reports", get(failures))
+        .route("/failure/reports/{id}", get(failure))
+        .route("/inbox/messages", get(inbox))
+        .route("/inbox/messages/{id}", get(inbox_message))
+        .route("/inbox/messages/{id}/raw", get(inbox_raw))
+        .route("/inbox/messages/{id}/reprocess", post(reprocess))
+}
+
+/// A request that carried a valid API token.
+pub struct ApiToken;
+
+impl FromRequestParts<AppState> for ApiToken {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(ApiError::unauthorized)?;
+        if state.accounts.check_token(token).await? {
+            Ok(ApiToken)
+        } else {
+            Err(ApiError::unauthorized())
+        }
+    }
+}
+
+/// Query parameters, with errors as JSON that name the parameter.
+pub struct Params<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or("");
+        serde_urlencoded::from_str(query)
+            .map(Params)
+            .map_err(|error| ApiError::bad_request(format!("query parameters: {error}")))
+    }
+}
+
+/// `format=json` (default) or `format=csv` (every row, streamed).
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(default)]
+#[into_params(parameter_in = Query)]
+pub struct FormatParams {
+    /// `json` (one page) or `csv` (every matching row, streamed).
+    pub format: Option<String>,
+}
+
+impl FormatParams {
+    fn csv(&self) -> Result<bool, ApiError> {
+        match self.format.as_deref() {
+            None | Some("") | Some("json") => Ok(false),
+            Some("csv") => Ok(true),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "format: {other:?} is not json or csv"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(default)]
+#[into_params(parameter_in = Query)]
+pub struct SummaryParams {
+    /// source, source_name, org, country, asn, domain, day, disposition or header_from.
+    pub group_by: Option<String>,
+    /// messages (default), failures, pass_rate or key.
+    pub sort: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(default)]
+#[into_params(parameter_in = Query)]
+pub struct TlsSummaryParams {
+    /// domain (default), day, org, result_type, sending_mta or receiving_mx.
+    pub group_by: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(default)]
+#[into_params(parameter_in = Query)]
+pub struct InboxParams {
+    /// pending, processing, done, failed, duplicate or ignored.
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(default)]
+#[into_params(parameter_in = Query)]
+pub struct RecordParams {
+    /// Only the records of this stored report (its `id`).
+    pub report: Option<i64>,
+}
+
+macro_rules! list_type {
+    ($name:ident, $row:ty) => {
+        /// One page of rows, newest or largest first, with the total.
+        #[derive(Debug, Serialize, utoipa::ToSchema)]
+        pub struct $name {
+            /// Rows matching the filter, on all pages.
+            pub total: i64,
+            pub limit: i64,
+            pub offset: i64,
+            pub items: Vec<$row>,
+        }
+    };
+}
+
+list_type!(SummaryList, SummaryRow);
+list_type!(RecordList, RecordRow);
+list_type!(ReportList, ReportRow);
+list_type!(TlsReportList, TlsReportRow);
+list_type!(FailureList, FailureRow);
+list_type!(InboxList, InboxRow);
+
+fn page(params: &PageParams) -> Result<Page, ApiError> {
+    Ok(params.page(50)?)
+}
+
+#[utoipa::path(get, path = "/api/v1/domains", tag = "domains",
+    responses((status = 200, body = Vec<DomainRow>), (status = 401, body = ErrorBody)),
+    security(("token" = [])))]
+async fn domains(
+    _: ApiToken,
+    State(state): State<AppState>,
+) -> Result<Json<Vec<DomainRow>>, ApiError> {
+    Ok(Json(other::domains(&state.store).await?))
+}
+
+/// Message counts and DMARC pass rates grouped by source, organization,
+/// country, AS, domain, day, disposition or header From.
+#[utoipa::path(get, path = "/api/v1/aggregate/summary", tag = "aggregate",
+    params(Filter, SummaryParams, PageParams, FormatParams),
+    responses(
+        (status = 200, body = SummaryList, content_type = "application/json"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("token" = [])))]
+async fn summary(
+    _: ApiToken,
+    State(state): State<AppState>,
+    Params(filter): Params<Filter>,
+    Params(params): Params<SummaryParams>,
+    Params(paging): Params<PageParams>,
+    Params(format): Params<FormatParams>,
+) -> Result<Response, ApiError> {
+    let filter = filter.parse()?;
+    let group_by = GroupBy::parse(params.group_by.as_deref().unwrap_or("source"))?;
+    let sort = SummarySort::parse(params.sort.as_deref().unwrap_or("messages"))?;
+    if format.csv()? {
+        let rows = aggregate::summary_stream(&state.store, &filter, group_by, sort).await?;
+        return Ok(csv_response(
+            "summary.csv",
+            SummaryRow::CSV_HEADER,
+            rows,
+            SummaryRow::csv_fields,
+        ));
+    }
+    let page = page(&paging)?;
+    let (items, total) = aggregate::summary(&state.store, &filter, group_by, sort, page).await?;
+    Ok(Json(SummaryList {
+        total,
+        limit: page.limit,
+        offset: page.offset,
+        items,
+    })
+    .into_response())
+}
+
+/// Aggregate records with their sources' country, AS, PTR and name.
+#[utoipa::path(get, path = "/api/v1/aggregate/records", tag = "aggregate",
+    params(Filter, RecordParams, PageParams, FormatParams),
+    responses((status = 200, body = RecordList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("token" = [])))]
+async fn records(
+    _: ApiToken,
+    State(state): State<AppState>,
+    Params(filter): Params<Filter>,
+    Params(params): Params<RecordParams>,
+    Params(paging): Params<PageParams>,
+    Params(format): Params<FormatParams>,
+) -> Result<Response, ApiError> {
+    let mut filter = filter.parse()?;
+    filter.report = params.report;
+    if format.csv()? {
+        let rows = aggregate::records_stream(&state.store, &filter).await?;
+        return Ok(csv_response(
+            "records.csv",
+            RecordRow::CSV_HEADER,
+            rows,
+            RecordRow::csv_fields,
+        ));
+    }
+    let page = page(&paging)?;
+    let (items, total) = aggregate::records(&state.store, &filter, page).await?;
+    Ok(Json(RecordList {
+        total,
+        limit: page.limit,
+        offset: page.offset,
+        items,
+    })
+    .into_response())
+}
+
+/// Aggregate reports (domain, org and period filters apply).
+#[utoipa::path(get, path = "/api/v1/aggregate/reports", tag = "aggregate",
+    params(Filter, PageParams, FormatParams),
+    responses((status = 200, body = ReportList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("token" = [])))]
+async fn reports(
+    _: ApiToken,
+    State(state): State<AppState>,
+    Params(filter): Params<Filter>,
+    Params(paging): Params<PageParams>,
+    Params(format): Params<FormatParams>,
+) -> Result<Response, ApiError> {
+    let filter = filter.parse()?;
+    if format.csv()? {
+        let rows = aggregate::reports_stream(&state.store, &filter).await?;
+        return Ok(csv_response(
+            "reports.csv",
+            ReportRow::CSV_HEADER,
+            rows,
+            ReportRow::csv_fields,
+        ));
+    }
+    let page = page(&paging)?;
+    let (items, total) = aggregate::reports(&state.store, &filter, page).await?;
+    Ok(Json(ReportList {
+        total,
+        limit: page.limit,
+        offset: page.offset,
+        items,
+    })
+    .into_response())
+}
+
+#[utoipa::path(get, path = "/api/v1/aggregate/reports/{id}", tag = "aggregate",
+    params(("id" = i64, Path, description = "Stored report id")),
+    responses((status = 200, body = ReportRow), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("token" = [])))]
+async fn report(
+    _: ApiToken,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<ReportRow>, ApiError> {
+    aggregate::report(&state.store, id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no aggregate report {id}")))
+}
+
+#[utoipa::path(get, path = "/api/v1/tls/reports", tag = "tls",
+    params(Filter, PageParams, FormatParams),
+    responses((status = 200, body = TlsReportList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("token" = [])))]
+async fn tls_reports(
+    _: ApiToken,
+    State(state): State<AppState>,
+    Params(filter): Params<Filter>,
+    Params(paging): Params<PageParams>,
+    Params(format): Params<FormatParams>,
+) -> Result<Response, ApiError> {
+    let filter = filter.parse()?;
+    if format.csv()? {
+        let rows = other::tls_reports_stream(&state.store, &filter).await?;
+        return Ok(csv_response(
+            "tls-reports.csv",
+            TlsReportRow::CSV_HEADER,
+            rows,
+            TlsReportRow::csv_fields,
+        ));
+    }
+    let page = page(&paging)?;
+    let (items, total) = other::tls_reports(&state.store, &filter, page).await?;
+    Ok(Json(TlsReportList {
+        total,
+        limit: page.limit,
+        offset: page.offset,
+        items,
+    })
+    .into_response())
+}
+
+/// Successful and failed TLS sessions per policy domain, day or org, or
+/// failed sessions per result type, sending MTA or receiving MX.
+#[utoipa::path(get, path = "/api/v1/tls/summary", tag = "tls",
+    params(Filter, TlsSummaryParams),
+    responses((status = 200, body = Vec<TlsSummaryRow>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("token" = [])))]
+async fn tls_summary(
+    _: ApiToken,
+    State(state): State<AppState>,
+    Params(filter): Params<Filter>,
+    Params(params): Params<TlsSummaryParams>,
+) -> Result<Json<Vec<TlsSummaryRow>>, ApiError> {
+    let filter = filter.parse()?;
+    let group_by = TlsGroupBy::parse(params.group_by.as_deref().unwrap_or("domain"))?;
+    Ok(Json(
+        other::tls_summary(&state.store, &filter, group_by).await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/failure/reports", tag = "failure",
+    params(Filter, PageParams, FormatParams),
+    responses((status = 200, body = FailureList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("token" = [])))]
+async fn failures(
+    _: ApiToken,
+    State(state): State<AppState>,
+    Params(filter): Params<Filter>,
+    Params(paging): Params<PageParams>,
+    Params(format): Params<FormatParams>,
+) -> Result<Response, ApiError> {
+    let filter = filter.parse()?;
+    if format.csv()? {
+        let rows = other::failures_stream(&state.store, &filter).await?;
+        return Ok(csv_response(
+            "failure-reports.csv",
+            FailureRow::CSV_HEADER,
+            rows,
+            FailureRow::csv_fields,
+        ));
+    }
+    let page = page(&paging)?;
+    let (items, total) = other::failures(&state.store, &filter, page).await?;
+    Ok(Json(FailureList {
+        total,
+        limit: page.limit,
+        offset: page.offset,
+        items,
+    })
+    .into_response())
+}
+
+#[utoipa::path(get, path = "/api/v1/failure/reports/{id}", tag = "failure",
+    params(("id" = i64, Path, description = "Stored failure report id")),
+    responses((status = 200, body = FailureRow), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("token" = [])))]
+async fn failure(
+    _: ApiToken,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<FailureRow>, ApiError> {
+    other::failure(&state.store, id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no failure report {id}")))
+}
+
+#[utoipa::path(get, path = "/api/v1/inbox/messages", tag = "inbox",
+    params(InboxParams, PageParams, FormatParams),
+    responses((status = 200, body = InboxList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("token" = [])))]
+async fn inbox(
+    _: ApiToken,
+    State(state): State<AppState>,
+    Params(params): Params<InboxParams>,
+    Params(paging): Params<PageParams>,
+    Params(format): Params<FormatParams>,
+) -> Result<Response, ApiError> {
+    let status = params.status.as_deref();
+    if format.csv()? {
+        let rows = other::inbox_stream(&state.store, status).await?;
+        return Ok(csv_response(
+            "inbox.csv",
+            InboxRow::CSV_HEADER,
+            rows,
+            InboxRow::csv_fields,
+        ));
+    }
+    let page = page(&paging)?;
+    let (items, total) = other::inbox(&state.store, status, page).await?;
+    Ok(Json(InboxList {
+        total,
+        limit: page.limit,
+        offset: page.offset,
+        items,
+    })
+    .into_response())
+}
+
+#[utoipa::path(get, path = "/api/v1/inbox/messages/{id}", tag = "inbox",
+    params(("id" = i64, Path, description = "Inbox message id")),
+    responses((status = 200, body = InboxRow), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("token" = [])))]
+async fn inbox_message(
+    _: ApiToken,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<InboxRow>, ApiError> {
+    other::inbox_message(&state.store, id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no inbox message {id}")))
+}
+
+/// The message exactly as it was received (an email, or a POSTed body).
+#[utoipa::path(get, path = "/api/v1/inbox/messages/{id}/raw", tag = "inbox",
+    params(("id" = i64, Path, description = "Inbox message id")),
+    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("token" = [])))]
+async fn inbox_raw(
+    _: ApiToken,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    let raw = state
+        .store
+        .message_raw(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no inbox message {id}")))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"message-{id}.eml\""),
+            ),
+        ],
+        Body::from(raw),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Requeued {
+    /// Messages put back in the queue (0 or 1).
+    pub requeued: u64,
+}
+
+/// Runs a stored message through the parser again.
+#[utoipa::path(post, path = "/api/v1/inbox/messages/{id}/reprocess", tag = "inbox",
+    params(("id" = i64, Path, description = "Inbox message id")),
+    responses((status = 202, body = Requeued), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("token" = [])))]
+async fn reprocess(
+    _: ApiToken,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    let requeued = state.store.requeue(&Requeue::Ids(vec![id])).await?;
+    if requeued == 0 {
+        return Err(ApiError::not_found(format!("no inbox message {id}")));
+    }
+    Ok((StatusCode::ACCEPTED, Json(Requeued { requeued })).into_response())
+}
+
+struct SecurityAddon;
+
+impl utoipa::Modify for SecurityAddon {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "dmarcd API", description = "DMARC aggregate, failure and TLS-RPT reports. \
+        Every list takes the same filter parameters as the dashboard; add format=csv to stream \
+        every matching row as CSV. Create a token with `dmarcd token create --name NAME`."),
+    paths(domains, summary, records, reports, report, tls_reports, tls_summary, failures, failure,
+          inbox, inbox_message, inbox_raw, reprocess),
+    modifiers(&SecurityAddon)
+)]
+pub struct ApiDoc;
+
+async fn openapi() -> Response {
+    Json(ApiDoc::openapi()).into_response()
+}

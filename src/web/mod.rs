@@ -1,0 +1,129 @@
+//! The web listener: REST API (`/api/v1`), TLS-RPT intake by HTTPS POST,
+//! health and metrics, and the dashboard. One axum router, one state.
+
+pub mod accounts;
+mod api;
+mod csv;
+mod error;
+mod limiter;
+mod ops;
+mod tlsrpt;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use serde::Deserialize;
+use tokio::sync::watch;
+
+use crate::decode::Limits;
+use crate::store::Store;
+pub use accounts::Accounts;
+pub use error::ApiError;
+use limiter::RateLimiter;
+
+/// The `[web]` section of the config.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// Serve the dashboard, API, TLS-RPT intake and metrics.
+    pub enabled: bool,
+    /// Plain HTTP: put a TLS-terminating reverse proxy in front (README,
+    /// "Web and HTTPS") for anything beyond loopback.
+    pub listen: SocketAddr,
+    /// Mark the session cookie `Secure` (HTTPS only). True by default: the
+    /// dashboard is meant to be reached through HTTPS. Set false only to
+    /// sign in over plain HTTP on loopback.
+    pub secure_cookies: bool,
+    /// How long a dashboard sign-in lasts, in hours.
+    pub session_hours: u64,
+    /// Failed sign-ins allowed per client IP per minute.
+    pub login_attempts_per_minute: u32,
+    /// Where TLS-RPT reports are POSTed (RFC 8460 section 3): the path of
+    /// the `https:` URI in your `_smtp._tls` record.
+    pub tlsrpt_path: String,
+    /// Largest TLS-RPT body accepted (compressed size), in bytes.
+    pub tlsrpt_max_bytes: usize,
+    /// TLS-RPT POSTs accepted per client IP per minute.
+    pub tlsrpt_per_minute: u32,
+    /// Seconds a request may take before it is answered 503.
+    pub request_timeout_seconds: u64,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            secure_cookies: true,
+            session_hours: 12,
+            login_attempts_per_minute: 10,
+            tlsrpt_path: "/tlsrpt".to_string(),
+            tlsrpt_max_bytes: 10 * 1024 * 1024,
+            tlsrpt_per_minute: 60,
+            request_timeout_seconds: 60,
+        }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub accounts: Accounts,
+    pub config: Arc<WebConfig>,
+    pub limits: Arc<Limits>,
+    // Read by the dashboard's sign-in (next change).
+    #[allow(dead_code)]
+    login_limiter: Arc<RateLimiter>,
+    tlsrpt_limiter: Arc<RateLimiter>,
+}
+
+impl AppState {
+    pub fn new(store: Store, config: WebConfig, limits: Limits) -> Self {
+        AppState {
+            accounts: Accounts::new(store.clone()),
+            store,
+            login_limiter: Arc::new(RateLimiter::per_minute(config.login_attempts_per_minute)),
+            tlsrpt_limiter: Arc::new(RateLimiter::per_minute(config.tlsrpt_per_minute)),
+            config: Arc::new(config),
+            limits: Arc::new(limits),
+        }
+    }
+}
+
+/// Every route.
+pub fn router(state: AppState) -> Router {
+    let timeout = Duration::from_secs(state.config.request_timeout_seconds.max(1));
+    Router::new()
+        .merge(ops::routes())
+        .merge(tlsrpt::routes(&state.config))
+        .nest("/api/v1", api::routes())
+        .layer(axum::middleware::from_fn(ops::observe))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            ops::with_timeout(timeout, request, next)
+        }))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` turns true; requests in
+/// flight finish first.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        while !*shutdown.borrow() {
+            if shutdown.changed().await.is_err() {
+                break;
+            }
+        }
+    })
+    .await
+}

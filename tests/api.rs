@@ -1,0 +1,595 @@
+//! The REST API, TLS-RPT intake and operations endpoints over HTTP, against
+//! both storage backends: a real listener, a real client (ureq).
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+
+use common::http::Server;
+use dmarcd::enrich::{EnrichConfig, EnrichService, Enricher};
+use dmarcd::inbox::Inbox;
+use dmarcd::store::{Envelope, Store};
+use dmarcd::web::WebConfig;
+use dmarcd::worker::{Worker, WorkerConfig};
+use dmarcd::{testing, Limits};
+use serde_json::Value;
+
+const TLS_REPORT: &str = "tests/fixtures/corpus/parsedmarc/smtp_tls/rfc8460.json";
+
+/// A store holding 300 synthetic records (sources 11.0.0.1 … 11.0.1.46),
+/// the corpus's TLS and failure reports, enriched from a database that
+/// puts 11.0.0.0/24 in the US and 11.0.1.0/24 in Germany.
+async fn populated(store: &Store, files: &Path) {
+    let inbox = Inbox::new(store.clone());
+    let report = testing::aggregate_report(300);
+    inbox
+        .accept(
+            report.to_xml().as_bytes(),
+            &Envelope::import("synthetic.xml"),
+        )
+        .await
+        .unwrap();
+    for dir in ["smtp_tls", "failure"] {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/corpus/parsedmarc")
+            .join(dir);
+        for entry in std::fs::read_dir(root).unwrap() {
+            let path = entry.unwrap().path();
+            let raw = std::fs::read(&path).unwrap();
+            inbox
+                .accept(&raw, &Envelope::import(path.display().to_string()))
+                .await
+                .unwrap();
+        }
+    }
+    Worker::new(
+        store.clone(),
+        Limits::default(),
+        "w",
+        WorkerConfig::default(),
+    )
+    .run_until_idle()
+    .await
+    .unwrap();
+    let database = files.join("geo.mmdb");
+    std::fs::write(
+        &database,
+        common::mmdb::build(
+            "test",
+            &[
+                (
+                    "11.0.0.0/24",
+                    common::mmdb::nested("US", 64500, "Example Transit"),
+                ),
+                (
+                    "11.0.1.0/24",
+                    common::mmdb::flat("DE", "AS64501", "Beispiel GmbH", "beispiel.de"),
+                ),
+            ],
+        ),
+    )
+    .unwrap();
+    let config = EnrichConfig {
+        databases: vec![database],
+        reverse_dns: false,
+        ..EnrichConfig::default()
+    };
+    EnrichService::new(
+        store.clone(),
+        Enricher::from_config(&config).unwrap(),
+        config,
+    )
+    .unwrap()
+    .run_until_idle()
+    .await
+    .unwrap();
+}
+
+async fn server_with_token(store: &Store, config: WebConfig) -> (Server, String) {
+    let server = Server::start(store.clone(), config).await;
+    let token = server.state.accounts.create_token("tests").await.unwrap();
+    (server, token)
+}
+
+fn total(reply: &Value) -> i64 {
+    reply["total"].as_i64().unwrap()
+}
+
+fn messages(rows: &Value) -> i64 {
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["messages"].as_i64().unwrap())
+        .sum()
+}
+
+const ENDPOINTS: &[&str] = &[
+    "/api/v1/domains",
+    "/api/v1/aggregate/summary",
+    "/api/v1/aggregate/records",
+    "/api/v1/aggregate/reports",
+    "/api/v1/aggregate/reports/1",
+    "/api/v1/tls/reports",
+    "/api/v1/tls/summary",
+    "/api/v1/failure/reports",
+    "/api/v1/inbox/messages",
+    "/api/v1/inbox/messages/1",
+    "/api/v1/inbox/messages/1/raw",
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_endpoint_needs_a_valid_token() {
+    for (_dir, store) in common::db::backends().await {
+        let backend = store.backend();
+        let files = tempfile::tempdir().unwrap();
+        populated(&store, files.path()).await;
+        let (server, token) = server_with_token(&store, WebConfig::default()).await;
+        for path in ENDPOINTS {
+            let anonymous = server.get(path, None).await;
+            assert_eq!(anonymous.status, 401, "{backend} {path}");
+            assert!(anonymous.json()["error"]
+                .as_str()
+                .unwrap()
+                .contains("token create"));
+            assert_eq!(anonymous.header("www-authenticate"), Some("Bearer"));
+            let forged = server.get(path, Some("dmarcd_not-a-real-token")).await;
+            assert_eq!(forged.status, 401, "{backend} {path}");
+            let allowed = server.get(path, Some(&token)).await;
+            assert_eq!(allowed.status, 200, "{backend} {path}: {}", allowed.text());
+        }
+        let reprocess = server
+            .request(
+                "POST",
+                "/api/v1/inbox/messages/1/reprocess",
+                None,
+                None,
+                Vec::new(),
+                &[],
+            )
+            .await;
+        assert_eq!(reprocess.status, 401, "{backend}");
+
+        // A revoked token stops working at once.
+        server.state.accounts.revoke_token("tests").await.unwrap();
+        let revoked = server.get("/api/v1/domains", Some(&token)).await;
+        assert_eq!(revoked.status, 401, "{backend}");
+
+        // The OpenAPI document is public (it holds no data).
+        let openapi = server.get("/api/v1/openapi.json", None).await.json();
+        assert_eq!(openapi["openapi"], "3.1.0");
+        assert!(openapi["paths"]["/api/v1/aggregate/summary"]["get"].is_object());
+        assert!(openapi["components"]["securitySchemes"]["token"].is_object());
+        store.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn filters_group_and_page_consistently() {
+    for (_dir, store) in common::db::backends().await {
+        let backend = store.backend();
+        let files = tempfile::tempdir().unwrap();
+        populated(&store, files.path()).await;
+        let (server, token) = server_with_token(&store, WebConfig::default()).await;
+        let get = |path: String| {
+            let server = &server;
+            let token = token.clone();
+            async move {
+                let reply = server.get(&path, Some(&token)).await;
+                assert_eq!(reply.status, 200, "{backend} {path}: {}", reply.text());
+                reply.json()
+            }
+        };
+
+        let all = get("/api/v1/aggregate/records?limit=1".into()).await;
+        assert_eq!(total(&all), 300, "{backend}");
+        let all_messages =
+            messages(&get("/api/v1/aggregate/summary?group_by=domain".into()).await["items"]);
+
+        // Every grouping covers every message exactly once.
+        for group in [
+            "source",
+            "source_name",
+            "org",
+            "country",
+            "asn",
+            "domain",
+            "day",
+            "disposition",
+            "header_from",
+        ] {
+            let summary = get(format!(
+                "/api/v1/aggregate/summary?group_by={group}&limit=1000"
+            ))
+            .await;
+            assert_eq!(
+                messages(&summary["items"]),
+                all_messages,
+                "{backend} {group}"
+            );
+        }
+
+        // Country comes from the enrichment: 254 sources in the US, 46 in Germany.
+        let countries = get("/api/v1/aggregate/summary?group_by=country&sort=key".into()).await;
+        let keys: Vec<&str> = countries["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["key"].as_str().unwrap())
+            .collect();
+        assert_eq!(keys, ["DE", "US"], "{backend}");
+        let german = get("/api/v1/aggregate/records?country=de&limit=1000".into()).await;
+        assert_eq!(total(&german), 46, "{backend}");
+        assert!(german["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["country"] == "DE" && r["asn"] == 64501));
+        let by_asn = get("/api/v1/aggregate/records?asn=AS64500&limit=1".into()).await;
+        assert_eq!(total(&by_asn), 254, "{backend}");
+
+        // Sources: one IP, a CIDR block, a name.
+        assert_eq!(
+            total(&get("/api/v1/aggregate/records?source=11.0.0.5".into()).await),
+            1,
+            "{backend}"
+        );
+        assert_eq!(
+            total(&get("/api/v1/aggregate/records?source=11.0.1.0/25".into()).await),
+            46,
+            "{backend}"
+        );
+        assert_eq!(
+            total(&get("/api/v1/aggregate/records?source=11.0.0.0/30".into()).await),
+            3,
+            "{backend}"
+        );
+        assert_eq!(
+            total(&get("/api/v1/aggregate/records?source=Beispiel%20GmbH".into()).await),
+            46,
+            "{backend}: the AS name names sources without a PTR"
+        );
+
+        // Results: pass + fail = all, in records and in the summary.
+        let passed = total(&get("/api/v1/aggregate/records?result=pass&limit=1".into()).await);
+        let failed = total(&get("/api/v1/aggregate/records?result=fail&limit=1".into()).await);
+        assert_eq!((passed, failed), (200, 100), "{backend}");
+        let summary = get("/api/v1/aggregate/summary?group_by=domain&result=fail".into()).await;
+        assert_eq!(summary["items"][0]["dmarc_pass"], 0, "{backend}");
+        for (parameter, count) in [
+            ("dkim=pass", 200),
+            ("spf=fail", 100),
+            ("disposition=none", 200),
+        ] {
+            let reply = get(format!("/api/v1/aggregate/records?{parameter}&limit=1")).await;
+            assert_eq!(total(&reply), count, "{backend} {parameter}");
+        }
+
+        // Periods: the synthetic report begins 2024-03-30.
+        assert_eq!(
+            total(&get("/api/v1/aggregate/records?since=2024-03-30&until=2024-03-30".into()).await),
+            300
+        );
+        assert_eq!(
+            total(&get("/api/v1/aggregate/records?since=2024-03-31".into()).await),
+            0,
+            "{backend}"
+        );
+
+        // Pages are stable and disjoint.
+        let first = get("/api/v1/aggregate/records?limit=100".into()).await;
+        let second = get("/api/v1/aggregate/records?limit=100&offset=100".into()).await;
+        let ids = |page: &Value| -> Vec<i64> {
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].as_i64().unwrap())
+                .collect()
+        };
+        let (a, b) = (ids(&first), ids(&second));
+        assert_eq!((a.len(), b.len()), (100, 100));
+        assert!(a.iter().all(|id| !b.contains(id)), "{backend}");
+
+        // Reports, and a report's records.
+        let reports = get("/api/v1/aggregate/reports".into()).await;
+        assert_eq!(total(&reports), 1, "{backend}");
+        let id = reports["items"][0]["id"].as_i64().unwrap();
+        let report = get(format!("/api/v1/aggregate/reports/{id}")).await;
+        assert_eq!(report["record_count"], 300);
+        assert_eq!(report["p"], "quarantine");
+        assert_eq!(
+            total(&get(format!("/api/v1/aggregate/records?report={id}&limit=1")).await),
+            300
+        );
+
+        // TLS-RPT and failure reports from the corpus.
+        let tls = get("/api/v1/tls/reports".into()).await;
+        assert!(total(&tls) >= 3, "{backend}");
+        for group in [
+            "domain",
+            "day",
+            "org",
+            "result_type",
+            "sending_mta",
+            "receiving_mx",
+        ] {
+            get(format!("/api/v1/tls/summary?group_by={group}")).await;
+        }
+        let failures = get("/api/v1/failure/reports".into()).await;
+        assert!(total(&failures) >= 1, "{backend}");
+        let failure_id = failures["items"][0]["id"].as_i64().unwrap();
+        get(format!("/api/v1/failure/reports/{failure_id}")).await;
+
+        // Inbox by status.
+        let done = get("/api/v1/inbox/messages?status=done".into()).await;
+        let all = get("/api/v1/inbox/messages".into()).await;
+        assert!(
+            total(&done) >= 1 && total(&done) <= total(&all),
+            "{backend}"
+        );
+        store.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_parameters_and_missing_rows_are_clear_errors() {
+    for (_dir, store) in common::db::backends().await {
+        let backend = store.backend();
+        let files = tempfile::tempdir().unwrap();
+        populated(&store, files.path()).await;
+        let (server, token) = server_with_token(&store, WebConfig::default()).await;
+        for (path, status, says) in [
+            ("/api/v1/aggregate/records?result=maybe", 400, "result:"),
+            ("/api/v1/aggregate/records?since=yesterday", 400, "since:"),
+            (
+                "/api/v1/aggregate/records?source=11.0.0.0/99",
+                400,
+                "source:",
+            ),
+            ("/api/v1/aggregate/records?country=Germany", 400, "country:"),
+            ("/api/v1/aggregate/records?limit=0", 400, "limit:"),
+            ("/api/v1/aggregate/records?limit=abc", 400, "limit"),
+            ("/api/v1/aggregate/records?format=xml", 400, "format:"),
+            (
+                "/api/v1/aggregate/summary?group_by=planet",
+                400,
+                "group_by:",
+            ),
+            ("/api/v1/aggregate/summary?sort=random", 400, "sort:"),
+            ("/api/v1/tls/summary?group_by=planet", 400, "group_by:"),
+            ("/api/v1/inbox/messages?status=lost", 400, "status:"),
+            (
+                "/api/v1/aggregate/reports/999999",
+                404,
+                "no aggregate report",
+            ),
+            ("/api/v1/failure/reports/999999", 404, "no failure report"),
+            ("/api/v1/inbox/messages/999999", 404, "no inbox message"),
+            ("/api/v1/inbox/messages/999999/raw", 404, "no inbox message"),
+        ] {
+            let reply = server.get(path, Some(&token)).await;
+            assert_eq!(reply.status, status, "{backend} {path}: {}", reply.text());
+            let message = reply.json()["error"].as_str().unwrap().to_string();
+            assert!(message.contains(says), "{backend} {path}: {message}");
+        }
+        store.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn csv_exports_every_row_and_raw_and_reprocess_work() {
+    for (_dir, store) in common::db::backends().await {
+        let backend = store.backend();
+        let files = tempfile::tempdir().unwrap();
+        populated(&store, files.path()).await;
+        let (server, token) = server_with_token(&store, WebConfig::default()).await;
+
+        let csv = server
+            .get(
+                "/api/v1/aggregate/records?format=csv&country=US",
+                Some(&token),
+            )
+            .await;
+        assert_eq!(csv.status, 200);
+        assert_eq!(csv.header("content-type"), Some("text/csv; charset=utf-8"));
+        let text = csv.text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines.len(),
+            1 + 254,
+            "{backend}: header + every row, not one page"
+        );
+        assert!(lines[0].starts_with("id,report,org_name,"));
+        for path in [
+            "/api/v1/aggregate/summary?format=csv&group_by=source",
+            "/api/v1/aggregate/reports?format=csv",
+            "/api/v1/tls/reports?format=csv",
+            "/api/v1/failure/reports?format=csv",
+            "/api/v1/inbox/messages?format=csv",
+        ] {
+            let reply = server.get(path, Some(&token)).await;
+            assert_eq!(reply.status, 200, "{backend} {path}");
+            assert!(reply.text().lines().count() >= 2, "{backend} {path}");
+        }
+
+        // The original message, byte for byte.
+        let reports = server
+            .get("/api/v1/aggregate/reports", Some(&token))
+            .await
+            .json();
+        let message = reports["items"][0]["message_id"].as_i64().unwrap();
+        let raw = server
+            .get(
+                &format!("/api/v1/inbox/messages/{message}/raw"),
+                Some(&token),
+            )
+            .await;
+        assert_eq!(
+            raw.body,
+            testing::aggregate_report(300).to_xml().into_bytes(),
+            "{backend}"
+        );
+
+        // Reprocess puts it back in the queue.
+        let reply = server
+            .request(
+                "POST",
+                &format!("/api/v1/inbox/messages/{message}/reprocess"),
+                Some(&token),
+                None,
+                Vec::new(),
+                &[],
+            )
+            .await;
+        assert_eq!(reply.status, 202, "{backend}: {}", reply.text());
+        let status = server
+            .get(&format!("/api/v1/inbox/messages/{message}"), Some(&token))
+            .await
+            .json();
+        assert_eq!(status["status"], "pending", "{backend}");
+        store.close().await;
+    }
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_reports_arrive_by_https_post() {
+    for (_dir, store) in common::db::backends().await {
+        let backend = store.backend();
+        let config = WebConfig {
+            tlsrpt_max_bytes: 64 * 1024,
+            tlsrpt_per_minute: 6,
+            ..WebConfig::default()
+        };
+        let server = Server::start(store.clone(), config).await;
+        let report = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(TLS_REPORT)).unwrap();
+        let post = |content_type: &'static str, body: Vec<u8>| {
+            let server = &server;
+            async move {
+                server
+                    .request("POST", "/tlsrpt", None, Some(content_type), body, &[])
+                    .await
+            }
+        };
+
+        let plain = post("application/tlsrpt+json", report.clone()).await;
+        assert_eq!(plain.status, 200, "{backend}: {}", plain.text());
+        assert_eq!(plain.json()["status"], "stored");
+        let again = post("application/tlsrpt+json", report.clone()).await;
+        assert_eq!(again.json()["status"], "already stored", "{backend}");
+
+        let mut other = String::from_utf8(report.clone()).unwrap();
+        other = other
+            .replace("2016-04-01", "2016-04-02")
+            .replace("5065427c-23d3-47ca-b6e0-946ea0e8c4be", "second-report");
+        let gzipped = post("application/tlsrpt+gzip", gzip(other.as_bytes())).await;
+        assert_eq!(gzipped.status, 200, "{backend}: {}", gzipped.text());
+
+        let wrong_type = post("text/plain", report.clone()).await;
+        assert_eq!(wrong_type.status, 415, "{backend}");
+        assert!(wrong_type.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("application/tlsrpt+json"));
+
+        let oversized = post("application/tlsrpt+json", vec![b' '; 65 * 1024]).await;
+        assert_eq!(oversized.status, 413, "{backend}");
+        assert!(oversized.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("tlsrpt_max_bytes"));
+
+        let broken = post(
+            "application/tlsrpt+json",
+            b"{\"organization-name\": 5}".to_vec(),
+        )
+        .await;
+        assert_eq!(broken.status, 400, "{backend}: {}", broken.text());
+        assert!(broken.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("kept in the inbox"));
+
+        // Both good reports are processed; the broken body is kept with its reason.
+        Worker::new(
+            store.clone(),
+            Limits::default(),
+            "w",
+            WorkerConfig::default(),
+        )
+        .run_until_idle()
+        .await
+        .unwrap();
+        assert_eq!(
+            store.report_counts().await.unwrap().tls_reports,
+            2,
+            "{backend}"
+        );
+        let failed = store.status_counts().await.unwrap();
+        assert_eq!(
+            failed.get(&dmarcd::store::MessageStatus::Failed),
+            Some(&1),
+            "{backend}"
+        );
+
+        // Six a minute from one address: the seventh waits.
+        let limited = post("application/tlsrpt+json", report.clone()).await;
+        assert_eq!(limited.status, 429, "{backend}");
+
+        // Database down: 503, so the sender retries.
+        let fresh = Server::start(store.clone(), WebConfig::default()).await;
+        store.close().await;
+        let down = fresh
+            .request(
+                "POST",
+                "/tlsrpt",
+                None,
+                Some("application/tlsrpt+json"),
+                report.clone(),
+                &[],
+            )
+            .await;
+        assert_eq!(down.status, 503, "{backend}: {}", down.text());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_readiness_and_metrics() {
+    for (_dir, store) in common::db::backends().await {
+        let backend = store.backend();
+        let files = tempfile::tempdir().unwrap();
+        populated(&store, files.path()).await;
+        let server = Server::start(store.clone(), WebConfig::default()).await;
+        assert_eq!(server.get("/healthz", None).await.status, 200);
+        let ready = server.get("/readyz", None).await;
+        assert_eq!(ready.status, 200, "{backend}: {}", ready.text());
+        let metrics = server.get("/metrics", None).await;
+        assert_eq!(metrics.status, 200);
+        let text = metrics.text();
+        for needle in [
+            "dmarcd_messages_received_total{intake=\"import\",outcome=\"new\"}",
+            "dmarcd_reports_stored_total{kind=\"aggregate\"}",
+            "dmarcd_inbox_messages{status=\"done\"}",
+            "dmarcd_enrich_sources_total{result=\"new\"}",
+            "dmarcd_http_request_duration_seconds_bucket{route=\"/healthz\",le=\"0.005\"}",
+        ] {
+            assert!(
+                text.contains(needle),
+                "{backend}: {needle} missing from\n{text}"
+            );
+        }
+        store.close().await;
+        assert_eq!(
+            server.get("/healthz", None).await.status,
+            200,
+            "the process still answers"
+        );
+        assert_eq!(server.get("/readyz", None).await.status, 503, "{backend}");
+    }
+}
