@@ -7,84 +7,13 @@ use std::io::Write;
 use std::path::Path;
 
 use common::http::Server;
-use dmarcd::enrich::{EnrichConfig, EnrichService, Enricher};
-use dmarcd::inbox::Inbox;
-use dmarcd::store::{Envelope, Store};
+use dmarcd::store::Store;
 use dmarcd::web::WebConfig;
 use dmarcd::worker::{Worker, WorkerConfig};
 use dmarcd::{testing, Limits};
 use serde_json::Value;
 
 const TLS_REPORT: &str = "tests/fixtures/corpus/parsedmarc/smtp_tls/rfc8460.json";
-
-/// A store holding 300 synthetic records (sources 11.0.0.1 … 11.0.1.46),
-/// the corpus's TLS and failure reports, enriched from a database that
-/// puts 11.0.0.0/24 in the US and 11.0.1.0/24 in Germany.
-async fn populated(store: &Store, files: &Path) {
-    let inbox = Inbox::new(store.clone());
-    let report = testing::aggregate_report(300);
-    inbox
-        .accept(
-            report.to_xml().as_bytes(),
-            &Envelope::import("synthetic.xml"),
-        )
-        .await
-        .unwrap();
-    for dir in ["smtp_tls", "failure"] {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/corpus/parsedmarc")
-            .join(dir);
-        for entry in std::fs::read_dir(root).unwrap() {
-            let path = entry.unwrap().path();
-            let raw = std::fs::read(&path).unwrap();
-            inbox
-                .accept(&raw, &Envelope::import(path.display().to_string()))
-                .await
-                .unwrap();
-        }
-    }
-    Worker::new(
-        store.clone(),
-        Limits::default(),
-        "w",
-        WorkerConfig::default(),
-    )
-    .run_until_idle()
-    .await
-    .unwrap();
-    let database = files.join("geo.mmdb");
-    std::fs::write(
-        &database,
-        common::mmdb::build(
-            "test",
-            &[
-                (
-                    "11.0.0.0/24",
-                    common::mmdb::nested("US", 64500, "Example Transit"),
-                ),
-                (
-                    "11.0.1.0/24",
-                    common::mmdb::flat("DE", "AS64501", "Beispiel GmbH", "beispiel.de"),
-                ),
-            ],
-        ),
-    )
-    .unwrap();
-    let config = EnrichConfig {
-        databases: vec![database],
-        reverse_dns: false,
-        ..EnrichConfig::default()
-    };
-    EnrichService::new(
-        store.clone(),
-        Enricher::from_config(&config).unwrap(),
-        config,
-    )
-    .unwrap()
-    .run_until_idle()
-    .await
-    .unwrap();
-}
 
 async fn server_with_token(store: &Store, config: WebConfig) -> (Server, String) {
     let server = Server::start(store.clone(), config).await;
@@ -123,7 +52,7 @@ async fn every_endpoint_needs_a_valid_token() {
     for (_dir, store) in common::db::backends().await {
         let backend = store.backend();
         let files = tempfile::tempdir().unwrap();
-        populated(&store, files.path()).await;
+        common::data::populated(&store, files.path()).await;
         let (server, token) = server_with_token(&store, WebConfig::default()).await;
         for path in ENDPOINTS {
             let anonymous = server.get(path, None).await;
@@ -169,7 +98,7 @@ async fn filters_group_and_page_consistently() {
     for (_dir, store) in common::db::backends().await {
         let backend = store.backend();
         let files = tempfile::tempdir().unwrap();
-        populated(&store, files.path()).await;
+        common::data::populated(&store, files.path()).await;
         let (server, token) = server_with_token(&store, WebConfig::default()).await;
         let get = |path: String| {
             let server = &server;
@@ -337,7 +266,7 @@ async fn bad_parameters_and_missing_rows_are_clear_errors() {
     for (_dir, store) in common::db::backends().await {
         let backend = store.backend();
         let files = tempfile::tempdir().unwrap();
-        populated(&store, files.path()).await;
+        common::data::populated(&store, files.path()).await;
         let (server, token) = server_with_token(&store, WebConfig::default()).await;
         for (path, status, says) in [
             ("/api/v1/aggregate/records?result=maybe", 400, "result:"),
@@ -382,7 +311,7 @@ async fn csv_exports_every_row_and_raw_and_reprocess_work() {
     for (_dir, store) in common::db::backends().await {
         let backend = store.backend();
         let files = tempfile::tempdir().unwrap();
-        populated(&store, files.path()).await;
+        common::data::populated(&store, files.path()).await;
         let (server, token) = server_with_token(&store, WebConfig::default()).await;
 
         let csv = server
@@ -564,7 +493,7 @@ async fn health_readiness_and_metrics() {
     for (_dir, store) in common::db::backends().await {
         let backend = store.backend();
         let files = tempfile::tempdir().unwrap();
-        populated(&store, files.path()).await;
+        common::data::populated(&store, files.path()).await;
         let server = Server::start(store.clone(), WebConfig::default()).await;
         assert_eq!(server.get("/healthz", None).await.status, 200);
         let ready = server.get("/readyz", None).await;

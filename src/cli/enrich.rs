@@ -9,7 +9,14 @@ use crate::store::{DnsRefresh, Store, StoredDnsState};
 
 /// The enrichment task for `config`.
 pub(super) fn service(config: &Config, store: Store) -> anyhow::Result<EnrichService> {
-    let enricher = Enricher::from_config(&config.enrich)?;
+    service_with(config, store, Enricher::from_config(&config.enrich)?)
+}
+
+pub(super) fn service_with(
+    config: &Config,
+    store: Store,
+    enricher: Enricher,
+) -> anyhow::Result<EnrichService> {
     if config.enrich.databases.is_empty() {
         tracing::info!("no IP databases configured (enrich.databases): country and ASN stay empty");
     }

@@ -50,13 +50,16 @@ pub(super) async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         tasks.push(tokio::spawn(async move { worker.run(stopped).await }));
     }
     // Enrichment is worker work: an intake-only node leaves it to the others.
+    let enricher = crate::enrich::Enricher::from_config(&config.enrich)?;
+    let dbip = enricher.geo().includes_dbip();
     if config.worker.enabled {
-        let enrich = super::enrich::service(&config, store.clone())?;
+        let enrich = super::enrich::service_with(&config, store.clone(), enricher)?;
         let stopped = stopped.clone();
         tasks.push(tokio::spawn(async move { enrich.run(stopped).await }));
     }
     if config.web.enabled {
-        let state = AppState::new(store.clone(), config.web.clone(), config.decode.clone());
+        let state = AppState::new(store.clone(), config.web.clone(), config.decode.clone())
+            .with_dbip_attribution(dbip);
         if let Some(password) = state.accounts.ensure_first_admin().await? {
             // The one time this password is shown.
             tracing::warn!(

@@ -130,6 +130,29 @@ impl GeoDatabases {
             .count()
     }
 
+    /// Whether a loaded database comes from DB-IP (its licence, CC BY 4.0,
+    /// requires an attribution link wherever its data is shown).
+    pub fn includes_dbip(&self) -> bool {
+        self.files.iter().any(|file| {
+            let named = file
+                .path
+                .to_string_lossy()
+                .to_ascii_lowercase()
+                .contains("dbip");
+            named
+                || file.current().is_some_and(|loaded| {
+                    let meta = loaded.reader.metadata();
+                    let kind = meta.database_type.to_ascii_lowercase();
+                    kind.contains("dbip")
+                        || kind.contains("db-ip")
+                        || meta
+                            .description
+                            .values()
+                            .any(|text| text.to_ascii_lowercase().contains("db-ip"))
+                })
+        })
+    }
+
     /// Re-reads files that changed on disk; returns how many were (re)loaded.
     pub fn reload_if_changed(&self) -> usize {
         self.files

@@ -679,3 +679,58 @@ pub async fn remove_domain(store: &Store, name: &str) -> Result<bool, QueryError
         .bind_text(name.trim().to_ascii_lowercase());
     Ok(store.execute_sql(sql).await? > 0)
 }
+
+/// One TLS policy as reported, with its session counts.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct TlsPolicyRow {
+    pub report: i64,
+    pub organization_name: String,
+    pub date_begin: String,
+    pub policy_type: String,
+    pub policy_domain: String,
+    /// The policy as the reporter saw it (JSON array of lines).
+    pub policy_strings: String,
+    /// MX host patterns (JSON array).
+    pub mx_hosts: String,
+    pub successful_sessions: i64,
+    pub failed_sessions: i64,
+}
+
+/// The newest policies matching the filter.
+pub async fn tls_policies(
+    store: &Store,
+    filter: &ParsedFilter,
+    page: Page,
+) -> Result<Vec<TlsPolicyRow>, QueryError> {
+    let arrays = match store.dialect() {
+        Dialect::Postgres => {
+            "array_to_json(p.policy_strings)::text, array_to_json(p.mx_hosts)::text"
+        }
+        Dialect::Sqlite => "p.policy_strings, p.mx_hosts",
+    };
+    let mut sql = store.sql();
+    sql.push(&format!(
+        "SELECT t.id, t.organization_name, t.date_begin, p.policy_type, p.policy_domain, {arrays}, \
+         p.successful_sessions, p.failed_sessions \
+         FROM tls_policies p JOIN tls_reports t ON t.id = p.report_id WHERE 1 = 1"
+    ));
+    push_tls_filter(&mut sql, filter);
+    sql.push(" ORDER BY t.date_begin DESC, p.id DESC");
+    page.push_limit(&mut sql);
+    Ok(store
+        .fetch_table(sql)
+        .await?
+        .into_iter()
+        .map(|cells| TlsPolicyRow {
+            report: cells[0].int(),
+            organization_name: cells[1].text().unwrap_or_default(),
+            date_begin: normalize_time(cells[2].text()),
+            policy_type: cells[3].text().unwrap_or_default(),
+            policy_domain: cells[4].text().unwrap_or_default(),
+            policy_strings: cells[5].text().unwrap_or_else(|| "[]".into()),
+            mx_hosts: cells[6].text().unwrap_or_else(|| "[]".into()),
+            successful_sessions: cells[7].int(),
+            failed_sessions: cells[8].int(),
+        })
+        .collect())
+}

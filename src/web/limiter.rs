@@ -42,7 +42,6 @@ impl RateLimiter {
     }
 
     /// Forgets `ip` (after a successful sign-in).
-    #[allow(dead_code)]
     pub fn reset(&self, ip: IpAddr) {
         self.windows
             .lock()

@@ -7,6 +7,8 @@ mod csv;
 mod error;
 mod limiter;
 mod ops;
+mod pages;
+mod svg;
 mod tlsrpt;
 
 use std::net::SocketAddr;
@@ -74,10 +76,10 @@ pub struct AppState {
     pub accounts: Accounts,
     pub config: Arc<WebConfig>,
     pub limits: Arc<Limits>,
-    // Read by the dashboard's sign-in (next change).
-    #[allow(dead_code)]
     login_limiter: Arc<RateLimiter>,
     tlsrpt_limiter: Arc<RateLimiter>,
+    /// A DB-IP database is in use: its licence requires an attribution link.
+    pub dbip_attribution: bool,
 }
 
 impl AppState {
@@ -89,7 +91,13 @@ impl AppState {
             tlsrpt_limiter: Arc::new(RateLimiter::per_minute(config.tlsrpt_per_minute)),
             config: Arc::new(config),
             limits: Arc::new(limits),
+            dbip_attribution: false,
         }
+    }
+
+    pub fn with_dbip_attribution(mut self, shown: bool) -> Self {
+        self.dbip_attribution = shown;
+        self
     }
 }
 
@@ -100,6 +108,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::routes())
         .merge(tlsrpt::routes(&state.config))
         .nest("/api/v1", api::routes())
+        .merge(pages::routes())
         .layer(axum::middleware::from_fn(ops::observe))
         .layer(axum::middleware::from_fn(move |request, next| {
             ops::with_timeout(timeout, request, next)

@@ -65,6 +65,7 @@ pub fn email_with_attachment(
     )
     .into_bytes()
 }
+pub mod data;
 pub mod db;
 pub mod http;
 pub mod mmdb;

@@ -1,0 +1,673 @@
+//! Overview, aggregate explorer, records, source detail, report detail.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::{
+    form_choices, pager, percent, query_of, render, FormChoices, Layout, PageError, PageUser,
+    Select, SummaryLine, SummaryTable,
+};
+use crate::query::other::{self, FailureRow, TlsGroupBy, TlsSummaryRow};
+use crate::query::{
+    aggregate, Filter, GroupBy, Page, PageParams, ParsedFilter, RecordRow, ReportRow, SummaryRow,
+    SummarySort,
+};
+use crate::store::MessageStatus;
+use crate::web::api::Params;
+use crate::web::svg::{stacked_bars, Series};
+use crate::web::AppState;
+
+/// Where a group's row leads: the records behind it.
+fn drill_down(filter: &Filter, group_by: GroupBy, row: &SummaryRow) -> Option<String> {
+    let key = row.key.clone()?;
+    let mut narrowed = filter.clone();
+    match group_by {
+        GroupBy::Source | GroupBy::SourceName => narrowed.source = Some(key),
+        GroupBy::Org => narrowed.org = Some(key),
+        GroupBy::Country => narrowed.country = Some(key),
+        GroupBy::Asn => narrowed.asn = Some(key),
+        GroupBy::Domain => narrowed.domain = Some(key),
+        GroupBy::Day => {
+            narrowed.since = Some(key.clone());
+            narrowed.until = Some(key);
+        }
+        GroupBy::Disposition => narrowed.disposition = Some(key),
+        GroupBy::HeaderFrom => narrowed.header_from = Some(key),
+    }
+    if group_by == GroupBy::Source {
+        return Some(format!(
+            "/sources/{}",
+            row.key.as_deref().unwrap_or_default()
+        ));
+    }
+    Some(format!("/records?{}", narrowed.query_string()))
+}
+
+async fn summary_table(
+    state: &AppState,
+    filter: &Filter,
+    parsed: &ParsedFilter,
+    group_by: GroupBy,
+    sort: SummarySort,
+    limit: i64,
+) -> Result<SummaryTable, PageError> {
+    let page = Page::new(Some(limit), None, limit)?;
+    let (rows, _) = aggregate::summary(&state.store, parsed, group_by, sort, page).await?;
+    Ok(SummaryTable {
+        heading: group_by.label(),
+        rows: rows
+            .iter()
+            .map(|row| SummaryLine::new(row, drill_down(filter, group_by, row)))
+            .collect(),
+    })
+}
+
+/// Pass / fail and quarantine / reject per day.
+async fn daily_chart(state: &AppState, parsed: &ParsedFilter) -> Result<String, PageError> {
+    let page = Page::new(Some(crate::query::MAX_PAGE), None, 1)?;
+    let (days, _) =
+        aggregate::summary(&state.store, parsed, GroupBy::Day, SummarySort::Key, page).await?;
+    let labels: Vec<String> = days
+        .iter()
+        .map(|d| d.key.clone().unwrap_or_default())
+        .collect();
+    let pass: Vec<i64> = days.iter().map(|d| d.dmarc_pass).collect();
+    let fail_delivered: Vec<i64> = days
+        .iter()
+        .map(|d| (d.dmarc_fail - d.disposition_quarantine - d.disposition_reject).max(0))
+        .collect();
+    let quarantine: Vec<i64> = days.iter().map(|d| d.disposition_quarantine).collect();
+    let reject: Vec<i64> = days.iter().map(|d| d.disposition_reject).collect();
+    Ok(stacked_bars(
+        &labels,
+        &[
+            Series {
+                name: "DMARC pass",
+                colour: "#2e7d32",
+                values: pass,
+            },
+            Series {
+                name: "fail, delivered",
+                colour: "#f9a825",
+                values: fail_delivered,
+            },
+            Series {
+                name: "quarantined",
+                colour: "#ef6c00",
+                values: quarantine,
+            },
+            Series {
+                name: "rejected",
+                colour: "#c62828",
+                values: reject,
+            },
+        ],
+    ))
+}
+
+#[derive(Template)]
+#[template(path = "overview.html")]
+struct OverviewPage {
+    layout: Layout,
+    filter: Filter,
+    domains: Vec<String>,
+    source_types: Vec<String>,
+    pass_fail: Vec<(&'static str, &'static str)>,
+    dispositions: Vec<&'static str>,
+    selects: Vec<Select>,
+    periods: Vec<(String, String)>,
+    failed_messages: i64,
+    chart: String,
+    domains_table: SummaryTable,
+    top_sources: SummaryTable,
+    failing_sources: SummaryTable,
+    top_orgs: SummaryTable,
+    top_countries: SummaryTable,
+    tls: Vec<TlsSummaryRow>,
+    failures: Vec<FailureRow>,
+}
+
+pub(super) async fn overview(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    Params(filter): Params<Filter>,
+) -> Result<Response, PageError> {
+    let parsed = filter.parse()?;
+    let FormChoices {
+        domains,
+        source_types,
+        pass_fail,
+        dispositions,
+    } = form_choices(&state).await?;
+    let today = chrono::Utc::now().date_naive();
+    let periods = [7, 30, 90]
+        .iter()
+        .map(|days| {
+            let mut period = filter.clone();
+            period.since = Some((today - chrono::Duration::days(*days)).to_string());
+            period.until = None;
+            (
+                format!("/?{}", period.query_string()),
+                format!("last {days} days"),
+            )
+        })
+        .collect();
+    let failed_messages = state
+        .store
+        .status_counts()
+        .await?
+        .get(&MessageStatus::Failed)
+        .copied()
+        .unwrap_or(0);
+    let failing = ParsedFilter {
+        result: Some(false),
+        ..parsed.clone()
+    };
+    let page = OverviewPage {
+        chart: daily_chart(&state, &parsed).await?,
+        domains_table: summary_table(
+            &state,
+            &filter,
+            &parsed,
+            GroupBy::Domain,
+            SummarySort::Messages,
+            50,
+        )
+        .await?,
+        top_sources: summary_table(
+            &state,
+            &filter,
+            &parsed,
+            GroupBy::SourceName,
+            SummarySort::Messages,
+            10,
+        )
+        .await?,
+        failing_sources: summary_table(
+            &state,
+            &filter,
+            &failing,
+            GroupBy::SourceName,
+            SummarySort::Messages,
+            10,
+        )
+        .await?,
+        top_orgs: summary_table(
+            &state,
+            &filter,
+            &parsed,
+            GroupBy::Org,
+            SummarySort::Messages,
+            10,
+        )
+        .await?,
+        top_countries: summary_table(
+            &state,
+            &filter,
+            &parsed,
+            GroupBy::Country,
+            SummarySort::Messages,
+            10,
+        )
+        .await?,
+        tls: other::tls_summary(&state.store, &parsed, TlsGroupBy::Domain).await?,
+        failures: other::failures(&state.store, &parsed, Page::new(Some(5), None, 5)?)
+            .await?
+            .0,
+        layout: Layout::new(&state, Some(user), "/"),
+        filter,
+        domains,
+        source_types,
+        pass_fail,
+        dispositions,
+        selects: Vec::new(),
+        periods,
+        failed_messages,
+    };
+    render(page)
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+pub(super) struct ExplorerParams {
+    group_by: Option<String>,
+    sort: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "explorer.html")]
+struct ExplorerPage {
+    layout: Layout,
+    filter: Filter,
+    domains: Vec<String>,
+    source_types: Vec<String>,
+    pass_fail: Vec<(&'static str, &'static str)>,
+    dispositions: Vec<&'static str>,
+    selects: Vec<Select>,
+    query: String,
+    total: i64,
+    summary: SummaryTable,
+    previous: Option<String>,
+    next: Option<String>,
+}
+
+pub(super) async fn explorer(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    Params(filter): Params<Filter>,
+    Params(params): Params<ExplorerParams>,
+    Params(paging): Params<PageParams>,
+) -> Result<Response, PageError> {
+    let parsed = filter.parse()?;
+    let group_by = GroupBy::parse(
+        params
+            .group_by
+            .as_deref()
+            .filter(|g| !g.is_empty())
+            .unwrap_or("source_name"),
+    )?;
+    let sort_text = params
+        .sort
+        .clone()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "messages".into());
+    let sort = SummarySort::parse(&sort_text)?;
+    let page = paging.page(50)?;
+    let (rows, total) = aggregate::summary(&state.store, &parsed, group_by, sort, page).await?;
+    let FormChoices {
+        domains,
+        source_types,
+        pass_fail,
+        dispositions,
+    } = form_choices(&state).await?;
+    let mut query = query_of(&filter);
+    let extra = format!("group_by={}&sort={sort_text}", group_by.as_str());
+    let full_query = if query.is_empty() {
+        extra.clone()
+    } else {
+        format!("{query}&{extra}")
+    };
+    let (previous, next) = pager("/aggregate", &full_query, page.offset, page.limit, total);
+    let selects = vec![
+        Select {
+            label: "Group by",
+            name: "group_by",
+            value: group_by.as_str().to_string(),
+            options: GroupBy::ALL
+                .iter()
+                .map(|g| (g.as_str().to_string(), g.label().to_string()))
+                .collect(),
+        },
+        Select {
+            label: "Sort",
+            name: "sort",
+            value: sort_text.clone(),
+            options: [
+                ("messages", "most messages"),
+                ("failures", "most failures"),
+                ("pass_rate", "lowest pass rate"),
+                ("key", "name / date"),
+            ]
+            .iter()
+            .map(|(v, l)| (v.to_string(), l.to_string()))
+            .collect(),
+        },
+    ];
+    let summary = SummaryTable {
+        heading: group_by.label(),
+        rows: rows
+            .iter()
+            .map(|row| SummaryLine::new(row, drill_down(&filter, group_by, row)))
+            .collect(),
+    };
+    if query.is_empty() {
+        query = extra;
+    } else {
+        query = format!("{query}&{extra}");
+    }
+    render(ExplorerPage {
+        layout: Layout::new(&state, Some(user), "/aggregate"),
+        filter,
+        domains,
+        source_types,
+        pass_fail,
+        dispositions,
+        selects,
+        query,
+        total,
+        summary,
+        previous,
+        next,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "records.html")]
+struct RecordsPage {
+    layout: Layout,
+    filter: Filter,
+    domains: Vec<String>,
+    source_types: Vec<String>,
+    pass_fail: Vec<(&'static str, &'static str)>,
+    dispositions: Vec<&'static str>,
+    selects: Vec<Select>,
+    query: String,
+    total: i64,
+    rows: Vec<RecordRow>,
+    previous: Option<String>,
+    next: Option<String>,
+}
+
+pub(super) async fn records(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    Params(filter): Params<Filter>,
+    Params(paging): Params<PageParams>,
+) -> Result<Response, PageError> {
+    let parsed = filter.parse()?;
+    let page = paging.page(100)?;
+    let (rows, total) = aggregate::records(&state.store, &parsed, page).await?;
+    let FormChoices {
+        domains,
+        source_types,
+        pass_fail,
+        dispositions,
+    } = form_choices(&state).await?;
+    let query = query_of(&filter);
+    let (previous, next) = pager("/records", &query, page.offset, page.limit, total);
+    render(RecordsPage {
+        layout: Layout::new(&state, Some(user), "/records"),
+        filter,
+        domains,
+        source_types,
+        pass_fail,
+        dispositions,
+        selects: Vec::new(),
+        query,
+        total,
+        rows,
+        previous,
+        next,
+    })
+}
+
+/// What is known about a source, for display.
+struct SourceInfoView {
+    ptr: Option<String>,
+    dns_state: String,
+    base_domain: Option<String>,
+    source_name: Option<String>,
+    source_type: Option<String>,
+    country: Option<String>,
+    asn: String,
+    as_name: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "source.html")]
+struct SourcePage {
+    layout: Layout,
+    ip: String,
+    info: SourceInfoView,
+    messages: i64,
+    pass_rate: String,
+    chart: String,
+    dkim: Vec<(String, String, String, i64)>,
+    spf: Vec<(String, String, String, i64)>,
+    by_org: SummaryTable,
+    by_header_from: SummaryTable,
+}
+
+/// Sums `count` per (domain, selector or scope, result) over the records'
+/// DKIM or SPF results.
+fn auth_breakdown(rows: &[RecordRow], dkim: bool) -> Vec<(String, String, String, i64)> {
+    let mut totals: BTreeMap<(String, String, String), i64> = BTreeMap::new();
+    for row in rows {
+        let json = if dkim {
+            &row.dkim_results
+        } else {
+            &row.spf_results
+        };
+        let Ok(serde_json::Value::Array(results)) = serde_json::from_str(json) else {
+            continue;
+        };
+        for result in results {
+            let text = |key: &str| {
+                result
+                    .get(key)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("")
+                    .to_string()
+            };
+            let middle = if dkim {
+                text("selector")
+            } else {
+                text("scope")
+            };
+            *totals
+                .entry((text("domain"), middle, text("result")))
+                .or_default() += row.count;
+        }
+    }
+    let mut list: Vec<_> = totals
+        .into_iter()
+        .map(|((d, m, r), c)| (d, m, r, c))
+        .collect();
+    list.sort_by_key(|entry| std::cmp::Reverse(entry.3));
+    list
+}
+
+pub(super) async fn source(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    Path(ip): Path<String>,
+) -> Result<Response, PageError> {
+    let address: IpAddr = ip.parse().map_err(|_| {
+        PageError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{ip:?} is not an IP address"),
+        )
+    })?;
+    let stored = state.store.source(address).await?;
+    let filter = Filter {
+        source: Some(address.to_string()),
+        ..Filter::default()
+    };
+    let parsed = filter.parse()?;
+    let whole = Page::new(Some(1), None, 1)?;
+    let (totals, _) = aggregate::summary(
+        &state.store,
+        &parsed,
+        GroupBy::Source,
+        SummarySort::Messages,
+        whole,
+    )
+    .await?;
+    let Some(total) = totals.first() else {
+        return Err(PageError::new(
+            StatusCode::NOT_FOUND,
+            format!("no records from {address}"),
+        ));
+    };
+    // The breakdown reads the latest 1000 records: enough to see which
+    // domains sign and which SPF checks fail.
+    let (rows, _) =
+        aggregate::records(&state.store, &parsed, Page::new(Some(1000), None, 1000)?).await?;
+    let info = match stored {
+        Some(s) => SourceInfoView {
+            ptr: s.ptr,
+            dns_state: s.dns_state.as_str().to_string(),
+            base_domain: s.base_domain,
+            source_name: s.source_name,
+            source_type: s.source_type,
+            country: s.country,
+            asn: s.asn.map(|a| format!("AS{a}")).unwrap_or_default(),
+            as_name: s.as_name,
+        },
+        None => SourceInfoView {
+            ptr: None,
+            dns_state: "not enriched".into(),
+            base_domain: None,
+            source_name: None,
+            source_type: None,
+            country: None,
+            asn: String::new(),
+            as_name: None,
+        },
+    };
+    render(SourcePage {
+        layout: Layout::new(&state, Some(user), "/records"),
+        messages: total.messages,
+        pass_rate: percent(total.dmarc_pass, total.messages),
+        chart: daily_chart(&state, &parsed).await?,
+        dkim: auth_breakdown(&rows, true),
+        spf: auth_breakdown(&rows, false),
+        by_org: summary_table(
+            &state,
+            &filter,
+            &parsed,
+            GroupBy::Org,
+            SummarySort::Messages,
+            20,
+        )
+        .await?,
+        by_header_from: summary_table(
+            &state,
+            &filter,
+            &parsed,
+            GroupBy::HeaderFrom,
+            SummarySort::Messages,
+            20,
+        )
+        .await?,
+        ip: address.to_string(),
+        info,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "report.html")]
+struct ReportPage {
+    layout: Layout,
+    report: ReportRow,
+    pct: String,
+    rows: Vec<RecordRow>,
+    previous: Option<String>,
+    next: Option<String>,
+}
+
+pub(super) async fn report(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    Path(id): Path<i64>,
+    Params(paging): Params<PageParams>,
+) -> Result<Response, PageError> {
+    let report = aggregate::report(&state.store, id).await?.ok_or_else(|| {
+        PageError::new(StatusCode::NOT_FOUND, format!("no aggregate report {id}"))
+    })?;
+    let parsed = ParsedFilter {
+        report: Some(id),
+        ..ParsedFilter::default()
+    };
+    let page = paging.page(200)?;
+    let (rows, total) = aggregate::records(&state.store, &parsed, page).await?;
+    let (previous, next) = pager(
+        &format!("/reports/{id}"),
+        "",
+        page.offset,
+        page.limit,
+        total,
+    );
+    render(ReportPage {
+        layout: Layout::new(&state, Some(user), "/records"),
+        pct: report
+            .pct
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "-".into()),
+        report,
+        rows,
+        previous,
+        next,
+    })
+}
+
+/// The report's XML as it arrived, decoded from the stored message.
+pub(super) async fn report_xml(
+    State(state): State<AppState>,
+    PageUser(_): PageUser,
+    Path(id): Path<i64>,
+) -> Result<Response, PageError> {
+    let not_found = || PageError::new(StatusCode::NOT_FOUND, format!("no aggregate report {id}"));
+    let report = aggregate::report(&state.store, id)
+        .await?
+        .ok_or_else(not_found)?;
+    let message = report.message_id.ok_or_else(not_found)?;
+    let location = {
+        let mut sql = state.store.sql();
+        sql.push("SELECT location FROM aggregate_reports WHERE id = ")
+            .bind(crate::store::Arg::Int(id));
+        state
+            .store
+            .fetch_table(sql)
+            .await?
+            .first()
+            .and_then(|row| row[0].text())
+    };
+    let raw = state
+        .store
+        .message_raw(message)
+        .await?
+        .ok_or_else(not_found)?;
+    let limits = state.limits.clone();
+    let name = format!("message {message}");
+    let xml = tokio::task::spawn_blocking(move || {
+        let mut found: Option<Vec<u8>> = None;
+        let _ = crate::decode::visit_payloads::<crate::decode::DecodeError>(
+            &mut &raw[..],
+            &name,
+            &limits,
+            &mut |payload| {
+                // Locations begin with the input's name, which differs
+                // between the first decode and this one: compare the members.
+                let members = |l: &str| l.split_once(" › ").map(|(_, rest)| rest.to_string());
+                let wanted = location
+                    .as_deref()
+                    .is_none_or(|l| members(l) == members(&payload.location));
+                if found.is_none() && wanted {
+                    let mut bytes = Vec::new();
+                    let location = payload.location.clone();
+                    std::io::Read::read_to_end(payload.reader, &mut bytes)
+                        .map_err(|source| crate::decode::DecodeError::Io { location, source })?;
+                    found = Some(bytes);
+                }
+                Ok(())
+            },
+        );
+        found
+    })
+    .await
+    .ok()
+    .flatten()
+    .ok_or_else(|| {
+        PageError::new(
+            StatusCode::NOT_FOUND,
+            "the report could not be found in its message again",
+        )
+    })?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/xml".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"report-{id}.xml\""),
+            ),
+        ],
+        xml,
+    )
+        .into_response())
+}

@@ -1,0 +1,190 @@
+//! Sign-in and sign-out. The session cookie is HttpOnly, SameSite=Lax and
+//! (by default) Secure; the sign-in form carries its own CSRF token in a
+//! short-lived cookie (double submit), as there is no session yet.
+
+use std::net::SocketAddr;
+
+use askama::Template;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use serde::Deserialize;
+
+use super::{check_csrf, render, Layout, PageError, PageUser};
+use crate::web::accounts::random_secret;
+use crate::web::AppState;
+
+pub const SESSION_COOKIE: &str = "dmarcd_session";
+const LOGIN_CSRF_COOKIE: &str = "dmarcd_login";
+
+/// The value of cookie `name`.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.to_string())
+}
+
+pub fn session_token(headers: &HeaderMap) -> Option<String> {
+    cookie(headers, SESSION_COOKIE).filter(|token| !token.is_empty())
+}
+
+fn cookie_header(state: &AppState, name: &str, value: &str, max_age: i64) -> HeaderValue {
+    let secure = if state.config.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
+    ))
+    .expect("cookie values are URL-safe base64")
+}
+
+/// Only local paths: an open redirect would hand phishers a trusted link.
+fn safe_next(next: &str) -> String {
+    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
+        next.to_string()
+    } else {
+        "/".to_string()
+    }
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    layout: Layout,
+    csrf: String,
+    next: String,
+    error: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct NextParam {
+    next: String,
+}
+
+fn login_page(
+    state: &AppState,
+    next: &str,
+    error: Option<String>,
+    status: StatusCode,
+) -> Result<Response, PageError> {
+    let csrf = random_secret();
+    let page = LoginPage {
+        layout: Layout::new(state, None, "/login"),
+        csrf: csrf.clone(),
+        next: safe_next(next),
+        error,
+    };
+    let mut response = render(page)?;
+    *response.status_mut() = status;
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        cookie_header(state, LOGIN_CSRF_COOKIE, &csrf, 3600),
+    );
+    Ok(response)
+}
+
+pub(super) async fn login_form(
+    State(state): State<AppState>,
+    Query(params): Query<NextParam>,
+) -> Result<Response, PageError> {
+    login_page(&state, &params.next, None, StatusCode::OK)
+}
+
+#[derive(Deserialize)]
+pub(super) struct LoginForm {
+    username: String,
+    password: String,
+    csrf: String,
+    #[serde(default)]
+    next: String,
+}
+
+pub(super) async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, PageError> {
+    let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
+    if expected.is_empty() || expected != form.csrf {
+        return login_page(
+            &state,
+            &form.next,
+            Some("The sign-in form expired; please try again.".into()),
+            StatusCode::FORBIDDEN,
+        );
+    }
+    if !state.login_limiter.allow(peer.ip()) {
+        return login_page(
+            &state,
+            &form.next,
+            Some("Too many sign-in attempts from your address; wait a minute.".into()),
+            StatusCode::TOO_MANY_REQUESTS,
+        );
+    }
+    let lifetime = chrono::Duration::hours(state.config.session_hours as i64);
+    let signed_in = state
+        .accounts
+        .login(form.username.trim(), &form.password, lifetime)
+        .await
+        .map_err(|error| PageError::from(crate::web::ApiError::from(error)))?;
+    let Some((token, user)) = signed_in else {
+        tracing::info!(user = %form.username, ip = %peer.ip(), "failed sign-in");
+        return login_page(
+            &state,
+            &form.next,
+            Some("Wrong user name or password.".into()),
+            StatusCode::UNAUTHORIZED,
+        );
+    };
+    state.login_limiter.reset(peer.ip());
+    tracing::info!(user = %user.username, ip = %peer.ip(), "signed in");
+    let mut response = Redirect::to(&safe_next(&form.next)).into_response();
+    let max_age = state.config.session_hours as i64 * 3600;
+    let headers = response.headers_mut();
+    headers.append(
+        header::SET_COOKIE,
+        cookie_header(&state, SESSION_COOKIE, &token, max_age),
+    );
+    headers.append(
+        header::SET_COOKIE,
+        cookie_header(&state, LOGIN_CSRF_COOKIE, "", 0),
+    );
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+pub(super) struct CsrfForm {
+    csrf: String,
+}
+
+pub(super) async fn logout(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    check_csrf(&user, &form.csrf)?;
+    if let Some(token) = session_token(&headers) {
+        state
+            .accounts
+            .end_session(&token)
+            .await
+            .map_err(|error| PageError::from(crate::web::ApiError::from(error)))?;
+    }
+    let mut response = Redirect::to("/login").into_response();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        cookie_header(&state, SESSION_COOKIE, "", 0),
+    );
+    Ok(response)
+}

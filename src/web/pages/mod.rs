@@ -1,0 +1,314 @@
+//! The dashboard: server-rendered pages (askama templates in `templates/`),
+//! plain GET forms for filters, SVG charts drawn here, no script and no
+//! asset from the internet. Query strings are the API's parameters.
+
+mod aggregate;
+mod auth;
+mod other;
+
+use axum::extract::{FromRequestParts, OriginalUri};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+use super::accounts::SessionUser;
+use super::AppState;
+use crate::query::{Filter, QueryError, SummaryRow};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/login", get(auth::login_form).post(auth::login))
+        .route("/logout", post(auth::logout))
+        .route("/", get(aggregate::overview))
+        .route("/aggregate", get(aggregate::explorer))
+        .route("/records", get(aggregate::records))
+        .route("/sources/{ip}", get(aggregate::source))
+        .route("/reports/{id}", get(aggregate::report))
+        .route("/reports/{id}/xml", get(aggregate::report_xml))
+        .route("/tls", get(other::tls))
+        .route("/failures", get(other::failures))
+        .route("/failures/{id}", get(other::failure))
+        .route("/inbox", get(other::inbox))
+        .route("/inbox/{id}/raw", get(other::inbox_raw))
+        .route("/inbox/{id}/reprocess", post(other::reprocess))
+        .route("/inbox/reprocess-failed", post(other::reprocess_failed))
+        .route("/domains", get(other::domains).post(other::add_domain))
+        .route("/domains/remove", post(other::remove_domain))
+}
+
+/// What the base template needs.
+pub struct Layout {
+    pub user: Option<SessionUser>,
+    pub active: &'static str,
+    pub nav: &'static [(&'static str, &'static str)],
+    pub version: &'static str,
+    /// Show the DB-IP attribution its licence requires.
+    pub dbip: bool,
+}
+
+const NAV: &[(&str, &str)] = &[
+    ("/", "Overview"),
+    ("/aggregate", "Explorer"),
+    ("/records", "Records"),
+    ("/tls", "TLS-RPT"),
+    ("/failures", "Failures"),
+    ("/inbox", "Inbox"),
+    ("/domains", "Domains"),
+];
+
+impl Layout {
+    fn new(state: &AppState, user: Option<SessionUser>, active: &'static str) -> Self {
+        Layout {
+            user,
+            active,
+            nav: NAV,
+            version: env!("CARGO_PKG_VERSION"),
+            dbip: state.dbip_attribution,
+        }
+    }
+}
+
+/// A signed-in dashboard user; anyone else is sent to the sign-in page.
+pub struct PageUser(pub SessionUser);
+
+impl FromRequestParts<AppState> for PageUser {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let token = auth::session_token(&parts.headers);
+        let user =
+            match token {
+                Some(token) => state.accounts.session(&token).await.map_err(|error| {
+                    PageError::from(super::ApiError::from(error)).into_response()
+                })?,
+                None => None,
+            };
+        match user {
+            Some(user) => Ok(PageUser(user)),
+            None => {
+                let next = parts
+                    .extensions
+                    .get::<OriginalUri>()
+                    .map_or_else(|| parts.uri.to_string(), |uri| uri.0.to_string());
+                let next = serde_urlencoded::to_string([("next", next)]).unwrap_or_default();
+                Err(Redirect::to(&format!("/login?{next}")).into_response())
+            }
+        }
+    }
+}
+
+/// An error page (the API answers JSON; the dashboard answers HTML).
+pub struct PageError {
+    status: StatusCode,
+    message: String,
+}
+
+impl PageError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        PageError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<super::ApiError> for PageError {
+    fn from(error: super::ApiError) -> Self {
+        PageError::new(error.status, error.message)
+    }
+}
+
+impl From<QueryError> for PageError {
+    fn from(error: QueryError) -> Self {
+        super::ApiError::from(error).into()
+    }
+}
+
+impl From<crate::query::FilterError> for PageError {
+    fn from(error: crate::query::FilterError) -> Self {
+        super::ApiError::from(error).into()
+    }
+}
+
+impl From<crate::store::StoreError> for PageError {
+    fn from(error: crate::store::StoreError) -> Self {
+        super::ApiError::from(error).into()
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let body = format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+             <title>Error · dmarcd</title></head><body style=\"font-family: system-ui, sans-serif; padding: 1rem\">\
+             <h1>{}</h1><p role=\"alert\">{}</p><p><a href=\"javascript:history.back()\">Back</a> · <a href=\"/\">Overview</a></p></body></html>",
+            self.status,
+            html_escape(&self.message)
+        );
+        (self.status, Html(body)).into_response()
+    }
+}
+
+pub fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+fn render(template: impl askama::Template) -> Result<Response, PageError> {
+    let html = template.render().map_err(|error| {
+        tracing::error!(%error, "template failed");
+        PageError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error (logged)")
+    })?;
+    Ok((
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'",
+            ),
+        ],
+        Html(html),
+    )
+        .into_response())
+}
+
+/// A form POST must carry the session's CSRF token.
+fn check_csrf(user: &SessionUser, submitted: &str) -> Result<(), PageError> {
+    let expected = user.csrf_token.as_bytes();
+    let given = submitted.as_bytes();
+    let same = expected.len() == given.len()
+        && expected
+            .iter()
+            .zip(given)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(PageError::new(
+            StatusCode::FORBIDDEN,
+            "the form was stale or forged (CSRF check failed); reload the page and try again",
+        ))
+    }
+}
+
+fn require_admin(user: &SessionUser) -> Result<(), PageError> {
+    if user.is_admin() {
+        Ok(())
+    } else {
+        Err(PageError::new(
+            StatusCode::FORBIDDEN,
+            "only admins can do this",
+        ))
+    }
+}
+
+/// One row of a summary table, ready to show.
+pub struct SummaryLine {
+    pub key: String,
+    pub label: Option<String>,
+    pub href: Option<String>,
+    pub messages: i64,
+    pub pass: i64,
+    pub fail: i64,
+    pub rate: String,
+    pub dkim: i64,
+    pub spf: i64,
+    pub quarantine: i64,
+    pub reject: i64,
+}
+
+pub struct SummaryTable {
+    pub heading: &'static str,
+    pub rows: Vec<SummaryLine>,
+}
+
+pub fn percent(part: i64, whole: i64) -> String {
+    if whole == 0 {
+        return "–".to_string();
+    }
+    format!("{:.1}%", part as f64 * 100.0 / whole as f64)
+}
+
+impl SummaryLine {
+    pub fn new(row: &SummaryRow, href: Option<String>) -> Self {
+        SummaryLine {
+            key: row.key.clone().unwrap_or_else(|| "(unknown)".to_string()),
+            label: row.label.clone(),
+            href,
+            messages: row.messages,
+            pass: row.dmarc_pass,
+            fail: row.dmarc_fail,
+            rate: percent(row.dmarc_pass, row.messages),
+            dkim: row.dkim_aligned_pass,
+            spf: row.spf_aligned_pass,
+            quarantine: row.disposition_quarantine,
+            reject: row.disposition_reject,
+        }
+    }
+}
+
+/// A `<select>` added to the filter form.
+pub struct Select {
+    pub label: &'static str,
+    pub name: &'static str,
+    pub value: String,
+    pub options: Vec<(String, String)>,
+}
+
+/// Values the filter form offers.
+pub struct FormChoices {
+    pub domains: Vec<String>,
+    pub source_types: Vec<String>,
+    pub pass_fail: Vec<(&'static str, &'static str)>,
+    pub dispositions: Vec<&'static str>,
+}
+
+async fn form_choices(state: &AppState) -> Result<FormChoices, PageError> {
+    Ok(FormChoices {
+        domains: state.store.domains().await?,
+        source_types: crate::enrich::SOURCE_TYPES
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        pass_fail: vec![("", "any"), ("pass", "pass"), ("fail", "fail")],
+        dispositions: vec!["", "none", "quarantine", "reject"],
+    })
+}
+
+/// Links to the previous and next page, keeping every other parameter.
+fn pager(
+    path: &str,
+    query: &str,
+    offset: i64,
+    limit: i64,
+    total: i64,
+) -> (Option<String>, Option<String>) {
+    let base: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            !pair.is_empty() && !pair.starts_with("offset=") && !pair.starts_with("limit=")
+        })
+        .collect();
+    let link = |offset: i64| {
+        let mut parts = base.clone();
+        let paging = format!("offset={offset}&limit={limit}");
+        parts.push(&paging);
+        format!("{path}?{}", parts.join("&"))
+    };
+    let previous = (offset > 0).then(|| link((offset - limit).max(0)));
+    let next = (offset + limit < total).then(|| link(offset + limit));
+    (previous, next)
+}
+
+fn query_of(filter: &Filter) -> String {
+    filter.query_string()
+}

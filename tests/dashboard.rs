@@ -1,0 +1,420 @@
+//! The dashboard over HTTP on both backends: sign-in, sessions, CSRF, every
+//! page with filters, and the same rows as the API for the same parameters.
+
+mod common;
+
+use common::http::{Reply, Server};
+use dmarcd::store::Store;
+use dmarcd::web::WebConfig;
+
+const PASSWORD: &str = "correct horse battery";
+
+/// The cookie `name` set by a reply.
+fn set_cookie<'a>(reply: &'a Reply, name: &str) -> Option<&'a str> {
+    reply
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .map(|(_, v)| v.as_str())
+        .find(|v| v.starts_with(&format!("{name}=")))
+}
+
+fn cookie_value(header: &str) -> String {
+    header
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_string()
+}
+
+/// The value of the first `name="csrf" value="…"` in a page.
+fn csrf_in(html: &str) -> String {
+    let start = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
+    html[start..start + html[start..].find('"').unwrap()].to_string()
+}
+
+fn form(pairs: &[(&str, &str)]) -> Vec<u8> {
+    serde_urlencoded::to_string(pairs).unwrap().into_bytes()
+}
+
+const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
+
+/// A signed-in browser: its session cookie and CSRF token.
+#[derive(Debug)]
+struct Browser {
+    cookie: String,
+    csrf: String,
+}
+
+async fn sign_in(server: &Server, user: &str, password: &str) -> Result<Browser, Reply> {
+    let page = server.get("/login?next=/domains", None).await;
+    assert_eq!(page.status, 200);
+    let login_cookie = cookie_value(set_cookie(&page, "dmarcd_login").unwrap());
+    let csrf = csrf_in(&page.text());
+    let reply = server
+        .request(
+            "POST",
+            "/login",
+            None,
+            FORM,
+            form(&[
+                ("username", user),
+                ("password", password),
+                ("csrf", &csrf),
+                ("next", "/domains"),
+            ]),
+            &[("Cookie", &format!("dmarcd_login={login_cookie}"))],
+        )
+        .await;
+    if reply.status != 303 {
+        return Err(reply);
+    }
+    assert_eq!(reply.header("location"), Some("/domains"));
+    let session = set_cookie(&reply, "dmarcd_session").unwrap();
+    for flag in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"] {
+        assert!(session.contains(flag), "{flag} missing: {session}");
+    }
+    let cookie = format!("dmarcd_session={}", cookie_value(session));
+    let home = server
+        .request("GET", "/", None, None, Vec::new(), &[("Cookie", &cookie)])
+        .await;
+    assert_eq!(home.status, 200, "{}", home.text());
+    Ok(Browser {
+        csrf: csrf_in(&home.text()),
+        cookie,
+    })
+}
+
+impl Browser {
+    async fn get(&self, server: &Server, path: &str) -> Reply {
+        server
+            .request(
+                "GET",
+                path,
+                None,
+                None,
+                Vec::new(),
+                &[("Cookie", &self.cookie)],
+            )
+            .await
+    }
+
+    async fn post(&self, server: &Server, path: &str, fields: &[(&str, &str)]) -> Reply {
+        server
+            .request(
+                "POST",
+                path,
+                None,
+                FORM,
+                form(fields),
+                &[("Cookie", &self.cookie)],
+            )
+            .await
+    }
+}
+
+async fn setup(store: &Store, files: &std::path::Path, config: WebConfig) -> Server {
+    common::data::populated(store, files).await;
+    let server = Server::start(store.clone(), config).await;
+    let accounts = &server.state.accounts;
+    accounts.add_user("alice", PASSWORD, "admin").await.unwrap();
+    accounts
+        .add_user("victor", PASSWORD, "viewer")
+        .await
+        .unwrap();
+    server
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_in_sessions_and_csrf() {
+    for (_dir, store) in common::db::backends().await {
+        let backend = store.backend();
+        let files = tempfile::tempdir().unwrap();
+        let config = WebConfig {
+            login_attempts_per_minute: 3,
+            ..WebConfig::default()
+        };
+        let server = setup(&store, files.path(), config).await;
+
+        // Anonymous visitors are sent to the sign-in page, keeping where they were going.
+        let anonymous = server.get("/records?country=DE", None).await;
+        assert_eq!(anonymous.status, 303, "{backend}");
+        assert_eq!(
+            anonymous.header("location"),
+            Some("/login?next=%2Frecords%3Fcountry%3DDE")
+        );
+
+        // Wrong password, then a form without its CSRF cookie.
+        let wrong = sign_in(&server, "alice", "not the password")
+            .await
+            .unwrap_err();
+        assert_eq!(wrong.status, 401, "{backend}");
+        assert!(wrong.text().contains("Wrong user name or password"));
+        let forged = server
+            .request(
+                "POST",
+                "/login",
+                None,
+                FORM,
+                form(&[("username", "alice"), ("password", PASSWORD), ("csrf", "x")]),
+                &[],
+            )
+            .await;
+        assert_eq!(forged.status, 403, "{backend}");
+
+        let alice = sign_in(&server, "alice", PASSWORD).await.unwrap();
+        assert!(alice
+            .get(&server, "/")
+            .await
+            .text()
+            .contains("Sign out alice"));
+
+        // POSTs need the session's CSRF token.
+        let no_token = alice
+            .post(
+                &server,
+                "/domains",
+                &[("csrf", "wrong"), ("name", "example.org")],
+            )
+            .await;
+        assert_eq!(no_token.status, 403, "{backend}");
+        assert!(no_token.text().contains("CSRF"));
+        let added = alice
+            .post(
+                &server,
+                "/domains",
+                &[("csrf", &alice.csrf), ("name", "Example.ORG")],
+            )
+            .await;
+        assert_eq!(added.status, 303, "{backend}");
+        let domains = alice.get(&server, "/domains").await.text();
+        assert!(
+            domains.contains("example.org") && domains.contains("user,"),
+            "{backend}"
+        );
+        let invalid = alice
+            .post(
+                &server,
+                "/domains",
+                &[("csrf", &alice.csrf), ("name", "not a domain")],
+            )
+            .await;
+        let shown = alice
+            .get(&server, invalid.header("location").unwrap())
+            .await
+            .text();
+        assert!(shown.contains("is not a domain name"), "{backend}");
+
+        // A viewer sees everything but changes nothing.
+        let victor = sign_in(&server, "victor", PASSWORD).await.unwrap();
+        assert!(!victor
+            .get(&server, "/domains")
+            .await
+            .text()
+            .contains("Add a domain"));
+        let refused = victor
+            .post(
+                &server,
+                "/domains/remove",
+                &[("csrf", &victor.csrf), ("name", "example.org")],
+            )
+            .await;
+        assert_eq!(refused.status, 403, "{backend}");
+        let reprocess = victor
+            .post(
+                &server,
+                "/inbox/reprocess-failed",
+                &[("csrf", &victor.csrf)],
+            )
+            .await;
+        assert_eq!(reprocess.status, 403, "{backend}");
+        let removed = alice
+            .post(
+                &server,
+                "/domains/remove",
+                &[("csrf", &alice.csrf), ("name", "example.org")],
+            )
+            .await;
+        assert_eq!(removed.status, 303, "{backend}");
+
+        // Signing out ends the session on the server, not just in the browser.
+        let out = alice
+            .post(&server, "/logout", &[("csrf", &alice.csrf)])
+            .await;
+        assert_eq!(out.status, 303, "{backend}");
+        assert_eq!(alice.get(&server, "/").await.status, 303, "{backend}");
+
+        // Three failed attempts a minute per address; the fourth is refused unchecked.
+        for _ in 0..3 {
+            let _ = sign_in(&server, "alice", "guess").await;
+        }
+        let limited = sign_in(&server, "alice", PASSWORD).await.unwrap_err();
+        assert_eq!(limited.status, 429, "{backend}");
+        store.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_page_and_filter_renders_the_same_rows_as_the_api() {
+    for (_dir, store) in common::db::backends().await {
+        let backend = store.backend();
+        let files = tempfile::tempdir().unwrap();
+        let server = setup(&store, files.path(), WebConfig::default()).await;
+        let token = server.state.accounts.create_token("compare").await.unwrap();
+        let alice = sign_in(&server, "alice", PASSWORD).await.unwrap();
+
+        let report = server
+            .get("/api/v1/aggregate/reports", Some(&token))
+            .await
+            .json()["items"][0]["id"]
+            .as_i64()
+            .unwrap();
+        let failure = server
+            .get("/api/v1/failure/reports", Some(&token))
+            .await
+            .json()["items"][0]["id"]
+            .as_i64()
+            .unwrap();
+        let mut pages = vec![
+            "/".to_string(),
+            "/?domain=example.com&since=2024-01-01".into(),
+            "/records".into(),
+            "/records?country=DE&result=fail".into(),
+            "/records?source=11.0.0.0/30&dkim=pass&spf=pass&disposition=none".into(),
+            "/sources/11.0.1.5".into(),
+            format!("/reports/{report}"),
+            "/tls".into(),
+            "/tls?domain=company-y.example".into(),
+            "/failures".into(),
+            format!("/failures/{failure}"),
+            "/inbox".into(),
+            "/inbox?status=done".into(),
+            "/domains".into(),
+        ];
+        for group in [
+            "source",
+            "source_name",
+            "org",
+            "country",
+            "asn",
+            "domain",
+            "day",
+            "disposition",
+            "header_from",
+        ] {
+            for sort in ["messages", "failures", "pass_rate", "key"] {
+                pages.push(format!("/aggregate?group_by={group}&sort={sort}"));
+            }
+        }
+        for path in &pages {
+            let reply = alice.get(&server, path).await;
+            assert_eq!(reply.status, 200, "{backend} {path}: {}", reply.text());
+            let html = reply.text();
+            assert!(html.contains("<meta name=\"viewport\""), "{backend} {path}");
+            assert!(
+                !html.contains("http://") || html.contains("xmlns=\"http://www.w3.org/2000/svg\""),
+                "{backend} {path}: nothing is loaded from elsewhere"
+            );
+        }
+
+        // The same parameters select the same rows in the page and the API.
+        for query in [
+            "country=DE",
+            "result=fail",
+            "source=11.0.0.0/30",
+            "dkim=pass&country=US",
+            "asn=64501",
+        ] {
+            let api = server
+                .get(
+                    &format!("/api/v1/aggregate/records?{query}&limit=1"),
+                    Some(&token),
+                )
+                .await
+                .json();
+            let total = api["total"].as_i64().unwrap();
+            let page = alice
+                .get(&server, &format!("/records?{query}"))
+                .await
+                .text();
+            assert!(
+                page.contains(&format!("{total} records")),
+                "{backend} {query}: API says {total}"
+            );
+            let groups = server
+                .get(
+                    &format!("/api/v1/aggregate/summary?group_by=source&{query}&limit=1"),
+                    Some(&token),
+                )
+                .await
+                .json()["total"]
+                .as_i64()
+                .unwrap();
+            let explorer = alice
+                .get(&server, &format!("/aggregate?group_by=source&{query}"))
+                .await
+                .text();
+            assert!(
+                explorer.contains(&format!("{groups} groups")),
+                "{backend} {query}"
+            );
+        }
+
+        // Drill-down: a country's row links to its records.
+        let explorer = alice
+            .get(&server, "/aggregate?group_by=country")
+            .await
+            .text();
+        assert!(
+            explorer.contains("href=\"/records?country=DE\""),
+            "{backend}"
+        );
+
+        // Downloads: the report's XML and the original message.
+        let xml = alice.get(&server, &format!("/reports/{report}/xml")).await;
+        assert_eq!(xml.status, 200, "{backend}");
+        assert!(xml.text().contains("<feedback"), "{backend}");
+        let message = server
+            .get(&format!("/api/v1/aggregate/reports/{report}"), Some(&token))
+            .await
+            .json()["message_id"]
+            .as_i64()
+            .unwrap();
+        assert_eq!(
+            alice
+                .get(&server, &format!("/inbox/{message}/raw"))
+                .await
+                .body,
+            xml.body
+        );
+
+        // Bad filters are explained, not a blank page.
+        let bad = alice.get(&server, "/records?country=Germany").await;
+        assert_eq!(bad.status, 400, "{backend}");
+        assert!(bad.text().contains("country:"));
+        assert_eq!(alice.get(&server, "/sources/not-an-ip").await.status, 400);
+        assert_eq!(alice.get(&server, "/reports/999999").await.status, 404);
+
+        // Reprocessing from the inbox page (admin, with CSRF).
+        let requeued = alice
+            .post(
+                &server,
+                &format!("/inbox/{message}/reprocess"),
+                &[("csrf", &alice.csrf)],
+            )
+            .await;
+        assert_eq!(requeued.status, 303, "{backend}");
+        let inbox = alice
+            .get(&server, requeued.header("location").unwrap())
+            .await
+            .text();
+        assert!(
+            inbox.contains(&format!("Message {message} is queued")),
+            "{backend}"
+        );
+        store.close().await;
+    }
+}
