@@ -23,7 +23,9 @@ pub const DEFAULT_CONFIG_FILE: &str = "dmarcd.toml";
 const LIST_KEYS: &[&str] = &["recipients", "databases", "name_servers"];
 
 /// Sections of the config file (for mapping environment variables).
-const SECTIONS: &[&str] = &["database", "decode", "worker", "smtp", "enrich", "web"];
+const SECTIONS: &[&str] = &[
+    "database", "decode", "worker", "smtp", "enrich", "web", "log",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -36,6 +38,7 @@ pub struct Config {
     pub smtp: SmtpConfig,
     pub enrich: EnrichConfig,
     pub web: WebConfig,
+    pub log: LogConfig,
 }
 
 impl Default for Config {
@@ -48,6 +51,7 @@ impl Default for Config {
             smtp: SmtpConfig::default(),
             enrich: EnrichConfig::default(),
             web: WebConfig::default(),
+            log: LogConfig::default(),
         }
     }
 }
@@ -58,6 +62,34 @@ pub struct DatabaseConfig {
     /// `postgres://user@host/db` for PostgreSQL; unset for the SQLite file
     /// `dmarcd.sqlite` in `data_dir`.
     pub url: Option<String>,
+}
+
+/// The `[log]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (for people) or `json` (one object per line, for journald,
+    /// Loki, Elasticsearch…).
+    pub format: LogFormat,
+    /// What to log (tracing's filter syntax: `info`, `dmarcd=debug,info`).
+    /// The `DMARCD_LOG` environment variable, if set, wins.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".to_string(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -102,7 +102,7 @@ pub fn main() -> ExitCode {
     if let Command::Parse { files, pretty } = &cli.command {
         return parse::parse_command(files, *pretty, &config.decode);
     }
-    init_logging();
+    init_logging(&config.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -145,13 +145,17 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+fn init_logging(log: &crate::config::LogConfig) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("DMARCD_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match log.format {
+        crate::config::LogFormat::Text => builder.try_init(),
+        crate::config::LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
 }
 
 /// Connects to the configured database and brings its schema up to date.

@@ -23,24 +23,34 @@ pub struct Filter {
     /// source name ("Amazon SES").
     pub source: Option<String>,
     /// ISO country code of the source IP.
+    #[param(pattern = "^([A-Za-z]{2})?$")]
     pub country: Option<String>,
-    /// AS number of the source IP.
+    /// AS number of the source IP (`15169` or `AS15169`).
+    #[param(pattern = "^((AS|as)?[0-9]{1,10})?$")]
     pub asn: Option<String>,
     /// Source type from the source map (`esp`, `mailbox_provider`, …).
     pub source_type: Option<String>,
     /// DMARC result: `pass` or `fail`.
+    #[param(pattern = "^(pass|fail)?$")]
     pub result: Option<String>,
     /// Applied disposition: `none`, `quarantine` or `reject`.
+    #[param(pattern = "^(none|quarantine|reject)?$")]
     pub disposition: Option<String>,
     /// Aligned DKIM result: `pass` or `fail`.
+    #[param(pattern = "^(pass|fail)?$")]
     pub dkim: Option<String>,
     /// Aligned SPF result: `pass` or `fail`.
+    #[param(pattern = "^(pass|fail)?$")]
     pub spf: Option<String>,
     /// RFC 5322 From domain, exact.
     pub header_from: Option<String>,
-    /// Reports beginning on or after this day (`YYYY-MM-DD`) or instant (RFC 3339).
+    /// Reports beginning on or after this day (`YYYY-MM-DD`, UTC); an RFC
+    /// 3339 instant is accepted too.
+    #[param(pattern = "^([0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8]))?$")]
     pub since: Option<String>,
-    /// Reports beginning before the end of this day, or before this instant.
+    /// Reports beginning before the end of this day (`YYYY-MM-DD`), or
+    /// before an RFC 3339 instant.
+    #[param(pattern = "^([0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8]))?$")]
     pub until: Option<String>,
 }
 
@@ -77,9 +87,11 @@ impl SourceMatch {
         if let Ok(ip) = IpAddr::from_str(text) {
             return Ok(SourceMatch::Ip(ip));
         }
-        if let Some((address, prefix)) = text.split_once('/') {
-            let address = IpAddr::from_str(address)
-                .map_err(|_| invalid("source", format!("{text:?} is not a CIDR block")))?;
+        // "192.0.2.0/24" is a block; "a/b" is just a name (that matches nothing).
+        if let Some((address, prefix)) = text
+            .split_once('/')
+            .and_then(|(address, prefix)| Some((IpAddr::from_str(address).ok()?, prefix)))
+        {
             let max = if address.is_ipv4() { 32 } else { 128 };
             let prefix = prefix
                 .parse::<u8>()
@@ -249,11 +261,7 @@ impl Filter {
                 .transpose()?,
             report: None,
         };
-        if let (Some(since), Some(until)) = (parsed.since, parsed.until) {
-            if since >= until {
-                return Err(invalid("until", "must be after since"));
-            }
-        }
+        // since ≥ until is an empty period: it selects nothing.
         Ok(parsed)
     }
 

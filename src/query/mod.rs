@@ -66,10 +66,10 @@ impl Page {
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// Rows per page (1–1000, default 50).
-    #[param(value_type = Option<i64>)]
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
     /// Rows to skip.
-    #[param(value_type = Option<i64>)]
+    #[param(value_type = Option<i64>, minimum = 0)]
     pub offset: Option<String>,
 }
 

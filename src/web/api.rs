@@ -42,6 +42,22 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/inbox/messages/{id}/reprocess", post(reprocess))
 }
 
+/// A numeric id from the path; anything else is a JSON 400.
+pub struct Id(pub i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for Id {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(text) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|error| ApiError::bad_request(error.body_text()))?;
+        text.parse()
+            .map(Id)
+            .map_err(|_| ApiError::bad_request(format!("id: {text:?} is not a whole number")))
+    }
+}
+
 /// A request that carried a valid API token.
 pub struct ApiToken;
 
@@ -84,6 +100,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
 #[into_params(parameter_in = Query)]
 pub struct FormatParams {
     /// `json` (one page) or `csv` (every matching row, streamed).
+    #[param(pattern = "^(json|csv)?$")]
     pub format: Option<String>,
 }
 
@@ -103,9 +120,11 @@ impl FormatParams {
 #[serde(default)]
 #[into_params(parameter_in = Query)]
 pub struct SummaryParams {
-    /// source, source_name, org, country, asn, domain, day, disposition or header_from.
+    /// What to group by (default `source`).
+    #[param(value_type = Option<GroupBy>)]
     pub group_by: Option<String>,
-    /// messages (default), failures, pass_rate or key.
+    /// Order of the groups (default `messages`).
+    #[param(value_type = Option<SummarySort>)]
     pub sort: Option<String>,
 }
 
@@ -113,7 +132,8 @@ pub struct SummaryParams {
 #[serde(default)]
 #[into_params(parameter_in = Query)]
 pub struct TlsSummaryParams {
-    /// domain (default), day, org, result_type, sending_mta or receiving_mx.
+    /// What to group by (default `domain`).
+    #[param(value_type = Option<TlsGroupBy>)]
     pub group_by: Option<String>,
 }
 
@@ -121,7 +141,8 @@ pub struct TlsSummaryParams {
 #[serde(default)]
 #[into_params(parameter_in = Query)]
 pub struct InboxParams {
-    /// pending, processing, done, failed, duplicate or ignored.
+    /// Only messages with this status.
+    #[param(pattern = "^(pending|processing|done|failed|duplicate|ignored)?$")]
     pub status: Option<String>,
 }
 
@@ -154,6 +175,10 @@ list_type!(TlsReportList, TlsReportRow);
 list_type!(FailureList, FailureRow);
 list_type!(InboxList, InboxRow);
 
+fn nonempty(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
 fn page(params: &PageParams) -> Result<Page, ApiError> {
     Ok(params.page(50)?)
 }
@@ -173,7 +198,7 @@ async fn domains(
 #[utoipa::path(get, path = "/api/v1/aggregate/summary", tag = "aggregate",
     params(Filter, SummaryParams, PageParams, FormatParams),
     responses(
-        (status = 200, body = SummaryList, content_type = "application/json"),
+        (status = 200, description = "One page as JSON, or every row as CSV with format=csv", content((SummaryList = "application/json"), (String = "text/csv"))),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("token" = [])))]
 async fn summary(
@@ -185,8 +210,9 @@ async fn summary(
     Params(format): Params<FormatParams>,
 ) -> Result<Response, ApiError> {
     let filter = filter.parse()?;
-    let group_by = GroupBy::parse(params.group_by.as_deref().unwrap_or("source"))?;
-    let sort = SummarySort::parse(params.sort.as_deref().unwrap_or("messages"))?;
+    let group_by = GroupBy::parse(nonempty(&params.group_by).unwrap_or("source"))?;
+    let sort = SummarySort::parse(nonempty(&params.sort).unwrap_or("messages"))?;
+    let page = page(&paging)?;
     if format.csv()? {
         let rows = aggregate::summary_stream(&state.store, &filter, group_by, sort).await?;
         return Ok(csv_response(
@@ -196,7 +222,6 @@ async fn summary(
             SummaryRow::csv_fields,
         ));
     }
-    let page = page(&paging)?;
     let (items, total) = aggregate::summary(&state.store, &filter, group_by, sort, page).await?;
     Ok(Json(SummaryList {
         total,
@@ -210,7 +235,7 @@ async fn summary(
 /// Aggregate records with their sources' country, AS, PTR and name.
 #[utoipa::path(get, path = "/api/v1/aggregate/records", tag = "aggregate",
     params(Filter, RecordParams, PageParams, FormatParams),
-    responses((status = 200, body = RecordList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    responses((status = 200, description = "One page as JSON, or every row as CSV with format=csv", content((RecordList = "application/json"), (String = "text/csv"))), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("token" = [])))]
 async fn records(
     _: ApiToken,
@@ -222,6 +247,7 @@ async fn records(
 ) -> Result<Response, ApiError> {
     let mut filter = filter.parse()?;
     filter.report = params.report;
+    let page = page(&paging)?;
     if format.csv()? {
         let rows = aggregate::records_stream(&state.store, &filter).await?;
         return Ok(csv_response(
@@ -231,7 +257,6 @@ async fn records(
             RecordRow::csv_fields,
         ));
     }
-    let page = page(&paging)?;
     let (items, total) = aggregate::records(&state.store, &filter, page).await?;
     Ok(Json(RecordList {
         total,
@@ -245,7 +270,7 @@ async fn records(
 /// Aggregate reports (domain, org and period filters apply).
 #[utoipa::path(get, path = "/api/v1/aggregate/reports", tag = "aggregate",
     params(Filter, PageParams, FormatParams),
-    responses((status = 200, body = ReportList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    responses((status = 200, description = "One page as JSON, or every row as CSV with format=csv", content((ReportList = "application/json"), (String = "text/csv"))), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("token" = [])))]
 async fn reports(
     _: ApiToken,
@@ -255,6 +280,7 @@ async fn reports(
     Params(format): Params<FormatParams>,
 ) -> Result<Response, ApiError> {
     let filter = filter.parse()?;
+    let page = page(&paging)?;
     if format.csv()? {
         let rows = aggregate::reports_stream(&state.store, &filter).await?;
         return Ok(csv_response(
@@ -264,7 +290,6 @@ async fn reports(
             ReportRow::csv_fields,
         ));
     }
-    let page = page(&paging)?;
     let (items, total) = aggregate::reports(&state.store, &filter, page).await?;
     Ok(Json(ReportList {
         total,
@@ -277,12 +302,12 @@ async fn reports(
 
 #[utoipa::path(get, path = "/api/v1/aggregate/reports/{id}", tag = "aggregate",
     params(("id" = i64, Path, description = "Stored report id")),
-    responses((status = 200, body = ReportRow), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
+    responses((status = 200, body = ReportRow), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("token" = [])))]
 async fn report(
     _: ApiToken,
     State(state): State<AppState>,
-    Path(id): Path<i64>,
+    Id(id): Id,
 ) -> Result<Json<ReportRow>, ApiError> {
     aggregate::report(&state.store, id)
         .await?
@@ -292,7 +317,7 @@ async fn report(
 
 #[utoipa::path(get, path = "/api/v1/tls/reports", tag = "tls",
     params(Filter, PageParams, FormatParams),
-    responses((status = 200, body = TlsReportList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    responses((status = 200, description = "One page as JSON, or every row as CSV with format=csv", content((TlsReportList = "application/json"), (String = "text/csv"))), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("token" = [])))]
 async fn tls_reports(
     _: ApiToken,
@@ -302,6 +327,7 @@ async fn tls_reports(
     Params(format): Params<FormatParams>,
 ) -> Result<Response, ApiError> {
     let filter = filter.parse()?;
+    let page = page(&paging)?;
     if format.csv()? {
         let rows = other::tls_reports_stream(&state.store, &filter).await?;
         return Ok(csv_response(
@@ -311,7 +337,6 @@ async fn tls_reports(
             TlsReportRow::csv_fields,
         ));
     }
-    let page = page(&paging)?;
     let (items, total) = other::tls_reports(&state.store, &filter, page).await?;
     Ok(Json(TlsReportList {
         total,
@@ -335,7 +360,7 @@ async fn tls_summary(
     Params(params): Params<TlsSummaryParams>,
 ) -> Result<Json<Vec<TlsSummaryRow>>, ApiError> {
     let filter = filter.parse()?;
-    let group_by = TlsGroupBy::parse(params.group_by.as_deref().unwrap_or("domain"))?;
+    let group_by = TlsGroupBy::parse(nonempty(&params.group_by).unwrap_or("domain"))?;
     Ok(Json(
         other::tls_summary(&state.store, &filter, group_by).await?,
     ))
@@ -343,7 +368,7 @@ async fn tls_summary(
 
 #[utoipa::path(get, path = "/api/v1/failure/reports", tag = "failure",
     params(Filter, PageParams, FormatParams),
-    responses((status = 200, body = FailureList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    responses((status = 200, description = "One page as JSON, or every row as CSV with format=csv", content((FailureList = "application/json"), (String = "text/csv"))), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("token" = [])))]
 async fn failures(
     _: ApiToken,
@@ -353,6 +378,7 @@ async fn failures(
     Params(format): Params<FormatParams>,
 ) -> Result<Response, ApiError> {
     let filter = filter.parse()?;
+    let page = page(&paging)?;
     if format.csv()? {
         let rows = other::failures_stream(&state.store, &filter).await?;
         return Ok(csv_response(
@@ -362,7 +388,6 @@ async fn failures(
             FailureRow::csv_fields,
         ));
     }
-    let page = page(&paging)?;
     let (items, total) = other::failures(&state.store, &filter, page).await?;
     Ok(Json(FailureList {
         total,
@@ -375,12 +400,12 @@ async fn failures(
 
 #[utoipa::path(get, path = "/api/v1/failure/reports/{id}", tag = "failure",
     params(("id" = i64, Path, description = "Stored failure report id")),
-    responses((status = 200, body = FailureRow), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
+    responses((status = 200, body = FailureRow), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("token" = [])))]
 async fn failure(
     _: ApiToken,
     State(state): State<AppState>,
-    Path(id): Path<i64>,
+    Id(id): Id,
 ) -> Result<Json<FailureRow>, ApiError> {
     other::failure(&state.store, id)
         .await?
@@ -390,7 +415,7 @@ async fn failure(
 
 #[utoipa::path(get, path = "/api/v1/inbox/messages", tag = "inbox",
     params(InboxParams, PageParams, FormatParams),
-    responses((status = 200, body = InboxList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    responses((status = 200, description = "One page as JSON, or every row as CSV with format=csv", content((InboxList = "application/json"), (String = "text/csv"))), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("token" = [])))]
 async fn inbox(
     _: ApiToken,
@@ -400,6 +425,7 @@ async fn inbox(
     Params(format): Params<FormatParams>,
 ) -> Result<Response, ApiError> {
     let status = params.status.as_deref();
+    let page = page(&paging)?;
     if format.csv()? {
         let rows = other::inbox_stream(&state.store, status).await?;
         return Ok(csv_response(
@@ -409,7 +435,6 @@ async fn inbox(
             InboxRow::csv_fields,
         ));
     }
-    let page = page(&paging)?;
     let (items, total) = other::inbox(&state.store, status, page).await?;
     Ok(Json(InboxList {
         total,
@@ -422,12 +447,12 @@ async fn inbox(
 
 #[utoipa::path(get, path = "/api/v1/inbox/messages/{id}", tag = "inbox",
     params(("id" = i64, Path, description = "Inbox message id")),
-    responses((status = 200, body = InboxRow), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
+    responses((status = 200, body = InboxRow), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("token" = [])))]
 async fn inbox_message(
     _: ApiToken,
     State(state): State<AppState>,
-    Path(id): Path<i64>,
+    Id(id): Id,
 ) -> Result<Json<InboxRow>, ApiError> {
     other::inbox_message(&state.store, id)
         .await?
@@ -439,12 +464,12 @@ async fn inbox_message(
 #[utoipa::path(get, path = "/api/v1/inbox/messages/{id}/raw", tag = "inbox",
     params(("id" = i64, Path, description = "Inbox message id")),
     responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
-        (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("token" = [])))]
 async fn inbox_raw(
     _: ApiToken,
     State(state): State<AppState>,
-    Path(id): Path<i64>,
+    Id(id): Id,
 ) -> Result<Response, ApiError> {
     let raw = state
         .store
@@ -473,12 +498,12 @@ pub struct Requeued {
 /// Runs a stored message through the parser again.
 #[utoipa::path(post, path = "/api/v1/inbox/messages/{id}/reprocess", tag = "inbox",
     params(("id" = i64, Path, description = "Inbox message id")),
-    responses((status = 202, body = Requeued), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
+    responses((status = 202, body = Requeued), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("token" = [])))]
 async fn reprocess(
     _: ApiToken,
     State(state): State<AppState>,
-    Path(id): Path<i64>,
+    Id(id): Id,
 ) -> Result<Response, ApiError> {
     let requeued = state.store.requeue(&Requeue::Ids(vec![id])).await?;
     if requeued == 0 {
