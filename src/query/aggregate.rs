@@ -111,7 +111,7 @@ impl GroupBy {
         }
     }
 
-    fn uses_sources(self) -> bool {
+    pub fn uses_sources(self) -> bool {
         matches!(
             self,
             GroupBy::Source | GroupBy::SourceName | GroupBy::Country | GroupBy::Asn
@@ -222,14 +222,52 @@ impl SummaryRow {
     }
 }
 
-/// `FROM aggregate_records r [LEFT JOIN ip_sources s] WHERE 1=1 AND …`.
+/// The smallest daily rollup that answers a query over `filter` grouped
+/// by `group_by` exactly, or `None` for the records themselves.
+pub fn rollup_for(filter: &ParsedFilter, group_by: Option<GroupBy>) -> Option<&'static str> {
+    use crate::store::rollup;
+    let midnight = |time: Option<chrono::DateTime<chrono::Utc>>| {
+        time.is_none_or(|t| t.time() == chrono::NaiveTime::MIN)
+    };
+    let by_record = filter.report.is_some()
+        || filter.header_from.is_some()
+        || group_by == Some(GroupBy::HeaderFrom)
+        || !midnight(filter.since)
+        || !midnight(filter.until);
+    if by_record {
+        return None;
+    }
+    let needs_org = filter.org.is_some() || group_by == Some(GroupBy::Org);
+    let needs_source = filter.source.is_some()
+        || filter.uses_sources()
+        || group_by.is_some_and(GroupBy::uses_sources);
+    match (needs_org, needs_source) {
+        (true, true) => None,
+        (false, true) => Some(rollup::SOURCE_DAY.table),
+        (true, false) => Some(rollup::ORG_DAY.table),
+        (false, false) => Some(rollup::DOMAIN_DAY.table),
+    }
+}
+
+/// `FROM <table> r [LEFT JOIN ip_sources s] WHERE 1=1 AND …`; the table
+/// is `aggregate_records` or a rollup with the same column names.
 pub(super) async fn push_from_where(
     store: &Store,
     sql: &mut Sql,
     filter: &ParsedFilter,
     join_sources: bool,
 ) -> Result<(), QueryError> {
-    sql.push(" FROM aggregate_records r");
+    push_from_where_in(store, sql, filter, join_sources, "aggregate_records").await
+}
+
+async fn push_from_where_in(
+    store: &Store,
+    sql: &mut Sql,
+    filter: &ParsedFilter,
+    join_sources: bool,
+    table: &str,
+) -> Result<(), QueryError> {
+    sql.push(" FROM ").push(table).push(" r");
     if join_sources || filter.uses_sources() {
         sql.push(" LEFT JOIN ip_sources s ON s.ip = r.source_ip");
     }
@@ -277,6 +315,15 @@ async fn summary_sql(
     filter: &ParsedFilter,
     group_by: GroupBy,
 ) -> Result<Sql, QueryError> {
+    summary_sql_from(store, filter, group_by, rollup_for(filter, Some(group_by))).await
+}
+
+async fn summary_sql_from(
+    store: &Store,
+    filter: &ParsedFilter,
+    group_by: GroupBy,
+    rollup: Option<&str>,
+) -> Result<Sql, QueryError> {
     let dialect = store.dialect();
     let (key, label) = group_by.key_and_label(dialect);
     let pass = pass_expression(dialect);
@@ -308,7 +355,8 @@ async fn summary_sql(
             "sum(CASE WHEN r.disposition = 'reject' THEN r.count END)"
         ),
     ));
-    push_from_where(store, &mut sql, filter, group_by.uses_sources()).await?;
+    let table = rollup.unwrap_or("aggregate_records");
+    push_from_where_in(store, &mut sql, filter, group_by.uses_sources(), table).await?;
     sql.push(&format!(" GROUP BY {key}"));
     Ok(sql)
 }
@@ -343,7 +391,25 @@ pub async fn summary(
     sort: SummarySort,
     page: Page,
 ) -> Result<(Vec<SummaryRow>, i64), QueryError> {
-    let inner = summary_sql(store, filter, group_by).await?;
+    summary_from(store, filter, group_by, sort, page, true).await
+}
+
+/// `summary`, from the records themselves when `use_rollups` is false (to
+/// check that the rollups agree with them).
+pub async fn summary_from(
+    store: &Store,
+    filter: &ParsedFilter,
+    group_by: GroupBy,
+    sort: SummarySort,
+    page: Page,
+    use_rollups: bool,
+) -> Result<(Vec<SummaryRow>, i64), QueryError> {
+    let rollup = if use_rollups {
+        rollup_for(filter, Some(group_by))
+    } else {
+        None
+    };
+    let inner = summary_sql_from(store, filter, group_by, rollup).await?;
     let mut count = Sql::new(store.dialect());
     count.push("SELECT count(*) FROM (");
     super::append(&mut count, &inner);
@@ -538,9 +604,21 @@ pub async fn records(
     filter: &ParsedFilter,
     page: Page,
 ) -> Result<(Vec<RecordRow>, i64), QueryError> {
+    // The total comes from a rollup when one covers the filter.
     let mut count = store.sql();
-    count.push("SELECT count(*)");
-    push_from_where(store, &mut count, filter, false).await?;
+    match rollup_for(filter, None) {
+        Some(table) => {
+            count.push(&format!(
+                "SELECT {}",
+                int(store.dialect(), "sum(r.records)")
+            ));
+            push_from_where_in(store, &mut count, filter, false, table).await?;
+        }
+        None => {
+            count.push("SELECT count(*)");
+            push_from_where(store, &mut count, filter, false).await?;
+        }
+    }
     let total = store
         .fetch_table(count)
         .await?

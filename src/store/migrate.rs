@@ -29,6 +29,11 @@ const POSTGRES: &[Migration] = &[
         name: "web",
         sql: include_str!("../../migrations/postgres/0003_web.sql"),
     },
+    Migration {
+        version: 4,
+        name: "rollups",
+        sql: include_str!("../../migrations/postgres/0004_rollups.sql"),
+    },
 ];
 
 const SQLITE: &[Migration] = &[
@@ -46,6 +51,11 @@ const SQLITE: &[Migration] = &[
         version: 3,
         name: "web",
         sql: include_str!("../../migrations/sqlite/0003_web.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "rollups",
+        sql: include_str!("../../migrations/sqlite/0004_rollups.sql"),
     },
 ];
 

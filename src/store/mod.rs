@@ -8,6 +8,7 @@
 mod migrate;
 mod postgres;
 mod postgres_sources;
+pub mod rollup;
 mod rows;
 mod sources;
 mod sqlite;

@@ -353,6 +353,18 @@ impl SqliteStore {
             .fetch_all(&mut *transaction)
             .await?;
         for id in &ids {
+            // The rollups lose this message's records before they go.
+            for rollup in super::rollup::ALL {
+                sqlx::query(sqlx::AssertSqlSafe(
+                    rollup.subtract_sql(super::Dialect::Sqlite),
+                ))
+                .bind(id)
+                .execute(&mut *transaction)
+                .await?;
+                sqlx::query(sqlx::AssertSqlSafe(rollup.prune_sql()))
+                    .execute(&mut *transaction)
+                    .await?;
+            }
             for table in ["aggregate_reports", "tls_reports", "failure_reports"] {
                 let sql = format!("DELETE FROM {table} WHERE message_id = ?");
                 sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -582,6 +594,14 @@ async fn write_aggregate(
         .collect::<HashSet<_>>()
         .len();
     super::sqlite_sources::note_report_ips(transaction, report_row, distinct).await?;
+    for rollup in super::rollup::ALL {
+        for statement in rollup.add_sql(super::Dialect::Sqlite) {
+            sqlx::query(sqlx::AssertSqlSafe(statement))
+                .bind(report_row)
+                .execute(&mut **transaction)
+                .await?;
+        }
+    }
     Ok(Ok(Some(report.records.len() as u64)))
 }
 

@@ -1,0 +1,116 @@
+//! The daily rollups agree with the records they summarise, on both
+//! backends, after storing, reprocessing and requeueing.
+
+mod common;
+
+use dmarcd::query::aggregate::{rollup_for, summary_from};
+use dmarcd::query::{Filter, GroupBy, Page, SummarySort};
+use dmarcd::store::{Requeue, Store};
+use dmarcd::worker::{Worker, WorkerConfig};
+use dmarcd::Limits;
+
+const FILTERS: &[&str] = &[
+    "",
+    "result=fail",
+    "dkim=pass&spf=fail",
+    "disposition=quarantine",
+    "domain=example.com",
+    "country=DE",
+    "source=11.0.1.0/24",
+    "source=11.0.0.7",
+    "asn=64500&result=pass",
+    "org=google.com",
+    "since=2024-03-30&until=2024-03-30",
+    "since=2018-01-01&domain=example.com",
+];
+
+/// Every grouping under every filter: from the rollup the query would use,
+/// and from the records; they must be identical.
+async fn assert_rollups_match(store: &Store, context: &str) {
+    let page = Page::new(Some(1000), None, 1000).unwrap();
+    let mut via_rollup = 0;
+    for query in FILTERS {
+        let filter: Filter = serde_urlencoded::from_str(query).unwrap();
+        let parsed = filter.parse().unwrap();
+        for group_by in GroupBy::ALL {
+            if rollup_for(&parsed, Some(group_by)).is_some() {
+                via_rollup += 1;
+            }
+            let fast = summary_from(store, &parsed, group_by, SummarySort::Key, page, true)
+                .await
+                .unwrap();
+            let exact = summary_from(store, &parsed, group_by, SummarySort::Key, page, false)
+                .await
+                .unwrap();
+            assert_eq!(
+                fast,
+                exact,
+                "{context}: {} {query:?} by {group_by:?}",
+                store.backend()
+            );
+        }
+    }
+    assert!(
+        via_rollup > 50,
+        "most of these queries use a rollup ({via_rollup})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollups_equal_the_records_through_reprocessing() {
+    for (_dir, store) in common::db::backends().await {
+        let files = tempfile::tempdir().unwrap();
+        common::data::populated(&store, files.path()).await;
+        // The whole corpus too: NULL dispositions, invalid IPs, many days.
+        let inbox = dmarcd::inbox::Inbox::new(store.clone());
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/corpus/parsedmarc/aggregate");
+        for entry in std::fs::read_dir(root).unwrap() {
+            let path = entry.unwrap().path();
+            let raw = std::fs::read(&path).unwrap();
+            inbox
+                .accept(
+                    &raw,
+                    &dmarcd::store::Envelope::import(path.display().to_string()),
+                )
+                .await
+                .unwrap();
+        }
+        let worker = Worker::new(
+            store.clone(),
+            Limits::default(),
+            "w",
+            WorkerConfig::default(),
+        );
+        worker.run_until_idle().await.unwrap();
+        assert_rollups_match(&store, "after import").await;
+
+        // Requeued messages leave the rollups with their records…
+        store.requeue(&Requeue::Ids(vec![1, 2, 3])).await.unwrap();
+        assert_rollups_match(&store, "after requeue").await;
+        // …and come back with them.
+        worker.run_until_idle().await.unwrap();
+        assert_rollups_match(&store, "after reprocessing").await;
+        store.requeue(&Requeue::All).await.unwrap();
+        assert_rollups_match(&store, "everything requeued").await;
+        let empty = summary_from(
+            &store,
+            &Filter::default().parse().unwrap(),
+            GroupBy::Domain,
+            SummarySort::Key,
+            Page::new(Some(10), None, 10).unwrap(),
+            true,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            empty.1,
+            0,
+            "{}: nothing left in the rollups",
+            store.backend()
+        );
+        worker.run_until_idle().await.unwrap();
+        assert_rollups_match(&store, "everything reprocessed").await;
+        store.close().await;
+    }
+}
