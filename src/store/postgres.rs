@@ -29,10 +29,15 @@ fn now() -> DateTime<Utc> {
 
 impl PgStore {
     pub async fn connect(url: &str) -> StoreResult<Self> {
+        let options = url
+            .parse::<sqlx::postgres::PgConnectOptions>()?
+            // JIT compilation adds a second or more to every large
+            // aggregate and pays off only for much longer queries.
+            .options([("jit", "off")]);
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
+            .connect_with(options)
             .await?;
         Ok(PgStore { pool })
     }
