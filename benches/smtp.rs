@@ -50,6 +50,7 @@ impl Server {
             .env("DMARCD_SMTP_MAX_MESSAGES_PER_CONNECTION", "100000")
             .env("DMARCD_SMTP_MAX_MESSAGE_BYTES", "104857600")
             .env("DMARCD_WORKER_ENABLED", "false")
+            .env("DMARCD_WEB_ENABLED", "false")
             .env("DMARCD_LOG", "warn")
             .env_remove("DATABASE_URL")
             .stdout(Stdio::null());
