@@ -9,8 +9,8 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::{
-    form_choices, pager, percent, query_of, render, FormChoices, Layout, PageError, PageUser,
-    Select, SummaryLine, SummaryTable,
+    filter_form, pager, percent, query_of, render, FilterForm, Layout, PageError, PageUser, Select,
+    SummaryLine, SummaryTable,
 };
 use crate::query::other::{self, FailureRow, TlsGroupBy, TlsSummaryRow};
 use crate::query::{
@@ -114,12 +114,7 @@ async fn daily_chart(state: &AppState, parsed: &ParsedFilter) -> Result<String, 
 #[template(path = "overview.html")]
 struct OverviewPage {
     layout: Layout,
-    filter: Filter,
-    domains: Vec<String>,
-    source_types: Vec<String>,
-    pass_fail: Vec<(&'static str, &'static str)>,
-    dispositions: Vec<&'static str>,
-    selects: Vec<Select>,
+    form: FilterForm,
     periods: Vec<(String, String)>,
     failed_messages: i64,
     chart: String,
@@ -138,12 +133,6 @@ pub(super) async fn overview(
     Params(filter): Params<Filter>,
 ) -> Result<Response, PageError> {
     let parsed = filter.parse()?;
-    let FormChoices {
-        domains,
-        source_types,
-        pass_fail,
-        dispositions,
-    } = form_choices(&state).await?;
     let today = chrono::Utc::now().date_naive();
     let periods = [7, 30, 90]
         .iter()
@@ -220,12 +209,7 @@ pub(super) async fn overview(
             .await?
             .0,
         layout: Layout::new(&state, Some(user), "/"),
-        filter,
-        domains,
-        source_types,
-        pass_fail,
-        dispositions,
-        selects: Vec::new(),
+        form: filter_form(&state, filter, Vec::new()).await?,
         periods,
         failed_messages,
     };
@@ -243,12 +227,7 @@ pub(super) struct ExplorerParams {
 #[template(path = "explorer.html")]
 struct ExplorerPage {
     layout: Layout,
-    filter: Filter,
-    domains: Vec<String>,
-    source_types: Vec<String>,
-    pass_fail: Vec<(&'static str, &'static str)>,
-    dispositions: Vec<&'static str>,
-    selects: Vec<Select>,
+    form: FilterForm,
     query: String,
     total: i64,
     summary: SummaryTable,
@@ -279,12 +258,6 @@ pub(super) async fn explorer(
     let sort = SummarySort::parse(&sort_text)?;
     let page = paging.page(50)?;
     let (rows, total) = aggregate::summary(&state.store, &parsed, group_by, sort, page).await?;
-    let FormChoices {
-        domains,
-        source_types,
-        pass_fail,
-        dispositions,
-    } = form_choices(&state).await?;
     let mut query = query_of(&filter);
     let extra = format!("group_by={}&sort={sort_text}", group_by.as_str());
     let full_query = if query.is_empty() {
@@ -332,12 +305,7 @@ pub(super) async fn explorer(
     }
     render(ExplorerPage {
         layout: Layout::new(&state, Some(user), "/aggregate"),
-        filter,
-        domains,
-        source_types,
-        pass_fail,
-        dispositions,
-        selects,
+        form: filter_form(&state, filter, selects).await?,
         query,
         total,
         summary,
@@ -350,12 +318,7 @@ pub(super) async fn explorer(
 #[template(path = "records.html")]
 struct RecordsPage {
     layout: Layout,
-    filter: Filter,
-    domains: Vec<String>,
-    source_types: Vec<String>,
-    pass_fail: Vec<(&'static str, &'static str)>,
-    dispositions: Vec<&'static str>,
-    selects: Vec<Select>,
+    form: FilterForm,
     query: String,
     total: i64,
     rows: Vec<RecordRow>,
@@ -372,22 +335,11 @@ pub(super) async fn records(
     let parsed = filter.parse()?;
     let page = paging.page(100)?;
     let (rows, total) = aggregate::records(&state.store, &parsed, page).await?;
-    let FormChoices {
-        domains,
-        source_types,
-        pass_fail,
-        dispositions,
-    } = form_choices(&state).await?;
     let query = query_of(&filter);
     let (previous, next) = pager("/records", &query, page.offset, page.limit, total);
     render(RecordsPage {
         layout: Layout::new(&state, Some(user), "/records"),
-        filter,
-        domains,
-        source_types,
-        pass_fail,
-        dispositions,
-        selects: Vec::new(),
+        form: filter_form(&state, filter, Vec::new()).await?,
         query,
         total,
         rows,

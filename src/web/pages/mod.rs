@@ -264,16 +264,24 @@ pub struct Select {
     pub options: Vec<(String, String)>,
 }
 
-/// Values the filter form offers.
-pub struct FormChoices {
+/// The filter form: the values set, and the choices it offers.
+pub struct FilterForm {
+    pub filter: Filter,
     pub domains: Vec<String>,
     pub source_types: Vec<String>,
     pub pass_fail: Vec<(&'static str, &'static str)>,
     pub dispositions: Vec<&'static str>,
+    /// Page-specific selects (group by, sort).
+    pub selects: Vec<Select>,
 }
 
-async fn form_choices(state: &AppState) -> Result<FormChoices, PageError> {
-    Ok(FormChoices {
+async fn filter_form(
+    state: &AppState,
+    filter: Filter,
+    selects: Vec<Select>,
+) -> Result<FilterForm, PageError> {
+    Ok(FilterForm {
+        filter,
         domains: state.store.domains().await?,
         source_types: crate::enrich::SOURCE_TYPES
             .iter()
@@ -281,6 +289,7 @@ async fn form_choices(state: &AppState) -> Result<FormChoices, PageError> {
             .collect(),
         pass_fail: vec![("", "any"), ("pass", "pass"), ("fail", "fail")],
         dispositions: vec!["", "none", "quarantine", "reject"],
+        selects,
     })
 }
 

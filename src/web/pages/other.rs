@@ -8,8 +8,8 @@ use axum::Form;
 use serde::Deserialize;
 
 use super::{
-    check_csrf, form_choices, pager, query_of, render, require_admin, FormChoices, Layout,
-    PageError, PageUser, Select,
+    check_csrf, filter_form, pager, query_of, render, require_admin, FilterForm, Layout, PageError,
+    PageUser,
 };
 use crate::query::other::{
     self, DomainRow, FailureRow, InboxRow, TlsGroupBy, TlsPolicyRow, TlsSummaryRow, INBOX_STATUSES,
@@ -24,12 +24,7 @@ use crate::web::AppState;
 #[template(path = "tls.html")]
 struct TlsPage {
     layout: Layout,
-    filter: Filter,
-    domains: Vec<String>,
-    source_types: Vec<String>,
-    pass_fail: Vec<(&'static str, &'static str)>,
-    dispositions: Vec<&'static str>,
-    selects: Vec<Select>,
+    form: FilterForm,
     chart: String,
     groups: Vec<(&'static str, Vec<TlsSummaryRow>)>,
     policies: Vec<TlsPolicyRow>,
@@ -76,20 +71,9 @@ pub(super) async fn tls(
     }
     let policies =
         other::tls_policies(&state.store, &parsed, Page::new(Some(100), None, 100)?).await?;
-    let FormChoices {
-        domains,
-        source_types,
-        pass_fail,
-        dispositions,
-    } = form_choices(&state).await?;
     render(TlsPage {
         layout: Layout::new(&state, Some(user), "/tls"),
-        filter,
-        domains,
-        source_types,
-        pass_fail,
-        dispositions,
-        selects: Vec::new(),
+        form: filter_form(&state, filter, Vec::new()).await?,
         chart,
         groups,
         policies,
@@ -100,12 +84,7 @@ pub(super) async fn tls(
 #[template(path = "failures.html")]
 struct FailuresPage {
     layout: Layout,
-    filter: Filter,
-    domains: Vec<String>,
-    source_types: Vec<String>,
-    pass_fail: Vec<(&'static str, &'static str)>,
-    dispositions: Vec<&'static str>,
-    selects: Vec<Select>,
+    form: FilterForm,
     total: i64,
     rows: Vec<FailureRow>,
     previous: Option<String>,
@@ -128,20 +107,9 @@ pub(super) async fn failures(
         page.limit,
         total,
     );
-    let FormChoices {
-        domains,
-        source_types,
-        pass_fail,
-        dispositions,
-    } = form_choices(&state).await?;
     render(FailuresPage {
         layout: Layout::new(&state, Some(user), "/failures"),
-        filter,
-        domains,
-        source_types,
-        pass_fail,
-        dispositions,
-        selects: Vec::new(),
+        form: filter_form(&state, filter, Vec::new()).await?,
         total,
         rows,
         previous,
