@@ -418,3 +418,35 @@ async fn every_page_and_filter_renders_the_same_rows_as_the_api() {
         store.close().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn db_ip_data_carries_its_attribution_link() {
+    let (_dir, store) = common::db::sqlite().await;
+    let files = tempfile::tempdir().unwrap();
+    common::data::populated(&store, files.path()).await;
+    let mut server = Server::start(store.clone(), WebConfig::default()).await;
+    server
+        .state
+        .accounts
+        .add_user("alice", PASSWORD, "admin")
+        .await
+        .unwrap();
+    let alice = sign_in(&server, "alice", PASSWORD).await.unwrap();
+    assert!(!alice.get(&server, "/").await.text().contains("db-ip.com"));
+    drop(server);
+    server = Server::start_with_state(
+        dmarcd::web::AppState::new(
+            store.clone(),
+            WebConfig::default(),
+            dmarcd::Limits::default(),
+        )
+        .with_dbip_attribution(true),
+    )
+    .await;
+    let alice = sign_in(&server, "alice", PASSWORD).await.unwrap();
+    assert!(alice
+        .get(&server, "/")
+        .await
+        .text()
+        .contains("<a href=\"https://db-ip.com\">IP Geolocation by DB-IP</a>"));
+}

@@ -522,3 +522,31 @@ fn enrich_refresh_from_the_command_line() {
         "{refreshed}"
     );
 }
+
+#[test]
+fn db_ip_files_are_recognised_for_their_attribution() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = GeoDatabases::open(&geo_files(dir.path()));
+    assert!(!plain.includes_dbip());
+    let dbip = dir.path().join("dbip-country-lite-2026-11.mmdb");
+    install(
+        &dbip,
+        &mmdb::build(
+            "DBIP-Country-Lite",
+            &[("11.0.0.0/24", mmdb::nested("US", 1, "x"))],
+        ),
+    );
+    assert!(GeoDatabases::open(&[dbip]).includes_dbip());
+    let renamed = dir.path().join("country.mmdb");
+    install(
+        &renamed,
+        &mmdb::build(
+            "DBIP-Country-Lite",
+            &[("11.0.0.0/24", mmdb::nested("US", 1, "x"))],
+        ),
+    );
+    assert!(
+        GeoDatabases::open(&[renamed]).includes_dbip(),
+        "known by its metadata too"
+    );
+}

@@ -16,7 +16,10 @@ pub struct Server {
 
 impl Server {
     pub async fn start(store: Store, config: WebConfig) -> Server {
-        let state = AppState::new(store, config, Limits::default());
+        Self::start_with_state(AppState::new(store, config, Limits::default())).await
+    }
+
+    pub async fn start_with_state(state: AppState) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = watch::channel(false);
