@@ -170,6 +170,25 @@ impl Driver {
             .to_string()
     }
 
+    /// The URL once `arrived` holds: a click starts a navigation but does
+    /// not wait for it.
+    fn wait_for_url(&self, arrived: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let url = self.current_url();
+            let ready = self.script("return document.readyState;") == json!("complete");
+            if arrived(&url) && ready {
+                return url;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still at {url}: {}",
+                self.page_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn page_text(&self) -> String {
         self.script("return document.body.innerText;")
             .as_str()
@@ -228,27 +247,27 @@ async fn sign_in_filter_and_drill_down_in_chromium() {
     tokio::task::spawn_blocking(move || {
         // Any page sends a stranger to the sign-in form.
         driver.go(&format!("{base}/aggregate"));
-        assert!(driver.current_url().contains("/login?next="), "{}", driver.current_url());
+        driver.wait_for_url(|url| url.contains("/login?next="));
         driver.type_into("#username", "alice");
         driver.type_into("#password", PASSWORD);
         driver.click("button[type=submit]");
-        assert!(driver.current_url().ends_with("/aggregate"), "{}", driver.current_url());
+        driver.wait_for_url(|url| url.ends_with("/aggregate"));
         assert!(driver.page_text().contains("Aggregate explorer"));
 
         // Apply a filter: group by country, failures only.
         driver.script("document.querySelector('select[name=group_by]').value = 'country';");
         driver.script("document.querySelector('select[name=result]').value = 'fail';");
         driver.click("form.filters button[type=submit]");
-        let url = driver.current_url();
-        assert!(url.contains("group_by=country") && url.contains("result=fail"), "{url}");
+        driver.wait_for_url(|url| url.contains("group_by=country") && url.contains("result=fail"));
         let text = driver.page_text();
         assert!(text.contains("DE") && text.contains("US"), "{text}");
         driver.screenshot("dashboard-explorer.png");
 
         // Drill down into Germany's failing records.
         driver.click("a[href*='country=DE']");
-        let url = driver.current_url();
-        assert!(url.contains("/records?") && url.contains("country=DE") && url.contains("result=fail"), "{url}");
+        driver.wait_for_url(|url| {
+            url.contains("/records?") && url.contains("country=DE") && url.contains("result=fail")
+        });
         let text = driver.page_text();
         assert!(text.contains("records"), "{text}");
         let rows = driver.script("return document.querySelectorAll('main table tbody tr').length;");
