@@ -298,6 +298,20 @@ impl PgStore {
             summaries.push(summary);
             statuses.push((*id, status, error));
         }
+        let stored: Vec<i64> = statuses
+            .iter()
+            .filter(|(_, status, _)| *status == MessageStatus::Done)
+            .map(|(id, _, _)| *id)
+            .collect();
+        // The rollups take this batch's new records in one pass.
+        for rollup in super::rollup::ALL {
+            for statement in rollup.add_sql(super::Dialect::Postgres) {
+                sqlx::query(sqlx::AssertSqlSafe(statement))
+                    .bind(&stored)
+                    .execute(&mut *transaction)
+                    .await?;
+            }
+        }
         set_statuses(&mut transaction, &statuses).await?;
         transaction.commit().await?;
         Ok(summaries)
@@ -551,14 +565,6 @@ async fn write_aggregate(
         .collect::<HashSet<_>>()
         .len();
     super::postgres_sources::note_report_ips(transaction, report_row, distinct).await?;
-    for rollup in super::rollup::ALL {
-        for statement in rollup.add_sql(super::Dialect::Postgres) {
-            sqlx::query(sqlx::AssertSqlSafe(statement))
-                .bind(report_row)
-                .execute(&mut **transaction)
-                .await?;
-        }
-    }
     Ok(Ok(Some(report.records.len() as u64)))
 }
 

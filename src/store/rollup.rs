@@ -78,19 +78,28 @@ fn same(dialect: Dialect) -> &'static str {
 }
 
 impl Rollup {
-    /// Statements that add one stored report's records (`report_id` = the
-    /// bound id). PostgreSQL merges with ON CONFLICT over a NULLS NOT
+    /// Statements that add the records of every aggregate report stored
+    /// for a set of messages (bound as a PostgreSQL `int8[]`, or a JSON
+    /// array on SQLite): run once per save transaction, not per report, so
+    /// that workers storing reports about the same domain and day meet on
+    /// these rows once per batch. PostgreSQL merges with ON CONFLICT over a NULLS NOT
     /// DISTINCT key; SQLite's unique keys treat NULLs as distinct, so there
     /// it is an update of the rows that exist, then an insert of the rest
     /// (exact inside its single-writer transaction).
     pub fn add_sql(&self, dialect: Dialect) -> Vec<String> {
         let dims = self.dimensions.join(", ");
         let table = self.table;
+        let messages = match dialect {
+            Dialect::Postgres => "message_id = ANY($1)",
+            Dialect::Sqlite => "message_id IN (SELECT value FROM json_each(?1))",
+        };
+        // Sorted, so that concurrent transactions lock rows in one order.
         let grouped = format!(
             "SELECT {day} AS date_begin, {dims}, sum(count) AS count, count(*) AS records \
-             FROM aggregate_records WHERE report_id = {p} GROUP BY {day}, {dims}",
+             FROM aggregate_records WHERE report_id IN \
+             (SELECT id FROM aggregate_reports WHERE {messages}) \
+             GROUP BY {day}, {dims} ORDER BY 1, {dims}",
             day = day(dialect),
-            p = placeholder(dialect),
         );
         match dialect {
             Dialect::Postgres => vec![format!(
