@@ -111,10 +111,12 @@ async fn run(url: String) {
     let router = dmarcd::web::router(state);
     tokio::spawn(async move { dmarcd::web::serve(listener, router, stopped).await });
 
-    let top_ip: String = sqlx::query_scalar("SELECT host(source_ip) FROM rollup_source_day GROUP BY source_ip ORDER BY sum(count) DESC LIMIT 1")
-        .fetch_one(&mut db)
-        .await
-        .unwrap();
+    let top_ip: String = sqlx::query_scalar(
+        "SELECT host(source_ip) FROM totals_source_all ORDER BY count DESC LIMIT 1",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
     let report: i64 = sqlx::query_scalar("SELECT max(id) FROM aggregate_reports")
         .fetch_one(&mut db)
         .await
@@ -363,18 +365,18 @@ async fn seed(db: &mut sqlx::PgConnection, records: u64) {
         );
     }
     for rollup in dmarcd::store::rollup::ALL {
-        let dims = rollup.dimensions.join(", ");
-        let statement = format!(
-            "INSERT INTO {table} (date_begin, {dims}, count, records)
-             SELECT date_trunc('day', date_begin, 'UTC'), {dims}, sum(count), count(*)
-               FROM aggregate_records GROUP BY date_trunc('day', date_begin, 'UTC'), {dims}",
-            table = rollup.table
-        );
         let started = Instant::now();
-        sqlx::query(sqlx::AssertSqlSafe(statement))
+        // Filled afresh: the migration filled them from no records.
+        sqlx::query(sqlx::AssertSqlSafe(format!("TRUNCATE {}", rollup.table)))
             .execute(&mut *db)
             .await
             .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(
+            rollup.fill_sql(dmarcd::store::Dialect::Postgres),
+        ))
+        .execute(&mut *db)
+        .await
+        .unwrap();
         println!(
             "  {:>6.1} s  rollup {}",
             started.elapsed().as_secs_f64(),

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::filter::{ParsedFilter, SourceMatch};
+use super::plan::Plan;
 use super::{normalize_time, Page, QueryError};
 use crate::store::{Arg, Cell, Dialect, Sql, Store};
 
@@ -108,6 +109,15 @@ impl GroupBy {
             GroupBy::Day => ("substr(r.date_begin, 1, 10)", "NULL"),
             GroupBy::Disposition => ("r.disposition", "NULL"),
             GroupBy::HeaderFrom => ("r.header_from", "NULL"),
+        }
+    }
+
+    /// What the rows are grouped by: the key itself, except that an IP is
+    /// grouped as an address and turned into text once per group.
+    fn grouping(self, dialect: Dialect) -> &'static str {
+        match self {
+            GroupBy::Source => "r.source_ip",
+            other => other.key_and_label(dialect).0,
         }
     }
 
@@ -222,52 +232,35 @@ impl SummaryRow {
     }
 }
 
-/// The smallest daily rollup that answers a query over `filter` grouped
-/// by `group_by` exactly, or `None` for the records themselves.
+/// The rollup a query over `filter` grouped by `group_by` reads (the day
+/// grain of a family of totals), or `None` for the records themselves.
 pub fn rollup_for(filter: &ParsedFilter, group_by: Option<GroupBy>) -> Option<&'static str> {
-    use crate::store::rollup;
-    let midnight = |time: Option<chrono::DateTime<chrono::Utc>>| {
-        time.is_none_or(|t| t.time() == chrono::NaiveTime::MIN)
-    };
-    let by_record = filter.report.is_some()
-        || filter.header_from.is_some()
-        || group_by == Some(GroupBy::HeaderFrom)
-        || !midnight(filter.since)
-        || !midnight(filter.until);
-    if by_record {
-        return None;
-    }
-    let needs_org = filter.org.is_some() || group_by == Some(GroupBy::Org);
-    let needs_source = filter.source.is_some()
-        || filter.uses_sources()
-        || group_by.is_some_and(GroupBy::uses_sources);
-    match (needs_org, needs_source) {
-        (true, true) => None,
-        (false, true) => Some(rollup::SOURCE_DAY.table),
-        (true, false) => Some(rollup::ORG_DAY.table),
-        (false, false) => Some(rollup::DOMAIN_DAY.table),
-    }
+    Plan::for_query(filter, group_by).table()
 }
 
-/// `FROM <table> r [LEFT JOIN ip_sources s] WHERE 1=1 AND …`; the table
-/// is `aggregate_records` or a rollup with the same column names.
+/// `FROM aggregate_records r [LEFT JOIN ip_sources s] WHERE 1=1 AND …`.
 pub(super) async fn push_from_where(
     store: &Store,
     sql: &mut Sql,
     filter: &ParsedFilter,
     join_sources: bool,
 ) -> Result<(), QueryError> {
-    push_from_where_in(store, sql, filter, join_sources, "aggregate_records").await
+    push_from_where_in(store, sql, filter, join_sources, Plan::Records, false).await
 }
 
+/// `FROM <relation> r [LEFT JOIN ip_sources s] WHERE 1=1 AND …` over the
+/// rows `plan` names. Totals take the DMARC result as a choice of columns
+/// (`Measures`), so its condition is left out here.
 async fn push_from_where_in(
     store: &Store,
     sql: &mut Sql,
     filter: &ParsedFilter,
     join_sources: bool,
-    table: &str,
+    plan: Plan,
+    by_day: bool,
 ) -> Result<(), QueryError> {
-    sql.push(" FROM ").push(table).push(" r");
+    sql.push(" FROM ");
+    plan.push_relation(sql, filter, by_day);
     if join_sources || filter.uses_sources() {
         sql.push(" LEFT JOIN ip_sources s ON s.ip = r.source_ip");
     }
@@ -278,7 +271,14 @@ async fn push_from_where_in(
         }
         _ => None,
     };
-    filter.push_conditions(sql, networks.as_deref());
+    let conditions = match plan {
+        Plan::Totals(_) => ParsedFilter {
+            result: None,
+            ..filter.clone()
+        },
+        _ => filter.clone(),
+    };
+    conditions.push_conditions(sql, networks.as_deref());
     Ok(())
 }
 
@@ -302,10 +302,67 @@ fn int(dialect: Dialect, expression: &str) -> String {
     }
 }
 
-fn pass_expression(dialect: Dialect) -> &'static str {
-    match dialect {
-        Dialect::Postgres => "r.dmarc_pass",
-        Dialect::Sqlite => "r.dmarc_pass = 1",
+/// The sums a summary row is made of, as SQL over the rows `plan` names.
+struct Measures {
+    messages: String,
+    passed: String,
+    dkim: String,
+    spf: String,
+    none: String,
+    quarantine: String,
+    reject: String,
+    /// Records behind the rows (for totals of the records list).
+    records: String,
+    /// What a group needs to exist (totals hold rows for either result).
+    having: Option<String>,
+}
+
+impl Measures {
+    fn new(plan: Plan, dialect: Dialect, result: Option<bool>) -> Self {
+        let sum = |expression: &str| int(dialect, &format!("sum({expression})"));
+        if let Plan::Totals(_) = plan {
+            // All, failing only, or passing only (all minus failing).
+            let column = |name: &str| match result {
+                None => format!("r.{name}"),
+                Some(false) => format!("r.fail_{name}"),
+                Some(true) => format!("r.{name} - r.fail_{name}"),
+            };
+            let records = sum(&column("records"));
+            return Measures {
+                messages: sum(&column("count")),
+                passed: match result {
+                    None => sum("r.count - r.fail_count"),
+                    Some(false) => "0".into(),
+                    Some(true) => sum(&column("count")),
+                },
+                dkim: sum(&column("dkim_pass")),
+                spf: sum(&column("spf_pass")),
+                none: sum(&column("disp_none")),
+                quarantine: sum(&column("disp_quarantine")),
+                reject: sum(&column("disp_reject")),
+                having: result.map(|_| format!("{records} > 0")),
+                records,
+            };
+        }
+        let pass = match dialect {
+            Dialect::Postgres => "r.dmarc_pass",
+            Dialect::Sqlite => "r.dmarc_pass = 1",
+        };
+        let when = |condition: &str| sum(&format!("CASE WHEN {condition} THEN r.count END"));
+        Measures {
+            messages: sum("r.count"),
+            passed: when(pass),
+            dkim: when("r.dkim_aligned = 'pass'"),
+            spf: when("r.spf_aligned = 'pass'"),
+            none: when("r.disposition = 'none'"),
+            quarantine: when("r.disposition = 'quarantine'"),
+            reject: when("r.disposition = 'reject'"),
+            records: match plan {
+                Plan::Records => "count(*)".into(),
+                _ => sum("r.records"),
+            },
+            having: None,
+        }
     }
 }
 
@@ -315,49 +372,44 @@ async fn summary_sql(
     filter: &ParsedFilter,
     group_by: GroupBy,
 ) -> Result<Sql, QueryError> {
-    summary_sql_from(store, filter, group_by, rollup_for(filter, Some(group_by))).await
+    summary_sql_from(
+        store,
+        filter,
+        group_by,
+        Plan::for_query(filter, Some(group_by)),
+    )
+    .await
 }
 
 async fn summary_sql_from(
     store: &Store,
     filter: &ParsedFilter,
     group_by: GroupBy,
-    rollup: Option<&str>,
+    plan: Plan,
 ) -> Result<Sql, QueryError> {
     let dialect = store.dialect();
     let (key, label) = group_by.key_and_label(dialect);
-    let pass = pass_expression(dialect);
+    let m = Measures::new(plan, dialect, filter.result);
     let mut sql = store.sql();
     sql.push(&format!(
-        "SELECT {key} AS key, {label} AS label, {messages} AS messages, {passed} AS passed, \
-         {dkim} AS dkim, {spf} AS spf, {none} AS none, {quarantine} AS quarantine, \
-         {reject} AS reject",
-        messages = int(dialect, "sum(r.count)"),
-        passed = int(dialect, &format!("sum(CASE WHEN {pass} THEN r.count END)")),
-        dkim = int(
-            dialect,
-            "sum(CASE WHEN r.dkim_aligned = 'pass' THEN r.count END)"
-        ),
-        spf = int(
-            dialect,
-            "sum(CASE WHEN r.spf_aligned = 'pass' THEN r.count END)"
-        ),
-        none = int(
-            dialect,
-            "sum(CASE WHEN r.disposition = 'none' THEN r.count END)"
-        ),
-        quarantine = int(
-            dialect,
-            "sum(CASE WHEN r.disposition = 'quarantine' THEN r.count END)"
-        ),
-        reject = int(
-            dialect,
-            "sum(CASE WHEN r.disposition = 'reject' THEN r.count END)"
-        ),
+        "SELECT {key} AS key, {label} AS label, {} AS messages, {} AS passed, \
+         {} AS dkim, {} AS spf, {} AS none, {} AS quarantine, {} AS reject",
+        m.messages, m.passed, m.dkim, m.spf, m.none, m.quarantine, m.reject
     ));
-    let table = rollup.unwrap_or("aggregate_records");
-    push_from_where_in(store, &mut sql, filter, group_by.uses_sources(), table).await?;
-    sql.push(&format!(" GROUP BY {key}"));
+    let by_day = group_by == GroupBy::Day;
+    push_from_where_in(
+        store,
+        &mut sql,
+        filter,
+        group_by.uses_sources(),
+        plan,
+        by_day,
+    )
+    .await?;
+    sql.push(&format!(" GROUP BY {}", group_by.grouping(dialect)));
+    if let Some(having) = m.having {
+        sql.push(" HAVING ").push(&having);
+    }
     Ok(sql)
 }
 
@@ -404,25 +456,36 @@ pub async fn summary_from(
     page: Page,
     use_rollups: bool,
 ) -> Result<(Vec<SummaryRow>, i64), QueryError> {
-    let rollup = if use_rollups {
-        rollup_for(filter, Some(group_by))
+    let plan = if use_rollups {
+        Plan::for_query(filter, Some(group_by))
     } else {
-        None
+        Plan::Records
     };
-    let inner = summary_sql_from(store, filter, group_by, rollup).await?;
-    let mut count = Sql::new(store.dialect());
-    count.push("SELECT count(*) FROM (");
-    super::append(&mut count, &inner);
-    count.push(") AS groups");
-    let total = store
-        .fetch_table(count)
-        .await?
-        .first()
-        .map_or(0, |row| row[0].int());
-
-    let mut sql = ordered_summary(store, &inner, sort);
+    let inner = summary_sql_from(store, filter, group_by, plan).await?;
+    // The number of groups comes with the page, from one pass over the rows.
+    let mut sql = store.sql();
+    sql.push("SELECT *, count(*) OVER () AS groups FROM (");
+    super::append(&mut sql, &inner);
+    sql.push(") AS g");
+    sql.push(summary_order(sort));
     page.push_limit(&mut sql);
     let rows = store.fetch_table(sql).await?;
+    let total = match rows.first() {
+        Some(row) => row[9].int(),
+        None if page.offset == 0 => 0,
+        // Past the last page: the count needs a pass of its own.
+        None => {
+            let mut count = store.sql();
+            count.push("SELECT count(*) FROM (");
+            super::append(&mut count, &inner);
+            count.push(") AS groups");
+            store
+                .fetch_table(count)
+                .await?
+                .first()
+                .map_or(0, |row| row[0].int())
+        }
+    };
     Ok((
         rows.iter().map(|row| SummaryRow::from_cells(row)).collect(),
         total,
@@ -604,26 +667,7 @@ pub async fn records(
     filter: &ParsedFilter,
     page: Page,
 ) -> Result<(Vec<RecordRow>, i64), QueryError> {
-    // The total comes from a rollup when one covers the filter.
-    let mut count = store.sql();
-    match rollup_for(filter, None) {
-        Some(table) => {
-            count.push(&format!(
-                "SELECT {}",
-                int(store.dialect(), "sum(r.records)")
-            ));
-            push_from_where_in(store, &mut count, filter, false, table).await?;
-        }
-        None => {
-            count.push("SELECT count(*)");
-            push_from_where(store, &mut count, filter, false).await?;
-        }
-    }
-    let total = store
-        .fetch_table(count)
-        .await?
-        .first()
-        .map_or(0, |row| row[0].int());
+    let total = records_total(store, filter, true).await?;
     let mut sql = records_sql(store, filter).await?;
     page.push_limit(&mut sql);
     let rows = store.fetch_table(sql).await?;
@@ -631,6 +675,29 @@ pub async fn records(
         rows.iter().map(|row| RecordRow::from_cells(row)).collect(),
         total,
     ))
+}
+
+/// How many records match the filter: from a rollup when one covers it
+/// (`use_rollups`), else counted.
+pub async fn records_total(
+    store: &Store,
+    filter: &ParsedFilter,
+    use_rollups: bool,
+) -> Result<i64, QueryError> {
+    let plan = if use_rollups {
+        Plan::for_query(filter, None)
+    } else {
+        Plan::Records
+    };
+    let mut count = store.sql();
+    let records = Measures::new(plan, store.dialect(), filter.result).records;
+    count.push(&format!("SELECT {records}"));
+    push_from_where_in(store, &mut count, filter, false, plan, false).await?;
+    Ok(store
+        .fetch_table(count)
+        .await?
+        .first()
+        .map_or(0, |row| row[0].int()))
 }
 
 pub async fn records_stream(

@@ -5,6 +5,7 @@
 pub mod aggregate;
 pub mod filter;
 pub mod other;
+pub mod plan;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;

@@ -3,7 +3,8 @@
 
 use sqlx::{PgPool, SqlitePool};
 
-use super::{StoreError, StoreResult};
+use super::rollup::{self, Rollup};
+use super::{Dialect, StoreError, StoreResult};
 
 /// One schema change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,28 +12,52 @@ pub struct Migration {
     pub version: i64,
     pub name: &'static str,
     sql: &'static str,
+    /// Rollups this migration creates, filled from the stored records
+    /// right after its SQL, in the same transaction.
+    fills: &'static [&'static Rollup],
 }
+
+/// The totals that migration 5 creates.
+const TOTALS: &[&Rollup] = &[
+    &rollup::TOTALS_ORG_DAY,
+    &rollup::TOTALS_SOURCE_DAY,
+    &rollup::TOTALS_SOURCE_MONTH,
+    &rollup::TOTALS_SOURCE_ALL,
+    &rollup::TOTALS_DOMAIN_SOURCE_DAY,
+    &rollup::TOTALS_DOMAIN_SOURCE_MONTH,
+    &rollup::TOTALS_DOMAIN_SOURCE_ALL,
+];
 
 const POSTGRES: &[Migration] = &[
     Migration {
         version: 1,
         name: "initial",
         sql: include_str!("../../migrations/postgres/0001_initial.sql"),
+        fills: &[],
     },
     Migration {
         version: 2,
         name: "ip_sources",
         sql: include_str!("../../migrations/postgres/0002_ip_sources.sql"),
+        fills: &[],
     },
     Migration {
         version: 3,
         name: "web",
         sql: include_str!("../../migrations/postgres/0003_web.sql"),
+        fills: &[],
     },
     Migration {
         version: 4,
         name: "rollups",
         sql: include_str!("../../migrations/postgres/0004_rollups.sql"),
+        fills: &[],
+    },
+    Migration {
+        version: 5,
+        name: "totals",
+        sql: include_str!("../../migrations/postgres/0005_totals.sql"),
+        fills: TOTALS,
     },
 ];
 
@@ -41,29 +66,39 @@ const SQLITE: &[Migration] = &[
         version: 1,
         name: "initial",
         sql: include_str!("../../migrations/sqlite/0001_initial.sql"),
+        fills: &[],
     },
     Migration {
         version: 2,
         name: "ip_sources",
         sql: include_str!("../../migrations/sqlite/0002_ip_sources.sql"),
+        fills: &[],
     },
     Migration {
         version: 3,
         name: "web",
         sql: include_str!("../../migrations/sqlite/0003_web.sql"),
+        fills: &[],
     },
     Migration {
         version: 4,
         name: "rollups",
         sql: include_str!("../../migrations/sqlite/0004_rollups.sql"),
+        fills: &[],
+    },
+    Migration {
+        version: 5,
+        name: "totals",
+        sql: include_str!("../../migrations/sqlite/0005_totals.sql"),
+        fills: TOTALS,
     },
 ];
 
 /// The newest schema version this build knows.
-pub(super) fn latest_version(dialect: super::Dialect) -> i64 {
+pub(super) fn latest_version(dialect: Dialect) -> i64 {
     let list = match dialect {
-        super::Dialect::Postgres => POSTGRES,
-        super::Dialect::Sqlite => SQLITE,
+        Dialect::Postgres => POSTGRES,
+        Dialect::Sqlite => SQLITE,
     };
     list.iter().map(|m| m.version).max().unwrap_or(0)
 }
@@ -99,6 +134,12 @@ pub(super) async fn postgres(pool: &PgPool) -> StoreResult<Vec<Migration>> {
             .execute(&mut *transaction)
             .await
             .map_err(failed(migration))?;
+        for rollup in migration.fills {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(rollup.fill_sql(Dialect::Postgres)))
+                .execute(&mut *transaction)
+                .await
+                .map_err(failed(migration))?;
+        }
         sqlx::query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)")
             .bind(migration.version)
             .bind(migration.name)
@@ -129,6 +170,12 @@ pub(super) async fn sqlite(pool: &SqlitePool) -> StoreResult<Vec<Migration>> {
             .execute(&mut *transaction)
             .await
             .map_err(failed(migration))?;
+        for rollup in migration.fills {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(rollup.fill_sql(Dialect::Sqlite)))
+                .execute(&mut *transaction)
+                .await
+                .map_err(failed(migration))?;
+        }
         sqlx::query("INSERT INTO schema_migrations (version, name) VALUES (?, ?)")
             .bind(migration.version)
             .bind(migration.name)

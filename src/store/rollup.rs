@@ -1,64 +1,212 @@
-//! Daily rollups of aggregate records, kept exact as reports are stored and
+//! Rollups of aggregate records, kept exact as reports are stored and
 //! requeued, so that dashboards over millions of records read thousands of
-//! rows. Three grains: per domain, per domain and reporting organization,
-//! per domain and source IP (the one the source, country and AS views join
-//! to `ip_sources`). Each has the record columns the filters use under the
-//! same names (`date_begin` is the day, `count` the messages), so a query
-//! reads a rollup by naming it in place of `aggregate_records`.
+//! rows.
+//!
+//! Two kinds:
+//! - **result rollups** (`rollup_*_day`) keep the DMARC results
+//!   (disposition, aligned DKIM and SPF, pass) as dimensions, one row per
+//!   combination and day; they answer filters on those results.
+//! - **totals** (`totals_*`) keep one row per key and period, with the
+//!   results as counter columns (messages, DKIM passes, quarantines … and
+//!   the same for the failing messages alone). A source that sends every
+//!   combination of results is one row instead of a dozen, which is what
+//!   makes source, country and AS views over millions of records fast.
+//!   They come at three grains (day, month, all time), so that a long
+//!   period reads a few coarse rows and only its ragged ends read days.
+//!
+//! Column names match `aggregate_records` (`date_begin` is the start of the
+//! day or month, `count` the messages), so a query reads a rollup by naming
+//! it in place of the records.
 
 use super::Dialect;
 
-/// One rollup table and the record columns it keeps besides the day.
+/// The period one row of a rollup covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grain {
+    Day,
+    Month,
+    /// Everything stored: no `date_begin` column.
+    All,
+}
+
+/// How a rollup keeps the DMARC results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measures {
+    /// Results are dimensions; the values are `count` and `records`.
+    ResultDimensions,
+    /// Results are counter columns (`COUNTERS`).
+    Counters,
+}
+
+/// One rollup table.
+#[derive(Debug, PartialEq, Eq)]
 pub struct Rollup {
     pub table: &'static str,
+    pub grain: Grain,
+    pub measures: Measures,
+    /// The record columns it keeps besides the period.
     pub dimensions: &'static [&'static str],
 }
 
-const RESULTS: [&str; 5] = [
-    "policy_domain",
-    "disposition",
-    "dkim_aligned",
-    "spf_aligned",
-    "dmarc_pass",
+/// The counter columns of the totals, each the sum of an expression over
+/// the records. `fail_*` count the messages that failed DMARC alone, so that
+/// `result=fail` (and `pass`, by difference) is answered from the totals.
+pub const COUNTERS: [(&str, &str); 14] = [
+    ("count", "count"),
+    ("records", "1"),
+    (
+        "dkim_pass",
+        "CASE WHEN dkim_aligned = 'pass' THEN count ELSE 0 END",
+    ),
+    (
+        "spf_pass",
+        "CASE WHEN spf_aligned = 'pass' THEN count ELSE 0 END",
+    ),
+    (
+        "disp_none",
+        "CASE WHEN disposition = 'none' THEN count ELSE 0 END",
+    ),
+    (
+        "disp_quarantine",
+        "CASE WHEN disposition = 'quarantine' THEN count ELSE 0 END",
+    ),
+    (
+        "disp_reject",
+        "CASE WHEN disposition = 'reject' THEN count ELSE 0 END",
+    ),
+    (
+        "fail_count",
+        "CASE WHEN NOT dmarc_pass THEN count ELSE 0 END",
+    ),
+    ("fail_records", "CASE WHEN NOT dmarc_pass THEN 1 ELSE 0 END"),
+    (
+        "fail_dkim_pass",
+        "CASE WHEN NOT dmarc_pass AND dkim_aligned = 'pass' THEN count ELSE 0 END",
+    ),
+    (
+        "fail_spf_pass",
+        "CASE WHEN NOT dmarc_pass AND spf_aligned = 'pass' THEN count ELSE 0 END",
+    ),
+    (
+        "fail_disp_none",
+        "CASE WHEN NOT dmarc_pass AND disposition = 'none' THEN count ELSE 0 END",
+    ),
+    (
+        "fail_disp_quarantine",
+        "CASE WHEN NOT dmarc_pass AND disposition = 'quarantine' THEN count ELSE 0 END",
+    ),
+    (
+        "fail_disp_reject",
+        "CASE WHEN NOT dmarc_pass AND disposition = 'reject' THEN count ELSE 0 END",
+    ),
 ];
+
+const RESULTS: [&str; 4] = ["disposition", "dkim_aligned", "spf_aligned", "dmarc_pass"];
 
 pub const DOMAIN_DAY: Rollup = Rollup {
     table: "rollup_domain_day",
-    dimensions: &RESULTS,
+    grain: Grain::Day,
+    measures: Measures::ResultDimensions,
+    dimensions: &[
+        "policy_domain",
+        RESULTS[0],
+        RESULTS[1],
+        RESULTS[2],
+        RESULTS[3],
+    ],
 };
 
 pub const ORG_DAY: Rollup = Rollup {
     table: "rollup_org_day",
+    grain: Grain::Day,
+    measures: Measures::ResultDimensions,
     dimensions: &[
         "policy_domain",
-        "disposition",
-        "dkim_aligned",
-        "spf_aligned",
-        "dmarc_pass",
+        RESULTS[0],
+        RESULTS[1],
+        RESULTS[2],
+        RESULTS[3],
         "org_name",
     ],
 };
 
-pub const SOURCE_DAY: Rollup = Rollup {
-    table: "rollup_source_day",
-    dimensions: &[
-        "policy_domain",
-        "disposition",
-        "dkim_aligned",
-        "spf_aligned",
-        "dmarc_pass",
-        "source_ip",
-        "invalid_source_ip",
-    ],
+const ORG: &[&str] = &["policy_domain", "org_name"];
+const SOURCE: &[&str] = &["source_ip", "invalid_source_ip"];
+const DOMAIN_SOURCE: &[&str] = &["policy_domain", "source_ip", "invalid_source_ip"];
+
+const fn totals(table: &'static str, grain: Grain, dimensions: &'static [&'static str]) -> Rollup {
+    Rollup {
+        table,
+        grain,
+        measures: Measures::Counters,
+        dimensions,
+    }
+}
+
+pub const TOTALS_ORG_DAY: Rollup = totals("totals_org_day", Grain::Day, ORG);
+pub const TOTALS_SOURCE_DAY: Rollup = totals("totals_source_day", Grain::Day, SOURCE);
+pub const TOTALS_SOURCE_MONTH: Rollup = totals("totals_source_month", Grain::Month, SOURCE);
+pub const TOTALS_SOURCE_ALL: Rollup = totals("totals_source_all", Grain::All, SOURCE);
+pub const TOTALS_DOMAIN_SOURCE_DAY: Rollup =
+    totals("totals_domain_source_day", Grain::Day, DOMAIN_SOURCE);
+pub const TOTALS_DOMAIN_SOURCE_MONTH: Rollup =
+    totals("totals_domain_source_month", Grain::Month, DOMAIN_SOURCE);
+pub const TOTALS_DOMAIN_SOURCE_ALL: Rollup =
+    totals("totals_domain_source_all", Grain::All, DOMAIN_SOURCE);
+
+/// A set of totals with the same dimensions at the grains there are.
+pub struct Family {
+    pub day: &'static Rollup,
+    pub month: Option<&'static Rollup>,
+    pub all: Option<&'static Rollup>,
+}
+
+impl Family {
+    pub fn dimensions(&self) -> &'static [&'static str] {
+        self.day.dimensions
+    }
+}
+
+/// Per domain and reporting organization (no source).
+pub const ORG_TOTALS: Family = Family {
+    day: &TOTALS_ORG_DAY,
+    month: None,
+    all: None,
+};
+/// Per source IP, all domains together.
+pub const SOURCE_TOTALS: Family = Family {
+    day: &TOTALS_SOURCE_DAY,
+    month: Some(&TOTALS_SOURCE_MONTH),
+    all: Some(&TOTALS_SOURCE_ALL),
+};
+/// Per domain and source IP.
+pub const DOMAIN_SOURCE_TOTALS: Family = Family {
+    day: &TOTALS_DOMAIN_SOURCE_DAY,
+    month: Some(&TOTALS_DOMAIN_SOURCE_MONTH),
+    all: Some(&TOTALS_DOMAIN_SOURCE_ALL),
 };
 
-pub const ALL: [Rollup; 3] = [DOMAIN_DAY, ORG_DAY, SOURCE_DAY];
+/// Every rollup, in the order the save transaction updates them.
+pub const ALL: [Rollup; 9] = [
+    DOMAIN_DAY,
+    ORG_DAY,
+    TOTALS_ORG_DAY,
+    TOTALS_SOURCE_DAY,
+    TOTALS_SOURCE_MONTH,
+    TOTALS_SOURCE_ALL,
+    TOTALS_DOMAIN_SOURCE_DAY,
+    TOTALS_DOMAIN_SOURCE_MONTH,
+    TOTALS_DOMAIN_SOURCE_ALL,
+];
 
-/// The start of the record's day (UTC), in the column's own type.
-fn day(dialect: Dialect) -> &'static str {
-    match dialect {
-        Dialect::Postgres => "date_trunc('day', date_begin, 'UTC')",
-        Dialect::Sqlite => "substr(date_begin, 1, 10) || 'T00:00:00+00:00'",
+/// The start of the record's period (UTC), in the column's own type.
+fn period(dialect: Dialect, grain: Grain) -> Option<&'static str> {
+    match (grain, dialect) {
+        (Grain::All, _) => None,
+        (Grain::Day, Dialect::Postgres) => Some("date_trunc('day', date_begin, 'UTC')"),
+        (Grain::Month, Dialect::Postgres) => Some("date_trunc('month', date_begin, 'UTC')"),
+        (Grain::Day, Dialect::Sqlite) => Some("substr(date_begin, 1, 10) || 'T00:00:00+00:00'"),
+        (Grain::Month, Dialect::Sqlite) => Some("substr(date_begin, 1, 7) || '-01T00:00:00+00:00'"),
     }
 }
 
@@ -78,89 +226,177 @@ fn same(dialect: Dialect) -> &'static str {
 }
 
 impl Rollup {
+    /// The key columns: the period (unless all time) and the dimensions.
+    fn key_columns(&self) -> Vec<&'static str> {
+        let period = (self.grain != Grain::All).then_some("date_begin");
+        period
+            .into_iter()
+            .chain(self.dimensions.iter().copied())
+            .collect()
+    }
+
+    /// The value columns and the expression each sums over the records.
+    fn value_columns(&self) -> Vec<(&'static str, &'static str)> {
+        match self.measures {
+            Measures::ResultDimensions => vec![("count", "count"), ("records", "1")],
+            Measures::Counters => COUNTERS.to_vec(),
+        }
+    }
+
+    /// `SELECT <key>, <sums> FROM the records of <reports> GROUP BY <key>`,
+    /// sorted so that concurrent transactions lock rows in one order.
+    fn grouped(&self, dialect: Dialect, reports: &str) -> String {
+        let period = period(dialect, self.grain);
+        let mut select: Vec<String> = Vec::new();
+        let mut group: Vec<String> = Vec::new();
+        if let Some(period) = period {
+            select.push(format!("{period} AS date_begin"));
+            group.push(period.to_string());
+        }
+        for dimension in self.dimensions {
+            select.push(dimension.to_string());
+            group.push(dimension.to_string());
+        }
+        for (column, expression) in self.value_columns() {
+            select.push(format!("sum({expression}) AS {column}"));
+        }
+        let order: Vec<String> = (1..=group.len()).map(|i| i.to_string()).collect();
+        format!(
+            "SELECT {} FROM aggregate_records WHERE report_id IN \
+             (SELECT id FROM aggregate_reports WHERE {reports}) GROUP BY {} ORDER BY {}",
+            select.join(", "),
+            group.join(", "),
+            order.join(", "),
+        )
+    }
+
+    /// `t.c IS x.c AND …` over the key.
+    fn matches(&self, dialect: Dialect) -> String {
+        self.key_columns()
+            .iter()
+            .map(|column| format!("t.{column} {} x.{column}", same(dialect)))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    }
+
+    /// `c = t.c <op> x.c, …` over the values.
+    fn combine(&self, op: char, target: &str) -> String {
+        self.value_columns()
+            .iter()
+            .map(|(column, _)| format!("{column} = {target}.{column} {op} x.{column}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Statements that add the records of every aggregate report stored
     /// for a set of messages (bound as a PostgreSQL `int8[]`, or a JSON
     /// array on SQLite): run once per save transaction, not per report, so
-    /// that workers storing reports about the same domain and day meet on
-    /// these rows once per batch. PostgreSQL merges with ON CONFLICT over a NULLS NOT
+    /// that workers storing reports about the same keys meet on these rows
+    /// once per batch. PostgreSQL merges with ON CONFLICT over a NULLS NOT
     /// DISTINCT key; SQLite's unique keys treat NULLs as distinct, so there
     /// it is an update of the rows that exist, then an insert of the rest
     /// (exact inside its single-writer transaction).
     pub fn add_sql(&self, dialect: Dialect) -> Vec<String> {
-        let dims = self.dimensions.join(", ");
-        let table = self.table;
         let messages = match dialect {
             Dialect::Postgres => "message_id = ANY($1)",
             Dialect::Sqlite => "message_id IN (SELECT value FROM json_each(?1))",
         };
-        // Sorted, so that concurrent transactions lock rows in one order.
-        let grouped = format!(
-            "SELECT {day} AS date_begin, {dims}, sum(count) AS count, count(*) AS records \
-             FROM aggregate_records WHERE report_id IN \
-             (SELECT id FROM aggregate_reports WHERE {messages}) \
-             GROUP BY {day}, {dims} ORDER BY 1, {dims}",
-            day = day(dialect),
-        );
+        let grouped = self.grouped(dialect, messages);
+        let table = self.table;
+        let keys = self.key_columns().join(", ");
+        let values: Vec<&str> = self.value_columns().iter().map(|(c, _)| *c).collect();
+        let columns = format!("{keys}, {}", values.join(", "));
         match dialect {
-            Dialect::Postgres => vec![format!(
-                "INSERT INTO {table} (date_begin, {dims}, count, records) {grouped} \
-                 ON CONFLICT (date_begin, {dims}) DO UPDATE SET count = {table}.count + excluded.count, \
-                     records = {table}.records + excluded.records"
-            )],
+            Dialect::Postgres => {
+                let update = self
+                    .value_columns()
+                    .iter()
+                    .map(|(c, _)| format!("{c} = {table}.{c} + excluded.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                vec![format!(
+                    "INSERT INTO {table} ({columns}) {grouped} \
+                     ON CONFLICT ({keys}) DO UPDATE SET {update}"
+                )]
+            }
             Dialect::Sqlite => {
                 let matches = self.matches(dialect);
+                let x_columns = columns
+                    .split(", ")
+                    .map(|c| format!("x.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 vec![
                     format!(
-                        "UPDATE {table} AS t SET count = t.count + x.count, records = t.records + x.records \
-                         FROM ({grouped}) AS x WHERE {matches}"
+                        "UPDATE {table} AS t SET {} FROM ({grouped}) AS x WHERE {matches}",
+                        self.combine('+', "t")
                     ),
                     format!(
-                        "INSERT INTO {table} (date_begin, {dims}, count, records) \
-                         SELECT x.date_begin, {x_dims}, x.count, x.records FROM ({grouped}) AS x \
-                         WHERE NOT EXISTS (SELECT 1 FROM {table} AS t WHERE {matches})",
-                        x_dims = self.dimensions.iter().map(|d| format!("x.{d}")).collect::<Vec<_>>().join(", "),
+                        "INSERT INTO {table} ({columns}) \
+                         SELECT {x_columns} FROM ({grouped}) AS x \
+                         WHERE NOT EXISTS (SELECT 1 FROM {table} AS t WHERE {matches})"
                     ),
                 ]
             }
         }
     }
 
-    /// `t.c IS x.c AND …` over the day and every dimension.
-    fn matches(&self, dialect: Dialect) -> String {
-        std::iter::once("date_begin")
-            .chain(self.dimensions.iter().copied())
-            .map(|column| format!("t.{column} {} x.{column}", same(dialect)))
-            .collect::<Vec<_>>()
-            .join(" AND ")
+    /// Fills the (empty) rollup from every stored record: for the migration
+    /// that creates it, and for benchmarks that seed records in bulk.
+    pub fn fill_sql(&self, dialect: Dialect) -> String {
+        let keys = self.key_columns().join(", ");
+        let values: Vec<&str> = self.value_columns().iter().map(|(c, _)| *c).collect();
+        format!(
+            "INSERT INTO {} ({keys}, {}) {}",
+            self.table,
+            values.join(", "),
+            self.grouped(dialect, "1 = 1")
+        )
     }
 
     /// Takes away the records of every aggregate report of one message
     /// (the bound id), before they are deleted for reprocessing.
     pub fn subtract_sql(&self, dialect: Dialect) -> String {
-        let dims = self.dimensions.join(", ");
-        let matches = self.matches(dialect);
-        let source = format!(
-            "SELECT {day} AS date_begin, {dims}, sum(count) AS count, count(*) AS records \
-             FROM aggregate_records WHERE report_id IN \
-             (SELECT id FROM aggregate_reports WHERE message_id = {p}) GROUP BY {day}, {dims}",
-            day = day(dialect),
-            p = placeholder(dialect),
-        );
+        let source = self.grouped(dialect, &format!("message_id = {}", placeholder(dialect)));
         let table = self.table;
-        match dialect {
-            Dialect::Postgres => format!(
-                "UPDATE {table} t SET count = t.count - x.count, records = t.records - x.records \
-                 FROM ({source}) x WHERE {matches}"
-            ),
-            Dialect::Sqlite => format!(
-                "UPDATE {table} AS t SET count = t.count - x.count, records = t.records - x.records \
-                 FROM ({source}) AS x WHERE {matches}"
-            ),
+        format!(
+            "UPDATE {table} AS t SET {} FROM ({source}) AS x WHERE {}",
+            self.combine('-', "t"),
+            self.matches(dialect)
+        )
+    }
+
+    /// Rows left empty by a subtraction (found through a partial index).
+    pub fn prune_sql(&self) -> String {
+        format!("DELETE FROM {} WHERE records <= 0", self.table)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_shares_its_dimensions_across_grains() {
+        for family in [ORG_TOTALS, SOURCE_TOTALS, DOMAIN_SOURCE_TOTALS] {
+            for rollup in [family.month, family.all].into_iter().flatten() {
+                assert_eq!(rollup.dimensions, family.dimensions(), "{}", rollup.table);
+                assert_eq!(rollup.measures, Measures::Counters);
+            }
+            assert_eq!(family.day.grain, Grain::Day);
         }
     }
 
-    /// Rows left empty by a subtraction.
-    pub fn prune_sql(&self) -> String {
-        format!("DELETE FROM {} WHERE records <= 0", self.table)
+    #[test]
+    fn all_time_totals_have_no_period_column() {
+        let sql = TOTALS_SOURCE_ALL.add_sql(Dialect::Postgres).join(";");
+        assert!(!sql.contains("date_begin AS"), "{sql}");
+        assert!(
+            sql.contains("ON CONFLICT (source_ip, invalid_source_ip)"),
+            "{sql}"
+        );
+        let sql = TOTALS_SOURCE_MONTH.subtract_sql(Dialect::Sqlite);
+        assert!(sql.contains("substr(date_begin, 1, 7)"), "{sql}");
+        assert!(sql.contains("fail_disp_reject = t.fail_disp_reject - x.fail_disp_reject"));
     }
 }
