@@ -146,70 +146,57 @@ pub(super) async fn overview(
             )
         })
         .collect();
-    let failed_messages = state
-        .store
-        .status_counts()
-        .await?
-        .get(&MessageStatus::Failed)
-        .copied()
-        .unwrap_or(0);
     let failing = ParsedFilter {
         result: Some(false),
         ..parsed.clone()
     };
+    let failed_messages = async {
+        let counts = state.store.status_counts().await?;
+        Ok::<_, PageError>(counts.get(&MessageStatus::Failed).copied().unwrap_or(0))
+    };
+    let top = |parsed, group_by, limit| {
+        summary_table(
+            &state,
+            &filter,
+            parsed,
+            group_by,
+            SummarySort::Messages,
+            limit,
+        )
+    };
+    let tls = async {
+        Ok::<_, PageError>(other::tls_summary(&state.store, &parsed, TlsGroupBy::Domain).await?)
+    };
+    let failures = async {
+        let page = Page::new(Some(5), None, 5)?;
+        Ok::<_, PageError>(other::failures(&state.store, &parsed, page).await?.0)
+    };
+    // Independent queries, each on its own pooled connection.
+    let (chart, domains_table, top_sources, failing_sources, top_orgs, top_countries) = tokio::try_join!(
+        daily_chart(&state, &parsed),
+        top(&parsed, GroupBy::Domain, 50),
+        top(&parsed, GroupBy::SourceName, 10),
+        top(&failing, GroupBy::SourceName, 10),
+        top(&parsed, GroupBy::Org, 10),
+        top(&parsed, GroupBy::Country, 10),
+    )?;
+    let (tls, failures, failed_messages, form) = tokio::try_join!(
+        tls,
+        failures,
+        failed_messages,
+        filter_form(&state, filter.clone(), Vec::new()),
+    )?;
     let page = OverviewPage {
-        chart: daily_chart(&state, &parsed).await?,
-        domains_table: summary_table(
-            &state,
-            &filter,
-            &parsed,
-            GroupBy::Domain,
-            SummarySort::Messages,
-            50,
-        )
-        .await?,
-        top_sources: summary_table(
-            &state,
-            &filter,
-            &parsed,
-            GroupBy::SourceName,
-            SummarySort::Messages,
-            10,
-        )
-        .await?,
-        failing_sources: summary_table(
-            &state,
-            &filter,
-            &failing,
-            GroupBy::SourceName,
-            SummarySort::Messages,
-            10,
-        )
-        .await?,
-        top_orgs: summary_table(
-            &state,
-            &filter,
-            &parsed,
-            GroupBy::Org,
-            SummarySort::Messages,
-            10,
-        )
-        .await?,
-        top_countries: summary_table(
-            &state,
-            &filter,
-            &parsed,
-            GroupBy::Country,
-            SummarySort::Messages,
-            10,
-        )
-        .await?,
-        tls: other::tls_summary(&state.store, &parsed, TlsGroupBy::Domain).await?,
-        failures: other::failures(&state.store, &parsed, Page::new(Some(5), None, 5)?)
-            .await?
-            .0,
+        chart,
+        domains_table,
+        top_sources,
+        failing_sources,
+        top_orgs,
+        top_countries,
+        tls,
+        failures,
         layout: Layout::new(&state, Some(user), "/"),
-        form: filter_form(&state, filter, Vec::new()).await?,
+        form,
         periods,
         failed_messages,
     };
@@ -373,6 +360,68 @@ struct SourcePage {
     spf: Vec<(String, String, String, i64)>,
     by_org: SummaryTable,
     by_header_from: SummaryTable,
+    /// How many of the latest records the breakdowns read.
+    sample: usize,
+}
+
+/// A summary of the sampled records by organization or header From (the
+/// rollups have no per-source organization, and a busy source has hundreds
+/// of thousands of records: the latest ones say what is happening now).
+fn sample_table(filter: &Filter, rows: &[RecordRow], group_by: GroupBy) -> SummaryTable {
+    let mut groups: BTreeMap<Option<String>, SummaryRow> = BTreeMap::new();
+    for record in rows {
+        let key = match group_by {
+            GroupBy::Org => Some(record.org_name.clone()),
+            _ => record.header_from.clone(),
+        };
+        let group = groups.entry(key.clone()).or_insert_with(|| SummaryRow {
+            key,
+            label: None,
+            messages: 0,
+            dmarc_pass: 0,
+            dmarc_fail: 0,
+            dkim_aligned_pass: 0,
+            spf_aligned_pass: 0,
+            disposition_none: 0,
+            disposition_quarantine: 0,
+            disposition_reject: 0,
+            pass_rate: 0.0,
+        });
+        let count = record.count;
+        let passes = |value: &Option<String>| value.as_deref() == Some("pass");
+        group.messages += count;
+        if record.dmarc_pass {
+            group.dmarc_pass += count;
+        } else {
+            group.dmarc_fail += count;
+        }
+        group.dkim_aligned_pass += if passes(&record.dkim_aligned) {
+            count
+        } else {
+            0
+        };
+        group.spf_aligned_pass += if passes(&record.spf_aligned) {
+            count
+        } else {
+            0
+        };
+        match record.disposition.as_deref() {
+            Some("none") => group.disposition_none += count,
+            Some("quarantine") => group.disposition_quarantine += count,
+            Some("reject") => group.disposition_reject += count,
+            _ => {}
+        }
+    }
+    let mut list: Vec<SummaryRow> = groups.into_values().collect();
+    list.sort_by_key(|row| std::cmp::Reverse(row.messages));
+    list.truncate(20);
+    SummaryTable {
+        heading: group_by.label(),
+        rows: list
+            .iter()
+            .map(|row| SummaryLine::new(row, drill_down(filter, group_by, row)))
+            .collect(),
+    }
 }
 
 /// Sums `count` per (domain, selector or scope, result) over the records'
@@ -479,24 +528,9 @@ pub(super) async fn source(
         chart: daily_chart(&state, &parsed).await?,
         dkim: auth_breakdown(&rows, true),
         spf: auth_breakdown(&rows, false),
-        by_org: summary_table(
-            &state,
-            &filter,
-            &parsed,
-            GroupBy::Org,
-            SummarySort::Messages,
-            20,
-        )
-        .await?,
-        by_header_from: summary_table(
-            &state,
-            &filter,
-            &parsed,
-            GroupBy::HeaderFrom,
-            SummarySort::Messages,
-            20,
-        )
-        .await?,
+        by_org: sample_table(&filter, &rows, GroupBy::Org),
+        by_header_from: sample_table(&filter, &rows, GroupBy::HeaderFrom),
+        sample: rows.len(),
         ip: address.to_string(),
         info,
     })
