@@ -121,7 +121,8 @@ async fn run(url: String) {
         .fetch_one(&mut db)
         .await
         .unwrap();
-    let month = (chrono::Utc::now().date_naive() - chrono::Duration::days(30)).to_string();
+    // A period with ragged ends (whole months in the middle, days at both ends).
+    let month = (chrono::Utc::now().date_naive() - chrono::Duration::days(36)).to_string();
     let pages: Vec<String> = vec![
         "/".into(),
         format!("/?since={month}"),

@@ -165,6 +165,9 @@ impl Config {
                 self.web.tlsrpt_path
             ));
         }
+        if self.web.tls_cert_file.is_some() != self.web.tls_key_file.is_some() {
+            return Err("web.tls_cert_file and web.tls_key_file must be set together".to_string());
+        }
         if self.web.session_hours == 0 || self.web.tlsrpt_max_bytes == 0 {
             return Err(
                 "web.session_hours and web.tlsrpt_max_bytes must be at least 1".to_string(),

@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::inbox::Inbox;
 use crate::smtp::tls::TlsSource;
 use crate::smtp::SmtpServer;
-use crate::web::AppState;
+use crate::web::{AppState, TlsListener, WebListener};
 use crate::worker::Worker;
 
 pub(super) async fn serve(config: Config) -> anyhow::Result<ExitCode> {
@@ -75,7 +75,25 @@ pub(super) async fn serve(config: Config) -> anyhow::Result<ExitCode> {
                     config.web.listen
                 )
             })?;
-        tracing::info!(address = %listener.local_addr()?, "web listener ready");
+        let listener = match (&config.web.tls_cert_file, &config.web.tls_key_file) {
+            (Some(cert), Some(key)) => {
+                let files = crate::smtp::tls::CertificateFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                };
+                let tls = TlsSource::load(Some(files), "")?;
+                Arc::clone(&tls).watch(std::time::Duration::from_secs(30));
+                reload_on_sighup(Arc::clone(&tls));
+                let handshake = std::time::Duration::from_secs(10);
+                WebListener::Tls(TlsListener::new(listener, tls, handshake)?)
+            }
+            _ => WebListener::Plain(listener),
+        };
+        let scheme = match listener {
+            WebListener::Tls(_) => "https",
+            WebListener::Plain(_) => "http",
+        };
+        tracing::info!(address = %listener.local_addr()?, scheme, "web listener ready");
         let router = crate::web::router(state);
         let stopped = stopped.clone();
         listeners.push(tokio::spawn(async move {

@@ -6,6 +6,7 @@ mod api;
 mod csv;
 mod error;
 mod limiter;
+mod listener;
 mod ops;
 mod pages;
 mod svg;
@@ -24,6 +25,7 @@ use crate::store::Store;
 pub use accounts::Accounts;
 pub use error::ApiError;
 use limiter::RateLimiter;
+pub use listener::{ClientAddr, TlsListener, WebListener};
 
 /// The `[web]` section of the config.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -31,9 +33,14 @@ use limiter::RateLimiter;
 pub struct WebConfig {
     /// Serve the dashboard, API, TLS-RPT intake and metrics.
     pub enabled: bool,
-    /// Plain HTTP: put a TLS-terminating reverse proxy in front (README,
-    /// "Web and HTTPS") for anything beyond loopback.
+    /// Plain HTTP unless `tls_cert_file` is set: then put nothing in front,
+    /// or else a TLS-terminating reverse proxy (README, "Web and HTTPS").
     pub listen: SocketAddr,
+    /// PEM certificate chain for HTTPS on `listen` (with `tls_key_file`);
+    /// reloaded when the files change and on SIGHUP. Unset: plain HTTP.
+    pub tls_cert_file: Option<std::path::PathBuf>,
+    /// PEM private key for `tls_cert_file`.
+    pub tls_key_file: Option<std::path::PathBuf>,
     /// Mark the session cookie `Secure` (HTTPS only). True by default: the
     /// dashboard is meant to be reached through HTTPS. Set false only to
     /// sign in over plain HTTP on loopback.
@@ -58,6 +65,8 @@ impl Default for WebConfig {
         WebConfig {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tls_cert_file: None,
+            tls_key_file: None,
             secure_cookies: true,
             session_hours: 12,
             login_attempts_per_minute: 10,
@@ -116,23 +125,31 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` turns true; requests in
-/// flight finish first.
+/// Serves `router` on `listener` (a `TcpListener` or a `WebListener`)
+/// until `shutdown` turns true; requests in flight finish first.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: impl Into<WebListener>,
     router: Router,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    let stopped = async move {
         while !*shutdown.borrow() {
             if shutdown.changed().await.is_err() {
                 break;
             }
         }
-    })
-    .await
+    };
+    let service = router.into_make_service_with_connect_info::<ClientAddr>();
+    match listener.into() {
+        WebListener::Plain(tcp) => {
+            axum::serve(tcp, service)
+                .with_graceful_shutdown(stopped)
+                .await
+        }
+        WebListener::Tls(tls) => {
+            axum::serve(tls, service)
+                .with_graceful_shutdown(stopped)
+                .await
+        }
+    }
 }

@@ -5,8 +5,7 @@
 //! with a reason otherwise. A body stored but unparseable is kept, with its
 //! reason, like any failed message.
 
-use std::net::SocketAddr;
-
+use crate::web::ClientAddr;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -36,7 +35,7 @@ struct Stored {
 
 async fn receive(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Stored>, ApiError> {

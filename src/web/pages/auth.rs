@@ -2,8 +2,7 @@
 //! (by default) Secure; the sign-in form carries its own CSRF token in a
 //! short-lived cookie (double submit), as there is no session yet.
 
-use std::net::SocketAddr;
-
+use crate::web::ClientAddr;
 use askama::Template;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -110,7 +109,7 @@ pub(super) struct LoginForm {
 
 pub(super) async fn login(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, PageError> {
