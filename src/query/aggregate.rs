@@ -87,8 +87,9 @@ impl GroupBy {
     fn key_and_label(self, dialect: Dialect) -> (&'static str, &'static str) {
         let pg = dialect == Dialect::Postgres;
         match self {
-            GroupBy::Source if pg => ("host(r.source_ip)", "max(coalesce(s.source_name, s.ptr))"),
-            GroupBy::Source => ("r.source_ip", "max(coalesce(s.source_name, s.ptr))"),
+            // Labelled after grouping (`outer_label`), for the page's rows only.
+            GroupBy::Source if pg => ("host(r.source_ip)", "NULL"),
+            GroupBy::Source => ("r.source_ip", "NULL"),
             GroupBy::SourceName if pg => (
                 "coalesce(s.source_name, host(r.source_ip), r.invalid_source_ip)",
                 "max(s.source_type)",
@@ -110,6 +111,27 @@ impl GroupBy {
             GroupBy::Disposition => ("r.disposition", "NULL"),
             GroupBy::HeaderFrom => ("r.header_from", "NULL"),
         }
+    }
+
+    /// The label as the outer query over the groups `g` selects it.
+    fn outer_label(self, dialect: Dialect) -> &'static str {
+        match (self, dialect) {
+            (GroupBy::Source, Dialect::Postgres) => {
+                "(SELECT coalesce(s.source_name, s.ptr) FROM ip_sources s WHERE s.ip = g.key::inet)"
+            }
+            (GroupBy::Source, Dialect::Sqlite) => {
+                "(SELECT coalesce(s.source_name, s.ptr) FROM ip_sources s WHERE s.ip = g.key)"
+            }
+            _ => "g.label",
+        }
+    }
+
+    /// The outer query's columns: the groups, labelled.
+    fn outer_columns(self, dialect: Dialect) -> String {
+        format!(
+            "g.key, {} AS label, g.messages, g.passed, g.dkim, g.spf, g.none, g.quarantine, g.reject",
+            self.outer_label(dialect)
+        )
     }
 
     /// What the rows are grouped by: the key itself, except that an IP is
@@ -415,9 +437,11 @@ async fn summary_sql_from(
 
 /// The summary in a subquery, so that the order can use its columns in
 /// expressions (PostgreSQL allows only bare output names in ORDER BY).
-fn ordered_summary(store: &Store, inner: &Sql, sort: SummarySort) -> Sql {
+fn ordered_summary(store: &Store, inner: &Sql, group_by: GroupBy, sort: SummarySort) -> Sql {
     let mut sql = store.sql();
-    sql.push("SELECT * FROM (");
+    sql.push("SELECT ")
+        .push(&group_by.outer_columns(store.dialect()))
+        .push(" FROM (");
     super::append(&mut sql, inner);
     sql.push(") AS g");
     sql.push(summary_order(sort));
@@ -464,7 +488,9 @@ pub async fn summary_from(
     let inner = summary_sql_from(store, filter, group_by, plan).await?;
     // The number of groups comes with the page, from one pass over the rows.
     let mut sql = store.sql();
-    sql.push("SELECT *, count(*) OVER () AS groups FROM (");
+    sql.push("SELECT ")
+        .push(&group_by.outer_columns(store.dialect()))
+        .push(", count(*) OVER () AS groups FROM (");
     super::append(&mut sql, &inner);
     sql.push(") AS g");
     sql.push(summary_order(sort));
@@ -500,7 +526,7 @@ pub async fn summary_stream(
     sort: SummarySort,
 ) -> Result<super::RowStream<SummaryRow>, QueryError> {
     let inner = summary_sql(store, filter, group_by).await?;
-    let sql = ordered_summary(store, &inner, sort);
+    let sql = ordered_summary(store, &inner, group_by, sort);
     Ok(super::RowStream::new(
         store.stream_table(sql, 256),
         |cells| SummaryRow::from_cells(&cells),

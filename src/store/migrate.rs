@@ -135,7 +135,14 @@ pub(super) async fn postgres(pool: &PgPool) -> StoreResult<Vec<Migration>> {
             .await
             .map_err(failed(migration))?;
         for rollup in migration.fills {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(rollup.fill_sql(Dialect::Postgres)))
+            // Statistics at once: until autovacuum comes by, the planner
+            // would take a filled table for an empty one.
+            let fill = format!(
+                "{}; ANALYZE {}",
+                rollup.fill_sql(Dialect::Postgres),
+                rollup.table
+            );
+            sqlx::raw_sql(sqlx::AssertSqlSafe(fill))
                 .execute(&mut *transaction)
                 .await
                 .map_err(failed(migration))?;

@@ -32,8 +32,10 @@ impl PgStore {
         let options = url
             .parse::<sqlx::postgres::PgConnectOptions>()?
             // JIT compilation adds a second or more to every large
-            // aggregate and pays off only for much longer queries.
-            .options([("jit", "off")]);
+            // aggregate and pays off only for much longer queries. A summary
+            // over tens of thousands of sources hashes ~10 MB of groups: the
+            // 4 MB default would spill it to disk.
+            .options([("jit", "off"), ("work_mem", "32MB")]);
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
