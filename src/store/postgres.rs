@@ -34,8 +34,14 @@ impl PgStore {
             // JIT compilation adds a second or more to every large
             // aggregate and pays off only for much longer queries. A summary
             // over tens of thousands of sources hashes ~10 MB of groups: the
-            // 4 MB default would spill it to disk.
-            .options([("jit", "off"), ("work_mem", "32MB")]);
+            // 4 MB default would spill it to disk. Prepared statements are
+            // planned for their values: a generic plan cannot see whether a
+            // date bound leaves a day or a year of rollup rows.
+            .options([
+                ("jit", "off"),
+                ("work_mem", "32MB"),
+                ("plan_cache_mode", "force_custom_plan"),
+            ]);
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
