@@ -7,7 +7,8 @@
 //! real senders) straight into the tables, rollups included, once; later
 //! runs reuse it (RESEED=1 starts over). Then serves the web app in this
 //! process and requests every page and summary endpoint REQUESTS times
-//! (default 40) from 4 concurrent clients, printing p50 / p95 / max.
+//! (default 40) from CLIENTS concurrent clients (default 4), printing
+//! p50 / p95 / max. ONLY=<text> measures just the URLs containing it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -162,15 +163,23 @@ async fn run(url: String) {
     api.push("/api/v1/aggregate/reports".into());
     api.push("/api/v1/tls/summary".into());
 
-    println!("{requests} requests per URL, 4 concurrent clients; latency in ms");
+    let clients = setting("CLIENTS", 4).max(1) as usize;
+    println!("{requests} requests per URL, {clients} concurrent clients; latency in ms");
     println!("{:<70} {:>7} {:>7} {:>7}", "URL", "p50", "p95", "max");
     let cookie = format!("dmarcd_session={session}");
     let mut worst = 0.0f64;
-    for (path, header) in pages.iter().map(|p| (p, ("Cookie", cookie.clone()))).chain(
-        api.iter()
-            .map(|p| (p, ("Authorization", format!("Bearer {token}")))),
-    ) {
-        let (p50, p95, max) = measure(address, path, header, requests).await;
+    // ONLY=<text>: just the URLs that contain it (while working on one view).
+    let only = std::env::var("ONLY").unwrap_or_default();
+    for (path, header) in pages
+        .iter()
+        .map(|p| (p, ("Cookie", cookie.clone())))
+        .chain(
+            api.iter()
+                .map(|p| (p, ("Authorization", format!("Bearer {token}")))),
+        )
+        .filter(|(path, _)| path.contains(only.as_str()))
+    {
+        let (p50, p95, max) = measure(address, path, header, requests, clients).await;
         worst = worst.max(p95);
         println!("{path:<70} {p50:>7.1} {p95:>7.1} {max:>7.1}");
     }
@@ -250,25 +259,26 @@ async fn measure(
     path: &str,
     header: (&'static str, String),
     requests: usize,
+    clients: usize,
 ) -> (f64, f64, f64) {
     let url = Arc::new(format!("http://{address}{path}"));
     let header = Arc::new(header);
     // One warm-up request (plans, caches), not counted.
     let _ = fetch(&url, &header);
-    let per_client = requests.div_ceil(4);
-    let mut clients = Vec::new();
-    for _ in 0..4 {
+    let per_client = requests.div_ceil(clients);
+    let mut workers = Vec::new();
+    for _ in 0..clients {
         let url = Arc::clone(&url);
         let header = Arc::clone(&header);
-        clients.push(tokio::task::spawn_blocking(move || {
+        workers.push(tokio::task::spawn_blocking(move || {
             (0..per_client)
                 .map(|_| fetch(&url, &header))
                 .collect::<Vec<Duration>>()
         }));
     }
     let mut times = Vec::new();
-    for client in clients {
-        times.extend(client.await.unwrap());
+    for worker in workers {
+        times.extend(worker.await.unwrap());
     }
     times.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -334,7 +344,7 @@ async fn seed(db: &mut sqlx::PgConnection, records: u64) {
         ),
         "CREATE INDEX aggregate_records_report ON aggregate_records (report_id)".to_string(),
         "CREATE INDEX aggregate_records_domain_time ON aggregate_records (policy_domain, date_begin)".to_string(),
-        "CREATE INDEX aggregate_records_source_ip ON aggregate_records (source_ip)".to_string(),
+        "CREATE INDEX aggregate_records_source_ip ON aggregate_records (source_ip, date_begin DESC, id DESC)".to_string(),
         "CREATE INDEX aggregate_records_newest ON aggregate_records (date_begin DESC, id DESC)".to_string(),
         "UPDATE aggregate_reports a SET message_count = s.m FROM
              (SELECT report_id, sum(count) m FROM aggregate_records GROUP BY report_id) s WHERE s.report_id = a.id".to_string(),

@@ -31,6 +31,26 @@ const FILTERS: &[&str] = &[
     "since=2018-10-02&until=2018-10-05",
 ];
 
+/// What the enrichment would save for `ip`: country, AS number and name,
+/// and a source name.
+fn described(
+    ip: &str,
+    network: Option<(&str, u32, &str)>,
+    name: Option<&str>,
+) -> dmarcd::enrich::SourceInfo {
+    dmarcd::enrich::SourceInfo {
+        ip: ip.parse().unwrap(),
+        country: network.map(|(country, _, _)| country.into()),
+        asn: network.map(|(_, asn, _)| asn),
+        as_name: network.map(|(_, _, name)| name.into()),
+        as_domain: None,
+        ptr: None,
+        base_domain: None,
+        source_name: name.map(Into::into),
+        source_type: name.map(|_| "esp".into()),
+    }
+}
+
 /// Every grouping under every filter, and the number of records: from the
 /// rollup the query would use, and from the records; they must be identical.
 async fn assert_rollups_match(store: &Store, context: &str) {
@@ -97,6 +117,21 @@ async fn rollups_equal_the_records_through_reprocessing() {
         );
         worker.run_until_idle().await.unwrap();
         assert_rollups_match(&store, "after import").await;
+
+        // Sources described anew (a new GeoIP database, a changed map):
+        // the totals that carry descriptions follow.
+        store
+            .save_descriptions(&[
+                described(
+                    "11.0.0.7",
+                    Some(("FR", 64999, "Changed Transit")),
+                    Some("Changed"),
+                ),
+                described("11.0.1.3", None, None),
+            ])
+            .await
+            .unwrap();
+        assert_rollups_match(&store, "after a description change").await;
 
         // Requeued messages leave the rollups with their records…
         store.requeue(&Requeue::Ids(vec![1, 2, 3])).await.unwrap();

@@ -83,34 +83,41 @@ impl GroupBy {
             })
     }
 
-    /// The grouping key (text) and a display label, as SQL.
-    fn key_and_label(self, dialect: Dialect) -> (&'static str, &'static str) {
+    /// The grouping key (text) and a display label, as SQL. `sources` is
+    /// the alias the source descriptions are read from: `s` (ip_sources,
+    /// joined) or `r` (totals that carry them).
+    fn key_and_label(self, dialect: Dialect, sources: &str) -> (String, String) {
         let pg = dialect == Dialect::Postgres;
-        match self {
+        let s = sources;
+        let (key, label) = match self {
             // Labelled after grouping (`outer_label`), for the page's rows only.
-            GroupBy::Source if pg => ("host(r.source_ip)", "NULL"),
-            GroupBy::Source => ("r.source_ip", "NULL"),
+            GroupBy::Source if pg => ("host(r.source_ip)".into(), "NULL".into()),
+            GroupBy::Source => ("r.source_ip".into(), "NULL".into()),
             GroupBy::SourceName if pg => (
-                "coalesce(s.source_name, host(r.source_ip), r.invalid_source_ip)",
-                "max(s.source_type)",
+                format!("coalesce({s}.source_name, host(r.source_ip), r.invalid_source_ip)"),
+                format!("max({s}.source_type)"),
             ),
             GroupBy::SourceName => (
-                "coalesce(s.source_name, r.source_ip, r.invalid_source_ip)",
-                "max(s.source_type)",
+                format!("coalesce({s}.source_name, r.source_ip, r.invalid_source_ip)"),
+                format!("max({s}.source_type)"),
             ),
-            GroupBy::Org => ("r.org_name", "NULL"),
-            GroupBy::Country => ("s.country", "NULL"),
-            GroupBy::Asn if pg => ("s.asn::text", "max(s.as_name)"),
-            GroupBy::Asn => ("CAST(s.asn AS TEXT)", "max(s.as_name)"),
-            GroupBy::Domain => ("r.policy_domain", "NULL"),
+            GroupBy::Org => ("r.org_name".into(), "NULL".into()),
+            GroupBy::Country => (format!("{s}.country"), "NULL".into()),
+            GroupBy::Asn if pg => (format!("{s}.asn::text"), format!("max({s}.as_name)")),
+            GroupBy::Asn => (
+                format!("CAST({s}.asn AS TEXT)"),
+                format!("max({s}.as_name)"),
+            ),
+            GroupBy::Domain => ("r.policy_domain".into(), "NULL".into()),
             GroupBy::Day if pg => (
-                "to_char(r.date_begin AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
-                "NULL",
+                "to_char(r.date_begin AT TIME ZONE 'UTC', 'YYYY-MM-DD')".into(),
+                "NULL".into(),
             ),
-            GroupBy::Day => ("substr(r.date_begin, 1, 10)", "NULL"),
-            GroupBy::Disposition => ("r.disposition", "NULL"),
-            GroupBy::HeaderFrom => ("r.header_from", "NULL"),
-        }
+            GroupBy::Day => ("substr(r.date_begin, 1, 10)".into(), "NULL".into()),
+            GroupBy::Disposition => ("r.disposition".into(), "NULL".into()),
+            GroupBy::HeaderFrom => ("r.header_from".into(), "NULL".into()),
+        };
+        (key, label)
     }
 
     /// The label as the outer query over the groups `g` selects it.
@@ -136,10 +143,10 @@ impl GroupBy {
 
     /// What the rows are grouped by: the key itself, except that an IP is
     /// grouped as an address and turned into text once per group.
-    fn grouping(self, dialect: Dialect) -> &'static str {
+    fn grouping(self, dialect: Dialect, sources: &str) -> String {
         match self {
-            GroupBy::Source => "r.source_ip",
-            other => other.key_and_label(dialect).0,
+            GroupBy::Source => "r.source_ip".into(),
+            other => other.key_and_label(dialect, sources).0,
         }
     }
 
@@ -148,6 +155,12 @@ impl GroupBy {
             self,
             GroupBy::Source | GroupBy::SourceName | GroupBy::Country | GroupBy::Asn
         )
+    }
+
+    /// Whether the key or label reads `ip_sources` (a source IP alone is
+    /// labelled after grouping, for the page's rows only).
+    fn reads_source_details(self) -> bool {
+        matches!(self, GroupBy::SourceName | GroupBy::Country | GroupBy::Asn)
     }
 }
 
@@ -341,7 +354,16 @@ struct Measures {
 
 impl Measures {
     fn new(plan: Plan, dialect: Dialect, result: Option<bool>) -> Self {
-        let sum = |expression: &str| int(dialect, &format!("sum({expression})"));
+        Self::over(plan, dialect, result, true)
+    }
+
+    /// The measures of rows that are groups already (`aggregate` false):
+    /// the same expressions without the sums.
+    fn over(plan: Plan, dialect: Dialect, result: Option<bool>, aggregate: bool) -> Self {
+        let sum = |expression: &str| match aggregate {
+            true => int(dialect, &format!("sum({expression})")),
+            false => int(dialect, expression),
+        };
         if let Plan::Totals(_) = plan {
             // All, failing only, or passing only (all minus failing).
             let column = |name: &str| match result {
@@ -409,30 +431,97 @@ async fn summary_sql_from(
     group_by: GroupBy,
     plan: Plan,
 ) -> Result<Sql, QueryError> {
-    let dialect = store.dialect();
-    let (key, label) = group_by.key_and_label(dialect);
-    let m = Measures::new(plan, dialect, filter.result);
     let mut sql = store.sql();
+    if plan.rows_are_groups(filter, group_by) {
+        // No aggregation over tens of thousands of groups: each row is one,
+        // except that rows without a valid IP share the null key.
+        push_groups(
+            store,
+            &mut sql,
+            filter,
+            group_by,
+            plan,
+            Grouping::RowsAreGroups,
+        )
+        .await?;
+        sql.push(" UNION ALL ");
+        push_groups(
+            store,
+            &mut sql,
+            filter,
+            group_by,
+            plan,
+            Grouping::NullSourceOnly,
+        )
+        .await?;
+    } else {
+        push_groups(store, &mut sql, filter, group_by, plan, Grouping::Aggregate).await?;
+    }
+    Ok(sql)
+}
+
+/// How `push_groups` turns rows into groups.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Grouping {
+    /// GROUP BY the key.
+    Aggregate,
+    /// The rows with a source IP, each a group already.
+    RowsAreGroups,
+    /// The rows without a valid source IP, aggregated into one group.
+    NullSourceOnly,
+}
+
+async fn push_groups(
+    store: &Store,
+    sql: &mut Sql,
+    filter: &ParsedFilter,
+    group_by: GroupBy,
+    plan: Plan,
+    grouping: Grouping,
+) -> Result<(), QueryError> {
+    let dialect = store.dialect();
+    let by_day = group_by == GroupBy::Day;
+    // Totals that carry the source descriptions need no join for them.
+    let described = plan.reads_descriptions(filter, by_day);
+    let sources = if described { "r" } else { "s" };
+    let (key, label) = group_by.key_and_label(dialect, sources);
+    let aggregate = grouping != Grouping::RowsAreGroups;
+    let m = Measures::over(plan, dialect, filter.result, aggregate);
     sql.push(&format!(
         "SELECT {key} AS key, {label} AS label, {} AS messages, {} AS passed, \
          {} AS dkim, {} AS spf, {} AS none, {} AS quarantine, {} AS reject",
         m.messages, m.passed, m.dkim, m.spf, m.none, m.quarantine, m.reject
     ));
-    let by_day = group_by == GroupBy::Day;
     push_from_where_in(
         store,
-        &mut sql,
+        sql,
         filter,
-        group_by.uses_sources(),
+        group_by.reads_source_details() && !described,
         plan,
         by_day,
     )
     .await?;
-    sql.push(&format!(" GROUP BY {}", group_by.grouping(dialect)));
-    if let Some(having) = m.having {
-        sql.push(" HAVING ").push(&having);
+    match grouping {
+        Grouping::Aggregate => {}
+        Grouping::RowsAreGroups => {
+            sql.push(" AND r.source_ip IS NOT NULL");
+            if let Some(having) = &m.having {
+                sql.push(" AND ").push(having);
+            }
+            return Ok(());
+        }
+        Grouping::NullSourceOnly => {
+            sql.push(" AND r.source_ip IS NULL");
+        }
     }
-    Ok(sql)
+    sql.push(&format!(
+        " GROUP BY {}",
+        group_by.grouping(dialect, sources)
+    ));
+    if let Some(having) = &m.having {
+        sql.push(" HAVING ").push(having);
+    }
+    Ok(())
 }
 
 /// The summary in a subquery, so that the order can use its columns in

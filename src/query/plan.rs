@@ -52,6 +52,38 @@ impl Plan {
         }
     }
 
+    /// Whether each row this plan reads for a summary grouped by `group_by`
+    /// is one group already: the all-time totals per source IP, or per
+    /// domain and source IP when the filter names the domain. Such a
+    /// summary needs no aggregation.
+    pub fn rows_are_groups(&self, filter: &ParsedFilter, group_by: GroupBy) -> bool {
+        let Plan::Totals(family) = self else {
+            return false;
+        };
+        let Some(all) = family.all else {
+            return false;
+        };
+        let unbounded = filter.since.is_none() && filter.until.is_none();
+        unbounded
+            && group_by == GroupBy::Source
+            && all.dimensions.iter().all(|dimension| match *dimension {
+                "source_ip" | "invalid_source_ip" => true,
+                "policy_domain" => filter.domain.is_some(),
+                _ => false,
+            })
+    }
+
+    /// Whether the rows read carry their source's description (country,
+    /// AS, name, type), so that grouping by it needs no join: the all-time
+    /// totals do.
+    pub fn reads_descriptions(&self, filter: &ParsedFilter, by_day: bool) -> bool {
+        let Plan::Totals(family) = self else {
+            return false;
+        };
+        let unbounded = filter.since.is_none() && filter.until.is_none();
+        unbounded && !by_day && family.all.is_some_and(|all| all.described)
+    }
+
     /// The table a query names (the day grain of totals), or `None` for the
     /// records.
     pub fn table(&self) -> Option<&'static str> {

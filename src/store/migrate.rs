@@ -13,7 +13,8 @@ pub struct Migration {
     pub name: &'static str,
     sql: &'static str,
     /// Rollups this migration creates, filled from the stored records
-    /// right after its SQL, in the same transaction.
+    /// right after its SQL, in the same transaction (their counters: a
+    /// later migration's columns are filled by that migration).
     fills: &'static [&'static Rollup],
 }
 
@@ -59,6 +60,12 @@ const POSTGRES: &[Migration] = &[
         sql: include_str!("../../migrations/postgres/0005_totals.sql"),
         fills: TOTALS,
     },
+    Migration {
+        version: 6,
+        name: "described_totals",
+        sql: include_str!("../../migrations/postgres/0006_described_totals.sql"),
+        fills: &[],
+    },
 ];
 
 const SQLITE: &[Migration] = &[
@@ -91,6 +98,12 @@ const SQLITE: &[Migration] = &[
         name: "totals",
         sql: include_str!("../../migrations/sqlite/0005_totals.sql"),
         fills: TOTALS,
+    },
+    Migration {
+        version: 6,
+        name: "described_totals",
+        sql: include_str!("../../migrations/sqlite/0006_described_totals.sql"),
+        fills: &[],
     },
 ];
 
@@ -139,7 +152,7 @@ pub(super) async fn postgres(pool: &PgPool) -> StoreResult<Vec<Migration>> {
             // would take a filled table for an empty one.
             let fill = format!(
                 "{}; ANALYZE {}",
-                rollup.fill_sql(Dialect::Postgres),
+                rollup.fill_counters_sql(Dialect::Postgres),
                 rollup.table
             );
             sqlx::raw_sql(sqlx::AssertSqlSafe(fill))
@@ -178,10 +191,12 @@ pub(super) async fn sqlite(pool: &SqlitePool) -> StoreResult<Vec<Migration>> {
             .await
             .map_err(failed(migration))?;
         for rollup in migration.fills {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(rollup.fill_sql(Dialect::Sqlite)))
-                .execute(&mut *transaction)
-                .await
-                .map_err(failed(migration))?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(
+                rollup.fill_counters_sql(Dialect::Sqlite),
+            ))
+            .execute(&mut *transaction)
+            .await
+            .map_err(failed(migration))?;
         }
         sqlx::query("INSERT INTO schema_migrations (version, name) VALUES (?, ?)")
             .bind(migration.version)

@@ -22,6 +22,10 @@ pub struct PgStore {
 /// so nodes whose clocks disagree cannot take each other's work early.
 const EXPIRED: &str = "status = 'processing' AND lease_until < now()";
 const PENDING: &str = "status = 'pending'";
+/// Held shared by every save and exclusively by every statement that
+/// changes a source's description (triggers of migration 6): a save that
+/// copies descriptions into new totals rows never races a change to them.
+const SOURCE_DESCRIPTIONS_LOCK: i64 = 7_363_012_946;
 
 fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(0)
@@ -256,6 +260,10 @@ impl PgStore {
         items: &[(i64, &Outcome)],
     ) -> StoreResult<Vec<SaveSummary>> {
         let mut transaction = self.derived_transaction().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+            .bind(SOURCE_DESCRIPTIONS_LOCK)
+            .execute(&mut *transaction)
+            .await?;
         let mut held = QueryBuilder::<Postgres>::new(
             "SELECT id FROM inbox_messages WHERE status = 'processing' AND claimed_by = ",
         );

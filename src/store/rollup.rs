@@ -46,7 +46,13 @@ pub struct Rollup {
     pub measures: Measures,
     /// The record columns it keeps besides the period.
     pub dimensions: &'static [&'static str],
+    /// Whether each row also carries its source's `DESCRIPTION`, copied
+    /// from `ip_sources` (kept by triggers, migration 6).
+    pub described: bool,
 }
+
+/// What a described rollup copies from `ip_sources` for its source.
+pub const DESCRIPTION: [&str; 5] = ["country", "asn", "as_name", "source_name", "source_type"];
 
 /// The counter columns of the totals, each the sum of an expression over
 /// the records. `fail_*` count the messages that failed DMARC alone, so that
@@ -114,6 +120,7 @@ pub const DOMAIN_DAY: Rollup = Rollup {
         RESULTS[2],
         RESULTS[3],
     ],
+    described: false,
 };
 
 pub const ORG_DAY: Rollup = Rollup {
@@ -128,6 +135,7 @@ pub const ORG_DAY: Rollup = Rollup {
         RESULTS[3],
         "org_name",
     ],
+    described: false,
 };
 
 const ORG: &[&str] = &["policy_domain", "org_name"];
@@ -140,19 +148,27 @@ const fn totals(table: &'static str, grain: Grain, dimensions: &'static [&'stati
         grain,
         measures: Measures::Counters,
         dimensions,
+        described: false,
+    }
+}
+
+/// All-time totals per source, with the source's description.
+const fn described(table: &'static str, dimensions: &'static [&'static str]) -> Rollup {
+    Rollup {
+        described: true,
+        ..totals(table, Grain::All, dimensions)
     }
 }
 
 pub const TOTALS_ORG_DAY: Rollup = totals("totals_org_day", Grain::Day, ORG);
 pub const TOTALS_SOURCE_DAY: Rollup = totals("totals_source_day", Grain::Day, SOURCE);
 pub const TOTALS_SOURCE_MONTH: Rollup = totals("totals_source_month", Grain::Month, SOURCE);
-pub const TOTALS_SOURCE_ALL: Rollup = totals("totals_source_all", Grain::All, SOURCE);
+pub const TOTALS_SOURCE_ALL: Rollup = described("totals_source_all", SOURCE);
 pub const TOTALS_DOMAIN_SOURCE_DAY: Rollup =
     totals("totals_domain_source_day", Grain::Day, DOMAIN_SOURCE);
 pub const TOTALS_DOMAIN_SOURCE_MONTH: Rollup =
     totals("totals_domain_source_month", Grain::Month, DOMAIN_SOURCE);
-pub const TOTALS_DOMAIN_SOURCE_ALL: Rollup =
-    totals("totals_domain_source_all", Grain::All, DOMAIN_SOURCE);
+pub const TOTALS_DOMAIN_SOURCE_ALL: Rollup = described("totals_domain_source_all", DOMAIN_SOURCE);
 
 /// A set of totals with the same dimensions at the grains there are.
 pub struct Family {
@@ -304,10 +320,11 @@ impl Rollup {
         let grouped = self.grouped(dialect, messages);
         let table = self.table;
         let keys = self.key_columns().join(", ");
-        let values: Vec<&str> = self.value_columns().iter().map(|(c, _)| *c).collect();
-        let columns = format!("{keys}, {}", values.join(", "));
+        let columns = self.insert_columns();
         match dialect {
             Dialect::Postgres => {
+                // Existing rows keep their description: the triggers on
+                // ip_sources own it.
                 let update = self
                     .value_columns()
                     .iter()
@@ -315,43 +332,92 @@ impl Rollup {
                     .collect::<Vec<_>>()
                     .join(", ");
                 vec![format!(
-                    "INSERT INTO {table} ({columns}) {grouped} \
-                     ON CONFLICT ({keys}) DO UPDATE SET {update}"
+                    "INSERT INTO {table} ({columns}) {} \
+                     ON CONFLICT ({keys}) DO UPDATE SET {update}",
+                    self.described_rows(&grouped, None)
                 )]
             }
             Dialect::Sqlite => {
                 let matches = self.matches(dialect);
-                let x_columns = columns
-                    .split(", ")
-                    .map(|c| format!("x.{c}"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
                 vec![
                     format!(
                         "UPDATE {table} AS t SET {} FROM ({grouped}) AS x WHERE {matches}",
                         self.combine('+', "t")
                     ),
                     format!(
-                        "INSERT INTO {table} ({columns}) \
-                         SELECT {x_columns} FROM ({grouped}) AS x \
-                         WHERE NOT EXISTS (SELECT 1 FROM {table} AS t WHERE {matches})"
+                        "INSERT INTO {table} ({columns}) {}",
+                        self.described_rows(
+                            &grouped,
+                            Some(&format!(
+                                "NOT EXISTS (SELECT 1 FROM {table} AS t WHERE {matches})"
+                            ))
+                        )
                     ),
                 ]
             }
         }
     }
 
-    /// Fills the (empty) rollup from every stored record: for the migration
-    /// that creates it, and for benchmarks that seed records in bulk.
-    pub fn fill_sql(&self, dialect: Dialect) -> String {
-        let keys = self.key_columns().join(", ");
-        let values: Vec<&str> = self.value_columns().iter().map(|(c, _)| *c).collect();
+    /// The columns an insert names: key, values, and the description.
+    fn insert_columns(&self) -> String {
+        let description = if self.described {
+            &DESCRIPTION[..]
+        } else {
+            &[]
+        };
+        self.key_columns()
+            .into_iter()
+            .chain(self.value_columns().iter().map(|(c, _)| *c))
+            .chain(description.iter().copied())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// `SELECT x.…` over the grouped rows `x`, with each source's current
+    /// description when the rollup keeps one, in key order (so that
+    /// concurrent transactions lock rows in one order).
+    fn described_rows(&self, grouped: &str, condition: Option<&str>) -> String {
+        let mut columns: Vec<String> = self
+            .key_columns()
+            .into_iter()
+            .chain(self.value_columns().iter().map(|(c, _)| *c))
+            .map(|c| format!("x.{c}"))
+            .collect();
+        let mut join = String::new();
+        if self.described {
+            columns.extend(DESCRIPTION.iter().map(|c| format!("s.{c}")));
+            join.push_str(" LEFT JOIN ip_sources s ON s.ip = x.source_ip");
+        }
+        let order: Vec<String> = (1..=self.key_columns().len())
+            .map(|i| i.to_string())
+            .collect();
         format!(
-            "INSERT INTO {} ({keys}, {}) {}",
-            self.table,
-            values.join(", "),
-            self.grouped(dialect, "1 = 1")
+            "SELECT {} FROM ({grouped}) AS x{join}{} ORDER BY {}",
+            columns.join(", "),
+            condition.map_or(String::new(), |c| format!(" WHERE {c}")),
+            order.join(", ")
         )
+    }
+
+    /// Fills the (empty) rollup from every stored record: for benchmarks
+    /// that seed records in bulk.
+    pub fn fill_sql(&self, dialect: Dialect) -> String {
+        format!(
+            "INSERT INTO {} ({}) {}",
+            self.table,
+            self.insert_columns(),
+            self.described_rows(&self.grouped(dialect, "1 = 1"), None)
+        )
+    }
+
+    /// `fill_sql` without the description: for the migration that creates
+    /// the rollup, whose description columns come in a later migration.
+    pub fn fill_counters_sql(&self, dialect: Dialect) -> String {
+        Rollup {
+            described: false,
+            ..*self
+        }
+        .fill_sql(dialect)
     }
 
     /// Takes away the records of every aggregate report of one message
