@@ -40,9 +40,13 @@ impl PgStore {
             // over tens of thousands of sources hashes ~10 MB of groups: the
             // 4 MB default would spill it to disk. Prepared statements are
             // planned for their values: a generic plan cannot see whether a
-            // date bound leaves a day or a year of rollup rows.
+            // date bound leaves a day or a year of rollup rows. Parallel
+            // workers pay off only on an idle machine: a dashboard's pages
+            // run several queries at once, and on a small server the extra
+            // processes only compete with them (measured with web_load).
             .options([
                 ("jit", "off"),
+                ("max_parallel_workers_per_gather", "0"),
                 ("work_mem", "32MB"),
                 ("plan_cache_mode", "force_custom_plan"),
             ]);
