@@ -1,8 +1,8 @@
--- The all-time totals per source carry what the source is (country, AS,
--- name, type), copied from ip_sources, so that the unfiltered country, AS
--- and source views over every stored record read one table instead of
--- joining tens of thousands of rows to ip_sources. Day and month totals
--- still join: a description change would rewrite a year of their rows.
+-- The totals per source carry what the source is (country, AS, name,
+-- type), copied from ip_sources, so that country, AS and source views over
+-- millions of records read the totals alone instead of joining every row
+-- to ip_sources. A description change rewrites the source's rows (up to
+-- one per day and domain); it is rare, and done by the enrichment task.
 --
 -- The copies are kept by triggers on ip_sources, whatever writes it. A
 -- save reads the descriptions of its sources when it adds a new totals row;
@@ -10,7 +10,31 @@
 -- (store::postgres, SOURCE_DESCRIPTIONS_LOCK), and a statement that changes
 -- descriptions takes it exclusively before its first row, so a new row can
 -- never keep a description that changed while it was being written.
+ALTER TABLE totals_source_day
+    ADD COLUMN country TEXT,
+    ADD COLUMN asn BIGINT,
+    ADD COLUMN as_name TEXT,
+    ADD COLUMN source_name TEXT,
+    ADD COLUMN source_type TEXT;
+ALTER TABLE totals_source_month
+    ADD COLUMN country TEXT,
+    ADD COLUMN asn BIGINT,
+    ADD COLUMN as_name TEXT,
+    ADD COLUMN source_name TEXT,
+    ADD COLUMN source_type TEXT;
 ALTER TABLE totals_source_all
+    ADD COLUMN country TEXT,
+    ADD COLUMN asn BIGINT,
+    ADD COLUMN as_name TEXT,
+    ADD COLUMN source_name TEXT,
+    ADD COLUMN source_type TEXT;
+ALTER TABLE totals_domain_source_day
+    ADD COLUMN country TEXT,
+    ADD COLUMN asn BIGINT,
+    ADD COLUMN as_name TEXT,
+    ADD COLUMN source_name TEXT,
+    ADD COLUMN source_type TEXT;
+ALTER TABLE totals_domain_source_month
     ADD COLUMN country TEXT,
     ADD COLUMN asn BIGINT,
     ADD COLUMN as_name TEXT,
@@ -23,7 +47,23 @@ ALTER TABLE totals_domain_source_all
     ADD COLUMN source_name TEXT,
     ADD COLUMN source_type TEXT;
 
+UPDATE totals_source_day t
+   SET country = s.country, asn = s.asn, as_name = s.as_name,
+       source_name = s.source_name, source_type = s.source_type
+  FROM ip_sources s WHERE s.ip = t.source_ip;
+UPDATE totals_source_month t
+   SET country = s.country, asn = s.asn, as_name = s.as_name,
+       source_name = s.source_name, source_type = s.source_type
+  FROM ip_sources s WHERE s.ip = t.source_ip;
 UPDATE totals_source_all t
+   SET country = s.country, asn = s.asn, as_name = s.as_name,
+       source_name = s.source_name, source_type = s.source_type
+  FROM ip_sources s WHERE s.ip = t.source_ip;
+UPDATE totals_domain_source_day t
+   SET country = s.country, asn = s.asn, as_name = s.as_name,
+       source_name = s.source_name, source_type = s.source_type
+  FROM ip_sources s WHERE s.ip = t.source_ip;
+UPDATE totals_domain_source_month t
    SET country = s.country, asn = s.asn, as_name = s.as_name,
        source_name = s.source_name, source_type = s.source_type
   FROM ip_sources s WHERE s.ip = t.source_ip;
@@ -31,7 +71,13 @@ UPDATE totals_domain_source_all t
    SET country = s.country, asn = s.asn, as_name = s.as_name,
        source_name = s.source_name, source_type = s.source_type
   FROM ip_sources s WHERE s.ip = t.source_ip;
+-- The triggers find a source's rows by IP.
+CREATE INDEX totals_domain_source_month_ip ON totals_domain_source_month (source_ip, date_begin);
+ANALYZE totals_source_day;
+ANALYZE totals_source_month;
 ANALYZE totals_source_all;
+ANALYZE totals_domain_source_day;
+ANALYZE totals_domain_source_month;
 ANALYZE totals_domain_source_all;
 
 CREATE FUNCTION ip_sources_lock_descriptions() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -54,7 +100,23 @@ BEGIN
     ELSE
         described := NEW;
     END IF;
+    UPDATE totals_source_day
+       SET country = described.country, asn = described.asn, as_name = described.as_name,
+           source_name = described.source_name, source_type = described.source_type
+     WHERE source_ip = described.ip;
+    UPDATE totals_source_month
+       SET country = described.country, asn = described.asn, as_name = described.as_name,
+           source_name = described.source_name, source_type = described.source_type
+     WHERE source_ip = described.ip;
     UPDATE totals_source_all
+       SET country = described.country, asn = described.asn, as_name = described.as_name,
+           source_name = described.source_name, source_type = described.source_type
+     WHERE source_ip = described.ip;
+    UPDATE totals_domain_source_day
+       SET country = described.country, asn = described.asn, as_name = described.as_name,
+           source_name = described.source_name, source_type = described.source_type
+     WHERE source_ip = described.ip;
+    UPDATE totals_domain_source_month
        SET country = described.country, asn = described.asn, as_name = described.as_name,
            source_name = described.source_name, source_type = described.source_type
      WHERE source_ip = described.ip;

@@ -482,7 +482,7 @@ async fn push_groups(
     let dialect = store.dialect();
     let by_day = group_by == GroupBy::Day;
     // Totals that carry the source descriptions need no join for them.
-    let described = plan.reads_descriptions(filter, by_day);
+    let described = plan.reads_descriptions();
     let sources = if described { "r" } else { "s" };
     let (key, label) = group_by.key_and_label(dialect, sources);
     let aggregate = grouping != Grouping::RowsAreGroups;

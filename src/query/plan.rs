@@ -74,14 +74,10 @@ impl Plan {
     }
 
     /// Whether the rows read carry their source's description (country,
-    /// AS, name, type), so that grouping by it needs no join: the all-time
-    /// totals do.
-    pub fn reads_descriptions(&self, filter: &ParsedFilter, by_day: bool) -> bool {
-        let Plan::Totals(family) = self else {
-            return false;
-        };
-        let unbounded = filter.since.is_none() && filter.until.is_none();
-        unbounded && !by_day && family.all.is_some_and(|all| all.described)
+    /// AS, name, type), so that grouping by it needs no join: the totals
+    /// per source do, at every grain.
+    pub fn reads_descriptions(&self) -> bool {
+        matches!(self, Plan::Totals(family) if family.day.described)
     }
 
     /// The table a query names (the day grain of totals), or `None` for the

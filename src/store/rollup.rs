@@ -152,23 +152,28 @@ const fn totals(table: &'static str, grain: Grain, dimensions: &'static [&'stati
     }
 }
 
-/// All-time totals per source, with the source's description.
-const fn described(table: &'static str, dimensions: &'static [&'static str]) -> Rollup {
+/// Totals per source, with the source's description.
+const fn described(
+    table: &'static str,
+    grain: Grain,
+    dimensions: &'static [&'static str],
+) -> Rollup {
     Rollup {
         described: true,
-        ..totals(table, Grain::All, dimensions)
+        ..totals(table, grain, dimensions)
     }
 }
 
 pub const TOTALS_ORG_DAY: Rollup = totals("totals_org_day", Grain::Day, ORG);
-pub const TOTALS_SOURCE_DAY: Rollup = totals("totals_source_day", Grain::Day, SOURCE);
-pub const TOTALS_SOURCE_MONTH: Rollup = totals("totals_source_month", Grain::Month, SOURCE);
-pub const TOTALS_SOURCE_ALL: Rollup = described("totals_source_all", SOURCE);
+pub const TOTALS_SOURCE_DAY: Rollup = described("totals_source_day", Grain::Day, SOURCE);
+pub const TOTALS_SOURCE_MONTH: Rollup = described("totals_source_month", Grain::Month, SOURCE);
+pub const TOTALS_SOURCE_ALL: Rollup = described("totals_source_all", Grain::All, SOURCE);
 pub const TOTALS_DOMAIN_SOURCE_DAY: Rollup =
-    totals("totals_domain_source_day", Grain::Day, DOMAIN_SOURCE);
+    described("totals_domain_source_day", Grain::Day, DOMAIN_SOURCE);
 pub const TOTALS_DOMAIN_SOURCE_MONTH: Rollup =
-    totals("totals_domain_source_month", Grain::Month, DOMAIN_SOURCE);
-pub const TOTALS_DOMAIN_SOURCE_ALL: Rollup = described("totals_domain_source_all", DOMAIN_SOURCE);
+    described("totals_domain_source_month", Grain::Month, DOMAIN_SOURCE);
+pub const TOTALS_DOMAIN_SOURCE_ALL: Rollup =
+    described("totals_domain_source_all", Grain::All, DOMAIN_SOURCE);
 
 /// A set of totals with the same dimensions at the grains there are.
 pub struct Family {
@@ -448,6 +453,7 @@ mod tests {
             for rollup in [family.month, family.all].into_iter().flatten() {
                 assert_eq!(rollup.dimensions, family.dimensions(), "{}", rollup.table);
                 assert_eq!(rollup.measures, Measures::Counters);
+                assert_eq!(rollup.described, family.day.described, "{}", rollup.table);
             }
             assert_eq!(family.day.grain, Grain::Day);
         }
