@@ -330,12 +330,6 @@ async fn sqlite_ips_in(store: &Store, network: &SourceMatch) -> Result<Vec<Strin
         .collect())
 }
 
-fn int(dialect: Dialect, expression: &str) -> String {
-    match dialect {
-        Dialect::Postgres => format!("coalesce(({expression})::int8, 0)"),
-        Dialect::Sqlite => format!("coalesce({expression}, 0)"),
-    }
-}
 
 /// The sums a summary row is made of, as SQL over the rows `plan` names.
 struct Measures {
@@ -361,8 +355,8 @@ impl Measures {
     /// the same expressions without the sums.
     fn over(plan: Plan, dialect: Dialect, result: Option<bool>, aggregate: bool) -> Self {
         let sum = |expression: &str| match aggregate {
-            true => int(dialect, &format!("sum({expression})")),
-            false => int(dialect, expression),
+            true => super::sum(dialect, expression),
+            false => format!("coalesce({expression}, 0)"),
         };
         if let Plan::Totals(_) = plan {
             // All, failing only, or passing only (all minus failing).

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::filter::ParsedFilter;
-use super::{normalize_time, Page, QueryError};
+use super::{normalize_time, sum, Page, QueryError};
 use crate::store::{Arg, Cell, Dialect, Sql, Store};
 
 fn total(rows: &[Vec<Cell>]) -> i64 {
@@ -17,13 +17,6 @@ async fn count_of(store: &Store, inner: &Sql) -> Result<i64, QueryError> {
     super::append(&mut count, inner);
     count.push(") AS counted");
     Ok(total(&store.fetch_table(count).await?))
-}
-
-fn int(dialect: Dialect, expression: &str) -> String {
-    match dialect {
-        Dialect::Postgres => format!("coalesce(({expression})::int8, 0)"),
-        Dialect::Sqlite => format!("coalesce({expression}, 0)"),
-    }
 }
 
 /// One TLS-RPT report with its totals.
@@ -99,8 +92,8 @@ fn tls_reports_sql(store: &Store, filter: &ParsedFilter) -> Sql {
         "SELECT t.id, t.message_id, t.organization_name, t.report_id, t.date_begin, t.date_end, \
          t.contact_info, {domains}, {ok}, {failed} \
          FROM tls_reports t LEFT JOIN tls_policies p ON p.report_id = t.id WHERE 1 = 1",
-        ok = int(dialect, "sum(p.successful_sessions)"),
-        failed = int(dialect, "sum(p.failed_sessions)"),
+        ok = sum(dialect, "p.successful_sessions"),
+        failed = sum(dialect, "p.failed_sessions"),
     ));
     push_tls_filter(&mut sql, filter);
     sql.push(" GROUP BY t.id, t.message_id, t.organization_name, t.report_id, t.date_begin, t.date_end, t.contact_info");
@@ -256,7 +249,7 @@ pub async fn tls_summary(
             "SELECT {key}, 0, {failed} FROM tls_failure_details f \
              JOIN tls_policies p ON p.id = f.policy_id JOIN tls_reports t ON t.id = p.report_id \
              WHERE 1 = 1",
-            failed = int(dialect, "sum(f.failed_sessions)")
+            failed = sum(dialect, "f.failed_sessions")
         ));
         push_tls_filter(&mut sql, filter);
         sql.push(&format!(" GROUP BY {key} ORDER BY 3 DESC, 1"));
@@ -269,8 +262,8 @@ pub async fn tls_summary(
         sql.push(&format!(
             "SELECT {key}, {ok}, {failed} FROM tls_policies p JOIN tls_reports t ON t.id = p.report_id \
              WHERE 1 = 1",
-            ok = int(dialect, "sum(p.successful_sessions)"),
-            failed = int(dialect, "sum(p.failed_sessions)"),
+            ok = sum(dialect, "p.successful_sessions"),
+            failed = sum(dialect, "p.failed_sessions"),
         ));
         push_tls_filter(&mut sql, filter);
         let order = if group_by == TlsGroupBy::Day {
@@ -627,13 +620,11 @@ pub struct DomainRow {
 
 pub async fn domains(store: &Store) -> Result<Vec<DomainRow>, QueryError> {
     let mut sql = store.sql();
-    sql.push(&format!(
-        "SELECT d.name, d.origin, {reports}, d.created_at FROM domains d ORDER BY d.name",
-        reports = int(
-            store.dialect(),
-            "(SELECT count(*) FROM aggregate_reports a WHERE a.policy_domain = d.name)"
-        )
-    ));
+    sql.push(
+        "SELECT d.name, d.origin, \
+         (SELECT count(*) FROM aggregate_reports a WHERE a.policy_domain = d.name), \
+         d.created_at FROM domains d ORDER BY d.name",
+    );
     Ok(store
         .fetch_table(sql)
         .await?

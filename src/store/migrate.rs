@@ -66,6 +66,12 @@ const POSTGRES: &[Migration] = &[
         sql: include_str!("../../migrations/postgres/0006_described_totals.sql"),
         fills: &[],
     },
+    Migration {
+        version: 7,
+        name: "int8_sum",
+        sql: include_str!("../../migrations/postgres/0007_int8_sum.sql"),
+        fills: &[],
+    },
 ];
 
 const SQLITE: &[Migration] = &[
