@@ -3,7 +3,7 @@
 
 mod common;
 
-use dmarcd::query::aggregate::{records_total, rollup_for, summary_from};
+use dmarcd::query::aggregate::{records_total, rollup_for, summary_from, top_groups};
 use dmarcd::query::{Filter, GroupBy, Page, SummarySort};
 use dmarcd::store::{Requeue, Store};
 use dmarcd::worker::{Worker, WorkerConfig};
@@ -79,6 +79,27 @@ async fn assert_rollups_match(store: &Store, context: &str) {
                 fast,
                 exact,
                 "{context}: {} {query:?} by {group_by:?}",
+                store.backend()
+            );
+            // The overview's top tables: the first page, uncounted.
+            let first = Page::new(Some(3), None, 3).unwrap();
+            let (page_rows, _) = summary_from(
+                store,
+                &parsed,
+                group_by,
+                SummarySort::Failures,
+                first,
+                false,
+            )
+            .await
+            .unwrap();
+            let top = top_groups(store, &parsed, group_by, SummarySort::Failures, 3)
+                .await
+                .unwrap();
+            assert_eq!(
+                top,
+                page_rows,
+                "{context}: {} {query:?} top by {group_by:?}",
                 store.backend()
             );
         }

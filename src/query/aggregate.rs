@@ -330,7 +330,6 @@ async fn sqlite_ips_in(store: &Store, network: &SourceMatch) -> Result<Vec<Strin
         .collect())
 }
 
-
 /// The sums a summary row is made of, as SQL over the rows `plan` names.
 struct Measures {
     messages: String,
@@ -599,6 +598,24 @@ pub async fn summary_from(
         rows.iter().map(|row| SummaryRow::from_cells(row)).collect(),
         total,
     ))
+}
+
+/// The first `limit` groups alone, without counting the rest (the
+/// overview's top tables: counting keeps every group of a month-long
+/// summary by source until the end).
+pub async fn top_groups(
+    store: &Store,
+    filter: &ParsedFilter,
+    group_by: GroupBy,
+    sort: SummarySort,
+    limit: i64,
+) -> Result<Vec<SummaryRow>, QueryError> {
+    let page = Page::new(Some(limit), None, limit)?;
+    let inner = summary_sql(store, filter, group_by).await?;
+    let mut sql = ordered_summary(store, &inner, group_by, sort);
+    page.push_limit(&mut sql);
+    let rows = store.fetch_table(sql).await?;
+    Ok(rows.iter().map(|row| SummaryRow::from_cells(row)).collect())
 }
 
 /// Every group, streamed (CSV export).

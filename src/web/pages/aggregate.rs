@@ -56,8 +56,7 @@ async fn summary_table(
     sort: SummarySort,
     limit: i64,
 ) -> Result<SummaryTable, PageError> {
-    let page = Page::new(Some(limit), None, limit)?;
-    let (rows, _) = aggregate::summary(&state.store, parsed, group_by, sort, page).await?;
+    let rows = aggregate::top_groups(&state.store, parsed, group_by, sort, limit).await?;
     Ok(SummaryTable {
         heading: group_by.label(),
         rows: rows
