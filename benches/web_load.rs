@@ -124,9 +124,14 @@ async fn run(url: String) {
         .unwrap();
     // A period with ragged ends (whole months in the middle, days at both ends).
     let month = (chrono::Utc::now().date_naive() - chrono::Duration::days(36)).to_string();
+    // The overview's own period links (last 30 and 90 days).
+    let preset =
+        |days| (chrono::Utc::now().date_naive() - chrono::Duration::days(days)).to_string();
     let pages: Vec<String> = vec![
         "/".into(),
         format!("/?since={month}"),
+        format!("/?since={}", preset(30)),
+        format!("/?since={}", preset(90)),
         "/?domain=domain-3.example".into(),
         "/aggregate".into(),
         "/aggregate?group_by=source".into(),

@@ -29,6 +29,12 @@ const FILTERS: &[&str] = &[
     "since=2018-09-05&country=US&result=pass",
     "since=2024-01-01&domain=example.com&result=fail",
     "since=2018-10-02&until=2018-10-05",
+    // Months with the days outside the period taken away (October 1st's
+    // records, March 31st's), groups that sum to nothing left out.
+    "since=2018-10-03&until=2018-10-28",
+    "since=2018-10-02&result=fail",
+    "since=2018-10-03&country=US",
+    "since=2024-03-03&until=2024-03-30&domain=example.com",
 ];
 
 /// What the enrichment would save for `ip`: country, AS number and name,

@@ -295,7 +295,7 @@ async fn push_from_where_in(
     by_day: bool,
 ) -> Result<(), QueryError> {
     sql.push(" FROM ");
-    plan.push_relation(sql, filter, by_day);
+    let period_read = plan.push_relation(sql, filter, by_day);
     if join_sources || filter.uses_sources() {
         sql.push(" LEFT JOIN ip_sources s ON s.ip = r.source_ip");
     }
@@ -306,13 +306,19 @@ async fn push_from_where_in(
         }
         _ => None,
     };
-    let conditions = match plan {
+    let mut conditions = match plan {
         Plan::Totals(_) => ParsedFilter {
             result: None,
             ..filter.clone()
         },
         _ => filter.clone(),
     };
+    if period_read {
+        // The relation holds the period and nothing else; some of its rows
+        // (a month that days are taken from) begin before it.
+        conditions.since = None;
+        conditions.until = None;
+    }
     conditions.push_conditions(sql, networks.as_deref());
     Ok(())
 }
@@ -347,12 +353,19 @@ struct Measures {
 
 impl Measures {
     fn new(plan: Plan, dialect: Dialect, result: Option<bool>) -> Self {
-        Self::over(plan, dialect, result, true)
+        Self::over(plan, dialect, result, true, false)
     }
 
     /// The measures of rows that are groups already (`aggregate` false):
-    /// the same expressions without the sums.
-    fn over(plan: Plan, dialect: Dialect, result: Option<bool>, aggregate: bool) -> Self {
+    /// the same expressions without the sums. `signed`: some rows count
+    /// negatively (`Plan::signed_rows`), so a group may hold no records.
+    fn over(
+        plan: Plan,
+        dialect: Dialect,
+        result: Option<bool>,
+        aggregate: bool,
+        signed: bool,
+    ) -> Self {
         let sum = |expression: &str| match aggregate {
             true => super::sum(dialect, expression),
             false => format!("coalesce({expression}, 0)"),
@@ -377,7 +390,7 @@ impl Measures {
                 none: sum(&column("disp_none")),
                 quarantine: sum(&column("disp_quarantine")),
                 reject: sum(&column("disp_reject")),
-                having: result.map(|_| format!("{records} > 0")),
+                having: (result.is_some() || signed).then(|| format!("{records} > 0")),
                 records,
             };
         }
@@ -479,7 +492,8 @@ async fn push_groups(
     let sources = if described { "r" } else { "s" };
     let (key, label) = group_by.key_and_label(dialect, sources);
     let aggregate = grouping != Grouping::RowsAreGroups;
-    let m = Measures::over(plan, dialect, filter.result, aggregate);
+    let signed = plan.signed_rows(filter, by_day);
+    let m = Measures::over(plan, dialect, filter.result, aggregate, signed);
     sql.push(&format!(
         "SELECT {key} AS key, {label} AS label, {} AS messages, {} AS passed, \
          {} AS dkim, {} AS spf, {} AS none, {} AS quarantine, {} AS reject",

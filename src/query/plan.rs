@@ -90,73 +90,167 @@ impl Plan {
         }
     }
 
+    /// Whether the rows this plan reads for `filter` may count negatively:
+    /// a period tiled as whole months minus days takes the days away, so a
+    /// group can sum to nothing and must be left out (`HAVING`).
+    pub fn signed_rows(&self, filter: &ParsedFilter, by_day: bool) -> bool {
+        matches!(self.tiling(filter, by_day), Some(tiling) if !tiling.subtracted.is_empty())
+    }
+
+    /// The months and days that cover the filter's period, for totals with
+    /// a month grain read by a period with bounds; `None` where one table
+    /// is read as it is.
+    fn tiling(&self, filter: &ParsedFilter, by_day: bool) -> Option<Tiling> {
+        let Plan::Totals(family) = self else {
+            return None;
+        };
+        if by_day || family.month.is_none() || (filter.since.is_none() && filter.until.is_none()) {
+            return None;
+        }
+        Tiling::new(filter.since, filter.until, Utc::now().date_naive())
+    }
+
     /// `<relation> r`: the records, a rollup, or for totals the coarsest
     /// grains that tile the filter's period: all time when it has no
-    /// bounds, else whole months with the days at either ragged end.
-    pub fn push_relation(&self, sql: &mut Sql, filter: &ParsedFilter, by_day: bool) {
+    /// bounds, else whole months with the days at either ragged end added
+    /// or, where that reads fewer days, the month around an end with the
+    /// days outside the period taken away. Returns whether the relation
+    /// holds exactly the period, so that the caller must not filter its
+    /// rows by date again (a month that is taken days from begins before
+    /// the period).
+    pub fn push_relation(&self, sql: &mut Sql, filter: &ParsedFilter, by_day: bool) -> bool {
         let family = match self {
             Plan::Records => {
                 sql.push("aggregate_records r");
-                return;
+                return false;
             }
             Plan::Results(rollup) => {
                 sql.push(rollup.table).push(" r");
-                return;
+                return false;
             }
             Plan::Totals(family) => family,
         };
         let unbounded = filter.since.is_none() && filter.until.is_none();
-        match (by_day, unbounded, family.all, family.month) {
-            (false, true, Some(all), _) => {
-                sql.push(all.table).push(" r");
-            }
-            (false, _, _, Some(month)) => {
-                let first = filter.since.map(month_at_or_after);
-                let last = filter.until.map(month_at_or_before);
-                if let (Some(first), Some(last)) = (first, last) {
-                    if first >= last {
-                        // No whole month inside the period.
-                        sql.push(family.day.table).push(" r");
-                        return;
-                    }
-                }
-                sql.push("(SELECT * FROM ")
-                    .push(month.table)
-                    .push(" WHERE 1 = 1");
-                if let Some(first) = first {
-                    sql.push(" AND date_begin >= ").bind(Arg::Time(first));
-                }
-                if let Some(last) = last {
-                    sql.push(" AND date_begin < ").bind(Arg::Time(last));
-                }
-                sql.push(" UNION ALL SELECT * FROM ")
-                    .push(family.day.table)
-                    .push(" WHERE ");
-                match (first, last) {
-                    (Some(first), Some(last)) => {
-                        sql.push("(date_begin < ")
-                            .bind(Arg::Time(first))
-                            .push(" OR date_begin >= ")
-                            .bind(Arg::Time(last))
-                            .push(")");
-                    }
-                    (Some(first), None) => {
-                        sql.push("date_begin < ").bind(Arg::Time(first));
-                    }
-                    (None, Some(last)) => {
-                        sql.push("date_begin >= ").bind(Arg::Time(last));
-                    }
-                    (None, None) => {
-                        sql.push("1 = 0");
-                    }
-                }
-                sql.push(") r");
-            }
-            _ => {
-                sql.push(family.day.table).push(" r");
+        if let (false, true, Some(all)) = (by_day, unbounded, family.all) {
+            sql.push(all.table).push(" r");
+            return false;
+        }
+        let (Some(month), Some(tiling)) = (family.month, self.tiling(filter, by_day)) else {
+            sql.push(family.day.table).push(" r");
+            return false;
+        };
+        sql.push("(");
+        push_part(sql, month, false, tiling.months);
+        for days in tiling.added {
+            sql.push(" UNION ALL ");
+            push_part(sql, family.day, false, (Some(days.0), Some(days.1)));
+        }
+        for days in tiling.subtracted {
+            sql.push(" UNION ALL ");
+            push_part(sql, family.day, true, (Some(days.0), Some(days.1)));
+        }
+        sql.push(") r");
+        true
+    }
+}
+
+/// `SELECT <columns> FROM <rollup> WHERE <date_begin in [from, to)>`, with
+/// every counter negated when `negated`. The columns are named so that the
+/// parts of a union line up, whatever order the tables have them in.
+fn push_part(
+    sql: &mut Sql,
+    rollup: &Rollup,
+    negated: bool,
+    (from, to): (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+) {
+    let mut columns: Vec<String> = rollup.key_columns().iter().map(|c| c.to_string()).collect();
+    if rollup.described {
+        columns.extend(rollup::DESCRIPTION.iter().map(|c| c.to_string()));
+    }
+    columns.extend(rollup.value_names().into_iter().map(|value| match negated {
+        true => format!("-{value} AS {value}"),
+        false => value.to_string(),
+    }));
+    sql.push("SELECT ")
+        .push(&columns.join(", "))
+        .push(" FROM ")
+        .push(rollup.table)
+        .push(" WHERE 1 = 1");
+    if let Some(from) = from {
+        sql.push(" AND date_begin >= ").bind(Arg::Time(from));
+    }
+    if let Some(to) = to {
+        sql.push(" AND date_begin < ").bind(Arg::Time(to));
+    }
+}
+
+/// A period `[since, until)` (midnights, either open) as the whole months
+/// `[months.0, months.1)` plus the `added` days and minus the `subtracted`
+/// ones (each a `[from, to)` of days).
+#[derive(Debug, PartialEq, Eq)]
+struct Tiling {
+    months: (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+    added: Vec<(DateTime<Utc>, DateTime<Utc>)>,
+    subtracted: Vec<(DateTime<Utc>, DateTime<Utc>)>,
+}
+
+impl Tiling {
+    /// `None` when no month fits: the period is read as days.
+    ///
+    /// At each ragged end the days inside the period are added to the
+    /// months after it, or the days outside it are taken from its month,
+    /// whichever reads fewer rows: a month row stands for a few day rows
+    /// (a source seen on several days of a month has one month row), so
+    /// taking away wins only when it reads less than half the days. Days
+    /// after `today` hold no reports and cost nothing.
+    fn new(
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+        today: NaiveDate,
+    ) -> Option<Tiling> {
+        let cost = |from: DateTime<Utc>, to: DateTime<Utc>| {
+            let end = to.min(day_start(today + chrono::Days::new(1)));
+            (end - from).num_days().max(0)
+        };
+        let takes_away = |added: i64, taken: i64| 2 * taken + 1 < added;
+        let mut tiling = Tiling {
+            months: (None, None),
+            added: Vec::new(),
+            subtracted: Vec::new(),
+        };
+        if let Some(since) = since {
+            let (after, around) = (month_at_or_after(since), month_at_or_before(since));
+            if after == since {
+                tiling.months.0 = Some(since);
+            } else if takes_away(cost(since, after), cost(around, since)) {
+                tiling.months.0 = Some(around);
+                tiling.subtracted.push((around, since));
+            } else {
+                tiling.months.0 = Some(after);
+                tiling.added.push((since, after));
             }
         }
+        if let Some(until) = until {
+            let (before, around) = (month_at_or_before(until), month_at_or_after(until));
+            if before == until {
+                tiling.months.1 = Some(until);
+            } else if takes_away(cost(before, until), cost(until, around)) {
+                tiling.months.1 = Some(around);
+                tiling.subtracted.push((until, around));
+            } else {
+                tiling.months.1 = Some(before);
+                tiling.added.push((before, until));
+            }
+        }
+        match tiling.months {
+            (Some(first), Some(last)) if first >= last => None,
+            _ => Some(tiling),
+        }
     }
+}
+
+fn day_start(day: NaiveDate) -> DateTime<Utc> {
+    day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()
 }
 
 fn month_start(day: NaiveDate) -> DateTime<Utc> {
@@ -248,8 +342,73 @@ mod tests {
             "{split}"
         );
         assert!(
-            split.contains("FROM totals_source_day WHERE (date_begin < $3 OR date_begin >= $4)"),
+            split.contains("FROM totals_source_day WHERE 1 = 1 AND date_begin >= $3 AND date_begin < $4 UNION ALL"),
             "{split}"
         );
+        assert!(!split.contains("-count"), "{split}");
+    }
+
+    #[test]
+    fn a_ragged_end_takes_days_from_its_month_when_that_reads_fewer() {
+        let day = |text: &str| {
+            NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .map(day_start)
+                .unwrap()
+        };
+        let today = NaiveDate::from_ymd_opt(2026, 12, 2).unwrap();
+        // 29 days added, or 1 taken away from November.
+        assert_eq!(
+            Tiling::new(Some(day("2026-11-02")), None, today),
+            Some(Tiling {
+                months: (Some(day("2026-11-01")), None),
+                added: vec![],
+                subtracted: vec![(day("2026-11-01"), day("2026-11-02"))],
+            })
+        );
+        // 5 days added rather than 26 taken away.
+        assert_eq!(
+            Tiling::new(Some(day("2026-10-27")), None, today),
+            Some(Tiling {
+                months: (Some(day("2026-11-01")), None),
+                added: vec![(day("2026-10-27"), day("2026-11-01"))],
+                subtracted: vec![],
+            })
+        );
+        // Until the 29th of September: two days taken from it; the days
+        // after today cost nothing, so December's rest is taken away.
+        assert_eq!(
+            Tiling::new(Some(day("2026-09-03")), Some(day("2026-09-29")), today),
+            Some(Tiling {
+                months: (Some(day("2026-09-01")), Some(day("2026-10-01"))),
+                added: vec![],
+                subtracted: vec![
+                    (day("2026-09-01"), day("2026-09-03")),
+                    (day("2026-09-29"), day("2026-10-01")),
+                ],
+            })
+        );
+        assert_eq!(
+            Tiling::new(Some(day("2026-10-27")), Some(day("2026-12-03")), today),
+            Some(Tiling {
+                months: (Some(day("2026-11-01")), Some(day("2027-01-01"))),
+                added: vec![(day("2026-10-27"), day("2026-11-01"))],
+                subtracted: vec![(day("2026-12-03"), day("2027-01-01"))],
+            })
+        );
+        // Within one month, a short period is read as days.
+        assert_eq!(
+            Tiling::new(Some(day("2026-09-03")), Some(day("2026-09-10")), today),
+            None
+        );
+        let filter: Filter = serde_urlencoded::from_str("since=2026-11-02").unwrap();
+        let parsed = filter.parse().unwrap();
+        let plan = Plan::Totals(&rollup::SOURCE_TOTALS);
+        assert!(
+            plan.signed_rows(&parsed, false),
+            "a day taken from November"
+        );
+        assert!(!plan.signed_rows(&parsed, true), "by day reads days");
+        let mut sql = Sql::new(crate::store::Dialect::Postgres);
+        assert!(plan.push_relation(&mut sql, &parsed, false));
     }
 }

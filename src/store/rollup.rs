@@ -248,7 +248,7 @@ fn same(dialect: Dialect) -> &'static str {
 
 impl Rollup {
     /// The key columns: the period (unless all time) and the dimensions.
-    fn key_columns(&self) -> Vec<&'static str> {
+    pub fn key_columns(&self) -> Vec<&'static str> {
         let period = (self.grain != Grain::All).then_some("date_begin");
         period
             .into_iter()
@@ -262,6 +262,14 @@ impl Rollup {
             Measures::ResultDimensions => vec![("count", "count"), ("records", "1")],
             Measures::Counters => COUNTERS.to_vec(),
         }
+    }
+
+    /// The names of the value columns.
+    pub fn value_names(&self) -> Vec<&'static str> {
+        self.value_columns()
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect()
     }
 
     /// `SELECT <key>, <sums> FROM the records of <reports> GROUP BY <key>`,
