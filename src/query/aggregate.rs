@@ -280,7 +280,7 @@ pub(super) async fn push_from_where(
     filter: &ParsedFilter,
     join_sources: bool,
 ) -> Result<(), QueryError> {
-    push_from_where_in(store, sql, filter, join_sources, Plan::Records, false).await
+    push_from_where_in(store, sql, filter, join_sources, Plan::Records, None).await
 }
 
 /// `FROM <relation> r [LEFT JOIN ip_sources s] WHERE 1=1 AND …` over the
@@ -292,10 +292,10 @@ async fn push_from_where_in(
     filter: &ParsedFilter,
     join_sources: bool,
     plan: Plan,
-    by_day: bool,
+    group_by: Option<GroupBy>,
 ) -> Result<(), QueryError> {
     sql.push(" FROM ");
-    let period_read = plan.push_relation(sql, filter, by_day);
+    let period_read = plan.push_relation(sql, filter, group_by);
     if join_sources || filter.uses_sources() {
         sql.push(" LEFT JOIN ip_sources s ON s.ip = r.source_ip");
     }
@@ -505,7 +505,7 @@ async fn push_groups(
         filter,
         group_by.reads_source_details() && !described,
         plan,
-        by_day,
+        Some(group_by),
     )
     .await?;
     match grouping {
@@ -832,7 +832,7 @@ pub async fn records_total(
     let mut count = store.sql();
     let records = Measures::new(plan, store.dialect(), filter.result).records;
     count.push(&format!("SELECT {records}"));
-    push_from_where_in(store, &mut count, filter, false, plan, false).await?;
+    push_from_where_in(store, &mut count, filter, false, plan, None).await?;
     Ok(store
         .fetch_table(count)
         .await?
