@@ -6,6 +6,7 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 
 use super::aggregate::GroupBy;
 use super::filter::ParsedFilter;
+use crate::store::derived;
 use crate::store::rollup::{self, Family, Rollup};
 use crate::store::{Arg, Sql};
 
@@ -42,6 +43,22 @@ impl Plan {
             || filter.spf.is_some()
             || group_by == Some(GroupBy::Disposition);
         let needs_domain = filter.domain.is_some() || group_by == Some(GroupBy::Domain);
+        // Grouped by what sources are, and filtered by nothing a source
+        // alone knows: the totals keyed by it.
+        let by_description = match group_by {
+            Some(GroupBy::Country) => Some(&derived::COUNTRY_TOTALS),
+            Some(GroupBy::SourceName) => Some(&derived::NAME_TOTALS),
+            _ => None,
+        };
+        if let (Some(family), None, false, false, false) = (
+            by_description,
+            &filter.source,
+            filter.uses_sources(),
+            needs_org,
+            needs_results,
+        ) {
+            return Plan::Totals(family);
+        }
         match (needs_source, needs_org, needs_results) {
             (true, true, _) | (true, _, true) => Plan::Records,
             (false, true, true) => Plan::Results(&rollup::ORG_DAY),
@@ -75,9 +92,9 @@ impl Plan {
 
     /// Whether the rows read carry their source's description (country,
     /// AS, name, type), so that grouping by it needs no join: the totals
-    /// per source do, at every grain.
+    /// per source do, at every grain, and those keyed by it.
     pub fn reads_descriptions(&self) -> bool {
-        matches!(self, Plan::Totals(family) if family.day.described)
+        matches!(self, Plan::Totals(family) if family.day.described || family.keyed_by_description)
     }
 
     /// The table a query names (the day grain of totals), or `None` for the
@@ -349,7 +366,7 @@ mod tests {
     fn the_smallest_rollup_that_answers_is_chosen() {
         assert_eq!(plan("", Some(GroupBy::Source)), Some("totals_source_day"));
         assert_eq!(
-            plan("domain=example.com&result=fail", Some(GroupBy::Country)),
+            plan("domain=example.com&result=fail", Some(GroupBy::Asn)),
             Some("totals_domain_source_day")
         );
         assert_eq!(plan("", Some(GroupBy::Org)), Some("totals_org_day"));
@@ -360,6 +377,20 @@ mod tests {
         assert_eq!(
             plan("", Some(GroupBy::Disposition)),
             Some("rollup_domain_day")
+        );
+        assert_eq!(plan("", Some(GroupBy::Country)), Some("totals_country_day"));
+        assert_eq!(
+            plan("domain=example.com&result=fail", Some(GroupBy::SourceName)),
+            Some("totals_name_day")
+        );
+        assert_eq!(
+            plan("country=DE", Some(GroupBy::Country)),
+            Some("totals_source_day"),
+            "a filter on what a source is reads the totals per source"
+        );
+        assert_eq!(
+            plan("source=11.0.0.0/8", Some(GroupBy::SourceName)),
+            Some("totals_source_day")
         );
         assert_eq!(plan("spf=fail", Some(GroupBy::Source)), None);
         assert_eq!(plan("org=google.com", Some(GroupBy::Source)), None);

@@ -3,6 +3,7 @@
 
 use sqlx::{PgPool, SqlitePool};
 
+use super::derived::{self, Derived};
 use super::rollup::{self, Rollup};
 use super::{Dialect, StoreError, StoreResult};
 
@@ -16,6 +17,9 @@ pub struct Migration {
     /// right after its SQL, in the same transaction (their counters: a
     /// later migration's columns are filled by that migration).
     fills: &'static [&'static Rollup],
+    /// Derived totals this migration creates: filled from the totals they
+    /// sum, and given the triggers that keep them, right after its SQL.
+    derives: &'static [&'static Derived],
 }
 
 /// The totals that migration 5 creates.
@@ -35,42 +39,56 @@ const POSTGRES: &[Migration] = &[
         name: "initial",
         sql: include_str!("../../migrations/postgres/0001_initial.sql"),
         fills: &[],
+        derives: &[],
     },
     Migration {
         version: 2,
         name: "ip_sources",
         sql: include_str!("../../migrations/postgres/0002_ip_sources.sql"),
         fills: &[],
+        derives: &[],
     },
     Migration {
         version: 3,
         name: "web",
         sql: include_str!("../../migrations/postgres/0003_web.sql"),
         fills: &[],
+        derives: &[],
     },
     Migration {
         version: 4,
         name: "rollups",
         sql: include_str!("../../migrations/postgres/0004_rollups.sql"),
         fills: &[],
+        derives: &[],
     },
     Migration {
         version: 5,
         name: "totals",
         sql: include_str!("../../migrations/postgres/0005_totals.sql"),
         fills: TOTALS,
+        derives: &[],
     },
     Migration {
         version: 6,
         name: "described_totals",
         sql: include_str!("../../migrations/postgres/0006_described_totals.sql"),
         fills: &[],
+        derives: &[],
     },
     Migration {
         version: 7,
         name: "int8_sum",
         sql: include_str!("../../migrations/postgres/0007_int8_sum.sql"),
         fills: &[],
+        derives: &[],
+    },
+    Migration {
+        version: 8,
+        name: "totals_by_description",
+        sql: include_str!("../../migrations/postgres/0008_totals_by_description.sql"),
+        fills: &[],
+        derives: &derived::ALL,
     },
 ];
 
@@ -80,36 +98,49 @@ const SQLITE: &[Migration] = &[
         name: "initial",
         sql: include_str!("../../migrations/sqlite/0001_initial.sql"),
         fills: &[],
+        derives: &[],
     },
     Migration {
         version: 2,
         name: "ip_sources",
         sql: include_str!("../../migrations/sqlite/0002_ip_sources.sql"),
         fills: &[],
+        derives: &[],
     },
     Migration {
         version: 3,
         name: "web",
         sql: include_str!("../../migrations/sqlite/0003_web.sql"),
         fills: &[],
+        derives: &[],
     },
     Migration {
         version: 4,
         name: "rollups",
         sql: include_str!("../../migrations/sqlite/0004_rollups.sql"),
         fills: &[],
+        derives: &[],
     },
     Migration {
         version: 5,
         name: "totals",
         sql: include_str!("../../migrations/sqlite/0005_totals.sql"),
         fills: TOTALS,
+        derives: &[],
     },
     Migration {
         version: 6,
         name: "described_totals",
         sql: include_str!("../../migrations/sqlite/0006_described_totals.sql"),
         fills: &[],
+        derives: &[],
+    },
+    Migration {
+        version: 7,
+        name: "totals_by_description",
+        sql: include_str!("../../migrations/sqlite/0007_totals_by_description.sql"),
+        fills: &[],
+        derives: &derived::ALL,
     },
 ];
 
@@ -166,6 +197,14 @@ pub(super) async fn postgres(pool: &PgPool) -> StoreResult<Vec<Migration>> {
                 .await
                 .map_err(failed(migration))?;
         }
+        for derived in migration.derives {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(
+                derived.migration_sql(Dialect::Postgres),
+            ))
+            .execute(&mut *transaction)
+            .await
+            .map_err(failed(migration))?;
+        }
         sqlx::query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)")
             .bind(migration.version)
             .bind(migration.name)
@@ -203,6 +242,12 @@ pub(super) async fn sqlite(pool: &SqlitePool) -> StoreResult<Vec<Migration>> {
             .execute(&mut *transaction)
             .await
             .map_err(failed(migration))?;
+        }
+        for derived in migration.derives {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(derived.migration_sql(Dialect::Sqlite)))
+                .execute(&mut *transaction)
+                .await
+                .map_err(failed(migration))?;
         }
         sqlx::query("INSERT INTO schema_migrations (version, name) VALUES (?, ?)")
             .bind(migration.version)

@@ -5,6 +5,7 @@
 //! `Store` is an enum rather than a trait object: two backends, known at
 //! compile time, and async methods without boxing.
 
+pub mod derived;
 mod migrate;
 mod postgres;
 mod postgres_sources;

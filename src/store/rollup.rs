@@ -180,6 +180,9 @@ pub struct Family {
     pub day: &'static Rollup,
     pub month: Option<&'static Rollup>,
     pub all: Option<&'static Rollup>,
+    /// Whether what a source is (its country, its name) is part of the
+    /// key rather than a copy beside it (derived.rs).
+    pub keyed_by_description: bool,
 }
 
 impl Family {
@@ -193,18 +196,21 @@ pub const ORG_TOTALS: Family = Family {
     day: &TOTALS_ORG_DAY,
     month: None,
     all: None,
+    keyed_by_description: false,
 };
 /// Per source IP, all domains together.
 pub const SOURCE_TOTALS: Family = Family {
     day: &TOTALS_SOURCE_DAY,
     month: Some(&TOTALS_SOURCE_MONTH),
     all: Some(&TOTALS_SOURCE_ALL),
+    keyed_by_description: false,
 };
 /// Per domain and source IP.
 pub const DOMAIN_SOURCE_TOTALS: Family = Family {
     day: &TOTALS_DOMAIN_SOURCE_DAY,
     month: Some(&TOTALS_DOMAIN_SOURCE_MONTH),
     all: Some(&TOTALS_DOMAIN_SOURCE_ALL),
+    keyed_by_description: false,
 };
 
 /// Every rollup, in the order the save transaction updates them.

@@ -1,0 +1,436 @@
+//! Totals keyed by what a source is rather than by which source it is:
+//! per domain and country, and per domain and source name (a source
+//! without a name keeps its IP, as the summary by source name shows it).
+//! A month of them is a few hundred rows where the totals per source hold
+//! one per source IP, so the overview's top sources and countries over any
+//! period read hundreds of rows instead of a hundred thousand.
+//!
+//! They are derived from the totals per domain and source, whose rows
+//! carry their source's description (copied from ip_sources by the
+//! triggers of migration 6), by triggers on those totals: every change to
+//! one of their rows, whoever makes it (a save, a requeue, a description
+//! that changed, a bulk fill), moves the same counts in the derived rows.
+//! So a derived table is always its source table summed by its key, and
+//! nothing else writes it.
+//!
+//! PostgreSQL derives once per statement, from its transition tables (a
+//! save changes thousands of rows in one statement); SQLite has row
+//! triggers only, and derives per row.
+
+use super::rollup::{self, Family, Grain, Measures, Rollup, COUNTERS};
+use super::Dialect;
+
+/// One derived table.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Derived {
+    pub rollup: Rollup,
+    /// The totals per domain and source of the same grain it sums.
+    pub from: &'static Rollup,
+    /// Each of `rollup.dimensions` as an expression over a row `@` of
+    /// `from`.
+    expressions: &'static [&'static str],
+}
+
+const COUNTRY: &[&str] = &["policy_domain", "country"];
+const COUNTRY_EXPRESSIONS: &[&str] = &["@.policy_domain", "@.country"];
+const NAME: &[&str] = &[
+    "policy_domain",
+    "source_name",
+    "source_type",
+    "source_ip",
+    "invalid_source_ip",
+];
+const NAME_EXPRESSIONS: &[&str] = &[
+    "@.policy_domain",
+    "@.source_name",
+    "@.source_type",
+    // A named source's IPs are one group: the name.
+    "CASE WHEN @.source_name IS NULL THEN @.source_ip END",
+    "CASE WHEN @.source_name IS NULL THEN @.invalid_source_ip END",
+];
+
+const fn derived(
+    table: &'static str,
+    grain: Grain,
+    dimensions: &'static [&'static str],
+    expressions: &'static [&'static str],
+    from: &'static Rollup,
+) -> Derived {
+    Derived {
+        rollup: Rollup {
+            table,
+            grain,
+            measures: Measures::Counters,
+            dimensions,
+            described: false,
+        },
+        from,
+        expressions,
+    }
+}
+
+pub const TOTALS_COUNTRY_DAY: Derived = derived(
+    "totals_country_day",
+    Grain::Day,
+    COUNTRY,
+    COUNTRY_EXPRESSIONS,
+    &rollup::TOTALS_DOMAIN_SOURCE_DAY,
+);
+pub const TOTALS_COUNTRY_MONTH: Derived = derived(
+    "totals_country_month",
+    Grain::Month,
+    COUNTRY,
+    COUNTRY_EXPRESSIONS,
+    &rollup::TOTALS_DOMAIN_SOURCE_MONTH,
+);
+pub const TOTALS_COUNTRY_ALL: Derived = derived(
+    "totals_country_all",
+    Grain::All,
+    COUNTRY,
+    COUNTRY_EXPRESSIONS,
+    &rollup::TOTALS_DOMAIN_SOURCE_ALL,
+);
+pub const TOTALS_NAME_DAY: Derived = derived(
+    "totals_name_day",
+    Grain::Day,
+    NAME,
+    NAME_EXPRESSIONS,
+    &rollup::TOTALS_DOMAIN_SOURCE_DAY,
+);
+pub const TOTALS_NAME_MONTH: Derived = derived(
+    "totals_name_month",
+    Grain::Month,
+    NAME,
+    NAME_EXPRESSIONS,
+    &rollup::TOTALS_DOMAIN_SOURCE_MONTH,
+);
+pub const TOTALS_NAME_ALL: Derived = derived(
+    "totals_name_all",
+    Grain::All,
+    NAME,
+    NAME_EXPRESSIONS,
+    &rollup::TOTALS_DOMAIN_SOURCE_ALL,
+);
+
+/// Per domain and country.
+pub const COUNTRY_TOTALS: Family = Family {
+    day: &TOTALS_COUNTRY_DAY.rollup,
+    month: Some(&TOTALS_COUNTRY_MONTH.rollup),
+    all: Some(&TOTALS_COUNTRY_ALL.rollup),
+    keyed_by_description: true,
+};
+/// Per domain and source name (or IP, for a source without a name).
+pub const NAME_TOTALS: Family = Family {
+    day: &TOTALS_NAME_DAY.rollup,
+    month: Some(&TOTALS_NAME_MONTH.rollup),
+    all: Some(&TOTALS_NAME_ALL.rollup),
+    keyed_by_description: true,
+};
+
+/// Every derived table (migration 8 on PostgreSQL, 7 on SQLite).
+pub const ALL: [&Derived; 6] = [
+    &TOTALS_COUNTRY_DAY,
+    &TOTALS_COUNTRY_MONTH,
+    &TOTALS_COUNTRY_ALL,
+    &TOTALS_NAME_DAY,
+    &TOTALS_NAME_MONTH,
+    &TOTALS_NAME_ALL,
+];
+
+/// The sum that stays a bigint on PostgreSQL (migration 7).
+fn sum(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Postgres => "dmarcd_sum",
+        Dialect::Sqlite => "sum",
+    }
+}
+
+/// A row's contribution: added, or taken away.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sign {
+    Plus,
+    Minus,
+}
+
+impl Derived {
+    /// The key of the derived row that a row `row` of `from` counts in,
+    /// one expression per key column.
+    fn key_of(&self, row: &str) -> Vec<String> {
+        let period = (self.rollup.grain != Grain::All).then(|| format!("{row}.date_begin"));
+        period
+            .into_iter()
+            .chain(
+                self.expressions
+                    .iter()
+                    .map(|expression| expression.replace('@', row)),
+            )
+            .collect()
+    }
+
+    fn key_columns(&self) -> Vec<&'static str> {
+        self.rollup.key_columns()
+    }
+
+    fn columns(&self) -> String {
+        self.key_columns()
+            .into_iter()
+            .chain(COUNTERS.iter().map(|(name, _)| *name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Everything in `from`, summed by key: fills the empty table.
+    pub fn fill_sql(&self, dialect: Dialect) -> String {
+        let rows = self.contributions("s", self.from.table, Sign::Plus);
+        self.insert_grouped(&rows, sum(dialect))
+    }
+
+    /// `SELECT <key of row>, <±counters> FROM <relation> <row>`.
+    fn contributions(&self, row: &str, relation: &str, sign: Sign) -> String {
+        let key = self
+            .key_of(row)
+            .into_iter()
+            .zip(self.key_columns())
+            .map(|(expression, column)| format!("{expression} AS {column}"));
+        let counters = COUNTERS.iter().map(|(name, _)| match sign {
+            Sign::Plus => format!("{row}.{name} AS {name}"),
+            Sign::Minus => format!("-{row}.{name} AS {name}"),
+        });
+        format!(
+            "SELECT {} FROM {relation} {row}",
+            key.chain(counters).collect::<Vec<_>>().join(", ")
+        )
+    }
+
+    /// `INSERT INTO <table> SELECT <key>, <sums> FROM (<rows>) GROUP BY
+    /// <key>`, for an empty table or (PostgreSQL) merged into the rows
+    /// there, in key order so that concurrent saves lock rows in one order.
+    fn insert_grouped(&self, rows: &str, sum: &str) -> String {
+        let keys = self.key_columns().join(", ");
+        let sums = COUNTERS
+            .iter()
+            .map(|(name, _)| format!("{sum}(x.{name})"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "INSERT INTO {} AS t ({}) SELECT {keys}, {sums} FROM ({rows}) x GROUP BY {keys} ORDER BY {keys}",
+            self.rollup.table,
+            self.columns(),
+        )
+    }
+
+    /// The PostgreSQL functions and statement triggers that keep the table:
+    /// each statement's inserted rows count in, deleted rows count out, and
+    /// updated rows move from their old key to their new one (the same key
+    /// when only counters changed: a save or a requeue).
+    pub fn postgres_triggers(&self) -> String {
+        let table = self.rollup.table;
+        let keys = self.key_columns().join(", ");
+        let merge = COUNTERS
+            .iter()
+            .map(|(name, _)| format!("{name} = t.{name} + excluded.{name}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut sql = String::new();
+        for (event, parts) in [
+            ("INSERT", &[("new_rows", Sign::Plus)][..]),
+            (
+                "UPDATE",
+                &[("new_rows", Sign::Plus), ("old_rows", Sign::Minus)][..],
+            ),
+            ("DELETE", &[("old_rows", Sign::Minus)][..]),
+        ] {
+            let rows = parts
+                .iter()
+                .map(|(relation, sign)| self.contributions("r", relation, *sign))
+                .collect::<Vec<_>>()
+                .join(" UNION ALL ");
+            let merged = self.insert_grouped(&rows, sum(Dialect::Postgres));
+            let prune = match event {
+                "INSERT" => String::new(),
+                _ => format!("DELETE FROM {table} WHERE records <= 0;\n"),
+            };
+            let name = format!("{table}_{}", event.to_lowercase());
+            let transition = match event {
+                "INSERT" => "NEW TABLE AS new_rows",
+                "UPDATE" => "OLD TABLE AS old_rows NEW TABLE AS new_rows",
+                _ => "OLD TABLE AS old_rows",
+            };
+            sql.push_str(&format!(
+                "CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$\nBEGIN\n\
+                 {merged} ON CONFLICT ({keys}) DO UPDATE SET {merge};\n{prune}RETURN NULL;\nEND $$;\n\
+                 CREATE TRIGGER {name} AFTER {event} ON {} REFERENCING {transition} \
+                 FOR EACH STATEMENT EXECUTE FUNCTION {name}();\n",
+                self.from.table
+            ));
+        }
+        sql
+    }
+
+    /// The SQLite row triggers that keep the table (see
+    /// `postgres_triggers`). An update that keeps the key, as every save
+    /// and requeue does, is one statement on one row.
+    pub fn sqlite_triggers(&self) -> String {
+        let table = self.rollup.table;
+        let from = self.from.table;
+        let matches = |row: &str| {
+            self.key_columns()
+                .into_iter()
+                .zip(self.key_of(row))
+                .map(|(column, expression)| format!("{column} IS {expression}"))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        };
+        let add = |row: &str, op: char| {
+            let set = COUNTERS
+                .iter()
+                .map(|(name, _)| format!("{name} = {name} {op} {row}.{name}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("UPDATE {table} SET {set} WHERE {};\n", matches(row))
+        };
+        let insert_missing = |row: &str| {
+            let values = self
+                .key_of(row)
+                .into_iter()
+                .chain(COUNTERS.iter().map(|(name, _)| format!("{row}.{name}")))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                "INSERT INTO {table} ({}) SELECT {values} \
+                 WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE {});\n",
+                self.columns(),
+                matches(row)
+            )
+        };
+        let prune = |row: &str| {
+            format!(
+                "DELETE FROM {table} WHERE {} AND records <= 0;\n",
+                matches(row)
+            )
+        };
+        let same_key = self
+            .key_of("NEW")
+            .into_iter()
+            .zip(self.key_of("OLD"))
+            .map(|(new, old)| format!("({new}) IS ({old})"))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let delta = COUNTERS
+            .iter()
+            .map(|(name, _)| format!("{name} = {name} + NEW.{name} - OLD.{name}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let triggers = [
+            (
+                "insert",
+                "INSERT",
+                String::new(),
+                format!("{}{}", add("NEW", '+'), insert_missing("NEW")),
+            ),
+            (
+                "update",
+                "UPDATE",
+                format!(" WHEN {same_key}"),
+                format!(
+                    "UPDATE {table} SET {delta} WHERE {};\n{}",
+                    matches("NEW"),
+                    prune("NEW")
+                ),
+            ),
+            (
+                "rekey",
+                "UPDATE",
+                format!(" WHEN NOT ({same_key})"),
+                format!(
+                    "{}{}{}{}",
+                    add("OLD", '-'),
+                    prune("OLD"),
+                    add("NEW", '+'),
+                    insert_missing("NEW")
+                ),
+            ),
+            (
+                "delete",
+                "DELETE",
+                String::new(),
+                format!("{}{}", add("OLD", '-'), prune("OLD")),
+            ),
+        ];
+        triggers
+            .iter()
+            .map(|(name, event, when, body)| {
+                format!(
+                    "CREATE TRIGGER {table}_{name} AFTER {event} ON {from} FOR EACH ROW{when}\nBEGIN\n{body}END;\n"
+                )
+            })
+            .collect()
+    }
+
+    /// What migration 8 (7 on SQLite) runs after creating the table.
+    pub fn migration_sql(&self, dialect: Dialect) -> String {
+        let triggers = match dialect {
+            Dialect::Postgres => self.postgres_triggers(),
+            Dialect::Sqlite => self.sqlite_triggers(),
+        };
+        let analyze = match dialect {
+            // Statistics at once: until autovacuum comes by, the planner
+            // would take a filled table for an empty one.
+            Dialect::Postgres => format!("ANALYZE {};\n", self.rollup.table),
+            Dialect::Sqlite => String::new(),
+        };
+        format!("{};\n{analyze}{triggers}", self.fill_sql(dialect))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_named_source_counts_under_its_name_and_an_unnamed_one_under_its_ip() {
+        let fill = TOTALS_NAME_MONTH.fill_sql(Dialect::Sqlite);
+        assert!(
+            fill.contains("CASE WHEN s.source_name IS NULL THEN s.source_ip END AS source_ip"),
+            "{fill}"
+        );
+        assert!(fill.contains("FROM totals_domain_source_month s"), "{fill}");
+        assert!(
+            fill.contains("GROUP BY date_begin, policy_domain, source_name"),
+            "{fill}"
+        );
+        assert!(!TOTALS_COUNTRY_ALL
+            .fill_sql(Dialect::Postgres)
+            .contains("date_begin"));
+    }
+
+    #[test]
+    fn postgres_moves_updated_rows_from_their_old_key_to_their_new_one() {
+        let sql = TOTALS_COUNTRY_DAY.postgres_triggers();
+        assert!(
+            sql.contains("-r.fail_disp_reject AS fail_disp_reject FROM old_rows r"),
+            "{sql}"
+        );
+        assert!(sql.contains(
+            "AFTER UPDATE ON totals_domain_source_day REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows"
+        ));
+        assert!(sql.contains("ON CONFLICT (date_begin, policy_domain, country) DO UPDATE SET count = t.count + excluded.count"));
+        assert!(sql.contains("dmarcd_sum(x.records)"), "{sql}");
+        assert_eq!(sql.matches("CREATE TRIGGER").count(), 3);
+    }
+
+    #[test]
+    fn sqlite_updates_one_row_when_the_key_stays() {
+        let sql = TOTALS_NAME_ALL.sqlite_triggers();
+        assert!(
+            sql.contains("FOR EACH ROW WHEN (NEW.policy_domain) IS (OLD.policy_domain)"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("count = count + NEW.count - OLD.count"),
+            "{sql}"
+        );
+        assert!(sql.contains("WHEN NOT ("), "{sql}");
+        assert_eq!(sql.matches("CREATE TRIGGER").count(), 4);
+    }
+}
