@@ -35,7 +35,38 @@ const FILTERS: &[&str] = &[
     "since=2018-10-02&result=fail",
     "since=2018-10-03&country=US",
     "since=2024-03-03&until=2024-03-30&domain=example.com",
+    // The mixed report of May 10th, 2024: ranked pages by source.
+    "since=2024-05-03&until=2024-05-20",
+    "since=2024-04-20&result=fail",
+    "since=2024-05-10&until=2024-06-01&result=pass",
 ];
+
+/// A report whose records tell DKIM from SPF and dispositions apart, some
+/// with an address that is not one (the null source): every sum of a
+/// summary by source differs from the others somewhere.
+fn mixed_report() -> Vec<u8> {
+    use dmarcd::report::aggregate::{Disposition, DmarcResult};
+    let mut report = dmarcd::testing::aggregate_report(60);
+    report.metadata.report_id = "mixed-results".into();
+    report.metadata.begin = 1_715_299_200; // 2024-05-10
+    report.metadata.end = 1_715_385_599;
+    for (index, record) in report.records.iter_mut().enumerate() {
+        let evaluated = &mut record.policy_evaluated;
+        match index % 4 {
+            1 => evaluated.spf = Some(DmarcResult::Fail),
+            2 => evaluated.dkim = Some(DmarcResult::Fail),
+            _ => {}
+        }
+        if index % 6 == 3 {
+            evaluated.disposition = Some(Disposition::Reject);
+        }
+        if index % 5 == 2 {
+            record.source_ip = None;
+            record.invalid_source_ip = Some(format!("not-an-address-{}", index % 2).into());
+        }
+    }
+    report.to_xml().into_bytes()
+}
 
 /// What the enrichment would save for `ip`: country, AS number and name,
 /// and a source name.
@@ -123,6 +154,13 @@ async fn rollups_equal_the_records_through_reprocessing() {
         common::data::populated(&store, files.path()).await;
         // The whole corpus too: NULL dispositions, invalid IPs, many days.
         let inbox = dmarcd::inbox::Inbox::new(store.clone());
+        inbox
+            .accept(
+                &mixed_report(),
+                &dmarcd::store::Envelope::import("mixed.xml"),
+            )
+            .await
+            .unwrap();
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures/corpus/parsedmarc/aggregate");
         for entry in std::fs::read_dir(root).unwrap() {

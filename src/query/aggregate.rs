@@ -400,7 +400,10 @@ impl Measures {
                 none: sum(&column("disp_none")),
                 quarantine: sum(&column("disp_quarantine")),
                 reject: sum(&column("disp_reject")),
-                having: (result.is_some() || signed).then(|| format!("{records} > 0")),
+                // A result's rows without a record of it are left out
+                // before summing (`push_from_where_in`), so only rows that
+                // count negatively can leave a group with none.
+                having: signed.then(|| format!("{records} > 0")),
                 records,
             };
         }
@@ -485,6 +488,9 @@ enum Grouping {
     RowsAreGroups,
     /// The rows without a valid source IP, aggregated into one group.
     NullSourceOnly,
+    /// GROUP BY the source IP, with only what ranks the groups: the IP, the
+    /// key, messages and passes (`ranked_page`).
+    Ranking,
 }
 
 async fn push_groups(
@@ -504,11 +510,18 @@ async fn push_groups(
     let aggregate = grouping != Grouping::RowsAreGroups;
     let signed = plan.signed_rows(filter, by_day);
     let m = Measures::over(plan, dialect, filter.result, aggregate, signed);
-    sql.push(&format!(
-        "SELECT {key} AS key, {label} AS label, {} AS messages, {} AS passed, \
-         {} AS dkim, {} AS spf, {} AS none, {} AS quarantine, {} AS reject",
-        m.messages, m.passed, m.dkim, m.spf, m.none, m.quarantine, m.reject
-    ));
+    if grouping == Grouping::Ranking {
+        sql.push(&format!(
+            "SELECT r.source_ip AS ip, {key} AS key, {label} AS label, {} AS messages, {} AS passed",
+            m.messages, m.passed
+        ));
+    } else {
+        sql.push(&format!(
+            "SELECT {key} AS key, {label} AS label, {} AS messages, {} AS passed, \
+             {} AS dkim, {} AS spf, {} AS none, {} AS quarantine, {} AS reject",
+            m.messages, m.passed, m.dkim, m.spf, m.none, m.quarantine, m.reject
+        ));
+    }
     push_from_where_in(
         store,
         sql,
@@ -519,7 +532,7 @@ async fn push_groups(
     )
     .await?;
     match grouping {
-        Grouping::Aggregate => {}
+        Grouping::Aggregate | Grouping::Ranking => {}
         Grouping::RowsAreGroups => {
             sql.push(" AND r.source_ip IS NOT NULL");
             if let Some(having) = &m.having {
@@ -565,6 +578,60 @@ fn summary_order(sort: SummarySort) -> &'static str {
     }
 }
 
+/// Whether a page of this summary ranks the groups first and sums the rest
+/// of their counters for the page's groups alone (`ranked_page`): by source
+/// over totals whose rows are not one per group (a period with bounds), on
+/// PostgreSQL (SQLite has no LATERAL, and is not for millions of records).
+fn ranks_first(store: &Store, filter: &ParsedFilter, group_by: GroupBy, plan: Plan) -> bool {
+    store.dialect() == Dialect::Postgres
+        && group_by == GroupBy::Source
+        && matches!(plan, Plan::Totals(_))
+        && !plan.rows_are_groups(filter, group_by)
+}
+
+/// One page of the summary by source, ranked on messages and passes alone;
+/// each of its sources' DKIM, SPF and disposition counts is then summed
+/// from the same rows, found through the index by source. Summing those
+/// five counters over every source of a month was a third of the query (on
+/// the load seed, 82 against 56 ms in psql for the failures of 36 days).
+/// With `count_groups`, each row carries the number of groups (column 9).
+async fn ranked_page(
+    store: &Store,
+    filter: &ParsedFilter,
+    group_by: GroupBy,
+    plan: Plan,
+    sort: SummarySort,
+    page: Page,
+    count_groups: bool,
+) -> Result<Sql, QueryError> {
+    let dialect = store.dialect();
+    let mut sql = store.sql();
+    sql.push(&format!(
+        "SELECT g.key, {} AS label, g.messages, g.passed, \
+         x.dkim, x.spf, x.none, x.quarantine, x.reject",
+        group_by.outer_label(dialect)
+    ));
+    sql.push(match count_groups {
+        true => ", g.groups FROM (SELECT n.*, count(*) OVER () AS groups FROM (",
+        false => " FROM (SELECT n.* FROM (",
+    });
+    push_groups(store, &mut sql, filter, group_by, plan, Grouping::Ranking).await?;
+    sql.push(") AS n").push(summary_order(sort));
+    page.push_limit(&mut sql);
+    let signed = plan.signed_rows(filter, false);
+    let m = Measures::over(plan, dialect, filter.result, true, signed);
+    sql.push(&format!(
+        ") AS g CROSS JOIN LATERAL (SELECT {} AS dkim, {} AS spf, \
+         {} AS none, {} AS quarantine, {} AS reject",
+        m.dkim, m.spf, m.none, m.quarantine, m.reject
+    ));
+    push_from_where_in(store, &mut sql, filter, false, plan, Some(group_by)).await?;
+    // Rows without a valid IP are one group, with the null key.
+    sql.push(" AND (r.source_ip = g.ip OR (g.ip IS NULL AND r.source_ip IS NULL))) AS x");
+    sql.push(summary_order(sort));
+    Ok(sql)
+}
+
 /// Message counts and pass rates per group, one page, with the number of groups.
 pub async fn summary(
     store: &Store,
@@ -591,22 +658,28 @@ pub async fn summary_from(
     } else {
         Plan::Records
     };
-    let inner = summary_sql_from(store, filter, group_by, plan).await?;
     // The number of groups comes with the page, from one pass over the rows.
-    let mut sql = store.sql();
-    sql.push("SELECT ")
-        .push(&group_by.outer_columns(store.dialect()))
-        .push(", count(*) OVER () AS groups FROM (");
-    super::append(&mut sql, &inner);
-    sql.push(") AS g");
-    sql.push(summary_order(sort));
-    page.push_limit(&mut sql);
+    let sql = if ranks_first(store, filter, group_by, plan) {
+        ranked_page(store, filter, group_by, plan, sort, page, true).await?
+    } else {
+        let inner = summary_sql_from(store, filter, group_by, plan).await?;
+        let mut sql = store.sql();
+        sql.push("SELECT ")
+            .push(&group_by.outer_columns(store.dialect()))
+            .push(", count(*) OVER () AS groups FROM (");
+        super::append(&mut sql, &inner);
+        sql.push(") AS g");
+        sql.push(summary_order(sort));
+        page.push_limit(&mut sql);
+        sql
+    };
     let rows = store.fetch_table(sql).await?;
     let total = match rows.first() {
         Some(row) => row[9].int(),
         None if page.offset == 0 => 0,
         // Past the last page: the count needs a pass of its own.
         None => {
+            let inner = summary_sql_from(store, filter, group_by, plan).await?;
             let mut count = store.sql();
             count.push("SELECT count(*) FROM (");
             super::append(&mut count, &inner);
@@ -635,9 +708,15 @@ pub async fn top_groups(
     limit: i64,
 ) -> Result<Vec<SummaryRow>, QueryError> {
     let page = Page::new(Some(limit), None, limit)?;
-    let inner = summary_sql(store, filter, group_by).await?;
-    let mut sql = ordered_summary(store, &inner, group_by, sort);
-    page.push_limit(&mut sql);
+    let plan = Plan::for_query(filter, Some(group_by));
+    let sql = if ranks_first(store, filter, group_by, plan) {
+        ranked_page(store, filter, group_by, plan, sort, page, false).await?
+    } else {
+        let inner = summary_sql_from(store, filter, group_by, plan).await?;
+        let mut sql = ordered_summary(store, &inner, group_by, sort);
+        page.push_limit(&mut sql);
+        sql
+    };
     let rows = store.fetch_table(sql).await?;
     Ok(rows.iter().map(|row| SummaryRow::from_cells(row)).collect())
 }
