@@ -90,6 +90,13 @@ const POSTGRES: &[Migration] = &[
         fills: &[],
         derives: &derived::ALL,
     },
+    Migration {
+        version: 9,
+        name: "failing_totals",
+        sql: include_str!("../../migrations/postgres/0009_failing_totals.sql"),
+        fills: &[],
+        derives: &[],
+    },
 ];
 
 const SQLITE: &[Migration] = &[
