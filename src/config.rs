@@ -20,7 +20,7 @@ use crate::worker::WorkerConfig;
 pub const DEFAULT_CONFIG_FILE: &str = "dmarcd.toml";
 
 /// Settings that are lists.
-const LIST_KEYS: &[&str] = &["recipients", "databases", "name_servers"];
+const LIST_KEYS: &[&str] = &["recipients", "databases", "name_servers", "trusted_proxies"];
 
 /// Sections of the config file (for mapping environment variables).
 const SECTIONS: &[&str] = &[
@@ -168,6 +168,7 @@ impl Config {
         if self.web.tls_cert_file.is_some() != self.web.tls_key_file.is_some() {
             return Err("web.tls_cert_file and web.tls_key_file must be set together".to_string());
         }
+        crate::web::TrustedProxies::parse(&self.web.trusted_proxies)?;
         if self.web.session_hours == 0 || self.web.tlsrpt_max_bytes == 0 {
             return Err(
                 "web.session_hours and web.tlsrpt_max_bytes must be at least 1".to_string(),
@@ -313,6 +314,18 @@ mod tests {
         let error =
             Config::load_with_env(None, &env(&[("DATABASE_URL", "mysql://x")])).unwrap_err();
         assert!(error.to_string().contains("postgres://"), "{error}");
+        let error = Config::load_with_env(
+            None,
+            &env(&[("DMARCD_WEB_TRUSTED_PROXIES", "127.0.0.1, proxy.local")]),
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("proxy.local"), "{error}");
+        let config = Config::load_with_env(
+            None,
+            &env(&[("DMARCD_WEB_TRUSTED_PROXIES", "127.0.0.1,10.0.0.0/8")]),
+        )
+        .unwrap();
+        assert_eq!(config.web.trusted_proxies, vec!["127.0.0.1", "10.0.0.0/8"]);
     }
 
     #[test]

@@ -522,3 +522,66 @@ async fn health_readiness_and_metrics() {
         assert_eq!(server.get("/readyz", None).await.status, 503, "{backend}");
     }
 }
+
+/// Behind a reverse proxy named in `web.trusted_proxies`, the TLS-RPT
+/// limit counts each client its `X-Forwarded-For` names; from anywhere
+/// else the header is ignored, so a client cannot spread its reports over
+/// invented addresses.
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limits_count_the_client_a_trusted_proxy_names() {
+    let report = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(TLS_REPORT)).unwrap();
+    // Each POST a distinct report, so that every one is stored.
+    let report_number = std::sync::atomic::AtomicUsize::new(0);
+    let body = || {
+        let n = report_number.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        String::from_utf8(report.clone())
+            .unwrap()
+            .replace(
+                "5065427c-23d3-47ca-b6e0-946ea0e8c4be",
+                &format!("forwarded-{n}"),
+            )
+            .into_bytes()
+    };
+    for (trusted, expected) in [
+        (vec!["127.0.0.1".to_string()], "198.51.100.7"),
+        (Vec::new(), "127.0.0.1"),
+    ] {
+        let (_dir, store) = common::db::sqlite().await;
+        let config = WebConfig {
+            tlsrpt_per_minute: 2,
+            trusted_proxies: trusted.clone(),
+            ..WebConfig::default()
+        };
+        let server = Server::start(store.clone(), config).await;
+        let post = |forwarded: &'static str| {
+            let server = &server;
+            let body = body();
+            async move {
+                server
+                    .request(
+                        "POST",
+                        "/tlsrpt",
+                        None,
+                        Some("application/tlsrpt+json"),
+                        body,
+                        &[("X-Forwarded-For", forwarded)],
+                    )
+                    .await
+            }
+        };
+        // A client that writes its own header in front of the proxy's.
+        for _ in 0..2 {
+            let reply = post("203.0.113.1, 198.51.100.7").await;
+            assert_eq!(reply.status, 200, "{trusted:?}: {}", reply.text());
+        }
+        let limited = post("203.0.113.2, 198.51.100.7").await;
+        assert_eq!(limited.status, 429, "{trusted:?}");
+        let message = limited.json()["error"].as_str().unwrap().to_string();
+        assert!(message.contains(expected), "{trusted:?}: {message}");
+        // Another client behind the proxy has a limit of its own.
+        let other = post("198.51.100.8").await;
+        let status = if trusted.is_empty() { 429 } else { 200 };
+        assert_eq!(other.status, status, "{trusted:?}: {}", other.text());
+        store.close().await;
+    }
+}

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 mod api;
+mod client;
 mod csv;
 mod error;
 mod limiter;
@@ -23,6 +24,7 @@ use tokio::sync::watch;
 use crate::decode::Limits;
 use crate::store::Store;
 pub use accounts::Accounts;
+pub use client::{ClientIp, TrustedProxies};
 pub use error::ApiError;
 use limiter::RateLimiter;
 pub use listener::{ClientAddr, TlsListener, WebListener};
@@ -56,6 +58,10 @@ pub struct WebConfig {
     pub tlsrpt_max_bytes: usize,
     /// TLS-RPT POSTs accepted per client IP per minute.
     pub tlsrpt_per_minute: u32,
+    /// Reverse proxies (IP addresses or CIDR blocks) whose
+    /// `X-Forwarded-For` names the client, for the rate limits and logs
+    /// (client.rs). Empty: the connection's address is the client's.
+    pub trusted_proxies: Vec<String>,
     /// Seconds a request may take before it is answered 503.
     pub request_timeout_seconds: u64,
 }
@@ -73,6 +79,7 @@ impl Default for WebConfig {
             tlsrpt_path: "/tlsrpt".to_string(),
             tlsrpt_max_bytes: 10 * 1024 * 1024,
             tlsrpt_per_minute: 60,
+            trusted_proxies: Vec::new(),
             request_timeout_seconds: 60,
         }
     }
@@ -87,6 +94,7 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     login_limiter: Arc<RateLimiter>,
     tlsrpt_limiter: Arc<RateLimiter>,
+    trusted_proxies: Arc<TrustedProxies>,
     /// A DB-IP database is in use: its licence requires an attribution link.
     pub dbip_attribution: bool,
 }
@@ -98,6 +106,10 @@ impl AppState {
             store,
             login_limiter: Arc::new(RateLimiter::per_minute(config.login_attempts_per_minute)),
             tlsrpt_limiter: Arc::new(RateLimiter::per_minute(config.tlsrpt_per_minute)),
+            trusted_proxies: Arc::new(
+                TrustedProxies::parse(&config.trusted_proxies)
+                    .expect("web.trusted_proxies is checked with the config"),
+            ),
             config: Arc::new(config),
             limits: Arc::new(limits),
             dbip_attribution: false,

@@ -5,9 +5,9 @@
 //! with a reason otherwise. A body stored but unparseable is kept, with its
 //! reason, like any failed message.
 
-use crate::web::ClientAddr;
+use crate::web::ClientIp;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -35,17 +35,16 @@ struct Stored {
 
 async fn receive(
     State(state): State<AppState>,
-    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
+    ClientIp(client): ClientIp,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Stored>, ApiError> {
-    if !state.tlsrpt_limiter.allow(peer.ip()) {
+    if !state.tlsrpt_limiter.allow(client) {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             format!(
                 "more than {} reports a minute from {}; try again later",
-                state.config.tlsrpt_per_minute,
-                peer.ip()
+                state.config.tlsrpt_per_minute, client
             ),
         ));
     }
@@ -81,7 +80,7 @@ async fn receive(
     let envelope = Envelope {
         intake: Intake::Http,
         source_name: Some(format!("POST {}", state.config.tlsrpt_path)),
-        peer_ip: Some(peer.ip()),
+        peer_ip: Some(client),
         helo: None,
         mail_from: None,
         rcpt_to: Vec::new(),

@@ -2,9 +2,9 @@
 //! (by default) Secure; the sign-in form carries its own CSRF token in a
 //! short-lived cookie (double submit), as there is no session yet.
 
-use crate::web::ClientAddr;
+use crate::web::ClientIp;
 use askama::Template;
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
@@ -109,7 +109,7 @@ pub(super) struct LoginForm {
 
 pub(super) async fn login(
     State(state): State<AppState>,
-    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
+    ClientIp(client): ClientIp,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, PageError> {
@@ -122,7 +122,7 @@ pub(super) async fn login(
             StatusCode::FORBIDDEN,
         );
     }
-    if !state.login_limiter.allow(peer.ip()) {
+    if !state.login_limiter.allow(client) {
         return login_page(
             &state,
             &form.next,
@@ -137,7 +137,7 @@ pub(super) async fn login(
         .await
         .map_err(|error| PageError::from(crate::web::ApiError::from(error)))?;
     let Some((token, user)) = signed_in else {
-        tracing::info!(user = %form.username, ip = %peer.ip(), "failed sign-in");
+        tracing::info!(user = %form.username, ip = %client, "failed sign-in");
         return login_page(
             &state,
             &form.next,
@@ -145,8 +145,8 @@ pub(super) async fn login(
             StatusCode::UNAUTHORIZED,
         );
     };
-    state.login_limiter.reset(peer.ip());
-    tracing::info!(user = %user.username, ip = %peer.ip(), "signed in");
+    state.login_limiter.reset(client);
+    tracing::info!(user = %user.username, ip = %client, "signed in");
     let mut response = Redirect::to(&safe_next(&form.next)).into_response();
     let max_age = state.config.session_hours as i64 * 3600;
     let headers = response.headers_mut();
