@@ -137,6 +137,15 @@ pub const ALL: [&Derived; 6] = [
     &TOTALS_NAME_ALL,
 ];
 
+/// Held by a transaction from its first change to the derived totals until
+/// it ends. One `INSERT … ON CONFLICT` into the totals per domain and
+/// source fires two triggers (its inserted rows, its updated rows), each
+/// locking derived rows in key order, but not in one order together: two
+/// saves could each hold a row the other's second trigger needs. The
+/// derived totals are small and quick to write, so their writers take
+/// turns instead.
+const DERIVED_TOTALS_LOCK: i64 = 7_363_012_947;
+
 /// The sum that stays a bigint on PostgreSQL (migration 7).
 fn sum(dialect: Dialect) -> &'static str {
     match dialect {
@@ -258,6 +267,7 @@ impl Derived {
             };
             sql.push_str(&format!(
                 "CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$\nBEGIN\n\
+                 PERFORM pg_advisory_xact_lock({DERIVED_TOTALS_LOCK});\n\
                  {merged} ON CONFLICT ({keys}) DO UPDATE SET {merge};\n{prune}RETURN NULL;\nEND $$;\n\
                  CREATE TRIGGER {name} AFTER {event} ON {} REFERENCING {transition} \
                  FOR EACH STATEMENT EXECUTE FUNCTION {name}();\n",
@@ -417,6 +427,11 @@ mod tests {
         assert!(sql.contains("ON CONFLICT (date_begin, policy_domain, country) DO UPDATE SET count = t.count + excluded.count"));
         assert!(sql.contains("dmarcd_sum(x.records)"), "{sql}");
         assert_eq!(sql.matches("CREATE TRIGGER").count(), 3);
+        assert_eq!(
+            sql.matches("PERFORM pg_advisory_xact_lock(7363012947)")
+                .count(),
+            3
+        );
     }
 
     #[test]
