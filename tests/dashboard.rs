@@ -49,12 +49,13 @@ struct Browser {
     csrf: String,
 }
 
-async fn sign_in(server: &Server, user: &str, password: &str) -> Result<Browser, Reply> {
+/// The sign-in form filled in and sent, asking to go to `next` after.
+async fn submit_sign_in(server: &Server, user: &str, password: &str, next: &str) -> Reply {
     let page = server.get("/login?next=/domains", None).await;
     assert_eq!(page.status, 200);
     let login_cookie = cookie_value(set_cookie(&page, "dmarcd_login").unwrap());
     let csrf = csrf_in(&page.text());
-    let reply = server
+    server
         .request(
             "POST",
             "/login",
@@ -64,11 +65,15 @@ async fn sign_in(server: &Server, user: &str, password: &str) -> Result<Browser,
                 ("username", user),
                 ("password", password),
                 ("csrf", &csrf),
-                ("next", "/domains"),
+                ("next", next),
             ]),
             &[("Cookie", &format!("dmarcd_login={login_cookie}"))],
         )
-        .await;
+        .await
+}
+
+async fn sign_in(server: &Server, user: &str, password: &str) -> Result<Browser, Reply> {
+    let reply = submit_sign_in(server, user, password, "/domains").await;
     if reply.status != 303 {
         return Err(reply);
     }
@@ -254,6 +259,32 @@ async fn sign_in_sessions_and_csrf() {
         let limited = sign_in(&server, "alice", PASSWORD).await.unwrap_err();
         assert_eq!(limited.status, 429, "{backend}");
         store.close().await;
+    }
+}
+
+/// `next` after sign-in goes only to a path on this site: browsers drop a
+/// tab or newline from `Location` (`/\t/evil.example` is `//evil.example`)
+/// and a newline used to make the redirect fail with a 500.
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_in_redirects_only_to_local_paths() {
+    let (_dir, store) = common::db::sqlite().await;
+    let files = tempfile::tempdir().unwrap();
+    let server = setup(&store, files.path(), WebConfig::default()).await;
+    for (next, expected) in [
+        (
+            "/aggregate?domain=example.com",
+            "/aggregate?domain=example.com",
+        ),
+        ("/\t/evil.example", "/"),
+        ("/\n/evil.example", "/"),
+        ("/\r\nSet-Cookie: a=b", "/"),
+        ("/\\evil.example", "/"),
+        ("//evil.example", "/"),
+        ("https://evil.example/", "/"),
+    ] {
+        let reply = submit_sign_in(&server, "alice", PASSWORD, next).await;
+        assert_eq!(reply.status, 303, "{next:?}: {}", reply.text());
+        assert_eq!(reply.header("location"), Some(expected), "{next:?}");
     }
 }
 

@@ -45,9 +45,24 @@ fn cookie_header(state: &AppState, name: &str, value: &str, max_age: i64) -> Hea
     .expect("cookie values are URL-safe base64")
 }
 
-/// Only local paths: an open redirect would hand phishers a trusted link.
+/// Where to go after signing in: `next` if it is a path on this site,
+/// else `/`. An open redirect would hand phishers a trusted link. Browsers
+/// drop tabs and newlines from a `Location` and read `\` as `/`, so
+/// `/\t/evil.example` would become `//evil.example`, another origin: the
+/// path must start with one `/`, hold no control, whitespace or backslash
+/// character, and, resolved as a relative URL, stay on this origin.
 fn safe_next(next: &str) -> String {
-    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
+    let local_path = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || c == '\\');
+    let base = url::Url::parse("http://dmarcd.invalid/").expect("a valid base URL");
+    let same_origin = || {
+        base.join(next)
+            .is_ok_and(|resolved| resolved.origin() == base.origin())
+    };
+    if local_path && same_origin() {
         next.to_string()
     } else {
         "/".to_string()
@@ -186,4 +201,35 @@ pub(super) async fn logout(
         cookie_header(&state, SESSION_COOKIE, "", 0),
     );
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn only_paths_on_this_site_are_followed_after_sign_in() {
+        for local in [
+            "/",
+            "/domains",
+            "/aggregate?domain=example.com&group_by=org",
+            "/a%2F%2Fb",
+        ] {
+            assert_eq!(safe_next(local), local);
+        }
+        for foreign in [
+            "//evil.example",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r\nSet-Cookie: x=1",
+            "/ /evil.example",
+            "https://evil.example/",
+            "javascript:alert(1)",
+            "evil.example",
+            "",
+        ] {
+            assert_eq!(safe_next(foreign), "/", "{foreign:?}");
+        }
+    }
 }
