@@ -306,6 +306,103 @@ async fn bad_parameters_and_missing_rows_are_clear_errors() {
     }
 }
 
+/// A control character in a filter is the caller's mistake (400), not a
+/// database outage; a block with host bits set means its network; the
+/// `Bearer` scheme is case-insensitive (RFC 9110 section 11.1); an empty
+/// `limit=` is not a number.
+#[tokio::test(flavor = "multi_thread")]
+async fn parameters_are_checked_before_they_reach_the_database() {
+    for (_dir, store) in common::db::backends().await {
+        let backend = store.backend();
+        let files = tempfile::tempdir().unwrap();
+        common::data::populated(&store, files.path()).await;
+        let (server, token) = server_with_token(&store, WebConfig::default()).await;
+        for (path, says) in [
+            ("/api/v1/aggregate/records?org=google%00.com", "org:"),
+            (
+                "/api/v1/aggregate/summary?header_from=a%0Ab",
+                "header_from:",
+            ),
+            ("/api/v1/aggregate/reports?domain=%01example.com", "domain:"),
+            ("/api/v1/tls/reports?source=%00", "source:"),
+            ("/api/v1/aggregate/records?limit=", "limit:"),
+            ("/api/v1/aggregate/records?offset=", "offset:"),
+        ] {
+            let reply = server.get(path, Some(&token)).await;
+            assert_eq!(reply.status, 400, "{backend} {path}: {}", reply.text());
+            let message = reply.json()["error"].as_str().unwrap().to_string();
+            assert!(message.contains(says), "{backend} {path}: {message}");
+        }
+        let whole_block = server
+            .get("/api/v1/aggregate/records?source=0.0.0.0/0", Some(&token))
+            .await;
+        assert_eq!(whole_block.status, 200, "{backend}: {}", whole_block.text());
+        for (block, network) in [
+            ("192.0.2.5/1", "128.0.0.0/1"),
+            ("209.85.220.41/16", "209.85.0.0/16"),
+        ] {
+            let given = server
+                .get(
+                    &format!("/api/v1/aggregate/summary?source={block}"),
+                    Some(&token),
+                )
+                .await;
+            assert_eq!(given.status, 200, "{backend} {block}: {}", given.text());
+            let normal = server
+                .get(
+                    &format!("/api/v1/aggregate/summary?source={network}"),
+                    Some(&token),
+                )
+                .await;
+            assert_eq!(given.json(), normal.json(), "{backend} {block}");
+        }
+        for scheme in ["bearer", "BEARER", "Bearer"] {
+            let reply = server
+                .request(
+                    "GET",
+                    "/api/v1/domains",
+                    None,
+                    None,
+                    Vec::new(),
+                    &[("Authorization", &format!("{scheme} {token}"))],
+                )
+                .await;
+            assert_eq!(reply.status, 200, "{backend} {scheme}: {}", reply.text());
+        }
+        store.close().await;
+    }
+}
+
+/// A database that refuses connections (restarting, failing over) is an
+/// outage for the sender: 503, try again, never 500.
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_report_post_answers_503_while_the_database_refuses_connections() {
+    let Some((_dir, store, name)) = common::db::postgres_named().await else {
+        eprintln!("NOTE: DATABASE_URL is unset: this PostgreSQL test was SKIPPED");
+        return;
+    };
+    let report = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(TLS_REPORT)).unwrap();
+    let server = Server::start(store.clone(), WebConfig::default()).await;
+    let post = || {
+        server.request(
+            "POST",
+            "/tlsrpt",
+            None,
+            Some("application/tlsrpt+json"),
+            report.clone(),
+            &[],
+        )
+    };
+    common::db::allow_connections(&name, false).await;
+    let down = post().await;
+    common::db::allow_connections(&name, true).await;
+    assert_eq!(down.status, 503, "{}", down.text());
+    assert!(down.text().contains("try again later"), "{}", down.text());
+    let back = post().await;
+    assert_eq!(back.status, 200, "{}", back.text());
+    store.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn csv_exports_every_row_and_raw_and_reprocess_work() {
     for (_dir, store) in common::db::backends().await {
@@ -393,7 +490,7 @@ async fn tls_reports_arrive_by_https_post() {
         let backend = store.backend();
         let config = WebConfig {
             tlsrpt_max_bytes: 64 * 1024,
-            tlsrpt_per_minute: 6,
+            tlsrpt_per_minute: 8,
             ..WebConfig::default()
         };
         let server = Server::start(store.clone(), config).await;
@@ -434,16 +531,29 @@ async fn tls_reports_arrive_by_https_post() {
             .unwrap()
             .contains("tlsrpt_max_bytes"));
 
+        // The request only looks at the body; the worker parses it, once.
+        // JSON that is no report is stored, and failed later with its reason.
         let broken = post(
             "application/tlsrpt+json",
             b"{\"organization-name\": 5}".to_vec(),
         )
         .await;
-        assert_eq!(broken.status, 400, "{backend}: {}", broken.text());
-        assert!(broken.json()["error"]
-            .as_str()
-            .unwrap()
-            .contains("kept in the inbox"));
+        assert_eq!(broken.status, 200, "{backend}: {}", broken.text());
+        let broken_id = broken.json()["message_id"].as_i64().unwrap();
+        assert_eq!(
+            store.message(broken_id).await.unwrap().unwrap().status,
+            dmarcd::store::MessageStatus::Pending,
+            "{backend}: not parsed while the sender waits"
+        );
+        // What is neither JSON nor gzip'd JSON is refused, and not stored.
+        for junk in [b"<feedback/>".to_vec(), gzip(b"<feedback/>")] {
+            let refused = post("application/tlsrpt+gzip", junk).await;
+            assert_eq!(refused.status, 400, "{backend}: {}", refused.text());
+            assert!(refused.json()["error"]
+                .as_str()
+                .unwrap()
+                .contains("not a TLS report"));
+        }
 
         // Both good reports are processed; the broken body is kept with its reason.
         Worker::new(
@@ -466,8 +576,13 @@ async fn tls_reports_arrive_by_https_post() {
             Some(&1),
             "{backend}"
         );
+        let reason = store.message(broken_id).await.unwrap().unwrap().error;
+        assert!(
+            reason.is_some_and(|r| r.contains("invalid SMTP TLS report")),
+            "{backend}: a failed message keeps its reason"
+        );
 
-        // Six a minute from one address: the seventh waits.
+        // Eight a minute from one address: the ninth waits.
         let limited = post("application/tlsrpt+json", report.clone()).await;
         assert_eq!(limited.status, 429, "{backend}");
 

@@ -98,7 +98,12 @@ impl SourceMatch {
                 .ok()
                 .filter(|prefix| *prefix <= max)
                 .ok_or_else(|| invalid("source", format!("{text:?}: prefix must be 0–{max}")))?;
-            return Ok(SourceMatch::Network { address, prefix });
+            // `192.0.2.5/24` means the block `192.0.2.0/24`: PostgreSQL's
+            // cidr type refuses host bits to the right of the mask.
+            return Ok(SourceMatch::Network {
+                address: network_address(address, prefix),
+                prefix,
+            });
         }
         if text.is_empty() {
             return Err(invalid("source", "empty"));
@@ -108,34 +113,39 @@ impl SourceMatch {
 
     /// Whether `ip` is in this network (for SQLite, which has no inet type).
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self, ip) {
-            (SourceMatch::Ip(one), ip) => *one == ip,
-            (
-                SourceMatch::Network {
-                    address: IpAddr::V4(net),
-                    prefix,
-                },
-                IpAddr::V4(ip),
-            ) => {
-                let prefix = *prefix;
-                let net = *net;
-                let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
+        match self {
+            SourceMatch::Ip(one) => *one == ip,
+            SourceMatch::Network { address, prefix } => {
+                address.is_ipv4() == ip.is_ipv4() && network_address(ip, *prefix) == *address
             }
-            (
-                SourceMatch::Network {
-                    address: IpAddr::V6(net),
-                    prefix,
-                },
-                IpAddr::V6(ip),
-            ) => {
-                let prefix = *prefix;
-                let net = *net;
-                let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
+            SourceMatch::Name(_) => false,
         }
+    }
+}
+
+/// `address` with the bits past `prefix` cleared.
+fn network_address(address: IpAddr, prefix: u8) -> IpAddr {
+    match address {
+        IpAddr::V4(v4) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V4((u32::from(v4) & mask).into())
+        }
+        IpAddr::V6(v6) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V6((u128::from(v6) & mask).into())
+        }
+    }
+}
+
+/// Refuses a value holding a control character (a NUL, a newline…): no
+/// name, date or address has one, and PostgreSQL refuses a NUL in text.
+fn printable(parameter: &'static str, value: &Option<String>) -> Result<(), FilterError> {
+    match value {
+        Some(text) if text.chars().any(char::is_control) => Err(invalid(
+            parameter,
+            format!("{text:?} holds a control character"),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -205,6 +215,23 @@ pub struct ParsedFilter {
 
 impl Filter {
     pub fn parse(&self) -> Result<ParsedFilter, FilterError> {
+        for (parameter, value) in [
+            ("domain", &self.domain),
+            ("org", &self.org),
+            ("source", &self.source),
+            ("country", &self.country),
+            ("asn", &self.asn),
+            ("source_type", &self.source_type),
+            ("result", &self.result),
+            ("disposition", &self.disposition),
+            ("dkim", &self.dkim),
+            ("spf", &self.spf),
+            ("header_from", &self.header_from),
+            ("since", &self.since),
+            ("until", &self.until),
+        ] {
+            printable(parameter, value)?;
+        }
         let disposition = match nonempty(&self.disposition).map(str::to_ascii_lowercase) {
             Some(d) if ["none", "quarantine", "reject"].contains(&d.as_str()) => Some(d),
             Some(other) => {
@@ -430,5 +457,28 @@ mod tests {
         assert!(SourceMatch::parse("0.0.0.0/0")
             .unwrap()
             .contains("8.8.8.8".parse().unwrap()));
+    }
+
+    #[test]
+    fn host_bits_of_a_block_are_cleared() {
+        let network = |text: &str| match SourceMatch::parse(text).unwrap() {
+            SourceMatch::Network { address, prefix } => format!("{address}/{prefix}"),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(network("192.0.2.5/24"), "192.0.2.0/24");
+        assert_eq!(network("192.0.2.5/1"), "128.0.0.0/1");
+        assert_eq!(network("192.0.2.5/32"), "192.0.2.5/32");
+        assert_eq!(network("2001:db8::1/0"), "::/0");
+    }
+
+    #[test]
+    fn control_characters_are_refused_in_every_parameter() {
+        let error = Filter {
+            org: Some("google\0.com".into()),
+            ..Default::default()
+        }
+        .parse()
+        .unwrap_err();
+        assert_eq!(error.parameter, "org");
     }
 }

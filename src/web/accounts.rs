@@ -232,10 +232,15 @@ impl Accounts {
         password: &str,
         lifetime: Duration,
     ) -> Result<Option<(String, SessionUser)>, AccountError> {
-        let mut sql = self.store.sql();
-        sql.push("SELECT id, password_hash, role FROM users WHERE username = ")
-            .bind_text(name);
-        let row = self.store.fetch_table(sql).await?.into_iter().next();
+        // No user name holds a control character; PostgreSQL would refuse a NUL.
+        let row = if name.chars().any(char::is_control) {
+            None
+        } else {
+            let mut sql = self.store.sql();
+            sql.push("SELECT id, password_hash, role FROM users WHERE username = ")
+                .bind_text(name);
+            self.store.fetch_table(sql).await?.into_iter().next()
+        };
         // Verify against a hash even for unknown users, so that the time
         // taken does not tell which names exist.
         let (id, hash, role) = match row {

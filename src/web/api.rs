@@ -65,12 +65,14 @@ impl FromRequestParts<AppState> for ApiToken {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        // The scheme is case-insensitive (RFC 9110 section 11.1): `bearer` too.
         let token = parts
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(|value| value.trim_start().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
             .ok_or_else(ApiError::unauthorized)?;
         if state.accounts.check_token(token).await? {
             Ok(ApiToken)
@@ -179,7 +181,17 @@ fn nonempty(value: &Option<String>) -> Option<&str> {
     value.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
 
+/// Checked paging. Unlike a dashboard form, which sends its empty fields,
+/// an API call that names `limit` or `offset` must give a number: the
+/// OpenAPI document says they are integers.
 fn page(params: &PageParams) -> Result<Page, ApiError> {
+    for (name, value) in [("limit", &params.limit), ("offset", &params.offset)] {
+        if value.as_deref().is_some_and(|text| text.trim().is_empty()) {
+            return Err(ApiError::bad_request(format!(
+                "{name}: empty; give a whole number or leave the parameter out"
+            )));
+        }
+    }
     Ok(params.page(50)?)
 }
 

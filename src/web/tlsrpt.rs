@@ -1,9 +1,12 @@
 //! TLS-RPT reports by HTTPS POST (RFC 8460 section 3): unauthenticated, as
 //! the RFC intends, so limited in size and rate per client. The body is
-//! stored in the inbox like a mail before the answer: 200 once committed,
-//! 503 if the database cannot take it (the sender retries), 400/413/415
-//! with a reason otherwise. A body stored but unparseable is kept, with its
-//! reason, like any failed message.
+//! looked at cheaply (JSON, or gzip that starts JSON) and stored in the
+//! inbox like a mail before the answer: 200 once committed, 503 if the
+//! database cannot take it (the sender retries), 400/413/415 with a reason
+//! otherwise. The worker parses it, once: a body stored but unparseable is
+//! kept, with its reason, like any failed message.
+
+use std::io::Read;
 
 use crate::web::ClientIp;
 use axum::body::Body;
@@ -15,7 +18,7 @@ use serde::Serialize;
 
 use super::{ApiError, AppState, WebConfig};
 use crate::inbox::Inbox;
-use crate::store::{Envelope, Intake, StoreError};
+use crate::store::{Envelope, Intake};
 
 /// The media types of RFC 8460 section 3.
 const ACCEPTED_TYPES: [&str; 2] = ["application/tlsrpt+json", "application/tlsrpt+gzip"];
@@ -73,8 +76,10 @@ async fn receive(
             format!("the report is larger than {limit} bytes (web.tlsrpt_max_bytes)"),
         )
     })?;
-    if raw.is_empty() {
-        return Err(ApiError::bad_request("the body is empty"));
+    if let Err(reason) = looks_like_a_tls_report(&raw) {
+        return Err(ApiError::bad_request(format!(
+            "not a TLS report: {reason} (RFC 8460 section 3: JSON, or gzip'd JSON)"
+        )));
     }
 
     let envelope = Envelope {
@@ -86,46 +91,85 @@ async fn receive(
         rcpt_to: Vec::new(),
         tls: false,
     };
+    // Whatever kept the inbox from committing (the database down, or
+    // refusing connections, or out of space), nothing was stored: the
+    // sender must try again later.
     let accepted = Inbox::new(state.store.clone())
         .accept(&raw, &envelope)
         .await
-        .map_err(|error| match error {
-            StoreError::Unavailable(_) => ApiError::new(
+        .map_err(|error| {
+            tracing::warn!(%error, %client, "a TLS report POST could not be stored; answered 503");
+            ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the report could not be stored; try again later",
-            ),
-            other => ApiError::from(other),
+            )
         })?;
+    // The worker parses it, as it does a mail: a report that turns out
+    // to be broken is kept in the inbox as failed, with the reason.
+    Ok(Json(Stored {
+        status: if accepted.is_new {
+            "stored"
+        } else {
+            "already stored"
+        },
+        message_id: accepted.id,
+    }))
+}
 
-    // Stored: now tell the sender whether it was a TLS report at all.
-    let limits = state.limits.clone();
-    let name = format!("message {}", accepted.id);
-    let check = tokio::task::spawn_blocking(move || {
-        crate::extract::extract_reports_from_bytes(&raw, &name, &limits)
-    })
-    .await
-    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error (logged)"))?;
-    match check {
-        Ok(reports)
-            if reports
-                .iter()
-                .all(|r| matches!(r.report, crate::Report::Tlsrpt(_))) =>
-        {
-            Ok(Json(Stored {
-                status: if accepted.is_new {
-                    "stored"
-                } else {
-                    "already stored"
-                },
-                message_id: accepted.id,
-            }))
+/// How much of a gzip body is inflated to see that JSON starts inside.
+const GZIP_PEEK_BYTES: usize = 512;
+
+/// A cheap look at the body, so that a stranger's junk is refused before
+/// it is stored: a JSON object, or a gzip stream that starts one. Whether
+/// it is a valid report is for the worker to find out.
+fn looks_like_a_tls_report(body: &[u8]) -> Result<(), &'static str> {
+    if body.is_empty() {
+        return Err("the body is empty");
+    }
+    if body.starts_with(&[0x1f, 0x8b]) {
+        let mut start = Vec::with_capacity(GZIP_PEEK_BYTES);
+        let inflated = flate2::read::GzDecoder::new(body)
+            .take(GZIP_PEEK_BYTES as u64)
+            .read_to_end(&mut start);
+        // A stream shorter than the peek may still be cut short later;
+        // only its start is judged here.
+        if inflated.is_err() && start.is_empty() {
+            return Err("the gzip stream is broken");
         }
-        Ok(_) => Err(ApiError::bad_request(
-            "this is a report, but not a TLS report (kept in the inbox)",
-        )),
-        Err(error) => Err(ApiError::bad_request(format!(
-            "not a valid TLS report (kept in the inbox as message {}): {error}",
-            accepted.id
-        ))),
+        return starts_a_json_object(&start)
+            .then_some(())
+            .ok_or("the gzip stream does not hold JSON");
+    }
+    starts_a_json_object(body)
+        .then_some(())
+        .ok_or("the body is neither JSON nor gzip")
+}
+
+/// Whether `bytes` begin (after a byte order mark and white space) with `{`.
+fn starts_a_json_object(bytes: &[u8]) -> bool {
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    bytes
+        .iter()
+        .find(|byte| !byte.is_ascii_whitespace())
+        .is_some_and(|byte| *byte == b'{')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::looks_like_a_tls_report;
+    use std::io::Write;
+
+    #[test]
+    fn json_and_gzipped_json_pass_the_cheap_look_and_junk_does_not() {
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gzip.write_all(b"\n {\"organization-name\": \"x\"}")
+            .unwrap();
+        let gzip = gzip.finish().unwrap();
+        assert_eq!(looks_like_a_tls_report(b"\xef\xbb\xbf {}"), Ok(()));
+        assert_eq!(looks_like_a_tls_report(&gzip), Ok(()));
+        assert_eq!(looks_like_a_tls_report(&gzip[..gzip.len() / 2]), Ok(()));
+        assert!(looks_like_a_tls_report(b"").is_err());
+        assert!(looks_like_a_tls_report(b"<feedback/>").is_err());
+        assert!(looks_like_a_tls_report(&[0x1f, 0x8b, 0, 0]).is_err());
     }
 }

@@ -30,6 +30,11 @@ pub async fn sqlite() -> (tempfile::TempDir, Store) {
 }
 
 pub async fn postgres() -> Option<(tempfile::TempDir, Store)> {
+    postgres_named().await.map(|(dir, store, _)| (dir, store))
+}
+
+/// `postgres()`, with the name of its database (to cut it off in outage tests).
+pub async fn postgres_named() -> Option<(tempfile::TempDir, Store, String)> {
     let url = std::env::var("DATABASE_URL").ok()?;
     let name = format!(
         "dmarcd_test_{}_{}",
@@ -50,7 +55,28 @@ pub async fn postgres() -> Option<(tempfile::TempDir, Store)> {
         .await
         .unwrap();
     store.migrate().await.unwrap();
-    Some((tempfile::tempdir().unwrap(), store))
+    Some((tempfile::tempdir().unwrap(), store, name))
+}
+
+/// Makes the PostgreSQL database `name` refuse new connections and ends
+/// the open ones (`false`), or lets connections in again (`true`): an
+/// outage as a restart or a failover looks from the client.
+pub async fn allow_connections(name: &str, allowed: bool) {
+    let url = std::env::var("DATABASE_URL").expect("DATABASE_URL");
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE {name} ALLOW_CONNECTIONS {allowed}"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    if !allowed {
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+            .bind(name)
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
 }
 
 /// The URL with its database name replaced.
