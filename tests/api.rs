@@ -306,6 +306,58 @@ async fn bad_parameters_and_missing_rows_are_clear_errors() {
     }
 }
 
+/// Every `$ref` in the OpenAPI document names a schema it defines
+/// (`group_by` and `sort` named GroupBy, SummarySort and TlsGroupBy, which
+/// were missing), and raw messages are a string of octets.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_openapi_document_defines_every_schema_it_references() {
+    let (_dir, store) = common::db::sqlite().await;
+    let server = Server::start(store.clone(), WebConfig::default()).await;
+    let document = server.get("/api/v1/openapi.json", None).await.json();
+    fn references(value: &Value, found: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(target)) = map.get("$ref") {
+                    found.push(target.clone());
+                }
+                map.values().for_each(|v| references(v, found));
+            }
+            Value::Array(items) => items.iter().for_each(|v| references(v, found)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    references(&document, &mut found);
+    for name in ["GroupBy", "SummarySort", "TlsGroupBy"] {
+        assert!(
+            found.contains(&format!("#/components/schemas/{name}")),
+            "{name}"
+        );
+    }
+    for target in &found {
+        let name = target
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("{target} is not a local schema"));
+        assert!(
+            document["components"]["schemas"][name].is_object(),
+            "{target} is referenced but not defined"
+        );
+    }
+    let group_by = &document["components"]["schemas"]["GroupBy"]["enum"];
+    assert!(group_by
+        .as_array()
+        .unwrap()
+        .contains(&Value::from("header_from")));
+    let raw = &document["paths"]["/api/v1/inbox/messages/{id}/raw"]["get"]["responses"]["200"]
+        ["content"]["application/octet-stream"]["schema"];
+    let raw = match raw.get("$ref").and_then(Value::as_str) {
+        Some(target) => &document["components"]["schemas"][target.rsplit('/').next().unwrap()],
+        None => raw,
+    };
+    assert_eq!(raw["type"], "string", "{raw}");
+    store.close().await;
+}
+
 /// A control character in a filter is the caller's mistake (400), not a
 /// database outage; a block with host bits set means its network; the
 /// `Bearer` scheme is case-insensitive (RFC 9110 section 11.1); an empty

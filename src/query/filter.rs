@@ -10,17 +10,21 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::{Arg, Dialect, Sql};
 
-/// Query parameters that select aggregate records.
+/// Query parameters that select aggregate records. Free-text values hold
+/// no control character (`printable`; the pattern tells API clients).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, utoipa::IntoParams)]
 #[serde(default)]
 #[into_params(parameter_in = Query)]
 pub struct Filter {
     /// Policy domain (the domain the report is about), exact.
+    #[param(pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub domain: Option<String>,
     /// Reporting organization, exact ("google.com", "Enterprise Outlook").
+    #[param(pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub org: Option<String>,
     /// Sending source: an IP, a CIDR block, a PTR name, a base domain or a
     /// source name ("Amazon SES").
+    #[param(pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub source: Option<String>,
     /// ISO country code of the source IP.
     #[param(pattern = "^([A-Za-z]{2})?$")]
@@ -29,6 +33,7 @@ pub struct Filter {
     #[param(pattern = "^((AS|as)?[0-9]{1,10})?$")]
     pub asn: Option<String>,
     /// Source type from the source map (`esp`, `mailbox_provider`, …).
+    #[param(pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub source_type: Option<String>,
     /// DMARC result: `pass` or `fail`.
     #[param(pattern = "^(pass|fail)?$")]
@@ -43,6 +48,7 @@ pub struct Filter {
     #[param(pattern = "^(pass|fail)?$")]
     pub spf: Option<String>,
     /// RFC 5322 From domain, exact.
+    #[param(pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub header_from: Option<String>,
     /// Reports beginning on or after this day (`YYYY-MM-DD`, UTC); an RFC
     /// 3339 instant is accepted too.

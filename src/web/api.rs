@@ -472,10 +472,17 @@ async fn inbox_message(
         .ok_or_else(|| ApiError::not_found(format!("no inbox message {id}")))
 }
 
+/// A message's bytes, for the OpenAPI document: a string of octets (not
+/// the array of numbers a `Vec<u8>` would be described as). Only its
+/// schema is used.
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct RawMessage(#[allow(dead_code)] Vec<u8>);
+
 /// The message exactly as it was received (an email, or a POSTed body).
 #[utoipa::path(get, path = "/api/v1/inbox/messages/{id}/raw", tag = "inbox",
     params(("id" = i64, Path, description = "Inbox message id")),
-    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
+    responses((status = 200, content_type = "application/octet-stream", body = RawMessage),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("token" = [])))]
 async fn inbox_raw(
@@ -544,6 +551,8 @@ impl utoipa::Modify for SecurityAddon {
         every matching row as CSV. Create a token with `dmarcd token create --name NAME`."),
     paths(domains, summary, records, reports, report, tls_reports, tls_summary, failures, failure,
           inbox, inbox_message, inbox_raw, reprocess),
+    // Named by the `group_by` and `sort` parameters: the document must define them.
+    components(schemas(GroupBy, SummarySort, TlsGroupBy)),
     modifiers(&SecurityAddon)
 )]
 pub struct ApiDoc;
