@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod config;
 pub mod decode;
+pub mod domain;
 pub mod enrich;
 pub mod extract;
 pub mod import;

@@ -686,7 +686,137 @@ async fn health_readiness_and_metrics() {
             200,
             "the process still answers"
         );
-        assert_eq!(server.get("/readyz", None).await.status, 503, "{backend}");
+        let unready = server.get("/readyz", None).await;
+        assert_eq!(unready.status, 503, "{backend}");
+        // The error (which names hosts and databases) is logged, not shown.
+        assert_eq!(
+            unready.json(),
+            serde_json::json!({"status": "database unavailable"}),
+            "{backend}"
+        );
+    }
+}
+
+/// Every answer carries `Referrer-Policy: no-referrer`, and raw messages
+/// (bytes a stranger wrote) `nosniff` and `no-store`; HSTS only over
+/// HTTPS (tests/https.rs).
+#[tokio::test(flavor = "multi_thread")]
+async fn responses_carry_protective_headers() {
+    let (_dir, store) = common::db::sqlite().await;
+    let files = tempfile::tempdir().unwrap();
+    common::data::populated(&store, files.path()).await;
+    let (server, token) = server_with_token(&store, WebConfig::default()).await;
+    let raw = server
+        .get("/api/v1/inbox/messages/1/raw", Some(&token))
+        .await;
+    assert_eq!(raw.status, 200);
+    assert_eq!(raw.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(raw.header("cache-control"), Some("no-store"));
+    for path in ["/api/v1/domains", "/login", "/healthz", "/api/v1/nowhere"] {
+        let reply = server.get(path, Some(&token)).await;
+        assert_eq!(
+            reply.header("referrer-policy"),
+            Some("no-referrer"),
+            "{path}"
+        );
+        assert_eq!(
+            reply.header("strict-transport-security"),
+            None,
+            "{path}: plain HTTP"
+        );
+    }
+    store.close().await;
+}
+
+/// `/metrics` behind `web.metrics_token`, or on `web.metrics_listen` only.
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_can_require_a_token_or_a_listener_of_their_own() {
+    let (_dir, store) = common::db::sqlite().await;
+    let guarded = Server::start(
+        store.clone(),
+        WebConfig {
+            metrics_token: Some("scrape-secret".into()),
+            ..WebConfig::default()
+        },
+    )
+    .await;
+    let refused = guarded.get("/metrics", None).await;
+    assert_eq!(refused.status, 401, "{}", refused.text());
+    assert_eq!(guarded.get("/metrics", Some("wrong")).await.status, 401);
+    let read = guarded.get("/metrics", Some("scrape-secret")).await;
+    assert_eq!(read.status, 200);
+    assert!(read.text().contains("dmarcd_inbox_messages"));
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let config = WebConfig {
+        metrics_listen: Some(listener.local_addr().unwrap()),
+        ..WebConfig::default()
+    };
+    let main = Server::start(store.clone(), config).await;
+    assert_eq!(
+        main.get("/metrics", None).await.status,
+        404,
+        "off the main listener"
+    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let metrics = format!("http://{}/metrics", listener.local_addr().unwrap());
+    let router = dmarcd::web::metrics_router(main.state.clone());
+    tokio::spawn(dmarcd::web::serve(listener, router, stopped));
+    let body = tokio::task::spawn_blocking(move || {
+        ureq::get(&metrics)
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(body.contains("dmarcd_inbox_messages"), "{body}");
+    let _ = stop.send(true);
+    store.close().await;
+}
+
+/// A policy domain from a report is listed under Domains only if it is a
+/// domain name: a report's text could be anything.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_domain_names_from_reports_are_listed_as_domains() {
+    for (_dir, store) in common::db::backends().await {
+        let backend = store.backend();
+        let inbox = dmarcd::inbox::Inbox::new(store.clone());
+        for (number, domain) in ["example.org", "<b>pay here</b>", "example.com evil"]
+            .into_iter()
+            .enumerate()
+        {
+            let mut report = testing::aggregate_report(2);
+            report.metadata.report_id = format!("domain-{number}");
+            report.policy_published.domain = domain.to_string();
+            let xml = report.to_xml();
+            inbox
+                .accept(xml.as_bytes(), &dmarcd::store::Envelope::import("x.xml"))
+                .await
+                .unwrap();
+        }
+        Worker::new(
+            store.clone(),
+            Limits::default(),
+            "w",
+            WorkerConfig::default(),
+        )
+        .run_until_idle()
+        .await
+        .unwrap();
+        assert_eq!(
+            store.report_counts().await.unwrap().aggregate_reports,
+            3,
+            "{backend}: every report is kept"
+        );
+        assert_eq!(
+            store.domains().await.unwrap(),
+            vec!["example.org"],
+            "{backend}"
+        );
+        store.close().await;
     }
 }
 

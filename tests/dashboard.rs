@@ -405,6 +405,7 @@ async fn every_page_and_filter_renders_the_same_rows_as_the_api() {
         );
 
         // Downloads: the report's XML and the original message.
+        // Bytes a stranger wrote: never sniffed into HTML, never cached.
         let xml = alice.get(&server, &format!("/reports/{report}/xml")).await;
         assert_eq!(xml.status, 200, "{backend}");
         assert!(xml.text().contains("<feedback"), "{backend}");
@@ -414,13 +415,13 @@ async fn every_page_and_filter_renders_the_same_rows_as_the_api() {
             .json()["message_id"]
             .as_i64()
             .unwrap();
-        assert_eq!(
-            alice
-                .get(&server, &format!("/inbox/{message}/raw"))
-                .await
-                .body,
-            xml.body
-        );
+        let raw = alice.get(&server, &format!("/inbox/{message}/raw")).await;
+        assert_eq!(raw.body, xml.body);
+        for download in [&xml, &raw] {
+            assert_eq!(download.header("x-content-type-options"), Some("nosniff"));
+            assert_eq!(download.header("cache-control"), Some("no-store"));
+            assert_eq!(download.header("referrer-policy"), Some("no-referrer"));
+        }
 
         // Bad filters are explained, not a blank page.
         let bad = alice.get(&server, "/records?country=Germany").await;
@@ -444,6 +445,26 @@ async fn every_page_and_filter_renders_the_same_rows_as_the_api() {
             .text();
         assert!(
             inbox.contains(&format!("Message {message} is queued")),
+            "{backend}"
+        );
+
+        // Notices are ours, by key: a crafted link cannot make the page
+        // say something of its choosing.
+        for path in [
+            "/inbox?notice=Your+password+expired%3A+sign+in+at+evil.example",
+            "/domains?notice=Your+password+expired%3A+sign+in+at+evil.example",
+            "/domains?error=Your+password+expired%3A+sign+in+at+evil.example",
+        ] {
+            let page = alice.get(&server, path).await;
+            assert_eq!(page.status, 200, "{backend} {path}");
+            assert!(!page.text().contains("evil.example"), "{backend} {path}");
+        }
+        let crafted = alice
+            .get(&server, "/inbox?notice=requeued&n=%3Cb%3E")
+            .await
+            .text();
+        assert!(
+            !crafted.contains("&lt;b&gt;") && !crafted.contains("<b>"),
             "{backend}"
         );
         store.close().await;

@@ -131,6 +131,13 @@ fn tls_reports_are_posted_over_https_to_the_web_listener() {
         b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
     );
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    // Served over HTTPS: browsers are told to come back only that way.
+    assert!(
+        health
+            .to_ascii_lowercase()
+            .contains("\r\nstrict-transport-security: max-age=31536000\r\n"),
+        "{health}"
+    );
 
     let report = std::fs::read(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -94,6 +94,21 @@ pub(super) async fn serve(config: Config) -> anyhow::Result<ExitCode> {
             WebListener::Plain(_) => "http",
         };
         tracing::info!(address = %listener.local_addr()?, scheme, "web listener ready");
+        if let Some(address) = config.web.metrics_listen {
+            let metrics = tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|error| {
+                    anyhow::anyhow!("cannot listen on {address} (web.metrics_listen): {error}")
+                })?;
+            tracing::info!(%address, "metrics listener ready");
+            let router = crate::web::metrics_router(state.clone());
+            let stopped = stopped.clone();
+            listeners.push(tokio::spawn(async move {
+                if let Err(error) = crate::web::serve(metrics, router, stopped).await {
+                    tracing::error!(%error, "metrics listener failed");
+                }
+            }));
+        }
         let router = crate::web::router(state);
         let stopped = stopped.clone();
         listeners.push(tokio::spawn(async move {

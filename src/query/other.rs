@@ -640,16 +640,8 @@ pub async fn domains(store: &Store) -> Result<Vec<DomainRow>, QueryError> {
 
 /// Adds a domain by hand; false if it was already there.
 pub async fn add_domain(store: &Store, name: &str) -> Result<bool, QueryError> {
-    let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
-    let valid = !name.is_empty()
-        && name.len() <= 253
-        && name.contains('.')
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        });
-    if !valid {
+    let name = name.trim().trim_end_matches('.').to_lowercase();
+    if !crate::domain::is_domain_name(&name) {
         return Err(QueryError::Invalid(format!(
             "{name:?} is not a domain name"
         )));
@@ -665,9 +657,13 @@ pub async fn add_domain(store: &Store, name: &str) -> Result<bool, QueryError> {
 
 /// Stops monitoring a domain (its reports stay); false if it was not there.
 pub async fn remove_domain(store: &Store, name: &str) -> Result<bool, QueryError> {
+    let name = name.trim().trim_end_matches('.').to_lowercase();
+    if !crate::domain::is_domain_name(&name) {
+        return Ok(false);
+    }
     let mut sql = store.sql();
     sql.push("DELETE FROM domains WHERE name = ")
-        .bind_text(name.trim().to_ascii_lowercase());
+        .bind_text(name);
     Ok(store.execute_sql(sql).await? > 0)
 }
 

@@ -500,7 +500,10 @@ async fn add_domain(
     name: &str,
 ) -> StoreResult<()> {
     // Once per batch is enough: a batch often holds many reports for one domain.
-    if !seen.insert(name.to_ascii_lowercase()) {
+    // Only a domain name is listed: a report's text could be anything.
+    if !seen.insert(name.to_ascii_lowercase())
+        || !crate::domain::is_domain_name(&name.to_ascii_lowercase())
+    {
         return Ok(());
     }
     sqlx::query("INSERT INTO domains (name, origin, created_at) VALUES (?, 'report', ?) ON CONFLICT (name) DO NOTHING")

@@ -58,6 +58,17 @@ impl<S: Send + Sync> FromRequestParts<S> for Id {
     }
 }
 
+/// The token of an `Authorization: Bearer …` header. The scheme is
+/// case-insensitive (RFC 9110 section 11.1): `bearer` too.
+pub(super) fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim_start().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+}
+
 /// A request that carried a valid API token.
 pub struct ApiToken;
 
@@ -65,15 +76,7 @@ impl FromRequestParts<AppState> for ApiToken {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        // The scheme is case-insensitive (RFC 9110 section 11.1): `bearer` too.
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.trim_start().split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .ok_or_else(ApiError::unauthorized)?;
+        let token = bearer_token(&parts.headers).ok_or_else(ApiError::unauthorized)?;
         if state.accounts.check_token(token).await? {
             Ok(ApiToken)
         } else {

@@ -6,6 +6,7 @@ mod api;
 mod client;
 mod csv;
 mod error;
+mod headers;
 mod limiter;
 mod listener;
 mod ops;
@@ -64,6 +65,13 @@ pub struct WebConfig {
     pub trusted_proxies: Vec<String>,
     /// Seconds a request may take before it is answered 503.
     pub request_timeout_seconds: u64,
+    /// If set, `/metrics` answers only requests carrying
+    /// `Authorization: Bearer <this>` (Prometheus: `authorization:
+    /// {credentials: …}`). Unset: anyone who reaches the listener may read it.
+    pub metrics_token: Option<String>,
+    /// If set, `/metrics` is served on this address (plain HTTP, e.g.
+    /// `127.0.0.1:9187`) instead of on `listen`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for WebConfig {
@@ -81,6 +89,8 @@ impl Default for WebConfig {
             tlsrpt_per_minute: 60,
             trusted_proxies: Vec::new(),
             request_timeout_seconds: 60,
+            metrics_token: None,
+            metrics_listen: None,
         }
     }
 }
@@ -122,11 +132,24 @@ impl AppState {
     }
 }
 
+/// Whether two secrets are equal, in a time that does not tell how much of
+/// them matched.
+pub(crate) fn same_secret(expected: &str, given: &str) -> bool {
+    let (expected, given) = (expected.as_bytes(), given.as_bytes());
+    expected.len() == given.len()
+        && expected
+            .iter()
+            .zip(given)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
 /// Every route.
 pub fn router(state: AppState) -> Router {
     let timeout = Duration::from_secs(state.config.request_timeout_seconds.max(1));
-    Router::new()
-        .merge(ops::routes())
+    let https = state.config.tls_cert_file.is_some();
+    let router = Router::new()
+        .merge(ops::routes(&state.config))
         .merge(tlsrpt::routes(&state.config))
         .nest("/api/v1", api::routes())
         .merge(pages::routes())
@@ -134,7 +157,13 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(move |request, next| {
             ops::with_timeout(timeout, request, next)
         }))
-        .with_state(state)
+        .with_state(state);
+    headers::add(router, https)
+}
+
+/// `/metrics` alone, for `web.metrics_listen`.
+pub fn metrics_router(state: AppState) -> Router {
+    headers::add(ops::metrics_routes().with_state(state), false)
 }
 
 /// Serves `router` on `listener` (a `TcpListener` or a `WebListener`)

@@ -5,21 +5,29 @@
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use super::AppState;
+use super::{AppState, WebConfig};
 use crate::metrics;
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
+pub(super) fn routes(config: &WebConfig) -> Router<AppState> {
+    let routes = Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
+        .route("/readyz", get(readyz));
+    // With a listener of its own, /metrics stays off this one.
+    match config.metrics_listen {
+        Some(_) => routes,
+        None => routes.merge(metrics_routes()),
+    }
+}
+
+pub(super) fn metrics_routes() -> Router<AppState> {
+    Router::new().route("/metrics", get(metrics_text))
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -34,15 +42,30 @@ async fn readyz(State(state): State<AppState>) -> Response {
             Json(json!({"status": "migrations pending: run 'dmarcd migrate' or restart dmarcd"})),
         )
             .into_response(),
-        Err(error) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": format!("database unreachable: {error}")})),
-        )
-            .into_response(),
+        // The error names hosts and databases: it goes to the log, not to
+        // whoever asks.
+        Err(error) => {
+            tracing::warn!(%error, "readiness check: the database is unavailable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "database unavailable"})),
+            )
+                .into_response()
+        }
     }
 }
 
-async fn metrics_text(State(state): State<AppState>) -> Response {
+async fn metrics_text(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(expected) = &state.config.metrics_token {
+        let given = super::api::bearer_token(&headers).unwrap_or("");
+        if !super::same_secret(expected, given) {
+            return super::ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "/metrics needs 'Authorization: Bearer <web.metrics_token>'",
+            )
+            .into_response();
+        }
+    }
     let mut gauges = Vec::new();
     if let Ok(counts) = state.store.status_counts().await {
         let series = counts

@@ -4,6 +4,7 @@
 
 mod aggregate;
 mod auth;
+mod notice;
 mod other;
 
 use axum::extract::{FromRequestParts, OriginalUri};
@@ -182,15 +183,7 @@ fn render(template: impl askama::Template) -> Result<Response, PageError> {
 
 /// A form POST must carry the session's CSRF token.
 fn check_csrf(user: &SessionUser, submitted: &str) -> Result<(), PageError> {
-    let expected = user.csrf_token.as_bytes();
-    let given = submitted.as_bytes();
-    let same = expected.len() == given.len()
-        && expected
-            .iter()
-            .zip(given)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if same {
+    if super::same_secret(&user.csrf_token, submitted) {
         Ok(())
     } else {
         Err(PageError::new(

@@ -3,10 +3,11 @@
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::Form;
 use serde::Deserialize;
 
+use super::notice::Notice;
 use super::{
     check_csrf, filter_form, pager, query_of, render, require_admin, FilterForm, Layout, PageError,
     PageUser,
@@ -209,6 +210,7 @@ struct InboxPage {
 pub(super) struct InboxParams {
     status: Option<String>,
     notice: Option<String>,
+    n: Option<String>,
 }
 
 pub(super) async fn inbox(
@@ -228,7 +230,7 @@ pub(super) async fn inbox(
     let (previous, next) = pager("/inbox", &query, page.offset, page.limit, total);
     render(InboxPage {
         layout: Layout::new(&state, Some(user.clone()), "/inbox"),
-        notice: params.notice,
+        notice: Notice::shown(params.notice.as_deref(), params.n.as_deref()).map(|(_, text)| text),
         statuses: &INBOX_STATUSES,
         status,
         is_admin: user.is_admin(),
@@ -267,11 +269,6 @@ pub(super) struct CsrfForm {
     csrf: String,
 }
 
-fn back_to_inbox(notice: &str) -> Response {
-    let query = serde_urlencoded::to_string([("notice", notice)]).unwrap_or_default();
-    Redirect::to(&format!("/inbox?{query}")).into_response()
-}
-
 pub(super) async fn reprocess(
     State(state): State<AppState>,
     PageUser(user): PageUser,
@@ -282,11 +279,12 @@ pub(super) async fn reprocess(
     require_admin(&user)?;
     let requeued = state.store.requeue(&Requeue::Ids(vec![id])).await?;
     tracing::info!(user = %user.username, id, "reprocess requested");
-    Ok(back_to_inbox(&if requeued > 0 {
-        format!("Message {id} is queued to be processed again.")
+    let notice = if requeued > 0 {
+        Notice::Requeued
     } else {
-        format!("There is no message {id}.")
-    }))
+        Notice::NoSuchMessage
+    };
+    Ok(notice.redirect("/inbox", id.unsigned_abs()))
 }
 
 pub(super) async fn reprocess_failed(
@@ -298,9 +296,7 @@ pub(super) async fn reprocess_failed(
     require_admin(&user)?;
     let requeued = state.store.requeue(&Requeue::Failed).await?;
     tracing::info!(user = %user.username, requeued, "reprocess of failed messages requested");
-    Ok(back_to_inbox(&format!(
-        "{requeued} failed message(s) queued to be processed again."
-    )))
+    Ok(Notice::FailedRequeued.redirect("/inbox", requeued))
 }
 
 #[derive(Template)]
@@ -318,7 +314,7 @@ struct DomainsPage {
 #[serde(default)]
 pub(super) struct NoticeParams {
     notice: Option<String>,
-    error: Option<String>,
+    n: Option<String>,
 }
 
 pub(super) async fn domains(
@@ -327,10 +323,15 @@ pub(super) async fn domains(
     Params(params): Params<NoticeParams>,
 ) -> Result<Response, PageError> {
     let rows = other::domains(&state.store).await?;
+    let (notice, error) = match Notice::shown(params.notice.as_deref(), params.n.as_deref()) {
+        Some((notice, text)) if notice.is_error() => (None, Some(text)),
+        Some((_, text)) => (Some(text), None),
+        None => (None, None),
+    };
     render(DomainsPage {
         layout: Layout::new(&state, Some(user.clone()), "/domains"),
-        notice: params.notice,
-        error: params.error,
+        notice,
+        error,
         is_admin: user.is_admin(),
         csrf: user.csrf_token,
         rows,
@@ -343,11 +344,6 @@ pub(super) struct DomainForm {
     name: String,
 }
 
-fn back_to_domains(key: &str, message: &str) -> Response {
-    let query = serde_urlencoded::to_string([(key, message)]).unwrap_or_default();
-    Redirect::to(&format!("/domains?{query}")).into_response()
-}
-
 pub(super) async fn add_domain(
     State(state): State<AppState>,
     PageUser(user): PageUser,
@@ -355,18 +351,13 @@ pub(super) async fn add_domain(
 ) -> Result<Response, PageError> {
     check_csrf(&user, &form.csrf)?;
     require_admin(&user)?;
-    match other::add_domain(&state.store, &form.name).await {
-        Ok(true) => Ok(back_to_domains(
-            "notice",
-            &format!("Added {}.", form.name.trim()),
-        )),
-        Ok(false) => Ok(back_to_domains(
-            "notice",
-            &format!("{} is already monitored.", form.name.trim()),
-        )),
-        Err(crate::query::QueryError::Invalid(message)) => Ok(back_to_domains("error", &message)),
-        Err(error) => Err(error.into()),
-    }
+    let notice = match other::add_domain(&state.store, &form.name).await {
+        Ok(true) => Notice::DomainAdded,
+        Ok(false) => Notice::DomainAlreadyMonitored,
+        Err(crate::query::QueryError::Invalid(_)) => Notice::NotADomainName,
+        Err(error) => return Err(error.into()),
+    };
+    Ok(notice.redirect("/domains", 0))
 }
 
 pub(super) async fn remove_domain(
@@ -377,12 +368,10 @@ pub(super) async fn remove_domain(
     check_csrf(&user, &form.csrf)?;
     require_admin(&user)?;
     let removed = other::remove_domain(&state.store, &form.name).await?;
-    Ok(back_to_domains(
-        "notice",
-        &if removed {
-            format!("Removed {}; its reports stay.", form.name.trim())
-        } else {
-            format!("{} was not monitored.", form.name.trim())
-        },
-    ))
+    let notice = if removed {
+        Notice::DomainRemoved
+    } else {
+        Notice::DomainNotMonitored
+    };
+    Ok(notice.redirect("/domains", 0))
 }
