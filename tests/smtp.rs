@@ -586,3 +586,247 @@ fn shutdown_lets_a_message_in_flight_finish_then_refuses_new_sessions() {
         .unwrap_or(true);
     assert!(refused, "a new session was served after shutdown");
 }
+
+/// Sends `bytes` of message data as 1,000-byte lines (no end of data).
+fn send_data(raw: &mut Raw, bytes: usize) {
+    let line = format!("{}\r\n", "d".repeat(998));
+    for _ in 0..bytes / line.len() {
+        raw.send(line.as_bytes());
+    }
+}
+
+/// Opens a transaction and sends DATA; the 354 is checked.
+fn start_data(raw: &mut Raw) {
+    assert!(raw.command("EHLO client.test").starts_with("250"));
+    assert!(raw.command("MAIL FROM:<a@b.example>").starts_with("250"));
+    assert!(raw
+        .command("RCPT TO:<dmarc@example.com>")
+        .starts_with("250"));
+    assert!(raw.command("DATA").starts_with("354"));
+}
+
+/// All sessions share one budget for the message data they hold (20
+/// sessions each trickling 60 MiB took the process past 1.2 GB): past it,
+/// a sender is told to try again later (`452 4.3.1`), at MAIL when its
+/// declared size cannot fit, else after its data.
+#[test]
+fn message_data_in_flight_has_one_budget_and_past_it_senders_retry_later() {
+    let server = start(SmtpConfig {
+        max_message_bytes: 1 << 20,
+        max_inflight_data_bytes: 1 << 20,
+        max_commands_without_message: 1000,
+        ..SmtpConfig::default()
+    });
+    let mut holder = Raw::connect(server.address);
+    start_data(&mut holder);
+    send_data(&mut holder, 700 * 1024);
+
+    let mut late = Raw::connect(server.address);
+    assert!(late.command("EHLO late.test").starts_with("250"));
+    // Once the holder's data is in, a declared 500 kB no longer fits.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let refused = loop {
+        let reply = late.command("MAIL FROM:<a@b.example> SIZE=500000");
+        if !reply.starts_with("250") {
+            break reply;
+        }
+        late.command("RSET");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the budget never filled"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(refused.starts_with("452 4.3.1"), "{refused}");
+    // Without a declared size, the data is read past, then refused.
+    assert!(late.command("MAIL FROM:<a@b.example>").starts_with("250"));
+    assert!(late
+        .command("RCPT TO:<dmarc@example.com>")
+        .starts_with("250"));
+    assert!(late.command("DATA").starts_with("354"));
+    send_data(&mut late, 500 * 1024);
+    late.send(b".\r\n");
+    let reply = late.reply();
+    assert!(reply.starts_with("452 4.3.1"), "{reply}");
+
+    // The holder's message is stored; then the late one fits.
+    holder.send(b".\r\n");
+    assert!(holder.reply().starts_with("250 2.0.0"));
+    assert!(late.command("MAIL FROM:<a@b.example>").starts_with("250"));
+    assert!(late
+        .command("RCPT TO:<dmarc@example.com>")
+        .starts_with("250"));
+    assert!(late.command("DATA").starts_with("354"));
+    send_data(&mut late, 500 * 1024);
+    late.send(b".\r\n");
+    let reply = late.reply();
+    assert!(reply.starts_with("250 2.0.0"), "{reply}");
+    assert_eq!(server.messages(), 2);
+}
+
+/// `dmarcd serve` as a process of its own, SMTP only, ended when dropped.
+struct ServeProcess {
+    child: std::process::Child,
+    smtp: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ServeProcess {
+    fn start(settings: &[(&str, &str)]) -> ServeProcess {
+        let dir = tempfile::tempdir().unwrap();
+        let smtp = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_dmarcd"));
+        command
+            .arg("serve")
+            .env("DMARCD_DATA_DIR", dir.path())
+            .env_remove("DATABASE_URL")
+            .env_remove("DMARCD_DATABASE_URL")
+            .env("DMARCD_LOG", "warn")
+            .env("DMARCD_SMTP_LISTEN", smtp.to_string())
+            .env("DMARCD_WEB_ENABLED", "false")
+            .env("DMARCD_WORKER_ENABLED", "false")
+            .env("DMARCD_ENRICH_REVERSE_DNS", "false")
+            .stdout(std::process::Stdio::null());
+        for (name, value) in settings {
+            command.env(name, value);
+        }
+        let child = command.spawn().unwrap();
+        let started = std::time::Instant::now();
+        while TcpStream::connect(smtp).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "dmarcd serve did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        ServeProcess {
+            child,
+            smtp,
+            _dir: dir,
+        }
+    }
+
+    /// The process's virtual memory (`VmSize`), in bytes.
+    fn virtual_memory(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmSize:")).unwrap();
+        let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kib * 1024
+    }
+}
+
+/// 500 sessions declaring `SIZE=67108864` raised the virtual memory to
+/// 33 GB, which fails under strict overcommit: the buffer was reserved
+/// from the declared size. Now it grows with the data that arrives.
+#[test]
+fn a_declared_size_is_not_reserved_before_the_data_arrives() {
+    let serve = ServeProcess::start(&[("DMARCD_SMTP_MAX_CONNECTIONS_PER_IP", "100")]);
+    let before = serve.virtual_memory();
+    let mut sessions = Vec::new();
+    for _ in 0..40 {
+        let mut raw = Raw::connect(serve.smtp);
+        assert!(raw.command("EHLO client.test").starts_with("250"));
+        assert!(raw
+            .command("MAIL FROM:<a@b.example> SIZE=67108864")
+            .starts_with("250"));
+        assert!(raw
+            .command("RCPT TO:<dmarc@example.com>")
+            .starts_with("250"));
+        // The 354 comes after the buffer for the message was made.
+        assert!(raw.command("DATA").starts_with("354"));
+        raw.send(b"Subject: small so far\r\n\r\n");
+        sessions.push(raw);
+    }
+    let grown = serve.virtual_memory().saturating_sub(before);
+    // 40 x 64 MiB would be 2.5 GiB.
+    assert!(
+        grown < 512 << 20,
+        "virtual memory grew by {} MiB",
+        grown >> 20
+    );
+}
+
+/// During shutdown, new connections are told to come back (`421 4.3.2`)
+/// rather than left unanswered, and a session still open when the grace
+/// period ends is told the same before it is closed.
+#[test]
+fn during_shutdown_new_and_cut_sessions_get_421() {
+    let server = start(SmtpConfig {
+        shutdown_grace_seconds: 2,
+        ..SmtpConfig::default()
+    });
+    let mut slow = Raw::connect(server.address);
+    start_data(&mut slow);
+    slow.send(b"Subject: slow\r\n\r\nstill coming\r\n");
+    let stopped = std::time::Instant::now();
+    server.stop.send(true).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let newcomer = TcpStream::connect(server.address).unwrap();
+    newcomer
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(newcomer).read_line(&mut line).unwrap();
+    assert!(line.starts_with("421 4.3.2"), "{line:?}");
+    let cut = slow.reply();
+    assert!(cut.starts_with("421 4.3.2"), "{cut:?}");
+    assert!(
+        stopped.elapsed() >= Duration::from_millis(1900),
+        "cut before the grace period ended"
+    );
+    assert_eq!(slow.reply(), "", "then closed");
+    assert_eq!(server.messages(), 0);
+}
+
+/// A client that keeps a session busy with NOOPs, each within the command
+/// deadline, is cut by the total session time.
+#[test]
+fn a_session_that_only_keeps_busy_hits_the_session_time_limit() {
+    let server = start(SmtpConfig {
+        session_timeout_seconds: 2,
+        ..SmtpConfig::default()
+    });
+    let mut raw = Raw::connect(server.address);
+    let started = std::time::Instant::now();
+    let reply = loop {
+        let reply = raw.command("NOOP");
+        if !reply.starts_with("250") {
+            break reply;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "never cut");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(
+        reply.starts_with("421 4.4.2 Session time limit"),
+        "{reply:?}"
+    );
+}
+
+/// NOOP, RSET, VRFY, HELP, EHLO… bring no message nearer: only so many
+/// are answered between two messages.
+#[test]
+fn commands_without_a_message_are_capped() {
+    let server = start(SmtpConfig {
+        max_commands_without_message: 5,
+        ..SmtpConfig::default()
+    });
+    let mut raw = Raw::connect(server.address);
+    assert!(raw.command("EHLO client.test").starts_with("250"));
+    for command in ["NOOP", "RSET", "VRFY x", "HELP"] {
+        let reply = raw.command(command);
+        assert!(reply.starts_with("2"), "{command}: {reply}");
+    }
+    let reply = raw.command("NOOP");
+    assert!(reply.starts_with("421 4.7.0"), "{reply}");
+    assert_eq!(raw.reply(), "");
+}

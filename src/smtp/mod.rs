@@ -1,5 +1,7 @@
 //! SMTP intake: be the MX for rua/ruf/TLS-RPT mailboxes.
 
+pub mod budget;
+mod recipients;
 pub mod server;
 pub mod session;
 pub mod tls;

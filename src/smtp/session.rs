@@ -11,7 +11,6 @@
 //!   (`message_stored`), `451 4.3.0` when it could not be;
 //! - input pipelined after STARTTLS is thrown away (RFC 3207 §5).
 
-use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -20,48 +19,8 @@ use smtp_proto::request::receiver::{
 };
 use smtp_proto::{Error as ProtoError, Request};
 
-/// Which recipients this server accepts mail for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RecipientPolicy {
-    /// Development only: any recipient (bound to loopback).
-    Any,
-    /// Exact addresses and whole domains, lower-cased.
-    Only {
-        addresses: HashSet<String>,
-        domains: HashSet<String>,
-    },
-}
-
-impl RecipientPolicy {
-    /// From config entries: `dmarc@example.com` or `@reports.example.com`.
-    pub fn from_entries(entries: &[String]) -> Self {
-        if entries.is_empty() {
-            return RecipientPolicy::Any;
-        }
-        let mut addresses = HashSet::new();
-        let mut domains = HashSet::new();
-        for entry in entries {
-            let entry = entry.trim().to_ascii_lowercase();
-            match entry.strip_prefix('@') {
-                Some(domain) => domains.insert(domain.to_string()),
-                None => addresses.insert(entry),
-            };
-        }
-        RecipientPolicy::Only { addresses, domains }
-    }
-
-    pub fn accepts(&self, address: &str) -> bool {
-        match self {
-            RecipientPolicy::Any => true,
-            RecipientPolicy::Only { addresses, domains } => {
-                let address = address.to_ascii_lowercase();
-                let domain = address.rsplit_once('@').map(|(_, domain)| domain);
-                addresses.contains(&address)
-                    || domain.is_some_and(|domain| domains.contains(domain))
-            }
-        }
-    }
-}
+use super::budget::{DataBudget, Reservation};
+pub use super::recipients::RecipientPolicy;
 
 /// What a session needs to know about the server.
 #[derive(Debug, Clone)]
@@ -72,8 +31,14 @@ pub struct SessionConfig {
     pub max_recipients: usize,
     pub max_messages: usize,
     pub max_errors: usize,
+    /// Commands outside a mail transaction (NOOP, RSET, VRFY, HELP, EHLO…)
+    /// allowed between two messages: a client that only keeps the session
+    /// busy is sent away.
+    pub max_commands_without_message: usize,
     /// Whether STARTTLS is offered.
     pub tls_available: bool,
+    /// The message data every session holds at once.
+    pub budget: Arc<DataBudget>,
 }
 
 /// A message ready to be stored.
@@ -105,6 +70,8 @@ enum State {
     Data(DataReceiver),
     /// The message passed the size limit: read to its end, keep nothing.
     DataTooBig(DummyDataReceiver),
+    /// The data budget ran out: read to the end, keep nothing, then 452.
+    DataNoRoom(DummyDataReceiver),
     Bdat(BdatReceiver),
     /// A BDAT chunk to read past; the reply to send once it is read, if any.
     BdatDiscard(DummyDataReceiver, Option<&'static str>),
@@ -123,11 +90,15 @@ pub struct Session {
     esmtp: bool,
     mail_from: Option<String>,
     rcpt_to: Vec<String>,
-    /// The message being received, starting with its Received header.
+    /// The message being received, starting with its Received header. It
+    /// grows as data arrives (never reserved from the declared SIZE), its
+    /// capacity covered by `reservation`.
     data: Vec<u8>,
     header_len: usize,
-    /// The SIZE the client declared in MAIL FROM, if any.
-    declared_size: usize,
+    /// The share of the data budget `data` holds.
+    reservation: Reservation,
+    /// Commands outside a transaction since the last message.
+    commands_without_message: usize,
     /// `TLS 1.3, TLS13_AES_256_GCM_SHA384` once TLS is up.
     tls: Option<String>,
     errors: usize,
@@ -151,6 +122,10 @@ const MAX_COMMAND_LINE: usize = 4096;
 
 const TOO_BIG: &str = "552 5.3.4 Message size exceeds the fixed maximum message size";
 
+/// The data budget is spent (RFC 1870 section 6.1 and RFC 3463: temporary,
+/// the mail system is full).
+const NO_ROOM: &str = "452 4.3.1 Insufficient system storage, try again later";
+
 fn reply(text: &str) -> Event {
     Event::Reply(format!("{text}\r\n").into_bytes())
 }
@@ -159,6 +134,7 @@ impl Session {
     /// A new session and its greeting.
     pub fn new(config: Arc<SessionConfig>, peer: IpAddr) -> (Session, Event) {
         let greeting = reply(&format!("220 {} ESMTP dmarcd ready", config.hostname));
+        let reservation = Reservation::new(Arc::clone(&config.budget));
         let session = Session {
             config,
             peer,
@@ -170,7 +146,8 @@ impl Session {
             rcpt_to: Vec::new(),
             data: Vec::new(),
             header_len: 0,
-            declared_size: 0,
+            reservation,
+            commands_without_message: 0,
             tls: None,
             errors: 0,
             messages: 0,
@@ -188,7 +165,11 @@ impl Session {
     pub fn in_data(&self) -> bool {
         matches!(
             self.state,
-            State::Data(_) | State::DataTooBig(_) | State::Bdat(_) | State::BdatDiscard(..)
+            State::Data(_)
+                | State::DataTooBig(_)
+                | State::DataNoRoom(_)
+                | State::Bdat(_)
+                | State::BdatDiscard(..)
         )
     }
 
@@ -235,6 +216,7 @@ impl Session {
         match result {
             Ok(id) => {
                 self.messages += 1;
+                self.commands_without_message = 0;
                 reply(&format!("250 2.0.0 Message accepted (inbox {id})"))
             }
             Err(reason) => {
@@ -249,7 +231,52 @@ impl Session {
         self.rcpt_to.clear();
         self.data = Vec::new();
         self.header_len = 0;
-        self.declared_size = 0;
+        self.reservation.release();
+    }
+
+    /// Makes room in `data` for `incoming` more bytes, within the budget:
+    /// the buffer doubles (as a `Vec` would) up to what the size limit can
+    /// need, or grows by just what is needed when doubling would not fit.
+    /// False when even that does not fit.
+    fn room_for(&mut self, incoming: usize) -> bool {
+        let wanted = self.data.len().saturating_add(incoming);
+        if wanted <= self.data.capacity() {
+            return true;
+        }
+        let most = self
+            .header_len
+            .saturating_add(self.config.max_message_bytes)
+            .saturating_add(incoming);
+        let doubled = self.data.capacity().saturating_mul(2).min(most).max(wanted);
+        for capacity in [doubled, wanted] {
+            if self.reservation.grow_to(capacity) {
+                self.data.reserve_exact(capacity - self.data.len());
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Drops the message being received for want of room; the rest of its
+    /// data is read past.
+    fn out_of_room(&mut self) {
+        self.data = Vec::new();
+        self.reservation.release();
+    }
+
+    /// Counts a command that brings no message nearer; true when the
+    /// session is over the limit (and closed, the command unanswered).
+    fn idle_command(&mut self, events: &mut Vec<Event>) -> bool {
+        self.commands_without_message += 1;
+        if self.commands_without_message > self.config.max_commands_without_message {
+            events.push(reply(
+                "421 4.7.0 Too many commands without a message, closing the connection",
+            ));
+            events.push(Event::Close);
+            self.state = State::Closed;
+            return true;
+        }
+        false
     }
 
     /// Processes input in the current state; true when processing must pause.
@@ -260,23 +287,38 @@ impl Session {
         }
         match &mut self.state {
             State::Command(_) => false,
-            State::Data(receiver) => {
+            State::Data(_) => {
+                if !self.room_for(bytes.as_slice().len()) {
+                    if let State::Data(receiver) = &self.state {
+                        self.state = State::DataNoRoom(DummyDataReceiver::new_data(receiver));
+                    }
+                    self.out_of_room();
+                    return false;
+                }
+                let State::Data(receiver) = &mut self.state else {
+                    return false;
+                };
                 let done = receiver.ingest(bytes, &mut self.data);
                 if done {
                     return self.finish_message(events);
                 }
                 if self.data.len() - self.header_len > max {
                     let dummy = DummyDataReceiver::new_data(receiver);
-                    self.data = Vec::new();
+                    self.out_of_room();
                     self.state = State::DataTooBig(dummy);
                 }
                 false
             }
-            State::DataTooBig(receiver) => {
+            State::DataTooBig(receiver) | State::DataNoRoom(receiver) => {
                 if receiver.ingest(bytes) {
+                    let answer = if matches!(self.state, State::DataTooBig(_)) {
+                        TOO_BIG
+                    } else {
+                        NO_ROOM
+                    };
                     self.reset_transaction();
                     self.state = State::Command(RequestReceiver::default());
-                    events.push(reply(TOO_BIG));
+                    events.push(reply(answer));
                 }
                 false
             }
@@ -406,6 +448,20 @@ impl Session {
         events: &mut Vec<Event>,
     ) -> bool {
         let config = Arc::clone(&self.config);
+        let keeps_busy = matches!(
+            request,
+            Request::Ehlo { .. }
+                | Request::Helo { .. }
+                | Request::Lhlo { .. }
+                | Request::Rset
+                | Request::Noop { .. }
+                | Request::Vrfy { .. }
+                | Request::Expn { .. }
+                | Request::Help { .. }
+        );
+        if keeps_busy && self.idle_command(events) {
+            return true;
+        }
         match request {
             Request::Ehlo { host } => {
                 self.helo = Some(host);
@@ -453,10 +509,13 @@ impl Session {
                 if from.size > config.max_message_bytes {
                     return self.error(TOO_BIG, events);
                 }
+                // A declared size is only checked, never reserved: the
+                // buffer grows with the data that actually arrives.
+                if from.size > config.budget.available() {
+                    events.push(reply(NO_ROOM));
+                    return false;
+                }
                 self.mail_from = Some(from.address);
-                // The declared size (already checked against the limit) lets the
-                // data buffer be allocated once instead of doubling its way up.
-                self.declared_size = from.size;
                 events.push(reply("250 2.1.0 Sender OK"));
             }
             Request::Rcpt { to } => {
@@ -464,6 +523,9 @@ impl Session {
                     return self.error("503 5.5.1 Need MAIL before RCPT", events);
                 }
                 if self.rcpt_to.len() >= config.max_recipients {
+                    if self.idle_command(events) {
+                        return true;
+                    }
                     events.push(reply("452 4.5.3 Too many recipients"));
                     return false;
                 }
@@ -484,7 +546,10 @@ impl Session {
                 }
                 // The trace header goes in first, so the message is never copied to prepend it.
                 let header = self.received_header();
-                self.data = Vec::with_capacity(header.len() + self.declared_size.min(config.max_message_bytes) + 2);
+                if !self.room_for(header.len()) {
+                    events.push(reply(NO_ROOM));
+                    return false;
+                }
                 self.data.extend_from_slice(header.as_bytes());
                 self.header_len = self.data.len();
                 self.state = State::Data(data_receiver());
@@ -499,7 +564,13 @@ impl Session {
                     return self.error("503 5.5.1 Need MAIL and RCPT before BDAT", events);
                 }
                 if self.data.is_empty() {
-                    self.data = self.received_header().into_bytes();
+                    let header = self.received_header();
+                    if !self.room_for(header.len()) {
+                        self.reset_transaction();
+                        self.state = State::BdatDiscard(DummyDataReceiver::new_bdat(chunk_size), Some(NO_ROOM));
+                        return false;
+                    }
+                    self.data.extend_from_slice(header.as_bytes());
                     self.header_len = self.data.len();
                 }
                 let received = self.data.len() - self.header_len;
@@ -508,6 +579,11 @@ impl Session {
                     // The transaction fails; later chunks get 503 until a new MAIL.
                     self.reset_transaction();
                     self.state = State::BdatDiscard(DummyDataReceiver::new_bdat(chunk_size), Some(TOO_BIG));
+                    return false;
+                }
+                if !self.room_for(chunk_size) {
+                    self.reset_transaction();
+                    self.state = State::BdatDiscard(DummyDataReceiver::new_bdat(chunk_size), Some(NO_ROOM));
                     return false;
                 }
                 // A zero-size chunk (RFC 3030 allows `BDAT 0 LAST`) has no bytes
@@ -611,198 +687,4 @@ impl Session {
 }
 
 #[cfg(test)]
-mod tests {
-    //! The session fed bytes directly, no sockets.
-    use super::*;
-
-    fn session(recipients: &[&str]) -> Session {
-        let config = SessionConfig {
-            hostname: "mx.test".to_string(),
-            recipients: RecipientPolicy::from_entries(
-                &recipients.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
-            ),
-            max_message_bytes: 1000,
-            max_recipients: 2,
-            max_messages: 10,
-            max_errors: 5,
-            tls_available: false,
-        };
-        Session::new(Arc::new(config), "192.0.2.1".parse().unwrap()).0
-    }
-
-    fn replies(events: &[Event]) -> Vec<String> {
-        events
-            .iter()
-            .filter_map(|event| match event {
-                Event::Reply(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
-                _ => None,
-            })
-            .collect()
-    }
-
-    #[test]
-    fn a_whole_transaction_yields_one_message_then_waits_for_the_store() {
-        let mut session = session(&["dmarc@example.com"]);
-        let events = session.feed(
-            b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<dmarc@example.com>\r\nDATA\r\nSubject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n",
-        );
-        let texts = replies(&events);
-        assert_eq!(texts.len(), 4, "{texts:?}");
-        assert!(texts[3].starts_with("354"));
-        let Some(Event::Message(message)) = events.last() else {
-            panic!("{events:?}")
-        };
-        assert_eq!(message.rcpt_to, vec!["dmarc@example.com"]);
-        assert!(message.data.ends_with(b"Subject: x\r\n\r\nhi\r\n"));
-        assert!(session.is_storing());
-        // QUIT waits until the message is stored.
-        assert_eq!(
-            session.message_stored(Ok(7)),
-            reply("250 2.0.0 Message accepted (inbox 7)")
-        );
-        let after = session.feed(&[]);
-        assert_eq!(replies(&after), vec!["221 2.0.0 Bye\r\n"]);
-        assert_eq!(after.last(), Some(&Event::Close));
-    }
-
-    #[test]
-    fn a_failed_store_is_a_temporary_error() {
-        let mut session = session(&[]);
-        session.feed(b"HELO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<x@y>\r\nDATA\r\nhi\r\n.\r\n");
-        let answer = session.message_stored(Err("disk full".into()));
-        assert_eq!(
-            answer,
-            reply("451 4.3.0 Temporary failure storing the message, try again later")
-        );
-    }
-
-    #[test]
-    fn commands_out_of_order_and_limits() {
-        let mut session = session(&["@example.com"]);
-        let texts = replies(&session.feed(b"MAIL FROM:<a@b>\r\n"));
-        assert!(texts[0].starts_with("503"));
-        let texts = replies(&session.feed(
-            b"EHLO c\r\nRCPT TO:<x@example.com>\r\nMAIL FROM:<a@b>\r\nRCPT TO:<x@other.org>\r\nRCPT TO:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nRCPT TO:<c@example.com>\r\n",
-        ));
-        let codes: Vec<&str> = texts.iter().map(|t| &t[..3]).collect();
-        assert_eq!(codes, vec!["250", "503", "250", "550", "250", "250", "452"]);
-    }
-
-    #[test]
-    fn data_split_across_reads_and_dot_stuffing() {
-        let mut session = session(&[]);
-        session.feed(b"HELO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<x@y>\r\nDATA\r\n");
-        assert!(session.feed(b"line one\r\n..dotted\r").is_empty());
-        assert!(session.feed(b"\n.").is_empty());
-        let events = session.feed(b"\r\n");
-        let Some(Event::Message(message)) = events.last() else {
-            panic!("{events:?}")
-        };
-        assert!(
-            message.data.ends_with(b"line one\r\n.dotted\r\n"),
-            "{:?}",
-            String::from_utf8_lossy(&message.data)
-        );
-    }
-
-    #[test]
-    fn input_pipelined_after_starttls_is_discarded() {
-        let config = SessionConfig {
-            tls_available: true,
-            ..(*session(&[]).config).clone()
-        };
-        let mut session = Session::new(Arc::new(config), "192.0.2.1".parse().unwrap()).0;
-        session.feed(b"EHLO c\r\n");
-        // A man in the middle appends a command in clear text after STARTTLS.
-        let events = session.feed(b"STARTTLS\r\nMAIL FROM:<evil@x>\r\n");
-        assert_eq!(replies(&events), vec!["220 2.0.0 Ready to start TLS\r\n"]);
-        assert_eq!(events.last(), Some(&Event::StartTls));
-        session.tls_started("TLS1.3 TEST".into());
-        assert!(session.feed(&[]).is_empty());
-        // The session starts over: EHLO is needed again.
-        let texts = replies(&session.feed(b"MAIL FROM:<a@b>\r\n"));
-        assert!(texts[0].starts_with("503"), "{texts:?}");
-    }
-
-    fn open_transaction() -> Session {
-        let mut session = session(&[]);
-        session.feed(b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<x@y>\r\n");
-        session
-    }
-
-    #[test]
-    fn a_bdat_size_near_usize_max_is_refused_not_wrapped() {
-        let mut session = open_transaction();
-        session.feed(b"BDAT 10\r\n0123456789");
-        let texts = replies(&session.feed(b"BDAT 18446744073709551610\r\n"));
-        assert!(texts.is_empty(), "{texts:?}");
-        assert!(session.in_data(), "the chunk is read past, not stored");
-        assert!(session.data.is_empty());
-    }
-
-    #[test]
-    fn zero_size_bdat_chunks_are_answered_at_once() {
-        let mut session = open_transaction();
-        assert_eq!(
-            replies(&session.feed(b"BDAT 0\r\n")),
-            vec!["250 2.0.0 0 octets received\r\n"]
-        );
-        session.feed(b"BDAT 3\r\nabc");
-        let events = session.feed(b"BDAT 0 LAST\r\n");
-        let Some(Event::Message(message)) = events.last() else {
-            panic!("{events:?}")
-        };
-        assert!(message.data.ends_with(b"abc"));
-    }
-
-    #[test]
-    fn an_empty_message_ends_at_the_first_dot() {
-        let mut session = open_transaction();
-        let events = session.feed(b"DATA\r\n.\r\n");
-        assert!(
-            matches!(events.last(), Some(Event::Message(_))),
-            "{events:?}"
-        );
-        let mut session = open_transaction();
-        let events = session.feed(b"DATA\r\n..leading dot\r\n.\r\n");
-        let Some(Event::Message(message)) = events.last() else {
-            panic!("{events:?}")
-        };
-        assert!(message.data.ends_with(b"\r\n.leading dot\r\n"));
-    }
-
-    #[test]
-    fn a_bare_cr_in_the_end_of_data_sequence_closes_the_session() {
-        let mut session = open_transaction();
-        let events = session.feed(b"DATA\r\nhello\r\n.\r\r\nMAIL FROM:<forged@x>\r\n");
-        let texts = replies(&events);
-        assert!(texts.last().unwrap().starts_with("554 5.6.0"), "{texts:?}");
-        assert_eq!(events.last(), Some(&Event::Close));
-        assert!(!events
-            .iter()
-            .any(|event| matches!(event, Event::Message(_))));
-    }
-
-    #[test]
-    fn the_rest_of_a_line_cut_at_the_limit_is_not_a_command() {
-        let mut session = open_transaction();
-        let mut line = b"NOOP ".to_vec();
-        line.extend(std::iter::repeat_n(b'A', MAX_COMMAND_LINE - 5));
-        assert!(replies(&session.feed(&line)).is_empty());
-        let texts = replies(&session.feed(b"MORE\r\nRSET\r\n"));
-        assert_eq!(texts.len(), 2, "{texts:?}");
-        assert!(texts[0].starts_with("500 5.5.2"));
-        assert!(texts[1].starts_with("250 2.0.0 OK"));
-    }
-
-    #[test]
-    fn vrfy_help_noop_and_auth() {
-        let mut session = session(&[]);
-        let texts = replies(
-            &session
-                .feed(b"EHLO c\r\nVRFY x\r\nHELP\r\nNOOP\r\nAUTH PLAIN AGFiYwBk\r\nSTARTTLS\r\n"),
-        );
-        let codes: Vec<&str> = texts.iter().map(|t| &t[..3]).collect();
-        assert_eq!(codes, vec!["250", "252", "214", "250", "502", "502"]);
-    }
-}
+mod tests;
