@@ -1,51 +1,173 @@
 //! Import throughput into each backend, printed as figures:
 //! `cargo bench --bench store` (PostgreSQL too when DATABASE_URL is set).
-//! Each run takes the path `dmarcd import` takes: inbox accept and workers
-//! (accept → decode → parse → store) overlapping, default worker settings.
-//! `PLAIN=1` stores plain XML messages instead of gzip; `WORKERS` and
-//! `BATCH` override the worker settings.
+//!
+//! Each case writes its reports as files into a temporary directory and
+//! times the wall clock of the real `dmarcd import DIR` process (the
+//! binary built with this bench), default settings, into a fresh database:
+//! the path a user importing a mailbox backup takes, start-up and all.
+//!
+//! Cases:
+//! - realistic: 1,000 gzip reports x 100 records for 20 domains from 5
+//!   reporters over 10 days, whose sources come from a skewed pool of 5,000
+//!   IPs, so the same sources meet in many reports (`testing::realistic_report`);
+//! - same sources: 1,000 gzip reports x 100 records, every report from the
+//!   same 100 IPs on the same day (the worst case for contention on rows);
+//! - one large report: 100,000 records from 100,000 distinct IPs;
+//! - PostgreSQL only: 4 `dmarcd import` processes at once into one database
+//!   (several nodes), each with a quarter of a realistic set of 4,000.
+//!
+//! `PLAIN=1` writes plain XML instead of gzip; `ONLY=<text>` runs the cases
+//! whose name contains it; `WORKERS` and `BATCH` set `DMARCD_WORKER_*`.
 
-use std::sync::Arc;
+use std::path::Path;
+use std::process::Command;
 use std::time::Instant;
 
-use dmarcd::import::{run_import, ImportSource};
-use dmarcd::store::Store;
-use dmarcd::worker::WorkerConfig;
-use dmarcd::{testing, Limits};
+use dmarcd::report::AggregateReport;
+use dmarcd::testing;
 use sqlx::Connection;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_dmarcd");
+
+/// A case's name and the reports it imports.
+type Case = (&'static str, fn() -> Vec<AggregateReport>);
 
 fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let sqlite = Store::connect(None, dir.path()).await.unwrap();
-        bench("sqlite", sqlite).await;
-        match std::env::var("DATABASE_URL") {
-            Ok(url) => {
-                let name = format!("dmarcd_bench_{}", std::process::id());
-                let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&mut admin)
-                    .await
-                    .unwrap();
-                let base = url.rsplit_once('/').map_or(url.as_str(), |(base, _)| base);
-                let store = Store::connect(Some(&format!("{base}/{name}")), dir.path())
-                    .await
-                    .unwrap();
-                bench("postgres", store.clone()).await;
-                store.close().await;
-                sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}")))
-                    .execute(&mut admin)
-                    .await
-                    .unwrap();
+        let cases: [Case; 3] = [
+            ("realistic 1000 x 100", || {
+                (0..1000)
+                    .map(|i| testing::realistic_report(i, 100))
+                    .collect()
+            }),
+            ("same sources 1000 x 100", || {
+                (0..1000)
+                    .map(|i| {
+                        let mut report = testing::aggregate_report(100);
+                        report.metadata.report_id = format!("bench-{i}");
+                        report
+                    })
+                    .collect()
+            }),
+            ("one report of 100000 unique IPs", || {
+                let mut report = testing::aggregate_report(100_000);
+                report.metadata.report_id = "bench-large".to_string();
+                vec![report]
+            }),
+        ];
+        let postgres = std::env::var("DATABASE_URL").ok();
+        for (name, make) in cases {
+            if !selected(name) {
+                continue;
             }
-            Err(_) => println!("postgres: skipped (DATABASE_URL unset)"),
+            let files = tempfile::tempdir().unwrap();
+            let (records, size) = write_reports(files.path(), &make());
+            let data = tempfile::tempdir().unwrap();
+            let seconds = import(&[files.path()], &[("DMARCD_DATA_DIR", data.path())], None);
+            report("sqlite", name, records, size, seconds);
+            if let Some(url) = &postgres {
+                let database = Database::create(url).await;
+                let seconds = import(&[files.path()], &[], Some(&database.url));
+                report("postgres", name, records, size, seconds);
+                database.drop().await;
+            }
+        }
+        match &postgres {
+            Some(url) if selected("4 processes") => four_processes(url).await,
+            Some(_) => {}
+            None => println!("postgres: skipped (DATABASE_URL unset)"),
         }
     });
 }
 
+fn selected(name: &str) -> bool {
+    std::env::var("ONLY").map_or(true, |only| name.contains(&only))
+}
+
+fn report(backend: &str, name: &str, records: u64, bytes: u64, seconds: f64) {
+    println!(
+        "{backend}: {name} ({}, {:.1} MB): {seconds:.2} s, {:.0} records/s",
+        if plain() { "plain XML" } else { "gzip" },
+        bytes as f64 / 1e6,
+        records as f64 / seconds
+    );
+}
+
+/// Four importers at once into one PostgreSQL, as several nodes would be.
+async fn four_processes(url: &str) {
+    let reports: Vec<AggregateReport> = (0..4000)
+        .map(|i| testing::realistic_report(i, 100))
+        .collect();
+    let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut records = 0;
+    let mut bytes = 0;
+    for (part, dir) in dirs.iter().enumerate() {
+        let quarter: Vec<AggregateReport> = reports.iter().skip(part).step_by(4).cloned().collect();
+        let (r, b) = write_reports(dir.path(), &quarter);
+        records += r;
+        bytes += b;
+    }
+    let database = Database::create(url).await;
+    // Migrate first, as a running deployment would have: four processes
+    // creating the schema at once is not the case measured.
+    let status = Command::new(BINARY)
+        .arg("migrate")
+        .env("DATABASE_URL", &database.url)
+        .env("DMARCD_LOG", "warn")
+        .status()
+        .unwrap();
+    assert!(status.success(), "dmarcd migrate failed");
+    let start = Instant::now();
+    let children: Vec<_> = dirs
+        .iter()
+        .map(|dir| {
+            command(&[dir.path()], &[], Some(&database.url))
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "an import failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    report(
+        "postgres",
+        "4 processes, realistic 4000 x 100",
+        records,
+        bytes,
+        seconds,
+    );
+    let mut db = sqlx::PgConnection::connect(&database.url).await.unwrap();
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM aggregate_records")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(stored as u64, records, "every record stored once");
+    db.close().await.unwrap();
+    database.drop().await;
+}
+
 fn plain() -> bool {
     std::env::var_os("PLAIN").is_some()
+}
+
+/// Writes one file per report; returns the records and bytes written.
+fn write_reports(dir: &Path, reports: &[AggregateReport]) -> (u64, u64) {
+    let mut bytes = 0;
+    for (index, report) in reports.iter().enumerate() {
+        let raw = encode(report.to_xml());
+        bytes += raw.len() as u64;
+        let name = if plain() { "xml" } else { "xml.gz" };
+        std::fs::write(dir.join(format!("{index:05}.{name}")), raw).unwrap();
+    }
+    let records = reports.iter().map(|r| r.records.len() as u64).sum();
+    (records, bytes)
 }
 
 /// Reports arrive compressed (every large sender gzips them).
@@ -59,80 +181,84 @@ fn encode(xml: String) -> Vec<u8> {
     encoder.finish().unwrap()
 }
 
-async fn bench(backend: &str, store: Store) {
-    store.migrate().await.unwrap();
-    let form = if plain() { "plain XML" } else { "gzip" };
-
-    let sources: Vec<ImportSource> = (0..1000)
-        .map(|index| {
-            let mut report = testing::aggregate_report(100);
-            report.metadata.report_id = format!("bench-{index}");
-            ImportSource {
-                name: format!("{index}.xml"),
-                raw: encode(report.to_xml()),
-            }
-        })
-        .collect();
-    let start = Instant::now();
-    let records = import(&store, sources).await;
-    let total = start.elapsed();
-    println!(
-        "{backend}: 1000 reports x 100 records ({form}): {:.2} s, {:.0} reports/s, {:.0} records/s",
-        total.as_secs_f64(),
-        1000.0 / total.as_secs_f64(),
-        records as f64 / total.as_secs_f64()
-    );
-
-    let mut large = testing::aggregate_report(100_000);
-    large.metadata.report_id = "bench-large".to_string();
-    let raw = encode(large.to_xml());
-    let size = raw.len();
-    let start = Instant::now();
-    let records = import(
-        &store,
-        vec![ImportSource {
-            name: "large.xml".into(),
-            raw,
-        }],
-    )
-    .await;
-    let total = start.elapsed();
-    println!(
-        "{backend}: one report of 100000 records ({form}, {:.1} MB): {:.2} s, {:.0} records/s",
-        size as f64 / 1e6,
-        total.as_secs_f64(),
-        records as f64 / total.as_secs_f64()
-    );
+fn command(paths: &[&Path], env: &[(&str, &Path)], database: Option<&str>) -> Command {
+    let mut command = Command::new(BINARY);
+    command
+        .arg("import")
+        .args(paths)
+        .env_remove("DATABASE_URL")
+        .env("DMARCD_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    if let Some(url) = database {
+        command.env("DATABASE_URL", url);
+    }
+    for (setting, variable) in [
+        ("WORKERS", "DMARCD_WORKER_CONCURRENCY"),
+        ("BATCH", "DMARCD_WORKER_BATCH_SIZE"),
+    ] {
+        if let Ok(value) = std::env::var(setting) {
+            command.env(variable, value);
+        }
+    }
+    command
 }
 
-async fn import(store: &Store, sources: Vec<ImportSource>) -> u64 {
-    let defaults = WorkerConfig::default();
-    let setting = |name: &str| {
-        std::env::var(name)
-            .ok()
-            .and_then(|value| value.parse().ok())
-    };
-    let config = WorkerConfig {
-        concurrency: setting("WORKERS").unwrap_or(defaults.concurrency),
-        batch_size: setting("BATCH").map_or(defaults.batch_size, |batch: usize| batch as u32),
-        ..defaults
-    };
-    let (sender, receiver) = tokio::sync::mpsc::channel(16);
-    let feeder = tokio::spawn(async move {
-        for source in sources {
-            sender.send(source).await.unwrap();
+/// Runs one `dmarcd import`; returns its wall time in seconds.
+fn import(paths: &[&Path], env: &[(&str, &Path)], database: Option<&str>) -> f64 {
+    let start = Instant::now();
+    let output = command(paths, env, database).output().unwrap();
+    let seconds = start.elapsed().as_secs_f64();
+    assert!(
+        output.status.success(),
+        "dmarcd import failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    seconds
+}
+
+/// A fresh PostgreSQL database for one case.
+struct Database {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl Database {
+    async fn create(admin_url: &str) -> Self {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let name = format!(
+            "dmarcd_bench_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let mut admin = sqlx::PgConnection::connect(admin_url).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let base = admin_url
+            .rsplit_once('/')
+            .map_or(admin_url, |(base, _)| base);
+        Database {
+            admin_url: admin_url.to_string(),
+            url: format!("{base}/{name}"),
+            name,
         }
-    });
-    let outcome = run_import(
-        store.clone(),
-        Limits::default(),
-        config,
-        "bench",
-        receiver,
-        Arc::new(|_| {}),
-    )
-    .await
-    .unwrap();
-    feeder.await.unwrap();
-    outcome.processed.iter().map(|p| p.summary.records).sum()
+    }
+
+    async fn drop(self) {
+        let mut admin = sqlx::PgConnection::connect(&self.admin_url).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE {} WITH (FORCE)",
+            self.name
+        )))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    }
 }

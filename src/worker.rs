@@ -184,12 +184,14 @@ impl Worker {
         Ok(processed)
     }
 
-    /// Processes batches until the queue is empty.
+    /// Processes batches until the queue is empty, then brings the
+    /// rollups up to date with what was stored.
     pub async fn run_until_idle(&self) -> StoreResult<Vec<Processed>> {
         let mut all = Vec::new();
         loop {
             let batch = self.run_batch().await?;
             if batch.is_empty() {
+                self.store.apply_rollups_until_idle().await?;
                 return Ok(all);
             }
             all.extend(batch);
@@ -273,5 +275,59 @@ pub fn classify(result: Result<Vec<ExtractedReport>, ExtractError>) -> Outcome {
             ),
         ) => Outcome::Ignored(error.to_string()),
         Err(error) => Outcome::Failed(error.to_string()),
+    }
+}
+
+/// Keeps the rollups up to date with the stored reports (`store::applier`):
+/// one pass after another while reports wait, a poll when none do. Every
+/// node runs one; the database lets one at a time work.
+pub struct RollupApplier {
+    store: Store,
+    poll: Duration,
+}
+
+impl RollupApplier {
+    pub fn new(store: Store, config: &WorkerConfig) -> Self {
+        RollupApplier {
+            store,
+            poll: Duration::from_millis(config.poll_interval_ms.max(10)),
+        }
+    }
+
+    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
+        let mut failing = false;
+        while !*shutdown.borrow() {
+            let pause = match self
+                .store
+                .apply_rollups(crate::store::APPLIER_PASS_RECORDS)
+                .await
+            {
+                Ok(Some(pass)) if pass.reports > 0 => {
+                    failing = false;
+                    tracing::debug!(
+                        reports = pass.reports,
+                        records = pass.records,
+                        "rollups counted reports"
+                    );
+                    continue;
+                }
+                Ok(_) => {
+                    failing = false;
+                    self.poll
+                }
+                Err(error) => {
+                    // One line per outage, not one per poll.
+                    if !failing {
+                        tracing::warn!(%error, "rollup applier cannot write the rollups; retrying");
+                    }
+                    failing = true;
+                    self.poll.max(Duration::from_secs(1))
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
     }
 }

@@ -29,6 +29,14 @@ pub(super) fn service_with(
 pub(super) async fn enrich(config: &Config, refresh: bool, dns: bool) -> anyhow::Result<ExitCode> {
     let store = super::open_store(config).await?;
     let service = service(config, store.clone())?;
+    // The sources of stored reports are noted as the rollups count them.
+    let counted = store.apply_rollups_until_idle().await?;
+    if counted.reports > 0 {
+        println!(
+            "counted {} stored reports ({} records) first",
+            counted.reports, counted.records
+        );
+    }
     if refresh {
         let mode = if dns {
             DnsRefresh::All

@@ -72,7 +72,22 @@ pub(super) async fn import(config: &Config, paths: &[PathBuf]) -> anyhow::Result
         println!("  already stored: {name} (message {id}, {status})");
     }
     summary.print();
+    print_rollup_lag(&store).await?;
     Ok(summary.exit_code())
+}
+
+/// The dashboard's totals count stored reports shortly after they are
+/// stored (store::applier), in `dmarcd serve`: say so when some wait.
+async fn print_rollup_lag(store: &crate::store::Store) -> anyhow::Result<()> {
+    let lag = store.rollup_lag().await?;
+    if lag.reports > 0 {
+        println!(
+            "dashboard totals: {} reports ({} records) wait to be counted; \
+             `dmarcd serve` counts them in the background",
+            lag.reports, lag.records
+        );
+    }
+    Ok(())
 }
 
 pub(super) async fn reprocess(config: &Config, selection: &Requeue) -> anyhow::Result<ExitCode> {
@@ -90,7 +105,7 @@ pub(super) async fn reprocess(config: &Config, selection: &Requeue) -> anyhow::R
     });
     let worker_name = format!("reprocess:{}", std::process::id());
     let outcome = run_import(
-        store,
+        store.clone(),
         config.decode.clone(),
         config.worker.clone(),
         &worker_name,
@@ -101,6 +116,7 @@ pub(super) async fn reprocess(config: &Config, selection: &Requeue) -> anyhow::R
     progress.finish_and_clear();
     let summary = Summary::of(&outcome.processed);
     summary.print();
+    print_rollup_lag(&store).await?;
     Ok(summary.exit_code())
 }
 

@@ -49,6 +49,11 @@ pub(super) async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         let stopped = stopped.clone();
         tasks.push(tokio::spawn(async move { worker.run(stopped).await }));
     }
+    if config.worker.enabled {
+        let applier = crate::worker::RollupApplier::new(store.clone(), &config.worker);
+        let stopped = stopped.clone();
+        tasks.push(tokio::spawn(async move { applier.run(stopped).await }));
+    }
     // Enrichment is worker work: an intake-only node leaves it to the others.
     let enricher = crate::enrich::Enricher::from_config(&config.enrich)?;
     let dbip = enricher.geo().includes_dbip();

@@ -228,10 +228,12 @@ impl Derived {
         )
     }
 
-    /// The PostgreSQL functions and statement triggers that keep the table:
-    /// each statement's inserted rows count in, deleted rows count out, and
-    /// updated rows move from their old key to their new one (the same key
-    /// when only counters changed: a save or a requeue).
+    /// The PostgreSQL function and statement trigger that move counts when
+    /// a source's description changes (the triggers on ip_sources rewrite
+    /// its totals rows): each updated row moves from its old key to its
+    /// new one. The rollup applier writes the derived rows itself from its
+    /// deltas and marks its transaction with `dmarcd.applying_rollups`, so
+    /// its own updates of the totals are skipped here.
     pub fn postgres_triggers(&self) -> String {
         let table = self.rollup.table;
         let keys = self.key_columns().join(", ");
@@ -240,46 +242,29 @@ impl Derived {
             .map(|(name, _)| format!("{name} = t.{name} + excluded.{name}"))
             .collect::<Vec<_>>()
             .join(", ");
-        let mut sql = String::new();
-        for (event, parts) in [
-            ("INSERT", &[("new_rows", Sign::Plus)][..]),
-            (
-                "UPDATE",
-                &[("new_rows", Sign::Plus), ("old_rows", Sign::Minus)][..],
-            ),
-            ("DELETE", &[("old_rows", Sign::Minus)][..]),
-        ] {
-            let rows = parts
-                .iter()
-                .map(|(relation, sign)| self.contributions("r", relation, *sign))
-                .collect::<Vec<_>>()
-                .join(" UNION ALL ");
-            let merged = self.insert_grouped(&rows, sum(Dialect::Postgres));
-            let prune = match event {
-                "INSERT" => String::new(),
-                _ => format!("DELETE FROM {table} WHERE records <= 0;\n"),
-            };
-            let name = format!("{table}_{}", event.to_lowercase());
-            let transition = match event {
-                "INSERT" => "NEW TABLE AS new_rows",
-                "UPDATE" => "OLD TABLE AS old_rows NEW TABLE AS new_rows",
-                _ => "OLD TABLE AS old_rows",
-            };
-            sql.push_str(&format!(
-                "CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$\nBEGIN\n\
-                 PERFORM pg_advisory_xact_lock({DERIVED_TOTALS_LOCK});\n\
-                 {merged} ON CONFLICT ({keys}) DO UPDATE SET {merge};\n{prune}RETURN NULL;\nEND $$;\n\
-                 CREATE TRIGGER {name} AFTER {event} ON {} REFERENCING {transition} \
-                 FOR EACH STATEMENT EXECUTE FUNCTION {name}();\n",
-                self.from.table
-            ));
-        }
-        sql
+        let rows = [("new_rows", Sign::Plus), ("old_rows", Sign::Minus)]
+            .iter()
+            .map(|(relation, sign)| self.contributions("r", relation, *sign))
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        let merged = self.insert_grouped(&rows, sum(Dialect::Postgres));
+        let name = format!("{table}_update");
+        format!(
+            "CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$\nBEGIN\n\
+             IF current_setting('dmarcd.applying_rollups', true) = 'on' THEN RETURN NULL; END IF;\n\
+             PERFORM pg_advisory_xact_lock({DERIVED_TOTALS_LOCK});\n\
+             {merged} ON CONFLICT ({keys}) DO UPDATE SET {merge};\n\
+             DELETE FROM {table} WHERE records <= 0;\nRETURN NULL;\nEND $$;\n\
+             CREATE TRIGGER {name} AFTER UPDATE ON {} REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows \
+             FOR EACH STATEMENT EXECUTE FUNCTION {name}();\n",
+            self.from.table
+        )
     }
 
-    /// The SQLite row triggers that keep the table (see
-    /// `postgres_triggers`). An update that keeps the key, as every save
-    /// and requeue does, is one statement on one row.
+    /// The SQLite row trigger that moves counts when a source's
+    /// description changes (see `postgres_triggers`): it fires only on
+    /// updates of the description columns, which the rollup applier never
+    /// names, and only when the derived key changes.
     pub fn sqlite_triggers(&self) -> String {
         let table = self.rollup.table;
         let from = self.from.table;
@@ -326,55 +311,38 @@ impl Derived {
             .map(|(new, old)| format!("({new}) IS ({old})"))
             .collect::<Vec<_>>()
             .join(" AND ");
-        let delta = COUNTERS
-            .iter()
-            .map(|(name, _)| format!("{name} = {name} + NEW.{name} - OLD.{name}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let triggers = [
-            (
-                "insert",
-                "INSERT",
-                String::new(),
-                format!("{}{}", add("NEW", '+'), insert_missing("NEW")),
-            ),
-            (
-                "update",
-                "UPDATE",
-                format!(" WHEN {same_key}"),
-                format!(
-                    "UPDATE {table} SET {delta} WHERE {};\n{}",
-                    matches("NEW"),
-                    prune("NEW")
-                ),
-            ),
-            (
-                "rekey",
-                "UPDATE",
-                format!(" WHEN NOT ({same_key})"),
-                format!(
-                    "{}{}{}{}",
-                    add("OLD", '-'),
-                    prune("OLD"),
-                    add("NEW", '+'),
-                    insert_missing("NEW")
-                ),
-            ),
-            (
-                "delete",
-                "DELETE",
-                String::new(),
-                format!("{}{}", add("OLD", '-'), prune("OLD")),
-            ),
-        ];
-        triggers
-            .iter()
-            .map(|(name, event, when, body)| {
-                format!(
-                    "CREATE TRIGGER {table}_{name} AFTER {event} ON {from} FOR EACH ROW{when}\nBEGIN\n{body}END;\n"
-                )
-            })
-            .collect()
+        format!(
+            "CREATE TRIGGER {table}_rekey AFTER UPDATE OF {} ON {from} FOR EACH ROW WHEN NOT ({same_key})\n\
+             BEGIN\n{}{}{}{}END;\n",
+            rollup::DESCRIPTION.join(", "),
+            add("OLD", '-'),
+            prune("OLD"),
+            add("NEW", '+'),
+            insert_missing("NEW")
+        )
+    }
+
+    /// Replaces the triggers of migration 8 (7 on SQLite), which derived
+    /// every change to the totals, by those for description changes alone
+    /// (migration 11, 9 on SQLite: the rollup applier).
+    pub fn retrigger_sql(&self, dialect: Dialect) -> String {
+        let table = self.rollup.table;
+        let from = self.from.table;
+        let mut sql = String::new();
+        for event in ["insert", "update", "delete", "rekey"] {
+            sql.push_str(&format!("DROP TRIGGER IF EXISTS {table}_{event}"));
+            match dialect {
+                Dialect::Postgres => sql.push_str(&format!(
+                    " ON {from};\nDROP FUNCTION IF EXISTS {table}_{event}();\n"
+                )),
+                Dialect::Sqlite => sql.push_str(";\n"),
+            }
+        }
+        sql.push_str(&match dialect {
+            Dialect::Postgres => self.postgres_triggers(),
+            Dialect::Sqlite => self.sqlite_triggers(),
+        });
+        sql
     }
 
     /// What migration 8 (7 on SQLite) runs after creating the table.
@@ -426,26 +394,29 @@ mod tests {
         ));
         assert!(sql.contains("ON CONFLICT (date_begin, policy_domain, country) DO UPDATE SET count = t.count + excluded.count"));
         assert!(sql.contains("dmarcd_sum(x.records)"), "{sql}");
-        assert_eq!(sql.matches("CREATE TRIGGER").count(), 3);
+        assert_eq!(sql.matches("CREATE TRIGGER").count(), 1);
+        assert!(sql
+            .contains("current_setting('dmarcd.applying_rollups', true) = 'on' THEN RETURN NULL"));
         assert_eq!(
             sql.matches("PERFORM pg_advisory_xact_lock(7363012947)")
                 .count(),
-            3
+            1
         );
     }
 
     #[test]
-    fn sqlite_updates_one_row_when_the_key_stays() {
+    fn sqlite_moves_counts_only_when_a_description_changes_the_key() {
         let sql = TOTALS_NAME_ALL.sqlite_triggers();
         assert!(
-            sql.contains("FOR EACH ROW WHEN (NEW.policy_domain) IS (OLD.policy_domain)"),
+            sql.contains("AFTER UPDATE OF country, asn, as_name, source_name, source_type ON totals_domain_source_all FOR EACH ROW WHEN NOT ((NEW.policy_domain) IS (OLD.policy_domain)"),
             "{sql}"
         );
-        assert!(
-            sql.contains("count = count + NEW.count - OLD.count"),
-            "{sql}"
-        );
-        assert!(sql.contains("WHEN NOT ("), "{sql}");
-        assert_eq!(sql.matches("CREATE TRIGGER").count(), 4);
+        assert!(sql.contains("count = count - OLD.count"), "{sql}");
+        assert_eq!(sql.matches("CREATE TRIGGER").count(), 1);
+        let retrigger = TOTALS_NAME_ALL.retrigger_sql(Dialect::Sqlite);
+        assert!(retrigger.contains("DROP TRIGGER IF EXISTS totals_name_all_insert;"));
+        assert!(TOTALS_NAME_ALL
+            .retrigger_sql(Dialect::Postgres)
+            .contains("DROP FUNCTION IF EXISTS totals_name_all_delete();"));
     }
 }

@@ -20,6 +20,9 @@ pub struct Migration {
     /// Derived totals this migration creates: filled from the totals they
     /// sum, and given the triggers that keep them, right after its SQL.
     derives: &'static [&'static Derived],
+    /// Derived totals whose triggers this migration replaces by the
+    /// current ones, right after its SQL.
+    retriggers: &'static [&'static Derived],
 }
 
 /// The totals that migration 5 creates.
@@ -40,6 +43,7 @@ const POSTGRES: &[Migration] = &[
         sql: include_str!("../../migrations/postgres/0001_initial.sql"),
         fills: &[],
         derives: &[],
+        retriggers: &[],
     },
     Migration {
         version: 2,
@@ -47,6 +51,7 @@ const POSTGRES: &[Migration] = &[
         sql: include_str!("../../migrations/postgres/0002_ip_sources.sql"),
         fills: &[],
         derives: &[],
+        retriggers: &[],
     },
     Migration {
         version: 3,
@@ -54,6 +59,7 @@ const POSTGRES: &[Migration] = &[
         sql: include_str!("../../migrations/postgres/0003_web.sql"),
         fills: &[],
         derives: &[],
+        retriggers: &[],
     },
     Migration {
         version: 4,
@@ -61,6 +67,7 @@ const POSTGRES: &[Migration] = &[
         sql: include_str!("../../migrations/postgres/0004_rollups.sql"),
         fills: &[],
         derives: &[],
+        retriggers: &[],
     },
     Migration {
         version: 5,
@@ -68,6 +75,7 @@ const POSTGRES: &[Migration] = &[
         sql: include_str!("../../migrations/postgres/0005_totals.sql"),
         fills: TOTALS,
         derives: &[],
+        retriggers: &[],
     },
     Migration {
         version: 6,
@@ -75,6 +83,7 @@ const POSTGRES: &[Migration] = &[
         sql: include_str!("../../migrations/postgres/0006_described_totals.sql"),
         fills: &[],
         derives: &[],
+        retriggers: &[],
     },
     Migration {
         version: 7,
@@ -82,6 +91,7 @@ const POSTGRES: &[Migration] = &[
         sql: include_str!("../../migrations/postgres/0007_int8_sum.sql"),
         fills: &[],
         derives: &[],
+        retriggers: &[],
     },
     Migration {
         version: 8,
@@ -89,6 +99,7 @@ const POSTGRES: &[Migration] = &[
         sql: include_str!("../../migrations/postgres/0008_totals_by_description.sql"),
         fills: &[],
         derives: &derived::ALL,
+        retriggers: &[],
     },
     Migration {
         version: 9,
@@ -96,6 +107,15 @@ const POSTGRES: &[Migration] = &[
         sql: include_str!("../../migrations/postgres/0009_failing_totals.sql"),
         fills: &[],
         derives: &[],
+        retriggers: &[],
+    },
+    Migration {
+        version: 11,
+        name: "rollup_applier",
+        sql: include_str!("../../migrations/postgres/0011_rollup_applier.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &derived::ALL,
     },
 ];
 
@@ -106,6 +126,7 @@ const SQLITE: &[Migration] = &[
         sql: include_str!("../../migrations/sqlite/0001_initial.sql"),
         fills: &[],
         derives: &[],
+        retriggers: &[],
     },
     Migration {
         version: 2,
@@ -113,6 +134,7 @@ const SQLITE: &[Migration] = &[
         sql: include_str!("../../migrations/sqlite/0002_ip_sources.sql"),
         fills: &[],
         derives: &[],
+        retriggers: &[],
     },
     Migration {
         version: 3,
@@ -120,6 +142,7 @@ const SQLITE: &[Migration] = &[
         sql: include_str!("../../migrations/sqlite/0003_web.sql"),
         fills: &[],
         derives: &[],
+        retriggers: &[],
     },
     Migration {
         version: 4,
@@ -127,6 +150,7 @@ const SQLITE: &[Migration] = &[
         sql: include_str!("../../migrations/sqlite/0004_rollups.sql"),
         fills: &[],
         derives: &[],
+        retriggers: &[],
     },
     Migration {
         version: 5,
@@ -134,6 +158,7 @@ const SQLITE: &[Migration] = &[
         sql: include_str!("../../migrations/sqlite/0005_totals.sql"),
         fills: TOTALS,
         derives: &[],
+        retriggers: &[],
     },
     Migration {
         version: 6,
@@ -141,6 +166,7 @@ const SQLITE: &[Migration] = &[
         sql: include_str!("../../migrations/sqlite/0006_described_totals.sql"),
         fills: &[],
         derives: &[],
+        retriggers: &[],
     },
     Migration {
         version: 7,
@@ -148,6 +174,15 @@ const SQLITE: &[Migration] = &[
         sql: include_str!("../../migrations/sqlite/0007_totals_by_description.sql"),
         fills: &[],
         derives: &derived::ALL,
+        retriggers: &[],
+    },
+    Migration {
+        version: 9,
+        name: "rollup_applier",
+        sql: include_str!("../../migrations/sqlite/0009_rollup_applier.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &derived::ALL,
     },
 ];
 
@@ -212,6 +247,14 @@ pub(super) async fn postgres(pool: &PgPool) -> StoreResult<Vec<Migration>> {
             .await
             .map_err(failed(migration))?;
         }
+        for derived in migration.retriggers {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(
+                derived.retrigger_sql(Dialect::Postgres),
+            ))
+            .execute(&mut *transaction)
+            .await
+            .map_err(failed(migration))?;
+        }
         sqlx::query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)")
             .bind(migration.version)
             .bind(migration.name)
@@ -252,6 +295,12 @@ pub(super) async fn sqlite(pool: &SqlitePool) -> StoreResult<Vec<Migration>> {
         }
         for derived in migration.derives {
             sqlx::raw_sql(sqlx::AssertSqlSafe(derived.migration_sql(Dialect::Sqlite)))
+                .execute(&mut *transaction)
+                .await
+                .map_err(failed(migration))?;
+        }
+        for derived in migration.retriggers {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(derived.retrigger_sql(Dialect::Sqlite)))
                 .execute(&mut *transaction)
                 .await
                 .map_err(failed(migration))?;

@@ -5,12 +5,15 @@
 //! `Store` is an enum rather than a trait object: two backends, known at
 //! compile time, and async methods without boxing.
 
+mod applier;
+pub mod delta;
 pub mod derived;
 mod migrate;
 mod postgres;
 mod postgres_sources;
 pub mod rollup;
 mod rows;
+mod save;
 mod sources;
 mod sqlite;
 mod sqlite_sources;
@@ -23,6 +26,7 @@ use std::time::Duration;
 
 use crate::extract::ExtractedReport;
 
+pub use applier::{AppliedRollups, RollupLag};
 pub use migrate::Migration;
 pub use sources::{DnsRefresh, EnrichmentCounts, PtrResult, SourceRecord, StoredDnsState};
 pub use table::{Arg, Cell, Dialect, Sql};
@@ -186,10 +190,14 @@ pub struct ReportCounts {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database cannot be reached or asked to try again (busy, deadlock):
-    /// nothing was written; retry later.
+    /// The database cannot be reached: nothing was written; retry later.
     #[error("the database is unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
+    /// The database is up but asked to try again: a deadlock or
+    /// serialization conflict between concurrent writers, a lock or a
+    /// statement that timed out, a busy SQLite file. Nothing was written.
+    #[error("the database asked to try again: {0}")]
+    Busy(#[source] sqlx::Error),
     #[error("database error: {0}")]
     Query(#[source] sqlx::Error),
     #[error("migration {version} ({name}) failed: {source}")]
@@ -211,44 +219,73 @@ pub enum StoreError {
     UnsupportedUrl(String),
 }
 
-impl From<sqlx::Error> for StoreError {
-    fn from(error: sqlx::Error) -> Self {
-        if is_transient(&error) {
-            return StoreError::Unavailable(error);
-        }
-        StoreError::Query(error)
+impl StoreError {
+    /// Whether trying again later may succeed: the same data, another
+    /// moment. A message hit by such an error is retried, never failed.
+    pub fn is_temporary(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::Busy(_))
     }
 }
 
-/// Errors that say "try again later", not "this data is wrong": connection
-/// trouble, and a database that is busy or resolved a conflict between
-/// concurrent writers. A message hit by one is retried, never failed.
-fn is_transient(error: &sqlx::Error) -> bool {
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        match classify(&error) {
+            ErrorClass::Unreachable => StoreError::Unavailable(error),
+            ErrorClass::TryAgain => StoreError::Busy(error),
+            ErrorClass::Other => StoreError::Query(error),
+        }
+    }
+}
+
+enum ErrorClass {
+    /// The connection or the server is gone.
+    Unreachable,
+    /// The server asks to try again.
+    TryAgain,
+    /// Anything else, including data the database refuses (SQLSTATE
+    /// classes 22 data exception, 23 integrity, 54 program limit): a
+    /// problem of what was written, not of when.
+    Other,
+}
+
+fn classify(error: &sqlx::Error) -> ErrorClass {
     match error {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
+        | sqlx::Error::WorkerCrashed => ErrorClass::Unreachable,
         sqlx::Error::Database(database) => {
             let code = database.code().unwrap_or_default();
             // SQLite: SQLITE_BUSY (5), SQLITE_LOCKED (6) and their extended codes.
-            // PostgreSQL: serialization failure, deadlock, lock not available,
-            // query canceled (statement timeout), admin shutdown, cannot connect now.
-            let sqlite_busy = code
+            if code
                 .parse::<i64>()
-                .is_ok_and(|code| matches!(code & 0xff, 5 | 6));
-            sqlite_busy
-                || matches!(
-                    code.as_ref(),
-                    "40001" | "40P01" | "55P03" | "57014" | "57P01" | "57P03"
-                )
+                .is_ok_and(|code| matches!(code & 0xff, 5 | 6))
+            {
+                return ErrorClass::TryAgain;
+            }
+            match code.as_ref() {
+                // Serialization failure, deadlock, lock not available,
+                // query canceled (statement timeout).
+                "40001" | "40P01" | "55P03" | "57014" => ErrorClass::TryAgain,
+                // Admin shutdown, crash shutdown, cannot connect now, and
+                // class 08, connection exceptions.
+                "57P01" | "57P02" | "57P03" => ErrorClass::Unreachable,
+                code if code.starts_with("08") => ErrorClass::Unreachable,
+                _ => ErrorClass::Other,
+            }
         }
-        _ => false,
+        _ => ErrorClass::Other,
     }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Tries of a save transaction that the database asks to try again.
+const SAVE_TRIES: u32 = 8;
+/// Records counted per applier pass (one transaction): big enough that a
+/// pass's fixed cost is small, small enough that it holds locks briefly.
+pub const APPLIER_PASS_RECORDS: u64 = 200_000;
 
 /// The database behind dmarcd.
 #[derive(Clone)]
@@ -348,7 +385,90 @@ impl Store {
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        dispatch!(self.save_outcomes(worker, items))
+        match self.save_batch_retrying(worker, items).await {
+            Err(error) if !error.is_temporary() => {
+                tracing::warn!(%error, messages = items.len(), "a batch was refused; saving its messages one by one");
+                let mut summaries = Vec::with_capacity(items.len());
+                for item in items {
+                    let summary = match self
+                        .save_batch_retrying(worker, std::slice::from_ref(item))
+                        .await
+                    {
+                        Ok(mut one) => one.pop().unwrap_or_default(),
+                        Err(error) if error.is_temporary() => return Err(error),
+                        // Refused alone: kept as failed with the database's
+                        // reason, so it never blocks the queue.
+                        Err(error) => {
+                            let failed = Outcome::Failed(format!(
+                                "the database refused this message's reports: {error}"
+                            ));
+                            self.save_batch_retrying(worker, &[(item.0, &failed)])
+                                .await?
+                                .pop()
+                                .unwrap_or_default()
+                        }
+                    };
+                    summaries.push(summary);
+                }
+                Ok(summaries)
+            }
+            other => other,
+        }
+    }
+
+    /// One save transaction, tried again after a pause when the database
+    /// asks to (a deadlock between writers, a busy file): nothing was
+    /// written, so trying again is safe.
+    async fn save_batch_retrying(
+        &self,
+        worker: &str,
+        items: &[(i64, &Outcome)],
+    ) -> StoreResult<Vec<SaveSummary>> {
+        let mut pause = Duration::from_millis(20);
+        let mut tries = 1;
+        loop {
+            let result = dispatch!(self.save_batch(worker, items));
+            match result {
+                Err(StoreError::Busy(error)) if tries < SAVE_TRIES => {
+                    tracing::warn!(%error, tries, "saving a batch: the database asked to try again");
+                    crate::metrics::count(
+                        "dmarcd_store_retries_total",
+                        &[("operation", "save")],
+                        1,
+                    );
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 3).min(Duration::from_secs(2));
+                    tries += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One pass of the rollup applier: counts up to about `max_records`
+    /// queued records in every rollup. `None` when another process is
+    /// applying (PostgreSQL: one applier at a time per database).
+    pub async fn apply_rollups(&self, max_records: u64) -> StoreResult<Option<AppliedRollups>> {
+        dispatch!(self.apply_rollups(max_records))
+    }
+
+    /// Applies until nothing is queued (waiting for another process's
+    /// applier to finish its pass, if need be): afterwards the rollups
+    /// count every stored record.
+    pub async fn apply_rollups_until_idle(&self) -> StoreResult<AppliedRollups> {
+        let mut total = AppliedRollups::default();
+        loop {
+            match self.apply_rollups(APPLIER_PASS_RECORDS).await? {
+                Some(pass) if pass.reports == 0 => return Ok(total),
+                Some(pass) => total.add(pass),
+                None => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    /// How far the rollups are behind the stored records.
+    pub async fn rollup_lag(&self) -> StoreResult<RollupLag> {
+        dispatch!(self.rollup_lag())
     }
 
     /// `save_outcomes` for one message.

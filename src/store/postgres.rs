@@ -2,16 +2,17 @@
 //! may share one database: workers claim messages with `FOR UPDATE SKIP
 //! LOCKED`, and report uniqueness is enforced by the database.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row, Transaction};
 
-use super::rows::{self, unstorable, AggregateRow, RecordColumns};
+use super::rows::{self, AggregateRow};
+use super::save::NewRecords;
 use super::*;
-use crate::report::{AggregateReport, FailureReport, Report, TlsReport};
+use crate::report::{AggregateReport, FailureReport, TlsReport};
 
 #[derive(Clone)]
 pub struct PgStore {
@@ -22,10 +23,6 @@ pub struct PgStore {
 /// so nodes whose clocks disagree cannot take each other's work early.
 const EXPIRED: &str = "status = 'processing' AND lease_until < now()";
 const PENDING: &str = "status = 'pending'";
-/// Held shared by every save and exclusively by every statement that
-/// changes a source's description (triggers of migration 6): a save that
-/// copies descriptions into new totals rows never races a change to them.
-const SOURCE_DESCRIPTIONS_LOCK: i64 = 7_363_012_946;
 
 fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(0)
@@ -219,181 +216,90 @@ impl PgStore {
         Ok(claimed)
     }
 
-    /// Saves the outcomes of a batch of messages in one transaction (one
-    /// commit for the batch). If the database refuses the batch, each
-    /// message is retried alone, and one that is refused alone is kept as
-    /// failed with the database's reason: a message is never lost and never
-    /// blocks the queue.
-    pub(super) async fn save_outcomes(
-        &self,
-        worker: &str,
-        items: &[(i64, &Outcome)],
-    ) -> StoreResult<Vec<SaveSummary>> {
-        match self.save_batch(worker, items).await {
-            Ok(summaries) => Ok(summaries),
-            Err(StoreError::Unavailable(error)) => Err(StoreError::Unavailable(error)),
-            Err(error) => {
-                tracing::warn!(%error, messages = items.len(), "a batch was refused; saving its messages one by one");
-                let mut summaries = Vec::with_capacity(items.len());
-                for item in items {
-                    let summary = match self.save_batch(worker, std::slice::from_ref(item)).await {
-                        Ok(mut one) => one.pop().unwrap_or_default(),
-                        Err(StoreError::Unavailable(error)) => {
-                            return Err(StoreError::Unavailable(error))
-                        }
-                        Err(error) => {
-                            let failed = Outcome::Failed(format!(
-                                "the database refused this message's reports: {error}"
-                            ));
-                            self.save_batch(worker, &[(item.0, &failed)])
-                                .await?
-                                .pop()
-                                .unwrap_or_default()
-                        }
-                    };
-                    summaries.push(summary);
-                }
-                Ok(summaries)
-            }
-        }
-    }
-
-    async fn save_batch(
+    /// Writes a batch's outcomes in one transaction (`save.rs`).
+    pub(super) async fn save_batch(
         &self,
         worker: &str,
         items: &[(i64, &Outcome)],
     ) -> StoreResult<Vec<SaveSummary>> {
         let mut transaction = self.derived_transaction().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
-            .bind(SOURCE_DESCRIPTIONS_LOCK)
-            .execute(&mut *transaction)
-            .await?;
-        let mut held = QueryBuilder::<Postgres>::new(
-            "SELECT id FROM inbox_messages WHERE status = 'processing' AND claimed_by = ",
-        );
-        held.push_bind(worker).push(" AND id IN (");
-        let mut list = held.separated(", ");
-        for (id, _) in items {
-            list.push_bind(*id);
-        }
-        list.push_unseparated(") FOR UPDATE");
-        let held: Vec<i64> = held
-            .build_query_scalar()
-            .fetch_all(&mut *transaction)
-            .await?;
-
-        let mut summaries = Vec::with_capacity(items.len());
-        let mut statuses = Vec::with_capacity(items.len());
-        let mut seen = HashSet::new();
-        for (id, outcome) in items {
-            if !held.contains(id) {
-                summaries.push(SaveSummary::default());
-                continue;
-            }
-            let mut summary = SaveSummary {
-                written: true,
-                ..SaveSummary::default()
-            };
-            let (status, error) = match outcome {
-                Outcome::Reports(reports) => match unstorable(reports) {
-                    Some(reason) => (MessageStatus::Failed, Some(reason)),
-                    None => {
-                        if let Err(invalid) =
-                            write_reports(&mut transaction, &mut seen, *id, reports, &mut summary)
-                                .await?
-                        {
-                            return Err(StoreError::Invalid(invalid));
-                        }
-                        if summary.stored.is_empty() && summary.duplicates > 0 {
-                            (MessageStatus::Duplicate, None)
-                        } else {
-                            (MessageStatus::Done, None)
-                        }
-                    }
-                },
-                Outcome::Failed(reason) => (MessageStatus::Failed, Some(reason.clone())),
-                Outcome::Ignored(reason) => (MessageStatus::Ignored, Some(reason.clone())),
-            };
-            summary.status = Some(status);
-            summaries.push(summary);
-            statuses.push((*id, status, error));
-        }
-        let stored: Vec<i64> = statuses
-            .iter()
-            .filter(|(_, status, _)| *status == MessageStatus::Done)
-            .map(|(id, _, _)| *id)
-            .collect();
-        // The rollups take this batch's new records in one pass.
-        for rollup in super::rollup::ALL {
-            for statement in rollup.add_sql(super::Dialect::Postgres) {
-                sqlx::query(sqlx::AssertSqlSafe(statement))
-                    .bind(&stored)
-                    .execute(&mut *transaction)
-                    .await?;
-            }
-        }
-        set_statuses(&mut transaction, &statuses).await?;
+        let summaries = super::save::save_batch(&mut transaction, worker, items).await?;
         transaction.commit().await?;
         Ok(summaries)
     }
 
     pub(super) async fn requeue(&self, selection: &Requeue) -> StoreResult<u64> {
         let mut transaction = self.pool.begin().await?;
-        let mut select = QueryBuilder::<Postgres>::new(
-            "SELECT id FROM inbox_messages WHERE status NOT IN ('pending', 'processing')",
-        );
-        match selection {
-            Requeue::Failed => {
-                select.push(" AND status = 'failed'");
-            }
-            Requeue::All => {}
-            Requeue::Ids(ids) => {
-                select.push(" AND id IN (");
-                let mut list = select.separated(", ");
-                for id in ids {
-                    list.push_bind(*id);
-                }
-                list.push_unseparated(")");
-                if ids.is_empty() {
-                    return Ok(0);
-                }
-            }
-        }
-        let ids: Vec<i64> = select
-            .build_query_scalar()
-            .fetch_all(&mut *transaction)
-            .await?;
-        for id in &ids {
-            // The rollups lose this message's records before they go.
-            for rollup in super::rollup::ALL {
-                sqlx::query(sqlx::AssertSqlSafe(
-                    rollup.subtract_sql(super::Dialect::Postgres),
-                ))
-                .bind(id)
-                .execute(&mut *transaction)
-                .await?;
-                sqlx::query(sqlx::AssertSqlSafe(rollup.prune_sql()))
-                    .execute(&mut *transaction)
-                    .await?;
-            }
-            for table in ["aggregate_reports", "tls_reports", "failure_reports"] {
-                let sql = format!("DELETE FROM {table} WHERE message_id = $1");
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(id)
-                    .execute(&mut *transaction)
-                    .await?;
-            }
-            sqlx::query(
-                "UPDATE inbox_messages
-                    SET status = 'pending', error = NULL, processed_at = NULL, lease_until = NULL, claimed_by = NULL
-                  WHERE id = $1",
-            )
-            .bind(id)
+        // The applier's turn: the reports it has not counted yet are only
+        // taken off its queue; the others are taken away from the rollups.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(super::applier::ROLLUP_APPLIER_LOCK)
             .execute(&mut *transaction)
             .await?;
+        let ids: Vec<i64> = match selection {
+            Requeue::Ids(ids) if ids.is_empty() => return Ok(0),
+            Requeue::Ids(ids) => sqlx::query_scalar(
+                "SELECT id FROM inbox_messages
+                  WHERE status NOT IN ('pending', 'processing') AND id = ANY($1) ORDER BY id FOR UPDATE",
+            )
+            .bind(ids),
+            Requeue::Failed => sqlx::query_scalar(
+                "SELECT id FROM inbox_messages WHERE status = 'failed' ORDER BY id FOR UPDATE",
+            ),
+            Requeue::All => sqlx::query_scalar(
+                "SELECT id FROM inbox_messages
+                  WHERE status NOT IN ('pending', 'processing') ORDER BY id FOR UPDATE",
+            ),
+        }
+        .fetch_all(&mut *transaction)
+        .await?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let counted: Vec<i64> = sqlx::query_scalar(
+            "SELECT r.id FROM aggregate_reports r
+              WHERE r.message_id = ANY($1)
+                AND NOT EXISTS (SELECT 1 FROM rollup_pending p WHERE p.report_id = r.id)",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *transaction)
+        .await?;
+        if !counted.is_empty() {
+            super::applier::postgres::count_reports(&mut transaction, &counted, -1).await?;
+        }
+        for statement in [
+            "DELETE FROM rollup_pending WHERE report_id IN (SELECT id FROM aggregate_reports WHERE message_id = ANY($1))",
+            "DELETE FROM aggregate_records WHERE report_id IN (SELECT id FROM aggregate_reports WHERE message_id = ANY($1))",
+            "DELETE FROM aggregate_reports WHERE message_id = ANY($1)",
+            "DELETE FROM tls_reports WHERE message_id = ANY($1)",
+            "DELETE FROM failure_reports WHERE message_id = ANY($1)",
+            "UPDATE inbox_messages
+                SET status = 'pending', error = NULL, processed_at = NULL, lease_until = NULL, claimed_by = NULL
+              WHERE id = ANY($1)",
+        ] {
+            sqlx::query(statement)
+                .bind(&ids)
+                .execute(&mut *transaction)
+                .await?;
         }
         transaction.commit().await?;
         Ok(ids.len() as u64)
+    }
+
+    /// One pass of the rollup applier (`applier.rs`); `None` when another
+    /// process's applier is at work.
+    pub(super) async fn apply_rollups(
+        &self,
+        max_records: u64,
+    ) -> StoreResult<Option<super::AppliedRollups>> {
+        let mut transaction = self.derived_transaction().await?;
+        let applied = super::applier::postgres::apply(&mut transaction, max_records).await?;
+        transaction.commit().await?;
+        Ok(applied)
+    }
+
+    pub(super) async fn rollup_lag(&self) -> StoreResult<super::RollupLag> {
+        super::applier::postgres::lag(&self.pool).await
     }
 
     pub(super) async fn message(&self, id: i64) -> StoreResult<Option<MessageInfo>> {
@@ -454,75 +360,31 @@ impl PgStore {
     }
 }
 
-/// Writes every report of a message. The inner error is a report that
-/// cannot be stored (e.g. a date out of range): the message fails with it.
-async fn write_reports(
-    transaction: &mut Transaction<'_, Postgres>,
-    seen: &mut HashSet<String>,
-    message_id: i64,
-    reports: &[ExtractedReport],
-    summary: &mut SaveSummary,
-) -> StoreResult<Result<(), String>> {
-    for extracted in reports {
-        let location = extracted.location.as_str();
-        let written = match &extracted.report {
-            Report::Aggregate(report) => {
-                write_aggregate(transaction, seen, message_id, location, report).await?
-            }
-            Report::Tlsrpt(report) => {
-                write_tls(transaction, seen, message_id, location, report).await?
-            }
-            Report::Failure(report) => {
-                write_failure(transaction, seen, message_id, location, report).await?
-            }
-        };
-        match written {
-            Ok(Some(records)) => {
-                *summary.stored.entry(extracted.report.kind()).or_default() += 1;
-                summary.records += records;
-            }
-            Ok(None) => summary.duplicates += 1,
-            Err(invalid) => return Ok(Err(format!("{location}: {invalid}"))),
-        }
+/// The statements of a save (`save.rs`) on PostgreSQL.
+impl super::save::BatchWriter for Transaction<'_, Postgres> {
+    async fn held(&mut self, worker: &str, ids: &[i64]) -> StoreResult<Vec<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM inbox_messages
+              WHERE status = 'processing' AND claimed_by = $1 AND id = ANY($2)
+              ORDER BY id FOR UPDATE",
+        )
+        .bind(worker)
+        .bind(ids)
+        .fetch_all(&mut **self)
+        .await?)
     }
-    Ok(Ok(()))
-}
 
-async fn add_domain(
-    transaction: &mut Transaction<'_, Postgres>,
-    seen: &mut HashSet<String>,
-    name: &str,
-) -> StoreResult<()> {
-    // Once per batch is enough: a batch often holds many reports for one domain.
-    // Only a domain name is listed: a report's text could be anything.
-    if !seen.insert(name.to_ascii_lowercase())
-        || !crate::domain::is_domain_name(&name.to_ascii_lowercase())
-    {
-        return Ok(());
-    }
-    sqlx::query("INSERT INTO domains (name, origin, created_at) VALUES ($1, 'report', $2) ON CONFLICT (name) DO NOTHING")
-        .bind(name.to_ascii_lowercase())
-        .bind(now())
-        .execute(&mut **transaction)
-        .await?;
-    Ok(())
-}
-
-/// `Ok(Some(records))` when stored, `Ok(None)` when already there.
-async fn write_aggregate(
-    transaction: &mut Transaction<'_, Postgres>,
-    seen: &mut HashSet<String>,
-    message_id: i64,
-    location: &str,
-    report: &AggregateReport,
-) -> StoreResult<Result<Option<u64>, String>> {
-    let row = match AggregateRow::new(report) {
-        Ok(row) => row,
-        Err(invalid) => return Ok(Err(invalid)),
-    };
-    let meta = &report.metadata;
-    let policy = &report.policy_published;
-    let inserted: Option<i64> = sqlx::query_scalar(
+    async fn insert_aggregate(
+        &mut self,
+        message_id: i64,
+        location: &str,
+        report: &AggregateReport,
+        row: &AggregateRow,
+    ) -> StoreResult<Option<i64>> {
+        let transaction = self;
+        let meta = &report.metadata;
+        let policy = &report.policy_published;
+        let inserted: Option<i64> = sqlx::query_scalar(
         "INSERT INTO aggregate_reports
             (message_id, location, org_name, email, extra_contact_info, report_id, date_begin, date_end,
              errors, generator, schema, version, namespace, policy_domain, adkim, aspf, p, sp, np, pct, fo,
@@ -562,42 +424,80 @@ async fn write_aggregate(
     .bind(now())
     .fetch_optional(&mut **transaction)
     .await?;
-    let Some(report_row) = inserted else {
-        return Ok(Ok(None));
-    };
-    add_domain(transaction, seen, &policy.domain).await?;
-
-    let columns = RecordColumns::new(&report.records);
-    let shared = SharedColumns {
-        report: report_row,
-        domain: &policy.domain,
-        org: &meta.org_name,
-        begin: row.begin,
-        end: row.end,
-    };
-    // COPY has a fixed cost per use; it pays off only for large reports.
-    if columns.len() >= COPY_FROM_RECORDS {
-        copy_records(transaction, &shared, &columns).await?;
-    } else {
-        insert_records(transaction, &shared, &columns).await?;
+        Ok(inserted)
     }
-    let distinct = columns
-        .source_ip
-        .iter()
-        .flatten()
-        .collect::<HashSet<_>>()
-        .len();
-    super::postgres_sources::note_report_ips(transaction, report_row, distinct).await?;
-    Ok(Ok(Some(report.records.len() as u64)))
+
+    async fn insert_records(&mut self, records: &[NewRecords<'_>]) -> StoreResult<()> {
+        let total: usize = records.iter().map(|r| r.columns.len()).sum();
+        // COPY has a fixed cost per use; it pays off only for many records.
+        if total >= COPY_FROM_RECORDS {
+            copy_records(self, records).await
+        } else {
+            for new in records {
+                insert_records(self, new).await?;
+            }
+            Ok(())
+        }
+    }
+
+    async fn insert_tls(
+        &mut self,
+        message_id: i64,
+        location: &str,
+        report: &TlsReport,
+    ) -> StoreResult<bool> {
+        write_tls(self, message_id, location, report).await
+    }
+
+    async fn insert_failure(
+        &mut self,
+        message_id: i64,
+        location: &str,
+        report: &FailureReport,
+    ) -> StoreResult<bool> {
+        write_failure(self, message_id, location, report).await
+    }
+
+    async fn queue_rollups(&mut self, reports: &[(i64, i64)]) -> StoreResult<()> {
+        let (ids, records): (Vec<i64>, Vec<i64>) = reports.iter().copied().unzip();
+        sqlx::query(
+            "INSERT INTO rollup_pending (report_id, records)
+             SELECT * FROM UNNEST($1::int8[], $2::int8[])",
+        )
+        .bind(&ids)
+        .bind(&records)
+        .execute(&mut **self)
+        .await?;
+        Ok(())
+    }
+
+    async fn add_domains(&mut self, names: &[String]) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO domains (name, origin, created_at)
+             SELECT name, 'report', $2 FROM UNNEST($1::text[]) AS u(name) ORDER BY name
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(names)
+        .bind(now())
+        .execute(&mut **self)
+        .await?;
+        Ok(())
+    }
+
+    async fn set_statuses(
+        &mut self,
+        statuses: &[(i64, MessageStatus, Option<String>)],
+    ) -> StoreResult<()> {
+        set_statuses(self, statuses).await
+    }
 }
 
 async fn write_tls(
     transaction: &mut Transaction<'_, Postgres>,
-    seen: &mut HashSet<String>,
     message_id: i64,
     location: &str,
     report: &TlsReport,
-) -> StoreResult<Result<Option<u64>, String>> {
+) -> StoreResult<bool> {
     let inserted: Option<i64> = sqlx::query_scalar(
         "INSERT INTO tls_reports
             (message_id, location, organization_name, report_id, date_begin, date_end, contact_info, created_at)
@@ -616,10 +516,9 @@ async fn write_tls(
     .fetch_optional(&mut **transaction)
     .await?;
     let Some(report_row) = inserted else {
-        return Ok(Ok(None));
+        return Ok(false);
     };
     for policy in &report.policies {
-        add_domain(transaction, seen, &policy.policy_domain).await?;
         let policy_row: i64 = sqlx::query_scalar(
             "INSERT INTO tls_policies
                 (report_id, policy_type, policy_domain, policy_strings, mx_hosts, successful_sessions, failed_sessions)
@@ -654,16 +553,15 @@ async fn write_tls(
             .await?;
         }
     }
-    Ok(Ok(Some(0)))
+    Ok(true)
 }
 
 async fn write_failure(
     transaction: &mut Transaction<'_, Postgres>,
-    seen: &mut HashSet<String>,
     message_id: i64,
     location: &str,
     report: &FailureReport,
-) -> StoreResult<Result<Option<u64>, String>> {
+) -> StoreResult<bool> {
     let original = report.original.clone().unwrap_or_default();
     sqlx::query(
         "INSERT INTO failure_reports
@@ -713,28 +611,25 @@ async fn write_failure(
     .bind(now())
     .execute(&mut **transaction)
     .await?;
-    for domain in &report.reported_domain {
-        add_domain(transaction, seen, domain).await?;
-    }
-    Ok(Ok(Some(0)))
+    Ok(true)
 }
 
 /// The columns every record of a report shares, already in COPY text form.
 struct CopyRowPrefix(Vec<u8>);
 
 impl CopyRowPrefix {
-    fn new(report: i64, domain: &str, org: &str, begin: DateTime<Utc>, end: DateTime<Utc>) -> Self {
+    fn new(new: &NewRecords<'_>) -> Self {
         let mut prefix = Vec::new();
-        copy_field(&mut prefix, Some(&report.to_string()));
-        copy_field(&mut prefix, Some(domain));
-        copy_field(&mut prefix, Some(org));
-        copy_field(&mut prefix, Some(&begin.to_rfc3339()));
-        copy_field(&mut prefix, Some(&end.to_rfc3339()));
+        copy_field(&mut prefix, Some(&new.report.to_string()));
+        copy_field(&mut prefix, Some(&new.aggregate.policy_published.domain));
+        copy_field(&mut prefix, Some(&new.aggregate.metadata.org_name));
+        copy_field(&mut prefix, Some(&new.row.begin.to_rfc3339()));
+        copy_field(&mut prefix, Some(&new.row.end.to_rfc3339()));
         CopyRowPrefix(prefix)
     }
 }
 
-/// One field of COPY's text format, followed by a tab: `\N` for NULL, and
+/// One field of COPY's text format, followed by a tab: `\\N` for NULL, and
 /// backslash, tab, newline and carriage return escaped.
 fn copy_field(out: &mut Vec<u8>, value: Option<&str>) {
     match value {
@@ -754,36 +649,26 @@ fn copy_field(out: &mut Vec<u8>, value: Option<&str>) {
     out.push(b'\t');
 }
 
-/// Records at or above which a report's records are sent with COPY.
+/// Records in a batch at or above which they are sent with COPY.
 const COPY_FROM_RECORDS: usize = 2000;
 /// Rows per INSERT … SELECT FROM UNNEST statement.
 const UNNEST_BATCH: usize = 5000;
 
-/// The values every record of one report shares.
-struct SharedColumns<'a> {
-    report: i64,
-    domain: &'a str,
-    org: &'a str,
-    begin: DateTime<Utc>,
-    end: DateTime<Utc>,
-}
+const RECORD_COLUMNS: &str = "report_id, policy_domain, org_name, date_begin, date_end, source_ip, \
+     invalid_source_ip, count, disposition, dkim_aligned, spf_aligned, dmarc_pass, reasons, header_from, \
+     envelope_from, envelope_to, dkim_results, spf_results, extensions";
 
-/// Small reports: one statement per batch, each column bound as an array.
+/// A few records: one statement per report, each column bound as an array.
 async fn insert_records(
     transaction: &mut Transaction<'_, Postgres>,
-    shared: &SharedColumns<'_>,
-    columns: &RecordColumns,
+    new: &NewRecords<'_>,
 ) -> StoreResult<()> {
-    // One statement per batch, each column bound as an array: a
-    // 100,000-record report is 20 round trips, not 100,000.
+    let columns = &new.columns;
     let mut start = 0;
     while start < columns.len() {
         let end = (start + UNNEST_BATCH).min(columns.len());
-        sqlx::query(
-            "INSERT INTO aggregate_records
-                (report_id, policy_domain, org_name, date_begin, date_end, source_ip, invalid_source_ip, count,
-                 disposition, dkim_aligned, spf_aligned, dmarc_pass, reasons, header_from, envelope_from,
-                 envelope_to, dkim_results, spf_results, extensions)
+        let sql = format!(
+            "INSERT INTO aggregate_records ({RECORD_COLUMNS})
              SELECT $1, $2, $3, $4, $5, r.ip::inet, r.bad_ip, r.count, r.disposition, r.dkim, r.spf, r.pass,
                     r.reasons::jsonb, r.header_from, r.envelope_from, r.envelope_to, r.dkim_results::jsonb,
                     r.spf_results::jsonb, r.extensions::jsonb
@@ -791,85 +676,77 @@ async fn insert_records(
                            $12::bool[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[],
                            $18::text[], $19::text[])
                  AS r(ip, bad_ip, count, disposition, dkim, spf, pass, reasons, header_from, envelope_from,
-                      envelope_to, dkim_results, spf_results, extensions)",
-        )
-        .bind(shared.report)
-        .bind(shared.domain)
-        .bind(shared.org)
-        .bind(shared.begin)
-        .bind(shared.end)
-        .bind(&columns.source_ip[start..end])
-        .bind(&columns.invalid_source_ip[start..end])
-        .bind(&columns.count[start..end])
-        .bind(&columns.disposition[start..end])
-        .bind(&columns.dkim_aligned[start..end])
-        .bind(&columns.spf_aligned[start..end])
-        .bind(&columns.dmarc_pass[start..end])
-        .bind(&columns.reasons[start..end])
-        .bind(&columns.header_from[start..end])
-        .bind(&columns.envelope_from[start..end])
-        .bind(&columns.envelope_to[start..end])
-        .bind(&columns.dkim_results[start..end])
-        .bind(&columns.spf_results[start..end])
-        .bind(&columns.extensions[start..end])
-        .execute(&mut **transaction)
-        .await?;
+                      envelope_to, dkim_results, spf_results, extensions)"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(new.report)
+            .bind(&new.aggregate.policy_published.domain)
+            .bind(&new.aggregate.metadata.org_name)
+            .bind(new.row.begin)
+            .bind(new.row.end)
+            .bind(&columns.source_ip[start..end])
+            .bind(&columns.invalid_source_ip[start..end])
+            .bind(&columns.count[start..end])
+            .bind(&columns.disposition[start..end])
+            .bind(&columns.dkim_aligned[start..end])
+            .bind(&columns.spf_aligned[start..end])
+            .bind(&columns.dmarc_pass[start..end])
+            .bind(&columns.reasons[start..end])
+            .bind(&columns.header_from[start..end])
+            .bind(&columns.envelope_from[start..end])
+            .bind(&columns.envelope_to[start..end])
+            .bind(&columns.dkim_results[start..end])
+            .bind(&columns.spf_results[start..end])
+            .bind(&columns.extensions[start..end])
+            .execute(&mut **transaction)
+            .await?;
         start = end;
     }
     Ok(())
 }
 
+/// Many records: COPY, PostgreSQL's bulk path, one stream for every
+/// report of the batch (one round trip per megabyte, not per statement).
 async fn copy_records(
     transaction: &mut Transaction<'_, Postgres>,
-    shared: &SharedColumns<'_>,
-    columns: &RecordColumns,
+    records: &[NewRecords<'_>],
 ) -> StoreResult<()> {
-    // COPY: PostgreSQL's bulk path, one stream for all the records (a
-    // 100,000-record report is one round trip per few megabytes, not
-    // 100,000 statements).
-    let fixed = CopyRowPrefix::new(
-        shared.report,
-        shared.domain,
-        shared.org,
-        shared.begin,
-        shared.end,
-    );
     let mut copy = transaction
-        .copy_in_raw(
-            "COPY aggregate_records
-                (report_id, policy_domain, org_name, date_begin, date_end, source_ip, invalid_source_ip, count,
-                 disposition, dkim_aligned, spf_aligned, dmarc_pass, reasons, header_from, envelope_from,
-                 envelope_to, dkim_results, spf_results, extensions)
-             FROM STDIN",
-        )
+        .copy_in_raw(&format!(
+            "COPY aggregate_records ({RECORD_COLUMNS}) FROM STDIN"
+        ))
         .await?;
     let mut buffer = Vec::with_capacity(1 << 20);
-    for i in 0..columns.len() {
-        buffer.extend_from_slice(&fixed.0);
-        copy_field(&mut buffer, columns.source_ip[i].as_deref());
-        copy_field(&mut buffer, columns.invalid_source_ip[i].as_deref());
-        copy_field(&mut buffer, Some(&columns.count[i].to_string()));
-        copy_field(&mut buffer, columns.disposition[i].as_deref());
-        copy_field(&mut buffer, columns.dkim_aligned[i].as_deref());
-        copy_field(&mut buffer, columns.spf_aligned[i].as_deref());
-        copy_field(
-            &mut buffer,
-            Some(if columns.dmarc_pass[i] { "t" } else { "f" }),
-        );
-        copy_field(&mut buffer, Some(&columns.reasons[i]));
-        copy_field(&mut buffer, columns.header_from[i].as_deref());
-        copy_field(&mut buffer, columns.envelope_from[i].as_deref());
-        copy_field(&mut buffer, columns.envelope_to[i].as_deref());
-        copy_field(&mut buffer, Some(&columns.dkim_results[i]));
-        copy_field(&mut buffer, Some(&columns.spf_results[i]));
-        copy_field(&mut buffer, Some(&columns.extensions[i]));
-        // Each row ends in a newline instead of its last separator.
-        if let Some(last) = buffer.last_mut() {
-            *last = b'\n';
-        }
-        if buffer.len() >= 1 << 20 {
-            copy.send(std::mem::take(&mut buffer)).await?;
-            buffer.reserve(1 << 20);
+    for new in records {
+        let fixed = CopyRowPrefix::new(new);
+        let columns = &new.columns;
+        for i in 0..columns.len() {
+            buffer.extend_from_slice(&fixed.0);
+            copy_field(&mut buffer, columns.source_ip[i].as_deref());
+            copy_field(&mut buffer, columns.invalid_source_ip[i].as_deref());
+            copy_field(&mut buffer, Some(&columns.count[i].to_string()));
+            copy_field(&mut buffer, columns.disposition[i].as_deref());
+            copy_field(&mut buffer, columns.dkim_aligned[i].as_deref());
+            copy_field(&mut buffer, columns.spf_aligned[i].as_deref());
+            copy_field(
+                &mut buffer,
+                Some(if columns.dmarc_pass[i] { "t" } else { "f" }),
+            );
+            copy_field(&mut buffer, Some(&columns.reasons[i]));
+            copy_field(&mut buffer, columns.header_from[i].as_deref());
+            copy_field(&mut buffer, columns.envelope_from[i].as_deref());
+            copy_field(&mut buffer, columns.envelope_to[i].as_deref());
+            copy_field(&mut buffer, Some(&columns.dkim_results[i]));
+            copy_field(&mut buffer, Some(&columns.spf_results[i]));
+            copy_field(&mut buffer, Some(&columns.extensions[i]));
+            // Each row ends in a newline instead of its last separator.
+            if let Some(last) = buffer.last_mut() {
+                *last = b'\n';
+            }
+            if buffer.len() >= 1 << 20 {
+                copy.send(std::mem::take(&mut buffer)).await?;
+                buffer.reserve(1 << 20);
+            }
         }
     }
     if !buffer.is_empty() {

@@ -3,35 +3,12 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::Row;
 
 use super::postgres::PgStore;
 use super::sources::{DnsRefresh, PtrResult, SourceColumns, SourceRecord, StoredDnsState};
 use super::{EnrichmentCounts, StoreResult};
 use crate::enrich::SourceInfo;
-
-/// Notes the IPs of a newly stored report, in its transaction, so that none
-/// is ever missed: new ones wait to be described. `DO NOTHING` takes no
-/// lock on rows that exist, so workers storing reports from the same
-/// senders never wait for each other here.
-pub(super) async fn note_report_ips(
-    transaction: &mut Transaction<'_, Postgres>,
-    report_id: i64,
-    distinct_ips: usize,
-) -> StoreResult<()> {
-    let new = sqlx::query(
-        "INSERT INTO ip_sources (ip, dns_due_at)
-         SELECT DISTINCT source_ip, now() FROM aggregate_records
-          WHERE report_id = $1 AND source_ip IS NOT NULL
-         ON CONFLICT (ip) DO NOTHING",
-    )
-    .bind(report_id)
-    .execute(&mut **transaction)
-    .await?
-    .rows_affected();
-    super::sources::count_sources(distinct_ips, new);
-    Ok(())
-}
 
 impl PgStore {
     pub(super) async fn sources_to_describe(

@@ -237,21 +237,6 @@ fn period(dialect: Dialect, grain: Grain) -> Option<&'static str> {
     }
 }
 
-fn placeholder(dialect: Dialect) -> &'static str {
-    match dialect {
-        Dialect::Postgres => "$1",
-        Dialect::Sqlite => "?1",
-    }
-}
-
-/// Equal, NULLs included.
-fn same(dialect: Dialect) -> &'static str {
-    match dialect {
-        Dialect::Postgres => "IS NOT DISTINCT FROM",
-        Dialect::Sqlite => "IS",
-    }
-}
-
 impl Rollup {
     /// The key columns: the period (unless all time) and the dimensions.
     pub fn key_columns(&self) -> Vec<&'static str> {
@@ -303,78 +288,6 @@ impl Rollup {
             group.join(", "),
             order.join(", "),
         )
-    }
-
-    /// `t.c IS x.c AND …` over the key.
-    fn matches(&self, dialect: Dialect) -> String {
-        self.key_columns()
-            .iter()
-            .map(|column| format!("t.{column} {} x.{column}", same(dialect)))
-            .collect::<Vec<_>>()
-            .join(" AND ")
-    }
-
-    /// `c = t.c <op> x.c, …` over the values.
-    fn combine(&self, op: char, target: &str) -> String {
-        self.value_columns()
-            .iter()
-            .map(|(column, _)| format!("{column} = {target}.{column} {op} x.{column}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    /// Statements that add the records of every aggregate report stored
-    /// for a set of messages (bound as a PostgreSQL `int8[]`, or a JSON
-    /// array on SQLite): run once per save transaction, not per report, so
-    /// that workers storing reports about the same keys meet on these rows
-    /// once per batch. PostgreSQL merges with ON CONFLICT over a NULLS NOT
-    /// DISTINCT key; SQLite's unique keys treat NULLs as distinct, so there
-    /// it is an update of the rows that exist, then an insert of the rest
-    /// (exact inside its single-writer transaction).
-    pub fn add_sql(&self, dialect: Dialect) -> Vec<String> {
-        let messages = match dialect {
-            Dialect::Postgres => "message_id = ANY($1)",
-            Dialect::Sqlite => "message_id IN (SELECT value FROM json_each(?1))",
-        };
-        let grouped = self.grouped(dialect, messages);
-        let table = self.table;
-        let keys = self.key_columns().join(", ");
-        let columns = self.insert_columns();
-        match dialect {
-            Dialect::Postgres => {
-                // Existing rows keep their description: the triggers on
-                // ip_sources own it.
-                let update = self
-                    .value_columns()
-                    .iter()
-                    .map(|(c, _)| format!("{c} = {table}.{c} + excluded.{c}"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                vec![format!(
-                    "INSERT INTO {table} ({columns}) {} \
-                     ON CONFLICT ({keys}) DO UPDATE SET {update}",
-                    self.described_rows(&grouped, None)
-                )]
-            }
-            Dialect::Sqlite => {
-                let matches = self.matches(dialect);
-                vec![
-                    format!(
-                        "UPDATE {table} AS t SET {} FROM ({grouped}) AS x WHERE {matches}",
-                        self.combine('+', "t")
-                    ),
-                    format!(
-                        "INSERT INTO {table} ({columns}) {}",
-                        self.described_rows(
-                            &grouped,
-                            Some(&format!(
-                                "NOT EXISTS (SELECT 1 FROM {table} AS t WHERE {matches})"
-                            ))
-                        )
-                    ),
-                ]
-            }
-        }
     }
 
     /// The columns an insert names: key, values, and the description.
@@ -438,23 +351,6 @@ impl Rollup {
         }
         .fill_sql(dialect)
     }
-
-    /// Takes away the records of every aggregate report of one message
-    /// (the bound id), before they are deleted for reprocessing.
-    pub fn subtract_sql(&self, dialect: Dialect) -> String {
-        let source = self.grouped(dialect, &format!("message_id = {}", placeholder(dialect)));
-        let table = self.table;
-        format!(
-            "UPDATE {table} AS t SET {} FROM ({source}) AS x WHERE {}",
-            self.combine('-', "t"),
-            self.matches(dialect)
-        )
-    }
-
-    /// Rows left empty by a subtraction (found through a partial index).
-    pub fn prune_sql(&self) -> String {
-        format!("DELETE FROM {} WHERE records <= 0", self.table)
-    }
 }
 
 #[cfg(test)]
@@ -475,14 +371,13 @@ mod tests {
 
     #[test]
     fn all_time_totals_have_no_period_column() {
-        let sql = TOTALS_SOURCE_ALL.add_sql(Dialect::Postgres).join(";");
+        let sql = TOTALS_SOURCE_ALL.fill_sql(Dialect::Postgres);
         assert!(!sql.contains("date_begin AS"), "{sql}");
-        assert!(
-            sql.contains("ON CONFLICT (source_ip, invalid_source_ip)"),
-            "{sql}"
+        assert_eq!(
+            TOTALS_SOURCE_ALL.key_columns(),
+            ["source_ip", "invalid_source_ip"]
         );
-        let sql = TOTALS_SOURCE_MONTH.subtract_sql(Dialect::Sqlite);
+        let sql = TOTALS_SOURCE_MONTH.fill_sql(Dialect::Sqlite);
         assert!(sql.contains("substr(date_begin, 1, 7)"), "{sql}");
-        assert!(sql.contains("fail_disp_reject = t.fail_disp_reject - x.fail_disp_reject"));
     }
 }

@@ -1,7 +1,7 @@
 //! The SQLite backend: one file, no server. WAL journal with full fsync, so
 //! a committed message survives a crash or power loss.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -10,9 +10,11 @@ use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
 
-use super::rows::{self, unstorable, AggregateRow, RecordColumns};
+use super::applier;
+use super::rows::{self, AggregateRow};
+use super::save::NewRecords;
 use super::*;
-use crate::report::{AggregateReport, FailureReport, Report, TlsReport};
+use crate::report::{AggregateReport, FailureReport, TlsReport};
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -231,175 +233,96 @@ impl SqliteStore {
     /// message is retried alone, and one that is refused alone is kept as
     /// failed with the database's reason: a message is never lost and never
     /// blocks the queue.
-    pub(super) async fn save_outcomes(
-        &self,
-        worker: &str,
-        items: &[(i64, &Outcome)],
-    ) -> StoreResult<Vec<SaveSummary>> {
-        match self.save_batch(worker, items).await {
-            Ok(summaries) => Ok(summaries),
-            Err(StoreError::Unavailable(error)) => Err(StoreError::Unavailable(error)),
-            Err(error) => {
-                tracing::warn!(%error, messages = items.len(), "a batch was refused; saving its messages one by one");
-                let mut summaries = Vec::with_capacity(items.len());
-                for item in items {
-                    let summary = match self.save_batch(worker, std::slice::from_ref(item)).await {
-                        Ok(mut one) => one.pop().unwrap_or_default(),
-                        Err(StoreError::Unavailable(error)) => {
-                            return Err(StoreError::Unavailable(error))
-                        }
-                        Err(error) => {
-                            let failed = Outcome::Failed(format!(
-                                "the database refused this message's reports: {error}"
-                            ));
-                            self.save_batch(worker, &[(item.0, &failed)])
-                                .await?
-                                .pop()
-                                .unwrap_or_default()
-                        }
-                    };
-                    summaries.push(summary);
-                }
-                Ok(summaries)
-            }
-        }
-    }
-
-    async fn save_batch(
+    /// Writes a batch's outcomes in one transaction (`save.rs`).
+    pub(super) async fn save_batch(
         &self,
         worker: &str,
         items: &[(i64, &Outcome)],
     ) -> StoreResult<Vec<SaveSummary>> {
         let mut transaction = self.derived.begin_with("BEGIN IMMEDIATE").await?;
-        let mut held = QueryBuilder::<Sqlite>::new(
-            "SELECT id FROM inbox_messages WHERE status = 'processing' AND claimed_by = ",
-        );
-        held.push_bind(worker).push(" AND id IN (");
-        let mut list = held.separated(", ");
-        for (id, _) in items {
-            list.push_bind(*id);
-        }
-        list.push_unseparated(")");
-        let held: Vec<i64> = held
-            .build_query_scalar()
-            .fetch_all(&mut *transaction)
-            .await?;
-
-        let mut summaries = Vec::with_capacity(items.len());
-        let mut statuses = Vec::with_capacity(items.len());
-        let mut seen = HashSet::new();
-        for (id, outcome) in items {
-            if !held.contains(id) {
-                summaries.push(SaveSummary::default());
-                continue;
-            }
-            let mut summary = SaveSummary {
-                written: true,
-                ..SaveSummary::default()
-            };
-            let (status, error) = match outcome {
-                Outcome::Reports(reports) => match unstorable(reports) {
-                    Some(reason) => (MessageStatus::Failed, Some(reason)),
-                    None => {
-                        if let Err(invalid) =
-                            write_reports(&mut transaction, &mut seen, *id, reports, &mut summary)
-                                .await?
-                        {
-                            return Err(StoreError::Invalid(invalid));
-                        }
-                        if summary.stored.is_empty() && summary.duplicates > 0 {
-                            (MessageStatus::Duplicate, None)
-                        } else {
-                            (MessageStatus::Done, None)
-                        }
-                    }
-                },
-                Outcome::Failed(reason) => (MessageStatus::Failed, Some(reason.clone())),
-                Outcome::Ignored(reason) => (MessageStatus::Ignored, Some(reason.clone())),
-            };
-            summary.status = Some(status);
-            summaries.push(summary);
-            statuses.push((*id, status, error));
-        }
-        let stored = serde_json::to_string(
-            &statuses
-                .iter()
-                .filter(|(_, status, _)| *status == MessageStatus::Done)
-                .map(|(id, _, _)| *id)
-                .collect::<Vec<i64>>(),
-        )
-        .expect("ids serialize");
-        // The rollups take this batch's new records in one pass.
-        for rollup in super::rollup::ALL {
-            for statement in rollup.add_sql(super::Dialect::Sqlite) {
-                sqlx::query(sqlx::AssertSqlSafe(statement))
-                    .bind(&stored)
-                    .execute(&mut *transaction)
-                    .await?;
-            }
-        }
-        set_statuses(&mut transaction, &statuses).await?;
+        let summaries = super::save::save_batch(&mut transaction, worker, items).await?;
         transaction.commit().await?;
         Ok(summaries)
     }
 
     pub(super) async fn requeue(&self, selection: &Requeue) -> StoreResult<u64> {
+        // BEGIN IMMEDIATE: the only writer until it ends, so no applier
+        // pass runs meanwhile (see postgres.rs).
         let mut transaction = self.derived.begin_with("BEGIN IMMEDIATE").await?;
-        let mut select = QueryBuilder::<Sqlite>::new(
-            "SELECT id FROM inbox_messages WHERE status NOT IN ('pending', 'processing')",
-        );
-        match selection {
-            Requeue::Failed => {
-                select.push(" AND status = 'failed'");
-            }
-            Requeue::All => {}
-            Requeue::Ids(ids) => {
-                select.push(" AND id IN (");
-                let mut list = select.separated(", ");
-                for id in ids {
-                    list.push_bind(*id);
-                }
-                list.push_unseparated(")");
-                if ids.is_empty() {
-                    return Ok(0);
-                }
-            }
+        let ids: Vec<i64> = match selection {
+            Requeue::Ids(ids) if ids.is_empty() => return Ok(0),
+            Requeue::Ids(ids) => sqlx::query_scalar(
+                "SELECT id FROM inbox_messages
+                  WHERE status NOT IN ('pending', 'processing')
+                    AND id IN (SELECT value FROM json_each(?1)) ORDER BY id",
+            )
+            .bind(applier::sqlite::json_list(ids)),
+            Requeue::Failed => sqlx::query_scalar(
+                "SELECT id FROM inbox_messages WHERE status = 'failed' AND ?1 IS NOT NULL ORDER BY id",
+            )
+            .bind(""),
+            Requeue::All => sqlx::query_scalar(
+                "SELECT id FROM inbox_messages
+                  WHERE status NOT IN ('pending', 'processing') AND ?1 IS NOT NULL ORDER BY id",
+            )
+            .bind(""),
         }
-        let ids: Vec<i64> = select
-            .build_query_scalar()
-            .fetch_all(&mut *transaction)
+        .fetch_all(&mut *transaction)
+        .await?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let messages = applier::sqlite::json_list(&ids);
+        let counted: Vec<i64> = sqlx::query_scalar(
+            "SELECT r.id FROM aggregate_reports r
+              WHERE r.message_id IN (SELECT value FROM json_each(?1))
+                AND NOT EXISTS (SELECT 1 FROM rollup_pending p WHERE p.report_id = r.id)",
+        )
+        .bind(&messages)
+        .fetch_all(&mut *transaction)
+        .await?;
+        if !counted.is_empty() {
+            applier::sqlite::count_reports(
+                &mut transaction,
+                &applier::sqlite::json_list(&counted),
+                -1,
+            )
             .await?;
-        for id in &ids {
-            // The rollups lose this message's records before they go.
-            for rollup in super::rollup::ALL {
-                sqlx::query(sqlx::AssertSqlSafe(
-                    rollup.subtract_sql(super::Dialect::Sqlite),
-                ))
-                .bind(id)
+        }
+        for statement in [
+            "DELETE FROM rollup_pending WHERE report_id IN
+                (SELECT id FROM aggregate_reports WHERE message_id IN (SELECT value FROM json_each(?1)))",
+            "DELETE FROM aggregate_records WHERE report_id IN
+                (SELECT id FROM aggregate_reports WHERE message_id IN (SELECT value FROM json_each(?1)))",
+            "DELETE FROM aggregate_reports WHERE message_id IN (SELECT value FROM json_each(?1))",
+            "DELETE FROM tls_reports WHERE message_id IN (SELECT value FROM json_each(?1))",
+            "DELETE FROM failure_reports WHERE message_id IN (SELECT value FROM json_each(?1))",
+            "UPDATE inbox_messages
+                SET status = 'pending', error = NULL, processed_at = NULL, lease_until = NULL, claimed_by = NULL
+              WHERE id IN (SELECT value FROM json_each(?1))",
+        ] {
+            sqlx::query(statement)
+                .bind(&messages)
                 .execute(&mut *transaction)
                 .await?;
-                sqlx::query(sqlx::AssertSqlSafe(rollup.prune_sql()))
-                    .execute(&mut *transaction)
-                    .await?;
-            }
-            for table in ["aggregate_reports", "tls_reports", "failure_reports"] {
-                let sql = format!("DELETE FROM {table} WHERE message_id = ?");
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(id)
-                    .execute(&mut *transaction)
-                    .await?;
-            }
-            sqlx::query(
-                "UPDATE inbox_messages
-                    SET status = 'pending', error = NULL, processed_at = NULL, lease_until = NULL, claimed_by = NULL
-                  WHERE id = ?",
-            )
-            .bind(id)
-            .execute(&mut *transaction)
-            .await?;
         }
         transaction.commit().await?;
         Ok(ids.len() as u64)
+    }
+
+    /// One pass of the rollup applier (`applier.rs`).
+    pub(super) async fn apply_rollups(
+        &self,
+        max_records: u64,
+    ) -> StoreResult<Option<super::AppliedRollups>> {
+        let mut transaction = self.derived.begin_with("BEGIN IMMEDIATE").await?;
+        let applied = applier::sqlite::apply(&mut transaction, max_records).await?;
+        transaction.commit().await?;
+        Ok(Some(applied))
+    }
+
+    pub(super) async fn rollup_lag(&self) -> StoreResult<super::RollupLag> {
+        applier::sqlite::lag(&self.pool).await
     }
 
     pub(super) async fn message(&self, id: i64) -> StoreResult<Option<MessageInfo>> {
@@ -460,75 +383,31 @@ impl SqliteStore {
     }
 }
 
-/// Writes every report of a message. The inner error is a report that
-/// cannot be stored (e.g. a date out of range): the message fails with it.
-async fn write_reports(
-    transaction: &mut Transaction<'_, Sqlite>,
-    seen: &mut HashSet<String>,
-    message_id: i64,
-    reports: &[ExtractedReport],
-    summary: &mut SaveSummary,
-) -> StoreResult<Result<(), String>> {
-    for extracted in reports {
-        let location = extracted.location.as_str();
-        let written = match &extracted.report {
-            Report::Aggregate(report) => {
-                write_aggregate(transaction, seen, message_id, location, report).await?
-            }
-            Report::Tlsrpt(report) => {
-                write_tls(transaction, seen, message_id, location, report).await?
-            }
-            Report::Failure(report) => {
-                write_failure(transaction, seen, message_id, location, report).await?
-            }
-        };
-        match written {
-            Ok(Some(records)) => {
-                *summary.stored.entry(extracted.report.kind()).or_default() += 1;
-                summary.records += records;
-            }
-            Ok(None) => summary.duplicates += 1,
-            Err(invalid) => return Ok(Err(format!("{location}: {invalid}"))),
-        }
+/// The statements of a save (`save.rs`) on SQLite.
+impl super::save::BatchWriter for Transaction<'_, Sqlite> {
+    async fn held(&mut self, worker: &str, ids: &[i64]) -> StoreResult<Vec<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM inbox_messages
+              WHERE status = 'processing' AND claimed_by = ?1
+                AND id IN (SELECT value FROM json_each(?2)) ORDER BY id",
+        )
+        .bind(worker)
+        .bind(applier::sqlite::json_list(ids))
+        .fetch_all(&mut **self)
+        .await?)
     }
-    Ok(Ok(()))
-}
 
-async fn add_domain(
-    transaction: &mut Transaction<'_, Sqlite>,
-    seen: &mut HashSet<String>,
-    name: &str,
-) -> StoreResult<()> {
-    // Once per batch is enough: a batch often holds many reports for one domain.
-    // Only a domain name is listed: a report's text could be anything.
-    if !seen.insert(name.to_ascii_lowercase())
-        || !crate::domain::is_domain_name(&name.to_ascii_lowercase())
-    {
-        return Ok(());
-    }
-    sqlx::query("INSERT INTO domains (name, origin, created_at) VALUES (?, 'report', ?) ON CONFLICT (name) DO NOTHING")
-        .bind(name.to_ascii_lowercase())
-        .bind(now())
-        .execute(&mut **transaction)
-        .await?;
-    Ok(())
-}
-
-/// `Ok(Some(records))` when stored, `Ok(None)` when already there.
-async fn write_aggregate(
-    transaction: &mut Transaction<'_, Sqlite>,
-    seen: &mut HashSet<String>,
-    message_id: i64,
-    location: &str,
-    report: &AggregateReport,
-) -> StoreResult<Result<Option<u64>, String>> {
-    let row = match AggregateRow::new(report) {
-        Ok(row) => row,
-        Err(invalid) => return Ok(Err(invalid)),
-    };
-    let meta = &report.metadata;
-    let policy = &report.policy_published;
-    let inserted: Option<i64> = sqlx::query_scalar(
+    async fn insert_aggregate(
+        &mut self,
+        message_id: i64,
+        location: &str,
+        report: &AggregateReport,
+        row: &AggregateRow,
+    ) -> StoreResult<Option<i64>> {
+        let transaction = self;
+        let meta = &report.metadata;
+        let policy = &report.policy_published;
+        let inserted: Option<i64> = sqlx::query_scalar(
         "INSERT INTO aggregate_reports
             (message_id, location, org_name, email, extra_contact_info, report_id, date_begin, date_end,
              errors, generator, schema, version, namespace, policy_domain, adkim, aspf, p, sp, np, pct, fo,
@@ -567,12 +446,77 @@ async fn write_aggregate(
     .bind(now())
     .fetch_optional(&mut **transaction)
     .await?;
-    let Some(report_row) = inserted else {
-        return Ok(Ok(None));
-    };
-    add_domain(transaction, seen, &policy.domain).await?;
+        Ok(inserted)
+    }
 
-    let columns = RecordColumns::new(&report.records);
+    async fn insert_records(&mut self, records: &[NewRecords<'_>]) -> StoreResult<()> {
+        for new in records {
+            insert_records(self, new).await?;
+        }
+        Ok(())
+    }
+
+    async fn insert_tls(
+        &mut self,
+        message_id: i64,
+        location: &str,
+        report: &TlsReport,
+    ) -> StoreResult<bool> {
+        write_tls(self, message_id, location, report).await
+    }
+
+    async fn insert_failure(
+        &mut self,
+        message_id: i64,
+        location: &str,
+        report: &FailureReport,
+    ) -> StoreResult<bool> {
+        write_failure(self, message_id, location, report).await
+    }
+
+    async fn queue_rollups(&mut self, reports: &[(i64, i64)]) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO rollup_pending (report_id, records, queued_at)
+             SELECT value ->> 0, value ->> 1, ?2 FROM json_each(?1)",
+        )
+        .bind(applier::sqlite::json_list(reports))
+        .bind(now())
+        .execute(&mut **self)
+        .await?;
+        Ok(())
+    }
+
+    async fn add_domains(&mut self, names: &[String]) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO domains (name, origin, created_at)
+             SELECT value, 'report', ?2 FROM json_each(?1) WHERE true
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(applier::sqlite::json_list(names))
+        .bind(now())
+        .execute(&mut **self)
+        .await?;
+        Ok(())
+    }
+
+    async fn set_statuses(
+        &mut self,
+        statuses: &[(i64, MessageStatus, Option<String>)],
+    ) -> StoreResult<()> {
+        set_statuses(self, statuses).await
+    }
+}
+
+/// A report's records, a few hundred rows per multi-row INSERT.
+async fn insert_records(
+    transaction: &mut Transaction<'_, Sqlite>,
+    new: &NewRecords<'_>,
+) -> StoreResult<()> {
+    let columns = &new.columns;
+    let report_row = new.report;
+    let policy = &new.aggregate.policy_published;
+    let meta = &new.aggregate.metadata;
+    let row = new.row;
     let mut start = 0;
     while start < columns.len() {
         let end = (start + SQLITE_RECORD_BATCH).min(columns.len());
@@ -607,23 +551,15 @@ async fn write_aggregate(
         insert.build().execute(&mut **transaction).await?;
         start = end;
     }
-    let distinct = columns
-        .source_ip
-        .iter()
-        .flatten()
-        .collect::<HashSet<_>>()
-        .len();
-    super::sqlite_sources::note_report_ips(transaction, report_row, distinct).await?;
-    Ok(Ok(Some(report.records.len() as u64)))
+    Ok(())
 }
 
 async fn write_tls(
     transaction: &mut Transaction<'_, Sqlite>,
-    seen: &mut HashSet<String>,
     message_id: i64,
     location: &str,
     report: &TlsReport,
-) -> StoreResult<Result<Option<u64>, String>> {
+) -> StoreResult<bool> {
     let inserted: Option<i64> = sqlx::query_scalar(
         "INSERT INTO tls_reports
             (message_id, location, organization_name, report_id, date_begin, date_end, contact_info, created_at)
@@ -642,10 +578,9 @@ async fn write_tls(
     .fetch_optional(&mut **transaction)
     .await?;
     let Some(report_row) = inserted else {
-        return Ok(Ok(None));
+        return Ok(false);
     };
     for policy in &report.policies {
-        add_domain(transaction, seen, &policy.policy_domain).await?;
         let policy_row: i64 = sqlx::query_scalar(
             "INSERT INTO tls_policies
                 (report_id, policy_type, policy_domain, policy_strings, mx_hosts, successful_sessions, failed_sessions)
@@ -680,16 +615,15 @@ async fn write_tls(
             .await?;
         }
     }
-    Ok(Ok(Some(0)))
+    Ok(true)
 }
 
 async fn write_failure(
     transaction: &mut Transaction<'_, Sqlite>,
-    seen: &mut HashSet<String>,
     message_id: i64,
     location: &str,
     report: &FailureReport,
-) -> StoreResult<Result<Option<u64>, String>> {
+) -> StoreResult<bool> {
     let original = report.original.clone().unwrap_or_default();
     sqlx::query(
         "INSERT INTO failure_reports
@@ -738,10 +672,7 @@ async fn write_failure(
     .bind(now())
     .execute(&mut **transaction)
     .await?;
-    for domain in &report.reported_domain {
-        add_domain(transaction, seen, domain).await?;
-    }
-    Ok(Ok(Some(0)))
+    Ok(true)
 }
 
 /// Marks processed messages: one statement per status for the messages

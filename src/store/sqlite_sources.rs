@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::Row;
 
 use super::sources::{DnsRefresh, PtrResult, SourceColumns, SourceRecord, StoredDnsState};
 use super::sqlite::SqliteStore;
@@ -19,27 +19,6 @@ fn now() -> DateTime<Utc> {
 fn after(due_in: Option<Duration>) -> Option<DateTime<Utc>> {
     let due = chrono::Duration::from_std(due_in?).unwrap_or(chrono::Duration::days(365));
     Some(now() + due)
-}
-
-/// See `postgres_sources::note_report_ips`.
-pub(super) async fn note_report_ips(
-    transaction: &mut Transaction<'_, Sqlite>,
-    report_id: i64,
-    distinct_ips: usize,
-) -> StoreResult<()> {
-    let new = sqlx::query(
-        "INSERT INTO ip_sources (ip, dns_due_at)
-         SELECT DISTINCT source_ip, ?2 FROM aggregate_records
-          WHERE report_id = ?1 AND source_ip IS NOT NULL
-         ON CONFLICT (ip) DO NOTHING",
-    )
-    .bind(report_id)
-    .bind(now())
-    .execute(&mut **transaction)
-    .await?
-    .rows_affected();
-    super::sources::count_sources(distinct_ips, new);
-    Ok(())
 }
 
 impl SqliteStore {

@@ -44,10 +44,66 @@ pub fn aggregate_report(records: usize) -> AggregateReport {
     }
 }
 
-fn record(index: usize) -> Record {
-    // Distinct addresses: walk 11.0.0.0 upwards, skipping .0 and .255.
+/// The `index`th of a run of distinct addresses: 11.0.0.0 upwards,
+/// skipping .0 and .255.
+fn distinct_ip(index: usize) -> IpAddr {
     let host = u32::try_from(index).unwrap_or(u32::MAX);
-    let address = 0x0B00_0000u32 + (host / 254) * 256 + host % 254 + 1;
+    IpAddr::V4(Ipv4Addr::from(
+        0x0B00_0000u32 + (host / 254) * 256 + host % 254 + 1,
+    ))
+}
+
+/// The `index`th of `count` reports shaped like a real mailbox's: 20
+/// domains, 5 reporting organizations, one report per organization,
+/// domain and day (so a set of 1,000 covers ten days), and source IPs
+/// drawn from a pool of 5,000 with a skew (a few senders appear in most
+/// reports, as the big mailbox providers and ESPs do), so that the same
+/// sources and days meet in many reports stored at once.
+pub fn realistic_report(index: usize, records: usize) -> AggregateReport {
+    const DOMAINS: usize = 20;
+    const REPORTERS: [&str; 5] = [
+        "google.com",
+        "Enterprise Outlook",
+        "Yahoo",
+        "Mail.Ru",
+        "comcast.net",
+    ];
+    const POOL: usize = 5_000;
+    let domain = index % DOMAINS;
+    let reporter = (index / DOMAINS) % REPORTERS.len();
+    let day = (index / (DOMAINS * REPORTERS.len())) as i64;
+    let begin = 1_711_756_800 + day * 86_400;
+    let mut report = aggregate_report(0);
+    report.metadata.org_name = REPORTERS[reporter].to_string();
+    report.metadata.report_id = format!("realistic-{index}");
+    report.metadata.begin = begin;
+    report.metadata.end = begin + 86_399;
+    report.policy_published.domain = format!("domain-{domain}.example");
+    // A cheap deterministic mix (splitmix64) picks the sources.
+    let mut state = index as u64 ^ 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let mut seen = std::collections::HashSet::new();
+    while report.records.len() < records {
+        // Squaring a uniform draw skews it towards the pool's start.
+        let uniform = (next() % 10_000) as f64 / 10_000.0;
+        let source = ((uniform * uniform) * POOL as f64) as usize;
+        if !seen.insert(source) && seen.len() < POOL {
+            continue;
+        }
+        let mut row = record(source);
+        row.identifiers.header_from = Some(report.policy_published.domain.as_str().into());
+        report.records.push(row);
+    }
+    report
+}
+
+fn record(index: usize) -> Record {
     let passes = !index.is_multiple_of(3);
     let verdict = if passes {
         DmarcResult::Pass
@@ -56,7 +112,7 @@ fn record(index: usize) -> Record {
     };
     let sender = format!("sender{}.example.net", index % 997);
     Record {
-        source_ip: Some(IpAddr::V4(Ipv4Addr::from(address))),
+        source_ip: Some(distinct_ip(index)),
         invalid_source_ip: None,
         count: (index % 50 + 1) as u64,
         policy_evaluated: PolicyEvaluated {

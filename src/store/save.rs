@@ -1,0 +1,274 @@
+//! Saving what a worker made of a batch of messages, written once for both
+//! backends: each backend supplies the statements (`BatchWriter`), this
+//! module decides what is written, in which order, and what each message's
+//! status becomes.
+//!
+//! Order matters across concurrent saves (workers, and other dmarcd
+//! processes on one PostgreSQL): every save takes row locks in one global
+//! order so two saves can never wait for each other in a cycle: aggregate
+//! reports sorted by their unique key, then the other reports, then the
+//! monitored domains, sorted, in one statement. Rollups are not touched
+//! here: the stored reports are queued for the rollup applier.
+
+use std::collections::BTreeSet;
+
+use super::rows::{unstorable, AggregateRow, RecordColumns};
+use super::{MessageStatus, Outcome, SaveSummary, StoreResult};
+use crate::report::{AggregateReport, FailureReport, Report, TlsReport};
+
+/// The records of one newly stored aggregate report, ready to be written.
+pub(super) struct NewRecords<'a> {
+    pub report: i64,
+    pub row: &'a AggregateRow,
+    pub aggregate: &'a AggregateReport,
+    pub columns: RecordColumns,
+}
+
+/// The statements a save needs, per backend.
+pub(super) trait BatchWriter {
+    /// Which of `ids` are still claimed by `worker` (locked until commit).
+    async fn held(&mut self, worker: &str, ids: &[i64]) -> StoreResult<Vec<i64>>;
+    /// The new report's id, or `None` when the same report is stored already.
+    async fn insert_aggregate(
+        &mut self,
+        message_id: i64,
+        location: &str,
+        report: &AggregateReport,
+        row: &AggregateRow,
+    ) -> StoreResult<Option<i64>>;
+    async fn insert_records(&mut self, records: &[NewRecords<'_>]) -> StoreResult<()>;
+    /// Whether the report was new.
+    async fn insert_tls(
+        &mut self,
+        message_id: i64,
+        location: &str,
+        report: &TlsReport,
+    ) -> StoreResult<bool>;
+    /// Whether the report was new.
+    async fn insert_failure(
+        &mut self,
+        message_id: i64,
+        location: &str,
+        report: &FailureReport,
+    ) -> StoreResult<bool>;
+    /// Queues new aggregate reports (id, records) for the rollup applier.
+    async fn queue_rollups(&mut self, reports: &[(i64, i64)]) -> StoreResult<()>;
+    /// Adds monitored domains (sorted, lower case) that are not there yet.
+    async fn add_domains(&mut self, names: &[String]) -> StoreResult<()>;
+    async fn set_statuses(
+        &mut self,
+        statuses: &[(i64, MessageStatus, Option<String>)],
+    ) -> StoreResult<()>;
+}
+
+/// One aggregate report of the batch, with where it goes.
+struct PendingAggregate<'a> {
+    message: usize,
+    message_id: i64,
+    location: &'a str,
+    report: &'a AggregateReport,
+    row: AggregateRow,
+}
+
+impl PendingAggregate<'_> {
+    /// The report's unique key in the database.
+    fn key(&self) -> (&str, &str, &str, i64) {
+        let meta = &self.report.metadata;
+        (
+            &meta.org_name,
+            &meta.report_id,
+            &self.report.policy_published.domain,
+            self.row.begin.timestamp(),
+        )
+    }
+}
+
+/// Writes a batch's outcomes; the caller commits. A message no longer
+/// claimed by `worker` gets an unwritten summary.
+pub(super) async fn save_batch<W: BatchWriter>(
+    writer: &mut W,
+    worker: &str,
+    items: &[(i64, &Outcome)],
+) -> StoreResult<Vec<SaveSummary>> {
+    let ids: Vec<i64> = items.iter().map(|(id, _)| *id).collect();
+    let held = writer.held(worker, &ids).await?;
+    let mut summaries: Vec<SaveSummary> = items
+        .iter()
+        .map(|(id, _)| SaveSummary {
+            written: held.contains(id),
+            ..SaveSummary::default()
+        })
+        .collect();
+    let mut failed: Vec<Option<String>> = vec![None; items.len()];
+    let mut aggregates = Vec::new();
+    for (index, (id, outcome)) in items.iter().enumerate() {
+        let Outcome::Reports(reports) = outcome else {
+            continue;
+        };
+        if !summaries[index].written {
+            continue;
+        }
+        if let Some(reason) = unstorable(reports) {
+            failed[index] = Some(reason);
+            continue;
+        }
+        for extracted in reports {
+            if let Report::Aggregate(report) = &extracted.report {
+                // unstorable() has checked every row can be made.
+                if let Ok(row) = AggregateRow::new(report) {
+                    aggregates.push(PendingAggregate {
+                        message: index,
+                        message_id: *id,
+                        location: &extracted.location,
+                        report,
+                        row,
+                    });
+                }
+            }
+        }
+    }
+
+    let mut domains = BTreeSet::new();
+    aggregates.sort_by(|a, b| a.key().cmp(&b.key()));
+    let mut inserted = Vec::new();
+    for pending in &aggregates {
+        let summary = &mut summaries[pending.message];
+        match writer
+            .insert_aggregate(
+                pending.message_id,
+                pending.location,
+                pending.report,
+                &pending.row,
+            )
+            .await?
+        {
+            Some(report) => {
+                *summary.stored.entry("aggregate").or_default() += 1;
+                summary.records += pending.report.records.len() as u64;
+                note_domain(&mut domains, &pending.report.policy_published.domain);
+                inserted.push((report, pending));
+            }
+            None => summary.duplicates += 1,
+        }
+    }
+    let records: Vec<NewRecords> = inserted
+        .iter()
+        .map(|(report, pending)| NewRecords {
+            report: *report,
+            row: &pending.row,
+            aggregate: pending.report,
+            columns: RecordColumns::new(&pending.report.records),
+        })
+        .collect();
+    writer.insert_records(&records).await?;
+    drop(records);
+    let queued: Vec<(i64, i64)> = inserted
+        .iter()
+        .map(|(report, pending)| (*report, pending.report.records.len() as i64))
+        .collect();
+    if !queued.is_empty() {
+        writer.queue_rollups(&queued).await?;
+    }
+
+    for (index, (id, outcome)) in items.iter().enumerate() {
+        let Outcome::Reports(reports) = outcome else {
+            continue;
+        };
+        if !summaries[index].written || failed[index].is_some() {
+            continue;
+        }
+        for extracted in reports {
+            let location = extracted.location.as_str();
+            let new = match &extracted.report {
+                Report::Aggregate(_) => continue,
+                Report::Tlsrpt(report) => {
+                    let new = writer.insert_tls(*id, location, report).await?;
+                    if new {
+                        for policy in &report.policies {
+                            note_domain(&mut domains, &policy.policy_domain);
+                        }
+                    }
+                    new
+                }
+                Report::Failure(report) => {
+                    let new = writer.insert_failure(*id, location, report).await?;
+                    if new {
+                        for domain in &report.reported_domain {
+                            note_domain(&mut domains, domain);
+                        }
+                    }
+                    new
+                }
+            };
+            let summary = &mut summaries[index];
+            if new {
+                *summary.stored.entry(extracted.report.kind()).or_default() += 1;
+            } else {
+                summary.duplicates += 1;
+            }
+        }
+    }
+    if !domains.is_empty() {
+        writer
+            .add_domains(&domains.into_iter().collect::<Vec<_>>())
+            .await?;
+    }
+
+    let mut statuses = Vec::with_capacity(items.len());
+    for (index, (id, outcome)) in items.iter().enumerate() {
+        let summary = &mut summaries[index];
+        if !summary.written {
+            continue;
+        }
+        let (status, error) = match (outcome, failed[index].take()) {
+            (_, Some(reason)) => (MessageStatus::Failed, Some(reason)),
+            (Outcome::Reports(_), None) if summary.stored.is_empty() && summary.duplicates > 0 => {
+                (MessageStatus::Duplicate, None)
+            }
+            (Outcome::Reports(_), None) => (MessageStatus::Done, None),
+            (Outcome::Failed(reason), None) => (MessageStatus::Failed, Some(reason.clone())),
+            (Outcome::Ignored(reason), None) => (MessageStatus::Ignored, Some(reason.clone())),
+        };
+        summary.status = Some(status);
+        statuses.push((*id, status, error));
+    }
+    writer.set_statuses(&statuses).await?;
+    Ok(summaries)
+}
+
+/// A domain named by a stored report becomes a monitored domain, if it is
+/// one (`crate::domain`): a report is free text from anyone who can send
+/// mail.
+fn note_domain(domains: &mut BTreeSet<String>, name: &str) {
+    let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
+    if crate::domain::is_domain_name(&name) {
+        domains.insert(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_domain_names_become_monitored_domains() {
+        let mut domains = BTreeSet::new();
+        for name in [
+            "Example.COM.",
+            "xn--bcher-kva.example",
+            "192.0.2.1",
+            "<script>alert(1)</script>",
+            "localhost",
+            "a..b",
+            "-bad.example",
+            "with space.example",
+            "",
+        ] {
+            note_domain(&mut domains, name);
+        }
+        assert_eq!(
+            domains.into_iter().collect::<Vec<_>>(),
+            ["example.com", "xn--bcher-kva.example"]
+        );
+    }
+}
