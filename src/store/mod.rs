@@ -6,6 +6,7 @@
 //! compile time, and async methods without boxing.
 
 mod applier;
+mod copy;
 pub mod delta;
 pub mod derived;
 mod migrate;

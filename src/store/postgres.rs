@@ -9,7 +9,8 @@ use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row, Transaction};
 
-use super::rows::{self, AggregateRow};
+use super::copy::{self, RECORD_COLUMNS};
+use super::rows::{self, AggregateRow, RecordColumns};
 use super::save::NewRecords;
 use super::*;
 use crate::report::{AggregateReport, FailureReport, TlsReport};
@@ -428,7 +429,7 @@ impl super::save::BatchWriter for Transaction<'_, Postgres> {
     }
 
     async fn insert_records(&mut self, records: &[NewRecords<'_>]) -> StoreResult<()> {
-        let total: usize = records.iter().map(|r| r.columns.len()).sum();
+        let total: usize = records.iter().map(|r| r.aggregate.records.len()).sum();
         // COPY has a fixed cost per use; it pays off only for many records.
         if total >= COPY_FROM_RECORDS {
             copy_records(self, records).await
@@ -614,64 +615,25 @@ async fn write_failure(
     Ok(true)
 }
 
-/// The columns every record of a report shares, already in COPY text form.
-struct CopyRowPrefix(Vec<u8>);
-
-impl CopyRowPrefix {
-    fn new(new: &NewRecords<'_>) -> Self {
-        let mut prefix = Vec::new();
-        copy_field(&mut prefix, Some(&new.report.to_string()));
-        copy_field(&mut prefix, Some(&new.aggregate.policy_published.domain));
-        copy_field(&mut prefix, Some(&new.aggregate.metadata.org_name));
-        copy_field(&mut prefix, Some(&new.row.begin.to_rfc3339()));
-        copy_field(&mut prefix, Some(&new.row.end.to_rfc3339()));
-        CopyRowPrefix(prefix)
-    }
-}
-
-/// One field of COPY's text format, followed by a tab: `\\N` for NULL, and
-/// backslash, tab, newline and carriage return escaped.
-fn copy_field(out: &mut Vec<u8>, value: Option<&str>) {
-    match value {
-        None => out.extend_from_slice(b"\\N"),
-        Some(text) => {
-            for &byte in text.as_bytes() {
-                match byte {
-                    b'\\' => out.extend_from_slice(b"\\\\"),
-                    b'\t' => out.extend_from_slice(b"\\t"),
-                    b'\n' => out.extend_from_slice(b"\\n"),
-                    b'\r' => out.extend_from_slice(b"\\r"),
-                    other => out.push(other),
-                }
-            }
-        }
-    }
-    out.push(b'\t');
-}
-
 /// Records in a batch at or above which they are sent with COPY.
 const COPY_FROM_RECORDS: usize = 2000;
 /// Rows per INSERT … SELECT FROM UNNEST statement.
 const UNNEST_BATCH: usize = 5000;
-
-const RECORD_COLUMNS: &str = "report_id, policy_domain, org_name, date_begin, date_end, source_ip, \
-     invalid_source_ip, count, disposition, dkim_aligned, spf_aligned, dmarc_pass, reasons, header_from, \
-     envelope_from, envelope_to, dkim_results, spf_results, extensions";
 
 /// A few records: one statement per report, each column bound as an array.
 async fn insert_records(
     transaction: &mut Transaction<'_, Postgres>,
     new: &NewRecords<'_>,
 ) -> StoreResult<()> {
-    let columns = &new.columns;
+    let columns = RecordColumns::new(&new.aggregate.records);
     let mut start = 0;
     while start < columns.len() {
         let end = (start + UNNEST_BATCH).min(columns.len());
         let sql = format!(
             "INSERT INTO aggregate_records ({RECORD_COLUMNS})
              SELECT $1, $2, $3, $4, $5, r.ip::inet, r.bad_ip, r.count, r.disposition, r.dkim, r.spf, r.pass,
-                    r.reasons::jsonb, r.header_from, r.envelope_from, r.envelope_to, r.dkim_results::jsonb,
-                    r.spf_results::jsonb, r.extensions::jsonb
+                    r.reasons::json, r.header_from, r.envelope_from, r.envelope_to, r.dkim_results::json,
+                    r.spf_results::json, r.extensions::json
                FROM UNNEST($6::text[], $7::text[], $8::int8[], $9::text[], $10::text[], $11::text[],
                            $12::bool[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[],
                            $18::text[], $19::text[])
@@ -706,52 +668,31 @@ async fn insert_records(
 }
 
 /// Many records: COPY, PostgreSQL's bulk path, one stream for every
-/// report of the batch (one round trip per megabyte, not per statement).
+/// report of the batch (one round trip per megabyte, not per statement),
+/// in the binary format (`copy.rs`).
 async fn copy_records(
     transaction: &mut Transaction<'_, Postgres>,
     records: &[NewRecords<'_>],
 ) -> StoreResult<()> {
     let mut copy = transaction
         .copy_in_raw(&format!(
-            "COPY aggregate_records ({RECORD_COLUMNS}) FROM STDIN"
+            "COPY aggregate_records ({RECORD_COLUMNS}) FROM STDIN WITH (FORMAT binary)"
         ))
         .await?;
     let mut buffer = Vec::with_capacity(1 << 20);
+    copy::header(&mut buffer);
     for new in records {
-        let fixed = CopyRowPrefix::new(new);
-        let columns = &new.columns;
-        for i in 0..columns.len() {
-            buffer.extend_from_slice(&fixed.0);
-            copy_field(&mut buffer, columns.source_ip[i].as_deref());
-            copy_field(&mut buffer, columns.invalid_source_ip[i].as_deref());
-            copy_field(&mut buffer, Some(&columns.count[i].to_string()));
-            copy_field(&mut buffer, columns.disposition[i].as_deref());
-            copy_field(&mut buffer, columns.dkim_aligned[i].as_deref());
-            copy_field(&mut buffer, columns.spf_aligned[i].as_deref());
-            copy_field(
-                &mut buffer,
-                Some(if columns.dmarc_pass[i] { "t" } else { "f" }),
-            );
-            copy_field(&mut buffer, Some(&columns.reasons[i]));
-            copy_field(&mut buffer, columns.header_from[i].as_deref());
-            copy_field(&mut buffer, columns.envelope_from[i].as_deref());
-            copy_field(&mut buffer, columns.envelope_to[i].as_deref());
-            copy_field(&mut buffer, Some(&columns.dkim_results[i]));
-            copy_field(&mut buffer, Some(&columns.spf_results[i]));
-            copy_field(&mut buffer, Some(&columns.extensions[i]));
-            // Each row ends in a newline instead of its last separator.
-            if let Some(last) = buffer.last_mut() {
-                *last = b'\n';
-            }
+        let shared = copy::SharedFields::new(new.report, new.aggregate, new.row.begin, new.row.end);
+        for record in &new.aggregate.records {
+            copy::record(&mut buffer, &shared, record);
             if buffer.len() >= 1 << 20 {
                 copy.send(std::mem::take(&mut buffer)).await?;
                 buffer.reserve(1 << 20);
             }
         }
     }
-    if !buffer.is_empty() {
-        copy.send(buffer).await?;
-    }
+    copy::trailer(&mut buffer);
+    copy.send(buffer).await?;
     copy.finish().await?;
     Ok(())
 }

@@ -12,16 +12,15 @@
 
 use std::collections::BTreeSet;
 
-use super::rows::{unstorable, AggregateRow, RecordColumns};
+use super::rows::{unstorable, AggregateRow};
 use super::{MessageStatus, Outcome, SaveSummary, StoreResult};
 use crate::report::{AggregateReport, FailureReport, Report, TlsReport};
 
-/// The records of one newly stored aggregate report, ready to be written.
+/// The records of one newly stored aggregate report, to be written.
 pub(super) struct NewRecords<'a> {
     pub report: i64,
     pub row: &'a AggregateRow,
     pub aggregate: &'a AggregateReport,
-    pub columns: RecordColumns,
 }
 
 /// The statements a save needs, per backend.
@@ -157,7 +156,6 @@ pub(super) async fn save_batch<W: BatchWriter>(
             report: *report,
             row: &pending.row,
             aggregate: pending.report,
-            columns: RecordColumns::new(&pending.report.records),
         })
         .collect();
     writer.insert_records(&records).await?;

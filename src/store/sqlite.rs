@@ -11,7 +11,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
 
 use super::applier;
-use super::rows::{self, AggregateRow};
+use super::rows::{self, AggregateRow, RecordColumns};
 use super::save::NewRecords;
 use super::*;
 use crate::report::{AggregateReport, FailureReport, TlsReport};
@@ -512,7 +512,7 @@ async fn insert_records(
     transaction: &mut Transaction<'_, Sqlite>,
     new: &NewRecords<'_>,
 ) -> StoreResult<()> {
-    let columns = &new.columns;
+    let columns = RecordColumns::new(&new.aggregate.records);
     let report_row = new.report;
     let policy = &new.aggregate.policy_published;
     let meta = &new.aggregate.metadata;
