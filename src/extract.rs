@@ -48,23 +48,59 @@ pub enum ExtractError {
     },
 }
 
+impl ExtractError {
+    /// True when the input holds no report at all (mail to a report
+    /// address is not always a report): such a message is `ignored` with
+    /// this reason, not `failed`.
+    pub fn is_not_a_report(&self) -> bool {
+        matches!(
+            self,
+            ExtractError::Decode(
+                DecodeError::Empty { .. }
+                    | DecodeError::Unrecognised { .. }
+                    | DecodeError::NoReport { .. }
+                    | DecodeError::NoReportInEmail { .. }
+                    | DecodeError::NoReportInArchive { .. },
+            ) | ExtractError::Aggregate {
+                source: aggregate::AggregateError::EmptyReport { .. },
+                ..
+            } | ExtractError::TlsRpt {
+                source: tlsrpt::TlsRptError::NotATlsReport,
+                ..
+            } | ExtractError::Failure {
+                source: failure::FailureError::NotDmarcFailure { .. },
+                ..
+            }
+        )
+    }
+}
+
 /// Every report in `input` (a file or a whole email). Any payload that fails
 /// to parse fails the input: a message is stored whole or kept as failed.
+/// A payload that is no report (a JSON file beside the report, an empty
+/// report) is passed over; if nothing else is found, why is the error.
 pub fn extract_reports(
     input: &mut dyn Read,
     name: &str,
     limits: &Limits,
 ) -> Result<Vec<ExtractedReport>, ExtractError> {
     let mut reports = Vec::new();
+    let mut not_a_report = None;
     decode::visit_payloads(input, name, limits, &mut |payload: Payload<'_>| {
-        let report = parse_payload(payload.format, payload.reader, &payload.location)?;
-        reports.push(ExtractedReport {
-            location: payload.location,
-            report,
-        });
+        let location = payload.location.clone();
+        match parse_payload(payload, limits) {
+            Ok(report) => reports.push(ExtractedReport { location, report }),
+            Err(error) if error.is_not_a_report() => {
+                not_a_report.get_or_insert(error);
+            }
+            Err(error) => return Err(error),
+        }
         Ok::<(), ExtractError>(())
     })?;
-    Ok(reports)
+    match not_a_report {
+        Some(error) if reports.is_empty() => Err(error),
+        _ => Ok(reports),
+    }
 }
 
 /// Every report in a byte slice.
@@ -76,19 +112,19 @@ pub fn extract_reports_from_bytes(
     extract_reports(&mut &input[..], name, limits)
 }
 
-fn parse_payload(
-    format: PayloadFormat,
-    reader: &mut dyn std::io::BufRead,
-    location: &str,
-) -> Result<Report, ExtractError> {
-    let location = location.to_string();
-    match format {
-        PayloadFormat::AggregateXml => aggregate::parse(reader)
+fn parse_payload(payload: Payload<'_>, limits: &Limits) -> Result<Report, ExtractError> {
+    let location = payload.location;
+    let parse_limits = limits.parse_limits();
+    let reader = payload.reader;
+    match payload.format {
+        PayloadFormat::AggregateXml => aggregate::parse_with(reader, &parse_limits)
             .map(Report::Aggregate)
             .map_err(|source| ExtractError::Aggregate { location, source }),
-        PayloadFormat::TlsRptJson => tlsrpt::parse(reader)
-            .map(Report::Tlsrpt)
-            .map_err(|source| ExtractError::TlsRpt { location, source }),
+        PayloadFormat::TlsRptJson => {
+            tlsrpt::parse_with(reader, &parse_limits, payload.domain_hint.as_deref())
+                .map(Report::Tlsrpt)
+                .map_err(|source| ExtractError::TlsRpt { location, source })
+        }
         PayloadFormat::FailureEmail => {
             let mut raw = Vec::new();
             reader

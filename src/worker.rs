@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use crate::decode::{DecodeError, Limits};
+use crate::decode::Limits;
 use crate::extract::{extract_reports_from_bytes, ExtractError, ExtractedReport};
 use crate::store::{MessageStatus, Outcome, SaveSummary, Store, StoreResult};
 
@@ -265,15 +265,7 @@ fn record_metrics(summary: &SaveSummary, reason: Option<&str>) {
 pub fn classify(result: Result<Vec<ExtractedReport>, ExtractError>) -> Outcome {
     match result {
         Ok(reports) => Outcome::Reports(reports),
-        Err(
-            error @ ExtractError::Decode(
-                DecodeError::Empty { .. }
-                | DecodeError::Unrecognised { .. }
-                | DecodeError::NoReport { .. }
-                | DecodeError::NoReportInEmail { .. }
-                | DecodeError::NoReportInArchive { .. },
-            ),
-        ) => Outcome::Ignored(error.to_string()),
+        Err(error) if error.is_not_a_report() => Outcome::Ignored(error.to_string()),
         Err(error) => Outcome::Failed(error.to_string()),
     }
 }

@@ -279,7 +279,7 @@ fn tls_report() -> impl Strategy<Value = TlsReport> {
                 failure_details,
             )| TlsPolicyResult {
                 policy_type,
-                policy_domain,
+                policy_domain: Some(policy_domain),
                 policy_strings,
                 mx_hosts,
                 successful_sessions: u64::from(ok),
@@ -303,6 +303,7 @@ fn tls_report() -> impl Strategy<Value = TlsReport> {
                 contact_info,
                 report_id,
                 policies,
+                warnings: Vec::new(),
             },
         )
 }

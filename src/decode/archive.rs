@@ -30,10 +30,8 @@ impl<'l> Decompressed<'l> {
             inner: input,
             consumed: Rc::clone(&consumed),
         };
-        // A gzip decoder over a BufRead reads exactly one member and leaves
-        // what follows unread: Mimecast appends CRLF after the stream.
         let decoder: Box<dyn Read + 'l> = if gzip {
-            Box::new(GzDecoder::new(counted))
+            Box::new(GzipMembers::new(counted))
         } else {
             Box::new(ZlibDecoder::new(counted))
         };
@@ -59,6 +57,103 @@ impl Read for Decompressed<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let result = self.decoder.read(buf);
         self.guard.check(result)
+    }
+}
+
+/// Every member of a gzip stream, one after the other: RFC 1952 §2.2
+/// allows several (`cat a.gz b.gz`, and some archivers write one member per
+/// block). A gzip decoder over a BufRead reads exactly one member and leaves
+/// what follows unread; the next member is read only if what follows starts
+/// like one, so that bytes after the stream (Mimecast appends CRLF) are
+/// still ignored.
+struct GzipMembers<R: BufRead> {
+    member: Option<GzDecoder<Peekable<R>>>,
+}
+
+impl<R: BufRead> GzipMembers<R> {
+    fn new(input: R) -> Self {
+        GzipMembers {
+            member: Some(GzDecoder::new(Peekable {
+                inner: input,
+                stash: Vec::new(),
+                position: 0,
+            })),
+        }
+    }
+}
+
+impl<R: BufRead> Read for GzipMembers<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let Some(member) = self.member.as_mut() else {
+                return Ok(0);
+            };
+            let read = member.read(buf)?;
+            if read > 0 || buf.is_empty() {
+                return Ok(read);
+            }
+            let Some(finished) = self.member.take() else {
+                return Ok(0);
+            };
+            let mut rest = finished.into_inner();
+            if rest.peek_two()? == [0x1f, 0x8b] {
+                self.member = Some(GzDecoder::new(rest));
+            }
+        }
+    }
+}
+
+/// A BufRead that can look two bytes ahead, even across the end of the
+/// underlying buffer.
+struct Peekable<R> {
+    inner: R,
+    stash: Vec<u8>,
+    position: usize,
+}
+
+impl<R: BufRead> Peekable<R> {
+    /// The next two bytes (fewer at the end), left unread.
+    fn peek_two(&mut self) -> std::io::Result<&[u8]> {
+        let mut next = self.stash.split_off(self.position);
+        while next.len() < 2 {
+            let available = self.inner.fill_buf()?;
+            if available.is_empty() {
+                break;
+            }
+            let taken = available.len().min(2 - next.len());
+            next.extend_from_slice(&available[..taken]);
+            self.inner.consume(taken);
+        }
+        self.stash = next;
+        self.position = 0;
+        Ok(&self.stash)
+    }
+}
+
+impl<R: BufRead> Read for Peekable<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let available = self.fill_buf()?;
+        let copied = available.len().min(buf.len());
+        buf[..copied].copy_from_slice(&available[..copied]);
+        self.consume(copied);
+        Ok(copied)
+    }
+}
+
+impl<R: BufRead> BufRead for Peekable<R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        if self.position < self.stash.len() {
+            return Ok(&self.stash[self.position..]);
+        }
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, amount: usize) {
+        if self.position < self.stash.len() {
+            self.position += amount;
+        } else {
+            self.inner.consume(amount);
+        }
     }
 }
 

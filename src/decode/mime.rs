@@ -10,7 +10,7 @@
 
 use mail_parser::{Message, MessageParser, MessagePart, MimeHeaders, PartType};
 
-use super::{member_location, DecodeError, Origin, PayloadFormat, Visitor};
+use super::{hint, member_location, DecodeError, Origin, PayloadFormat, Visitor};
 use crate::report::failure;
 
 pub(super) fn visit_email<E: From<DecodeError>>(
@@ -19,6 +19,8 @@ pub(super) fn visit_email<E: From<DecodeError>>(
     location: &str,
     depth: u32,
 ) -> Result<(), E> {
+    let normalised = normalise_line_endings(raw);
+    let raw = normalised.as_deref().unwrap_or(raw);
     let Some(message) = MessageParser::default().parse(raw) else {
         return Err(DecodeError::NoReportInEmail {
             location: location.to_string(),
@@ -36,7 +38,12 @@ pub(super) fn visit_email<E: From<DecodeError>>(
         );
     }
     let before = visitor.found;
-    visit_parts(visitor, &message, location, depth)?;
+    let domain =
+        hint::domain_from_headers(message.header_raw("TLS-Report-Domain"), message.subject());
+    let outer_domain = std::mem::replace(&mut visitor.email_domain, domain);
+    let visited = visit_parts(visitor, &message, location, depth);
+    visitor.email_domain = outer_domain;
+    visited?;
     if visitor.found == before {
         return Err(DecodeError::NoReportInEmail {
             location: location.to_string(),
@@ -70,7 +77,21 @@ fn visit_parts<E: From<DecodeError>>(
                 }
                 None => text.as_bytes(),
             },
-            PartType::Binary(bytes) | PartType::InlineBinary(bytes) => bytes,
+            PartType::Binary(bytes) | PartType::InlineBinary(bytes) => {
+                match unpadded_base64_body(message, part) {
+                    Some(decoded) => {
+                        let part_location = member_location(location, &part_label(part, index));
+                        visitor.visit(
+                            &mut &decoded[..],
+                            part_location,
+                            depth + 1,
+                            Origin::EmailPart,
+                        )?;
+                        continue;
+                    }
+                    None => bytes,
+                }
+            }
         };
         if contents.is_empty() {
             continue;
@@ -90,17 +111,46 @@ fn visit_parts<E: From<DecodeError>>(
 /// turns text parts into strings, which would mangle a gzip or zip that a
 /// sender labelled `text/plain`.
 fn base64_body(message: &Message<'_>, part: &MessagePart<'_>) -> Option<Vec<u8>> {
+    decode_base64(&base64_characters(message, part)?)
+}
+
+/// The bytes of a base64 binary part that lacks its `=` padding, which
+/// mail-parser decodes short (it drops the last partial group, the end of
+/// a gzip stream). `None` for a correctly padded part: mail-parser's bytes
+/// are right and nothing is decoded twice.
+fn unpadded_base64_body(message: &Message<'_>, part: &MessagePart<'_>) -> Option<Vec<u8>> {
+    let characters = base64_characters(message, part)?;
+    if characters.len() % 4 == 0 || part_body(message, part)?.contains(&b'=') {
+        return None;
+    }
+    decode_base64(&characters)
+}
+
+/// The base64 alphabet characters of a part whose transfer encoding is
+/// base64 (line breaks, padding and stray characters left out).
+fn base64_characters(message: &Message<'_>, part: &MessagePart<'_>) -> Option<Vec<u8>> {
     let encoding = part.content_transfer_encoding()?;
     if !encoding.trim().eq_ignore_ascii_case("base64") {
         return None;
     }
-    let raw = message.raw_message();
-    let body = raw.get(part.raw_body_offset() as usize..part.raw_end_offset() as usize)?;
-    let cleaned: Vec<u8> = body
-        .iter()
-        .copied()
-        .filter(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'+' | b'/'))
-        .collect();
+    Some(
+        part_body(message, part)?
+            .iter()
+            .copied()
+            .filter(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'+' | b'/'))
+            .collect(),
+    )
+}
+
+/// A part's body as it is in the message, still transfer-encoded.
+fn part_body<'m>(message: &'m Message<'_>, part: &MessagePart<'_>) -> Option<&'m [u8]> {
+    message
+        .raw_message()
+        .get(part.raw_body_offset() as usize..part.raw_end_offset() as usize)
+}
+
+/// Decodes base64 with or without padding, the last partial group included.
+fn decode_base64(cleaned: &[u8]) -> Option<Vec<u8>> {
     let engine = base64::engine::GeneralPurpose::new(
         &base64::alphabet::STANDARD,
         base64::engine::GeneralPurposeConfig::new()
@@ -138,4 +188,21 @@ fn describe_parts(message: &Message<'_>) -> String {
         })
         .collect();
     types.join(", ")
+}
+
+/// An email whose lines end in CR alone (old Mac software, and some
+/// gateways that strip LF): mail-parser needs LF, so each CR becomes CRLF.
+/// `None` when the message has any LF (the usual case), which is left as it is.
+fn normalise_line_endings(raw: &[u8]) -> Option<Vec<u8>> {
+    if memchr::memchr(b'\n', raw).is_some() || memchr::memchr(b'\r', raw).is_none() {
+        return None;
+    }
+    let mut normalised = Vec::with_capacity(raw.len() + raw.len() / 32);
+    for &byte in raw {
+        normalised.push(byte);
+        if byte == b'\r' {
+            normalised.push(b'\n');
+        }
+    }
+    Some(normalised)
 }

@@ -8,6 +8,7 @@
 //! streams, so a 78 MB report inside a gzip is never held in memory whole.
 
 mod archive;
+mod hint;
 mod mime;
 mod sniff;
 
@@ -16,6 +17,8 @@ use std::io::{BufRead, BufReader, Cursor, Read};
 use serde::Deserialize;
 
 use sniff::{sniff, Sniffed, SNIFF_BYTES};
+
+use crate::report::ParseLimits;
 
 /// Bounds on what decoding may cost. Every one is configurable.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -36,10 +39,23 @@ pub struct Limits {
     pub max_nesting_depth: u32,
     /// Bytes of an email or zip held in memory to open it (default 256 MiB).
     pub max_container_bytes: u64,
+    /// Records in one aggregate report (default 2,000,000: the largest real
+    /// reports hold up to about a million).
+    pub max_aggregate_records: u64,
+    /// Policies in one TLS report (default 1,000; real reports hold a few).
+    pub max_tls_policies: u64,
+    /// Failure details under one policy of a TLS report (default 100,000).
+    pub max_tls_failure_details: u64,
+    /// Bytes of one JSON string, escapes included (default 64 KiB).
+    pub max_json_string_bytes: u64,
+    /// Bytes of one TLS report's JSON (default 16 MiB; real reports are a
+    /// few KiB). Parsing one takes at most about twelve times this.
+    pub max_tlsrpt_json_bytes: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
+        let parse = ParseLimits::default();
         Limits {
             max_decompressed_bytes: 512 * 1024 * 1024,
             max_compression_ratio: 1000,
@@ -47,6 +63,24 @@ impl Default for Limits {
             max_zip_members: 32,
             max_nesting_depth: 4,
             max_container_bytes: 256 * 1024 * 1024,
+            max_aggregate_records: parse.max_aggregate_records,
+            max_tls_policies: parse.max_tls_policies,
+            max_tls_failure_details: parse.max_tls_failure_details,
+            max_json_string_bytes: parse.max_json_string_bytes,
+            max_tlsrpt_json_bytes: parse.max_tlsrpt_json_bytes,
+        }
+    }
+}
+
+impl Limits {
+    /// The limits the report parsers apply.
+    pub fn parse_limits(&self) -> ParseLimits {
+        ParseLimits {
+            max_aggregate_records: self.max_aggregate_records,
+            max_tls_policies: self.max_tls_policies,
+            max_tls_failure_details: self.max_tls_failure_details,
+            max_json_string_bytes: self.max_json_string_bytes,
+            max_tlsrpt_json_bytes: self.max_tlsrpt_json_bytes,
         }
     }
 }
@@ -68,6 +102,10 @@ pub struct Payload<'a> {
     /// (`report.eml › google.com!example.com!1!2.zip › report.xml`).
     pub location: String,
     pub format: PayloadFormat,
+    /// The domain the report was sent for, when its email or file name
+    /// says (RFC 8460 §5.3: the `TLS-Report-Domain` header, the subject's
+    /// "Report Domain:", the file name's second `!` field).
+    pub domain_hint: Option<String>,
     pub reader: &'a mut dyn BufRead,
 }
 
@@ -147,6 +185,7 @@ pub fn visit_payloads<E: From<DecodeError>>(
         limits,
         sink,
         found: 0,
+        email_domain: None,
     };
     visitor.visit(input, name.to_string(), 0, Origin::TopLevel)?;
     if visitor.found == 0 {
@@ -173,6 +212,8 @@ struct Visitor<'l, 's, E> {
     limits: &'l Limits,
     sink: &'s mut dyn FnMut(Payload<'_>) -> Result<(), E>,
     found: usize,
+    /// The domain the email being walked was sent for, if it says.
+    email_domain: Option<String>,
 }
 
 impl<E: From<DecodeError>> Visitor<'_, '_, E> {
@@ -262,9 +303,14 @@ impl<E: From<DecodeError>> Visitor<'_, '_, E> {
     ) -> Result<(), E> {
         let mut reader = BufReader::with_capacity(64 * 1024, stream);
         self.found += 1;
+        let domain_hint = self
+            .email_domain
+            .clone()
+            .or_else(|| hint::domain_from_file_name(&location));
         (self.sink)(Payload {
             location,
             format,
+            domain_hint,
             reader: &mut reader,
         })
     }

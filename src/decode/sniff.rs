@@ -32,6 +32,9 @@ pub(crate) fn sniff(prefix: &[u8]) -> Sniffed {
     if is_zlib_header(prefix) {
         return Sniffed::Zlib;
     }
+    if is_wide_xml(prefix) {
+        return Sniffed::Xml;
+    }
     let text = skip_bom_and_whitespace(prefix);
     match text.first() {
         None => Sniffed::Empty,
@@ -62,6 +65,28 @@ pub(crate) fn skip_bom_and_whitespace(bytes: &[u8]) -> &[u8] {
     &bytes[start..]
 }
 
+/// XML in UTF-16 or UTF-32: a byte order mark, or `<` with zero bytes
+/// beside it. The aggregate parser decodes it (or names its encoding).
+fn is_wide_xml(prefix: &[u8]) -> bool {
+    let marks: [&[u8]; 5] = [
+        b"\xFF\xFE",
+        b"\xFE\xFF",
+        b"\0\0\xFE\xFF",
+        b"<\0\0\0",
+        b"\0\0\0<",
+    ];
+    marks.iter().any(|mark| prefix.starts_with(mark))
+        || prefix.starts_with(b"<\0") && prefix.get(3) == Some(&0)
+        || prefix.starts_with(b"\0<") && prefix.get(2) == Some(&0)
+}
+
+/// Whether wide (UTF-16) text holds `word`, in either byte order.
+fn wide_contains(prefix: &[u8], word: &[u8]) -> bool {
+    let little: Vec<u8> = word.iter().flat_map(|&byte| [byte, 0]).collect();
+    let big: Vec<u8> = word.iter().flat_map(|&byte| [0, byte]).collect();
+    memchr::memmem::find(prefix, &little).is_some() || memchr::memmem::find(prefix, &big).is_some()
+}
+
 /// A header field (`Name: value`) on the first line, or an mbox `From ` line.
 fn looks_like_email(text: &[u8]) -> bool {
     if text.starts_with(b"From ") {
@@ -82,6 +107,7 @@ fn looks_like_email(text: &[u8]) -> bool {
 pub(crate) fn mentions_feedback_root(prefix: &[u8]) -> bool {
     prefix.windows(9).any(|window| window == b"<feedback")
         || prefix.windows(9).any(|window| window == b":feedback")
+        || is_wide_xml(prefix) && wide_contains(prefix, b"feedback")
 }
 
 #[cfg(test)]
@@ -99,5 +125,8 @@ mod tests {
         assert_eq!(sniff(b"  \n\t"), Sniffed::Empty);
         assert_eq!(sniff(b""), Sniffed::Empty);
         assert_eq!(sniff(b"hello world"), Sniffed::Unknown);
+        assert_eq!(sniff(b"\xFF\xFE<\0?\0x\0"), Sniffed::Xml);
+        assert_eq!(sniff(b"\0<\0?\0x"), Sniffed::Xml);
+        assert_eq!(sniff(b"\xFF\xFE\0\0<\0\0\0"), Sniffed::Xml);
     }
 }

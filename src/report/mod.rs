@@ -4,6 +4,7 @@
 pub mod aggregate;
 pub mod failure;
 mod keyword;
+mod text;
 pub mod tlsrpt;
 
 pub use aggregate::AggregateReport;
@@ -28,6 +29,36 @@ impl Report {
             Report::Aggregate(_) => "aggregate",
             Report::Tlsrpt(_) => "tlsrpt",
             Report::Failure(_) => "failure",
+        }
+    }
+}
+
+/// Bounds on what one report may hold, so that a hostile report fails with
+/// an error naming the limit instead of taking the memory of the process.
+/// Configured in `[decode]` (see `decode::Limits`, which carries the same
+/// fields and their defaults).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseLimits {
+    /// Records in one aggregate report.
+    pub max_aggregate_records: u64,
+    /// Policies in one TLS report.
+    pub max_tls_policies: u64,
+    /// Failure details under one policy of a TLS report.
+    pub max_tls_failure_details: u64,
+    /// Bytes of one JSON string (as written, escapes included).
+    pub max_json_string_bytes: u64,
+    /// Bytes of one TLS report's JSON document.
+    pub max_tlsrpt_json_bytes: u64,
+}
+
+impl Default for ParseLimits {
+    fn default() -> Self {
+        ParseLimits {
+            max_aggregate_records: 2_000_000,
+            max_tls_policies: 1_000,
+            max_tls_failure_details: 100_000,
+            max_json_string_bytes: 64 * 1024,
+            max_tlsrpt_json_bytes: 16 * 1024 * 1024,
         }
     }
 }

@@ -527,7 +527,8 @@ async fn write_tls(
         )
         .bind(report_row)
         .bind(policy.policy_type.as_str())
-        .bind(&policy.policy_domain)
+        // Unknown (the report and its email name none): '' in the NOT NULL column.
+        .bind(policy.policy_domain.as_deref().unwrap_or_default())
         .bind(&policy.policy_strings)
         .bind(&policy.mx_hosts)
         .bind(policy.successful_sessions as i64)

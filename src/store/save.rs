@@ -182,8 +182,12 @@ pub(super) async fn save_batch<W: BatchWriter>(
                 Report::Tlsrpt(report) => {
                     let new = writer.insert_tls(*id, location, report).await?;
                     if new {
-                        for policy in &report.policies {
-                            note_domain(&mut domains, &policy.policy_domain);
+                        let named = report
+                            .policies
+                            .iter()
+                            .filter_map(|p| p.policy_domain.as_deref());
+                        for domain in named {
+                            note_domain(&mut domains, domain);
                         }
                     }
                     new

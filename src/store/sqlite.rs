@@ -588,7 +588,8 @@ async fn write_tls(
         )
         .bind(report_row)
         .bind(policy.policy_type.as_str())
-        .bind(&policy.policy_domain)
+        // Unknown (the report and its email name none): '' in the NOT NULL column.
+        .bind(policy.policy_domain.as_deref().unwrap_or_default())
         .bind(rows::json_text(&policy.policy_strings))
         .bind(rows::json_text(&policy.mx_hosts))
         .bind(policy.successful_sessions as i64)

@@ -4,13 +4,15 @@
 //! `parse` streams the XML with quick-xml: memory grows with the records
 //! read, never with a tree of the whole document.
 
+mod encoding;
+mod intern;
 mod parse;
 mod state;
 mod tags;
 mod values;
 mod write;
 
-pub use parse::{parse, parse_bytes, AggregateError};
+pub use parse::{parse, parse_bytes, parse_with, AggregateError};
 
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -8,18 +8,22 @@
 //! inside a text value as text. What it had to tolerate is listed in the
 //! report's `warnings`.
 //!
-//! What it never tolerates: a DOCTYPE (no DTD, no entity expansion, so no
-//! billion-laughs), nesting past `MAX_DEPTH`, a document that ends before
-//! `</feedback>` (a truncated report stored now would make the complete one
-//! look like a duplicate later).
+//! What it never tolerates: a DOCTYPE with an internal subset or an entity
+//! declaration (no DTD, no entity expansion, so no billion-laughs; a bare
+//! `<!DOCTYPE feedback>` declares nothing and is skipped), nesting past
+//! `MAX_DEPTH`, a document that ends before `</feedback>` (a truncated
+//! report stored now would make the complete one look like a duplicate
+//! later).
 
-use std::io::Read;
+use std::io::{Cursor, Read};
 
 use quick_xml::events::Event;
 use quick_xml::Reader;
 
-use super::state::{is_latin1_label, ParserState};
+use super::encoding::{self, Detected, Utf8Decoder};
+use super::state::ParserState;
 use super::*;
+use crate::report::ParseLimits;
 
 /// Syntax errors skipped before the document is declared unreadable.
 const MAX_RECOVERED_ERRORS: usize = 32;
@@ -35,8 +39,16 @@ const RECORD_END: &[u8] = b"</record>";
 pub enum AggregateError {
     #[error("not a DMARC aggregate report: no <feedback> root element")]
     NoFeedbackRoot,
-    #[error("XML document type declarations (DOCTYPE) are refused, since they enable entity-expansion attacks (at byte {position})")]
+    #[error("not a DMARC aggregate report: no <feedback> root element in the document decoded as {encoding}")]
+    NoFeedbackRootDecoded { encoding: &'static str },
+    #[error("the document's encoding {encoding} {problem}")]
+    Encoding { encoding: String, problem: String },
+    #[error("XML document type declarations (DOCTYPE) with an internal subset, and entity declarations, are refused, since they enable entity-expansion attacks (at byte {position})")]
     DoctypeRefused { position: u64 },
+    #[error("more than {limit} records in one report (limit decode.max_aggregate_records)")]
+    TooManyRecords { limit: u64 },
+    #[error("empty report: all {dropped} records have no source IP and a count of 0")]
+    EmptyReport { dropped: u64 },
     #[error("XML nests deeper than {limit} elements at {path}")]
     TooDeep { limit: usize, path: String },
     #[error("the document ends before </feedback> (truncated report?) inside {path}")]
@@ -59,14 +71,66 @@ pub enum AggregateError {
     Io(#[source] std::io::Error),
 }
 
-/// Parses an aggregate report from a reader, streaming.
+/// Parses an aggregate report from a reader, streaming, with the default limits.
+pub fn parse<R: Read>(input: R) -> Result<AggregateReport, AggregateError> {
+    parse_with(input, &ParseLimits::default())
+}
+
+/// Parses an aggregate report from a reader, streaming. A document in an
+/// encoding other than UTF-8 is decoded to UTF-8 on the way in.
+pub fn parse_with<R: Read>(
+    mut input: R,
+    limits: &ParseLimits,
+) -> Result<AggregateReport, AggregateError> {
+    let mut head = Vec::with_capacity(HEAD_BYTES);
+    (&mut input)
+        .take(HEAD_BYTES as u64)
+        .read_to_end(&mut head)
+        .map_err(AggregateError::Io)?;
+    let mut state = ParserState::new(limits);
+    let detected = encoding::detect(&head)?;
+    let stream = Cursor::new(head).chain(input);
+    match detected {
+        Detected::Utf8 { warning } => {
+            if let Some(warning) = warning {
+                state.warn(warning);
+            }
+            parse_stream(stream, state)
+        }
+        Detected::Decode(encoding) => {
+            let decoded = Utf8Decoder::new(stream, encoding);
+            let replaced = std::rc::Rc::clone(&decoded.replaced);
+            let mut report = parse_stream(decoded, state).map_err(|error| match error {
+                AggregateError::NoFeedbackRoot => AggregateError::NoFeedbackRootDecoded {
+                    encoding: encoding.name(),
+                },
+                other => other,
+            })?;
+            if replaced.get() {
+                report.warnings.push(format!(
+                    "replaced bytes that are not valid {} with U+FFFD",
+                    encoding.name()
+                ));
+            }
+            Ok(report)
+        }
+    }
+}
+
+/// Bytes looked at to decide the encoding: the byte order mark and the
+/// XML declaration are at the very start.
+const HEAD_BYTES: usize = 1024;
+
+/// Parses UTF-8 XML.
 ///
 /// The input is read in windows of `WINDOW_BYTES`, each cut just after its
 /// last `>`, and each window is tokenised by quick-xml straight from the
 /// slice (no per-event copying). The element stack lives in `ParserState`,
 /// so a window may start and end anywhere between two tags.
-pub fn parse<R: Read>(mut input: R) -> Result<AggregateReport, AggregateError> {
-    let mut state = ParserState::default();
+fn parse_stream<R: Read>(
+    mut input: R,
+    mut state: ParserState,
+) -> Result<AggregateReport, AggregateError> {
     let mut window: Vec<u8> = Vec::with_capacity(WINDOW_BYTES + WINDOW_BYTES / 4);
     let mut offset = 0u64;
     loop {
@@ -150,9 +214,8 @@ fn parse_records_in_parallel(
     if !clean {
         return parse_window(state, stretch, offset);
     }
-    state.absorb(first_state);
-    state.absorb(second_state);
-    Ok(())
+    state.absorb(first_state)?;
+    state.absorb(second_state)
 }
 
 /// Reads until the window holds `WINDOW_BYTES` or the input ends; returns
@@ -172,14 +235,24 @@ fn fill_window<R: Read>(input: &mut R, window: &mut Vec<u8>) -> Result<bool, Agg
     Ok(false)
 }
 
-/// `<!DOCTYPE` or `<!ENTITY`, in any case.
+/// `<!ENTITY`, or a `<!DOCTYPE` that may declare something (an internal
+/// subset in `[…]`), in any case. `<!DOCTYPE feedback>` declares nothing.
 fn find_declaration(window: &[u8]) -> Option<usize> {
     memchr::memmem::find_iter(window, b"<!").find(|&position| {
         let rest = &window[position + 2..];
         let keyword =
             |word: &[u8]| rest.len() >= word.len() && rest[..word.len()].eq_ignore_ascii_case(word);
-        keyword(b"DOCTYPE") || keyword(b"ENTITY")
+        keyword(b"ENTITY") || keyword(b"DOCTYPE") && declares_something(&rest[7..])
     })
+}
+
+/// Whether a DOCTYPE's text (after the keyword) has an internal subset.
+/// Without its closing `>` in the window, it cannot be told harmless.
+fn declares_something(doctype: &[u8]) -> bool {
+    match memchr::memchr(b'>', doctype) {
+        Some(end) => doctype[..end].contains(&b'['),
+        None => true,
+    }
 }
 
 fn parse_window(state: &mut ParserState, window: &[u8], offset: u64) -> Result<(), AggregateError> {
@@ -217,21 +290,21 @@ fn parse_window(state: &mut ParserState, window: &[u8], offset: u64) -> Result<(
         match event {
             Event::Start(start) => state.start(&start, false)?,
             Event::Empty(start) => state.start(&start, true)?,
-            Event::End(end) => state.end(end.local_name().as_ref())?,
+            Event::End(end) => state.end(end.name().as_ref(), end.local_name().as_ref())?,
             Event::Text(text) => state.text(&text),
             Event::CData(data) => state.cdata(&data),
             Event::GeneralRef(reference) => state.general_ref(&reference),
-            Event::DocType(_) => {
-                return Err(AggregateError::DoctypeRefused {
-                    position: offset + reader.buffer_position(),
-                })
-            }
-            Event::Decl(decl) => {
-                if let Some(Ok(encoding)) = decl.encoding() {
-                    state.latin1 = is_latin1_label(&String::from_utf8_lossy(&encoding));
+            Event::DocType(doctype) => {
+                // A name and perhaps an external identifier, never fetched:
+                // harmless. Anything more was refused by `find_declaration`.
+                if doctype.contains(&b'[') {
+                    return Err(AggregateError::DoctypeRefused {
+                        position: offset + reader.buffer_position(),
+                    });
                 }
             }
-            Event::Comment(_) | Event::PI(_) => {}
+            // The encoding it declares was handled before parsing began.
+            Event::Decl(_) | Event::Comment(_) | Event::PI(_) => {}
             Event::Eof => return Ok(()),
         }
     }

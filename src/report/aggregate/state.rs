@@ -2,10 +2,10 @@
 //! Storing values and the final checks are in `values.rs`.
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
 use quick_xml::events::{BytesRef, BytesStart};
 
+use super::intern::Interner;
 use super::parse::AggregateError;
 use super::tags::Tag;
 use super::*;
@@ -19,15 +19,6 @@ const MAX_EXTENSION_BYTES: usize = 64 * 1024;
 const MAX_WARNINGS: usize = 50;
 /// Longest value read (a report ID, a domain, a comment…).
 const MAX_VALUE_BYTES: usize = 64 * 1024;
-
-/// Single-byte encodings some reporters declare. Windows-1252 differs from
-/// Latin-1 only in 0x80–0x9F, which report values do not use in practice.
-pub(super) fn is_latin1_label(label: &str) -> bool {
-    matches!(
-        label.trim().to_ascii_lowercase().as_str(),
-        "iso-8859-1" | "iso8859-1" | "latin1" | "latin-1" | "windows-1252" | "cp1252" | "us-ascii"
-    )
-}
 
 /// One open element.
 #[derive(Clone, PartialEq, Eq)]
@@ -52,7 +43,6 @@ pub(super) struct Capture {
 pub(super) struct ParserState {
     pub(super) stack: Vec<Frame>,
     pub(super) text: String,
-    pub(super) latin1: bool,
     pub(super) seen_root: bool,
     pub(super) root_closed: bool,
     pub(super) recovered_errors: usize,
@@ -76,10 +66,31 @@ pub(super) struct ParserState {
     pub(super) extensions: Vec<String>,
     pub(super) record: Option<Record>,
     pub(super) records: Vec<Record>,
+    /// Records dropped for having no source IP and a count of 0.
+    pub(super) dropped_records: u64,
+    pub(super) max_records: u64,
     pub(super) warnings: Vec<String>,
+    /// Kinds of warning already given, for those given once per report.
+    pub(super) warned: Vec<String>,
 }
 
 impl ParserState {
+    pub(super) fn new(limits: &crate::report::ParseLimits) -> Self {
+        ParserState {
+            max_records: limits.max_aggregate_records,
+            ..ParserState::default()
+        }
+    }
+
+    /// A warning given once per report for each `kind`, however often the
+    /// case comes up (an unknown element in each of 100,000 records).
+    pub(super) fn warn_once(&mut self, kind: String, message: impl FnOnce() -> String) {
+        if !self.warned.contains(&kind) {
+            self.warned.push(kind);
+            self.warn(message());
+        }
+    }
+
     pub(super) fn warn(&mut self, message: String) {
         if self.warnings.len() < MAX_WARNINGS {
             self.warnings.push(message);
@@ -97,7 +108,8 @@ impl ParserState {
                 None => path.push_str(frame.tag.name()),
             }
             if frame.tag == Tag::Record {
-                path.push_str(&format!("[{}]", self.records.len() + 1));
+                let index = self.records.len() as u64 + self.dropped_records + 1;
+                path.push_str(&format!("[{index}]"));
             }
         }
         path
@@ -116,6 +128,12 @@ impl ParserState {
             capture.push(b"<", start, if empty { b"/>" } else { b">" });
             if !empty {
                 capture.depth += 1;
+                if self.stack.len() + capture.depth > MAX_DEPTH {
+                    return Err(AggregateError::TooDeep {
+                        limit: MAX_DEPTH,
+                        path: self.path(),
+                    });
+                }
             } else if capture.depth == 0 {
                 self.finish_capture();
             }
@@ -140,7 +158,7 @@ impl ParserState {
                 self.namespace = root_namespace(start);
                 self.push(Tag::Feedback, false, None)?;
                 if empty {
-                    self.end(name)?;
+                    self.end(name, name)?;
                 }
             } else if !empty {
                 // Anything before the root (IKEA's unclosed <xs:schema>) is skipped.
@@ -150,10 +168,9 @@ impl ParserState {
         }
 
         let tag = base.in_context(parent);
-        if parent == Some(Tag::Feedback) && tag == Tag::Extension
-            || parent == Some(Tag::Record) && tag == Tag::Unknown
-        {
-            self.begin_capture(start, empty, parent == Some(Tag::Record));
+        if tag == Tag::Extension || tag == Tag::Unknown && parent != Some(Tag::Unknown) {
+            self.note_unknown_element(parent, tag, name);
+            self.begin_capture(start, empty, self.record.is_some());
             return Ok(());
         }
 
@@ -274,17 +291,21 @@ impl ParserState {
                 "an extension element was cut at {MAX_EXTENSION_BYTES} bytes"
             ));
         }
-        let xml = String::from_utf8_lossy(&capture.xml).into_owned();
+        let mut xml = String::from_utf8_lossy(&capture.xml).into_owned();
+        if crate::report::text::strip_controls_in_place(&mut xml) {
+            self.warn("removed control characters from an extension element".to_string());
+        }
         match (&mut self.record, capture.in_record) {
             (Some(record), true) => record.extensions.push(xml),
             _ => self.extensions.push(xml),
         }
     }
 
-    pub(super) fn end(&mut self, name: &[u8]) -> Result<(), AggregateError> {
+    /// An end tag: `qualified` as written (kept in raw XML), `name` its local name.
+    pub(super) fn end(&mut self, qualified: &[u8], name: &[u8]) -> Result<(), AggregateError> {
         if let Some(capture) = &mut self.capture {
             capture.append(b"</");
-            capture.append(name);
+            capture.append(qualified);
             capture.append(b">");
             capture.depth = capture.depth.saturating_sub(1);
             if capture.depth == 0 {
@@ -334,7 +355,11 @@ impl ParserState {
                     limit: MAX_VALUE_BYTES,
                 });
             }
-            let text = std::mem::take(&mut self.text);
+            let mut text = std::mem::take(&mut self.text);
+            if crate::report::text::strip_controls_in_place(&mut text) {
+                let path = format!("{}/{}", self.path(), frame.tag.name());
+                self.warn(format!("removed control characters from {path}"));
+            }
             let value = text.trim();
             let value = (!value.is_empty()).then_some(value);
             self.assign(parent, frame.tag, value)?;
@@ -346,7 +371,7 @@ impl ParserState {
         match frame.tag {
             Tag::Record if parent == Some(Tag::Feedback) => {
                 if let Some(record) = self.record.take() {
-                    self.records.push(record);
+                    self.keep_record(record)?;
                 }
             }
             Tag::PolicyPublished if parent == Some(Tag::Feedback) => self.policy_closed = true,
@@ -390,10 +415,8 @@ impl ParserState {
         match self.decode(raw) {
             Cow::Borrowed(text) => self.text.push_str(text),
             Cow::Owned(text) => {
-                if !self.latin1 {
-                    let at = self.path();
-                    self.warn(format!("replaced bytes that are not UTF-8 in {at}"));
-                }
+                let at = self.path();
+                self.warn(format!("replaced bytes that are not UTF-8 in {at}"));
                 self.text.push_str(&text);
             }
         }
@@ -440,13 +463,9 @@ impl ParserState {
         }
     }
 
+    /// The document is UTF-8 by now (other encodings are decoded before
+    /// parsing); invalid bytes become U+FFFD.
     pub(super) fn decode<'a>(&self, raw: &'a [u8]) -> Cow<'a, str> {
-        if self.latin1 {
-            if raw.is_ascii() {
-                return Cow::Borrowed(std::str::from_utf8(raw).unwrap_or_default());
-            }
-            return Cow::Owned(raw.iter().map(|&byte| char::from(byte)).collect());
-        }
         String::from_utf8_lossy(raw)
     }
 }
@@ -497,52 +516,6 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
         .position(|window| window == needle)
 }
 
-/// Hands out one shared copy of each distinct string. Bounded: past
-/// `MAX_INTERNED` distinct values it stops remembering new ones.
-#[derive(Default)]
-pub(super) struct Interner {
-    known: std::collections::HashSet<Arc<str>, std::hash::BuildHasherDefault<FnvHasher>>,
-}
-
-/// FNV-1a: short keys (domains, selectors) from a document being parsed;
-/// much cheaper than SipHash here, and an attacker who makes values collide
-/// only slows their own report down, bounded by `MAX_INTERNED`.
-struct FnvHasher(u64);
-
-impl Default for FnvHasher {
-    fn default() -> Self {
-        FnvHasher(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl std::hash::Hasher for FnvHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.0 ^= u64::from(byte);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-}
-
-const MAX_INTERNED: usize = 200_000;
-
-impl Interner {
-    pub(super) fn intern(&mut self, text: &str) -> Arc<str> {
-        if let Some(shared) = self.known.get(text) {
-            return Arc::clone(shared);
-        }
-        let shared: Arc<str> = Arc::from(text);
-        if self.known.len() < MAX_INTERNED {
-            self.known.insert(Arc::clone(&shared));
-        }
-        shared
-    }
-}
-
 /// Parsing one stretch of records on another thread: a child state starts
 /// where its parent stands, collects records only, and is merged back.
 impl ParserState {
@@ -564,8 +537,8 @@ impl ParserState {
     pub(super) fn fork(&self) -> ParserState {
         ParserState {
             stack: self.stack.clone(),
-            latin1: self.latin1,
             seen_root: true,
+            max_records: self.max_records,
             policy_closed: self.policy_closed,
             ..ParserState::default()
         }
@@ -583,6 +556,7 @@ impl ParserState {
             && !child.root_closed
             && !child.value_too_long
             && child.warnings.is_empty()
+            && child.dropped_records == 0
             && child.recovered_errors == 0
             && child.extensions.is_empty()
             && child.errors.is_empty()
@@ -598,7 +572,8 @@ impl ParserState {
     }
 
     /// Takes a clean child's records.
-    pub(super) fn absorb(&mut self, child: ParserState) {
+    pub(super) fn absorb(&mut self, child: ParserState) -> Result<(), AggregateError> {
         self.records.extend(child.records);
+        self.check_record_count()
     }
 }

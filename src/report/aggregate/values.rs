@@ -10,6 +10,46 @@ use super::*;
 const DMARC_2_NAMESPACE: &str = "urn:ietf:params:xml:ns:dmarc-2.0";
 
 impl ParserState {
+    /// Adds a finished record, unless it says nothing: no source IP and a
+    /// count of 0 (seen from some reporters as padding rows).
+    pub(super) fn keep_record(&mut self, record: Record) -> Result<(), AggregateError> {
+        if record.source_ip.is_none() && record.invalid_source_ip.is_none() && record.count == 0 {
+            self.dropped_records += 1;
+            return Ok(());
+        }
+        self.records.push(record);
+        self.check_record_count()
+    }
+
+    pub(super) fn check_record_count(&self) -> Result<(), AggregateError> {
+        if self.records.len() as u64 > self.max_records {
+            return Err(AggregateError::TooManyRecords {
+                limit: self.max_records,
+            });
+        }
+        Ok(())
+    }
+
+    /// An element the format does not define is kept as raw XML (with the
+    /// report's or the record's extensions); a warning names it, except for
+    /// the places RFC 9990 opens to extensions (`<extension>`, any element
+    /// at the end of a record, and the `<extensions>` some reporters write
+    /// after the records).
+    pub(super) fn note_unknown_element(&mut self, parent: Option<Tag>, tag: Tag, name: &[u8]) {
+        let expected = tag == Tag::Extension
+            || parent == Some(Tag::Record)
+            || parent == Some(Tag::Feedback) && name == b"extensions";
+        if expected {
+            return;
+        }
+        let name = String::from_utf8_lossy(name).into_owned();
+        let parent_name = parent.map_or("?", Tag::name);
+        let path = self.path();
+        self.warn_once(format!("unknown {parent_name}/{name}"), || {
+            format!("kept the unknown element <{name}> in {path} as raw XML")
+        });
+    }
+
     pub(super) fn assign(
         &mut self,
         parent: Option<Tag>,
@@ -178,8 +218,8 @@ impl ParserState {
             .report_id
             .take()
             .ok_or_else(|| missing("/feedback/report_metadata/report_id"))?;
-        let begin = parse_timestamp(self.begin.as_deref(), "begin")?;
-        let end = parse_timestamp(self.end.as_deref(), "end")?;
+        let begin = self.timestamp(self.begin.clone(), "begin")?;
+        let end = self.timestamp(self.end.clone(), "end")?;
         if self.policy.domain.is_empty() {
             return Err(missing("/feedback/policy_published/domain"));
         }
@@ -199,6 +239,22 @@ impl ParserState {
                 fallback
             }
         };
+        if let Some(namespace) = &mut self.namespace {
+            if crate::report::text::strip_controls_in_place(namespace) {
+                self.warn("removed control characters from the namespace".to_string());
+            }
+        }
+        if self.records.is_empty() && self.dropped_records > 0 {
+            return Err(AggregateError::EmptyReport {
+                dropped: self.dropped_records,
+            });
+        }
+        if self.dropped_records > 0 {
+            let dropped = self.dropped_records;
+            self.warn(format!(
+                "dropped {dropped} record(s) with no source IP and a count of 0"
+            ));
+        }
         if end < begin {
             self.warn(format!(
                 "the date range ends ({end}) before it begins ({begin})"
@@ -233,7 +289,11 @@ impl ParserState {
             policy_published: self.policy,
             extensions: self.extensions,
             records: self.records,
-            warnings: self.warnings,
+            warnings: self
+                .warnings
+                .into_iter()
+                .map(|warning| crate::report::text::strip_controls(&warning).unwrap_or(warning))
+                .collect(),
         })
     }
 }
@@ -244,19 +304,62 @@ fn missing(path: &str) -> AggregateError {
     }
 }
 
-/// Epoch seconds; a fractional part (seen from some generators) is dropped.
-fn parse_timestamp(value: Option<&str>, element: &'static str) -> Result<i64, AggregateError> {
-    let path = format!("/feedback/report_metadata/date_range/{element}");
-    let value = value.ok_or_else(|| missing(&path))?;
-    let whole = value.split_once('.').map_or(value, |(whole, _)| whole);
-    whole
-        .trim()
-        .parse::<i64>()
-        .map_err(|_| AggregateError::InvalidValue {
-            path,
-            value: value.to_string(),
-            expected: "a Unix timestamp",
-        })
+impl ParserState {
+    /// Epoch seconds; a fractional part (seen from some generators) is
+    /// dropped. An ISO 8601 date-time instead of seconds (also seen) is
+    /// read, with a warning.
+    fn timestamp(
+        &mut self,
+        value: Option<String>,
+        element: &'static str,
+    ) -> Result<i64, AggregateError> {
+        let path = format!("/feedback/report_metadata/date_range/{element}");
+        let value = value.ok_or_else(|| missing(&path))?;
+        let whole = value
+            .split_once('.')
+            .map_or(value.as_str(), |(whole, _)| whole);
+        if let Ok(seconds) = whole.trim().parse::<i64>() {
+            return Ok(seconds);
+        }
+        match iso8601_seconds(&value) {
+            Some(seconds) => {
+                self.warn(format!(
+                    "read <{element}> {value:?} as an ISO 8601 date-time (RFC 7489 wants Unix seconds)"
+                ));
+                Ok(seconds)
+            }
+            None => Err(AggregateError::InvalidValue {
+                path,
+                value,
+                expected: "a Unix timestamp",
+            }),
+        }
+    }
+}
+
+/// `2024-03-30T00:00:00Z`, with an offset, with a space for the `T`, or
+/// with no zone (read as UTC); or a bare date (its midnight, UTC).
+fn iso8601_seconds(text: &str) -> Option<i64> {
+    use chrono::{DateTime, NaiveDate, NaiveDateTime};
+    let text = text.trim();
+    if let Ok(parsed) = DateTime::parse_from_rfc3339(text) {
+        return Some(parsed.timestamp());
+    }
+    for format in ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z"] {
+        if let Ok(parsed) = DateTime::parse_from_str(text, format) {
+            return Some(parsed.timestamp());
+        }
+    }
+    let naive = text.trim_end_matches(['Z', 'z']);
+    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
+        if let Ok(parsed) = NaiveDateTime::parse_from_str(naive, format) {
+            return Some(parsed.and_utc().timestamp());
+        }
+    }
+    NaiveDate::parse_from_str(naive, "%Y-%m-%d")
+        .ok()
+        .and_then(|date| date.and_hms_opt(0, 0, 0))
+        .map(|midnight| midnight.and_utc().timestamp())
 }
 
 /// IPv4 or IPv6 (compressed forms too); tolerates brackets around IPv6.

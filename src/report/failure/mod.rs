@@ -15,6 +15,11 @@ use serde::Serialize;
 
 use super::keyword::keyword_enum;
 
+mod hygiene;
+mod key;
+
+pub use key::dedupe_key;
+
 keyword_enum!(
     /// `Delivery-Result` (RFC 6591 §3.2). Non-standard values such as
     /// Symantec's `smg-policy-action` are kept as sent.
@@ -72,6 +77,10 @@ pub struct FailureReport {
     pub report_subject: Option<String>,
     /// The failed message (or its headers), when the report includes it.
     pub original: Option<OriginalMessage>,
+    /// What the parser had to tolerate (control characters…). Empty for a
+    /// clean report.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Headers of the message that failed DMARC.
@@ -93,6 +102,10 @@ pub enum FailureError {
     NotAnEmail,
     #[error("not a DMARC failure report: no message/feedback-report part and no recognised plain-text report")]
     NoFeedbackReport,
+    /// An ARF report of another kind (RFC 5965 `abuse`, `fraud`, …) that
+    /// says nothing a DMARC failure report would: no source IP, no domain.
+    #[error("not a DMARC failure report: an ARF report of feedback type {feedback_type:?} that names no source IP and no reported domain")]
+    NotDmarcFailure { feedback_type: String },
 }
 
 /// Parses a failure report from the raw bytes of the report email.
@@ -106,18 +119,35 @@ pub fn parse_bytes(raw: &[u8]) -> Result<FailureReport, FailureError> {
 /// Parses a failure report from an already parsed email.
 pub fn parse_message(message: &Message<'_>) -> Result<FailureReport, FailureError> {
     let subject = message.subject().map(str::to_string);
-    if let Some(fields) = feedback_part(message) {
+    let mut report = if let Some(fields) = feedback_part(message) {
         let mut report = from_arf_fields(&parse_fields(fields));
-        report.report_subject = subject;
         report.original = original_message(message);
-        return Ok(report);
-    }
-    if let Some(text) = plain_text_report(message) {
-        let mut report = from_plain_text(&text);
-        report.report_subject = subject;
-        return Ok(report);
-    }
-    Err(FailureError::NoFeedbackReport)
+        if !is_dmarc_failure(&report) {
+            return Err(FailureError::NotDmarcFailure {
+                feedback_type: report.feedback_type.unwrap_or_default(),
+            });
+        }
+        report
+    } else if let Some(text) = plain_text_report(message) {
+        from_plain_text(&text)
+    } else {
+        return Err(FailureError::NoFeedbackReport);
+    };
+    report.report_subject = subject;
+    hygiene::remove_control_characters(&mut report);
+    Ok(report)
+}
+
+/// RFC 6591 `auth-failure` (and the `dmarc` some reporters write) is a
+/// failure report; another feedback type still is when it names what a
+/// failure report names (a source IP or a reported domain). An `abuse`
+/// complaint that names neither is mail to the wrong address.
+fn is_dmarc_failure(report: &FailureReport) -> bool {
+    let failure_type = matches!(
+        report.feedback_type.as_deref(),
+        None | Some("auth-failure" | "dmarc")
+    );
+    failure_type || report.source_ip.is_some() || !report.reported_domain.is_empty()
 }
 
 /// True when the message carries a failure report in either form.
@@ -364,5 +394,6 @@ fn empty_report(format: FailureFormat) -> FailureReport {
         other_fields: Vec::new(),
         report_subject: None,
         original: None,
+        warnings: Vec::new(),
     }
 }
