@@ -110,6 +110,14 @@ const POSTGRES: &[Migration] = &[
         retriggers: &[],
     },
     Migration {
+        version: 10,
+        name: "failure_dedupe",
+        sql: include_str!("../../migrations/postgres/0010_failure_dedupe.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+    },
+    Migration {
         version: 11,
         name: "rollup_applier",
         sql: include_str!("../../migrations/postgres/0011_rollup_applier.sql"),
@@ -174,6 +182,14 @@ const SQLITE: &[Migration] = &[
         sql: include_str!("../../migrations/sqlite/0007_totals_by_description.sql"),
         fills: &[],
         derives: &derived::ALL,
+        retriggers: &[],
+    },
+    Migration {
+        version: 8,
+        name: "failure_dedupe",
+        sql: include_str!("../../migrations/sqlite/0008_failure_dedupe.sql"),
+        fills: &[],
+        derives: &[],
         retriggers: &[],
     },
     Migration {

@@ -13,7 +13,7 @@ use super::copy::{self, RECORD_COLUMNS};
 use super::rows::{self, AggregateRow, RecordColumns};
 use super::save::NewRecords;
 use super::*;
-use crate::report::{AggregateReport, FailureReport, TlsReport};
+use crate::report::{failure, AggregateReport, FailureReport, TlsReport};
 
 #[derive(Clone)]
 pub struct PgStore {
@@ -501,8 +501,8 @@ async fn write_tls(
 ) -> StoreResult<bool> {
     let inserted: Option<i64> = sqlx::query_scalar(
         "INSERT INTO tls_reports
-            (message_id, location, organization_name, report_id, date_begin, date_end, contact_info, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            (message_id, location, organization_name, report_id, date_begin, date_end, contact_info, created_at, warnings)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)
          ON CONFLICT (organization_name, report_id) DO NOTHING
          RETURNING id",
     )
@@ -514,6 +514,7 @@ async fn write_tls(
     .bind(report.end)
     .bind(report.contact_info.as_deref())
     .bind(now())
+    .bind(rows::json_text(&report.warnings))
     .fetch_optional(&mut **transaction)
     .await?;
     let Some(report_row) = inserted else {
@@ -565,16 +566,20 @@ async fn write_failure(
     report: &FailureReport,
 ) -> StoreResult<bool> {
     let original = report.original.clone().unwrap_or_default();
-    sqlx::query(
+    // Stored once: the same report received twice (by SMTP, then imported
+    // from a mailbox backup) is a duplicate, like an aggregate report.
+    let inserted: Option<i64> = sqlx::query_scalar(
         "INSERT INTO failure_reports
             (message_id, location, format, feedback_type, version, user_agent, auth_failure, identity_alignment,
              delivery_result, arrival_date, arrival_date_raw, source_ip, source_port, reporting_mta,
              original_envelope_id, original_mail_from, original_rcpt_to, reported_domain, reported_uri,
              authentication_results, incidents, dkim_domain, dkim_identity, dkim_selector, dkim_selector_dns,
              spf_dns, other_fields, report_subject, original_from, original_to, original_subject,
-             original_message_id, original_date, original_headers_only, created_at)
+             original_message_id, original_date, original_headers_only, created_at, dedupe_key, warnings)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::inet, $13, $14, $15, $16, $17, $18, $19, $20,
-                 $21, $22, $23, $24, $25, $26, $27::jsonb, $28, $29, $30, $31, $32, $33, $34, $35)",
+                 $21, $22, $23, $24, $25, $26, $27::jsonb, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37::jsonb)
+         ON CONFLICT (dedupe_key) DO NOTHING
+         RETURNING id",
     )
     .bind(message_id)
     .bind(location)
@@ -611,9 +616,11 @@ async fn write_failure(
     .bind(original.date)
     .bind(report.original.as_ref().map(|o| o.headers_only))
     .bind(now())
-    .execute(&mut **transaction)
+    .bind(failure::dedupe_key(report))
+    .bind(rows::json_text(&report.warnings))
+    .fetch_optional(&mut **transaction)
     .await?;
-    Ok(true)
+    Ok(inserted.is_some())
 }
 
 /// Records in a batch at or above which they are sent with COPY.

@@ -14,7 +14,7 @@ use super::applier;
 use super::rows::{self, AggregateRow, RecordColumns};
 use super::save::NewRecords;
 use super::*;
-use crate::report::{AggregateReport, FailureReport, TlsReport};
+use crate::report::{failure, AggregateReport, FailureReport, TlsReport};
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -562,8 +562,8 @@ async fn write_tls(
 ) -> StoreResult<bool> {
     let inserted: Option<i64> = sqlx::query_scalar(
         "INSERT INTO tls_reports
-            (message_id, location, organization_name, report_id, date_begin, date_end, contact_info, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            (message_id, location, organization_name, report_id, date_begin, date_end, contact_info, created_at, warnings)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (organization_name, report_id) DO NOTHING
          RETURNING id",
     )
@@ -575,6 +575,7 @@ async fn write_tls(
     .bind(report.end)
     .bind(report.contact_info.as_deref())
     .bind(now())
+    .bind(rows::json_text(&report.warnings))
     .fetch_optional(&mut **transaction)
     .await?;
     let Some(report_row) = inserted else {
@@ -626,15 +627,19 @@ async fn write_failure(
     report: &FailureReport,
 ) -> StoreResult<bool> {
     let original = report.original.clone().unwrap_or_default();
-    sqlx::query(
+    // Stored once: the same report received twice (by SMTP, then imported
+    // from a mailbox backup) is a duplicate, like an aggregate report.
+    let inserted: Option<i64> = sqlx::query_scalar(
         "INSERT INTO failure_reports
             (message_id, location, format, feedback_type, version, user_agent, auth_failure, identity_alignment,
              delivery_result, arrival_date, arrival_date_raw, source_ip, source_port, reporting_mta,
              original_envelope_id, original_mail_from, original_rcpt_to, reported_domain, reported_uri,
              authentication_results, incidents, dkim_domain, dkim_identity, dkim_selector, dkim_selector_dns,
              spf_dns, other_fields, report_subject, original_from, original_to, original_subject,
-             original_message_id, original_date, original_headers_only, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             original_message_id, original_date, original_headers_only, created_at, dedupe_key, warnings)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (dedupe_key) DO NOTHING
+         RETURNING id",
     )
     .bind(message_id)
     .bind(location)
@@ -671,9 +676,11 @@ async fn write_failure(
     .bind(original.date)
     .bind(report.original.as_ref().map(|o| o.headers_only))
     .bind(now())
-    .execute(&mut **transaction)
+    .bind(failure::dedupe_key(report))
+    .bind(rows::json_text(&report.warnings))
+    .fetch_optional(&mut **transaction)
     .await?;
-    Ok(true)
+    Ok(inserted.is_some())
 }
 
 /// Marks processed messages: one statement per status for the messages
