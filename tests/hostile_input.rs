@@ -350,3 +350,62 @@ fn a_gzip_holding_no_report_is_an_error() {
         "{error}"
     );
 }
+
+/// A TLS report with `policies` policies of `details` failure details each.
+fn tls_report(policies: usize, details: usize) -> Vec<u8> {
+    let detail = r#"{"result-type":"validation-failure","sending-mta-ip":"198.51.100.1","failed-session-count":1}"#;
+    let policy = format!(
+        r#"{{"policy":{{"policy-type":"sts","policy-domain":"example.com"}},"summary":{{"total-successful-session-count":1,"total-failure-session-count":1}},"failure-details":[{}]}}"#,
+        vec![detail; details].join(",")
+    );
+    format!(
+        r#"{{"organization-name":"X","date-range":{{"start-datetime":"2024-01-01T00:00:00Z","end-datetime":"2024-01-01T23:59:59Z"}},"report-id":"r","policies":[{}]}}"#,
+        vec![policy; policies].join(",")
+    )
+    .into_bytes()
+}
+
+#[test]
+fn each_report_limit_is_an_error_that_names_its_setting() {
+    let tight = Limits {
+        max_aggregate_records: 10,
+        max_tls_policies: 2,
+        max_tls_failure_details: 5,
+        max_json_string_bytes: 100,
+        max_tlsrpt_json_bytes: 1000,
+        ..Limits::default()
+    };
+    let xml = testing::aggregate_report(11).to_xml();
+    let error = extract(xml.as_bytes(), "records.xml", &tight).to_string();
+    assert!(
+        error.contains("more than 10 records") && error.contains("decode.max_aggregate_records"),
+        "{error}"
+    );
+    assert!(extract_reports_from_bytes(
+        testing::aggregate_report(10).to_xml().as_bytes(),
+        "ten.xml",
+        &tight
+    )
+    .is_ok());
+
+    let cases: [(&[u8], &str); 4] = [
+        (&tls_report(3, 1), "/policies: more than 2 policies (limit decode.max_tls_policies)"),
+        (
+            &tls_report(1, 6),
+            "/policies/0/failure-details: more than 5 failure details (limit decode.max_tls_failure_details)",
+        ),
+        (
+            &tls_report(2, 5),
+            "larger than 1000 bytes (limit decode.max_tlsrpt_json_bytes)",
+        ),
+        (
+            br#"{"organization-name":"0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789X"}"#,
+            "a JSON string longer than 100 bytes at byte 22 (limit decode.max_json_string_bytes)",
+        ),
+    ];
+    for (json, expected) in cases {
+        let error = extract(json, "tls.json", &tight).to_string();
+        assert!(error.contains(expected), "{error}");
+    }
+    assert!(extract_reports_from_bytes(&tls_report(1, 5), "fits.json", &tight).is_ok());
+}
