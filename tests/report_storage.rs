@@ -11,12 +11,7 @@ use dmarcd::store::{Arg, Dialect, Envelope, MessageStatus, Store};
 use dmarcd::worker::{Worker, WorkerConfig};
 use dmarcd::Limits;
 
-fn corpus(relative: &str) -> Vec<u8> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/corpus/parsedmarc")
-        .join(relative);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-}
+use common::corpus;
 
 fn worker(store: &Store) -> Worker {
     Worker::new(

@@ -16,12 +16,7 @@ use dmarcd::{extract_reports_from_bytes, worker, Limits};
 use flate2::Compression;
 use serde_json::{json, Value};
 
-fn corpus(relative: &str) -> Vec<u8> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/corpus/parsedmarc")
-        .join(relative);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-}
+use common::corpus;
 
 fn corpus_text(relative: &str) -> String {
     String::from_utf8(corpus(relative)).expect("UTF-8 corpus file")

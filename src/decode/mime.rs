@@ -8,6 +8,8 @@
 //! LF or CRLF, RFC 2231 `name*0`/`name*1` filenames and base64 on one line
 //! of any length (Microsoft).
 
+use std::borrow::Cow;
+
 use mail_parser::{Message, MessageParser, MessagePart, MimeHeaders, PartType};
 
 use super::{hint, member_location, DecodeError, Origin, PayloadFormat, Visitor};
@@ -61,7 +63,7 @@ fn visit_parts<E: From<DecodeError>>(
     depth: u32,
 ) -> Result<(), E> {
     for (index, part) in message.parts.iter().enumerate() {
-        let contents: &[u8] = match &part.body {
+        let contents: Cow<'_, [u8]> = match &part.body {
             PartType::Multipart(_) => continue,
             // A forwarded report: look inside the attached message.
             PartType::Message(inner) => {
@@ -70,26 +72,13 @@ fn visit_parts<E: From<DecodeError>>(
                 continue;
             }
             PartType::Text(text) | PartType::Html(text) => match base64_body(message, part) {
-                Some(bytes) => {
-                    let part_location = member_location(location, &part_label(part, index));
-                    visitor.visit(&mut &bytes[..], part_location, depth + 1, Origin::EmailPart)?;
-                    continue;
-                }
-                None => text.as_bytes(),
+                Some(bytes) => Cow::Owned(bytes),
+                None => Cow::Borrowed(text.as_bytes()),
             },
             PartType::Binary(bytes) | PartType::InlineBinary(bytes) => {
                 match unpadded_base64_body(message, part) {
-                    Some(decoded) => {
-                        let part_location = member_location(location, &part_label(part, index));
-                        visitor.visit(
-                            &mut &decoded[..],
-                            part_location,
-                            depth + 1,
-                            Origin::EmailPart,
-                        )?;
-                        continue;
-                    }
-                    None => bytes,
+                    Some(decoded) => Cow::Owned(decoded),
+                    None => Cow::Borrowed(&bytes[..]),
                 }
             }
         };

@@ -7,6 +7,14 @@ use base64::Engine;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
+/// A file of the sample corpus (tests/fixtures/corpus/parsedmarc).
+pub fn corpus(relative: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/corpus/parsedmarc")
+        .join(relative);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
 pub fn gzip(bytes: &[u8], level: Compression) -> Vec<u8> {
     let mut encoder = GzEncoder::new(Vec::new(), level);
     encoder.write_all(bytes).unwrap();
