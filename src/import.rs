@@ -87,7 +87,7 @@ pub async fn run_import(
                 .zip(&envelopes)
                 .map(|(s, e)| (s.raw.as_slice(), e))
                 .collect();
-            let accepted = inbox.accept_many(&messages).await?;
+            let accepted = patiently("storing messages", || inbox.accept_many(&messages)).await?;
             for (source, accepted) in batch.into_iter().zip(accepted) {
                 if accepted.is_new {
                     outcome.new_ids.push(accepted.id);
@@ -124,7 +124,7 @@ async fn drain(
         // Read the flag before claiming: if storing had already ended, an
         // empty claim means the queue is truly drained.
         let still_storing = storing.load(Ordering::SeqCst);
-        let batch = worker.run_batch().await?;
+        let batch = patiently("processing messages", || worker.run_batch()).await?;
         if batch.is_empty() {
             if !still_storing {
                 return Ok(all);
@@ -134,5 +134,47 @@ async fn drain(
         }
         on_event(ImportEvent::Processed { count: batch.len() });
         all.extend(batch);
+    }
+}
+
+/// How long an import waits for a database that stays unreachable or keeps
+/// asking to try again before it gives up.
+const PATIENCE: Duration = Duration::from_secs(300);
+
+/// Runs `operation` until it succeeds, pausing after each temporary
+/// failure (a database restarting, a deadlock between writers, a busy
+/// SQLite file): nothing was written by the failed try, and an import of a
+/// mailbox backup should ride such moments out rather than stop half way.
+/// Any other error, or a database unreachable for `PATIENCE`, ends it.
+async fn patiently<T, F, Fut>(what: &str, mut operation: F) -> StoreResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = StoreResult<T>>,
+{
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(100);
+    let mut logged = false;
+    loop {
+        match operation().await {
+            Err(error) if error.is_temporary() && started.elapsed() < PATIENCE => {
+                crate::metrics::count("dmarcd_store_retries_total", &[("operation", "import")], 1);
+                if !logged {
+                    tracing::warn!(%error, "{what}: the database failed for now; trying again");
+                    logged = true;
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            Ok(value) => {
+                if logged {
+                    tracing::info!(
+                        seconds = started.elapsed().as_secs(),
+                        "{what}: the database answers again"
+                    );
+                }
+                return Ok(value);
+            }
+            Err(error) => return Err(error),
+        }
     }
 }

@@ -68,6 +68,9 @@ pub struct Worker {
     limits: Arc<Limits>,
     name: String,
     config: WorkerConfig,
+    /// Messages this worker claimed and could not save because the
+    /// database failed for now, to give back once it answers.
+    unreleased: Arc<std::sync::Mutex<Vec<i64>>>,
 }
 
 impl Worker {
@@ -83,6 +86,7 @@ impl Worker {
             limits: Arc::new(limits),
             name: name.into(),
             config,
+            unreleased: Arc::default(),
         }
     }
 
@@ -90,6 +94,7 @@ impl Worker {
     pub fn named(&self, name: impl Into<String>) -> Self {
         Worker {
             name: name.into(),
+            unreleased: Arc::default(),
             ..self.clone()
         }
     }
@@ -100,6 +105,7 @@ impl Worker {
 
     /// Claims one batch, parses it, and saves the outcomes in one transaction.
     pub async fn run_batch(&self) -> StoreResult<Vec<Processed>> {
+        self.release_unsaved().await?;
         let lease = Duration::from_secs(self.config.lease_seconds);
         let claimed = self
             .store
@@ -156,7 +162,18 @@ impl Worker {
             .iter()
             .map(|(id, outcome)| (*id, outcome))
             .collect();
-        let summaries = self.store.save_outcomes(&self.name, &items).await?;
+        let summaries = match self.store.save_outcomes(&self.name, &items).await {
+            Ok(summaries) => summaries,
+            Err(error) if error.is_temporary() => {
+                // Nothing was saved: the batch goes back to the queue as soon
+                // as the database answers, without waiting for its lease.
+                self.lock_unreleased()
+                    .extend(outcomes.iter().map(|(id, _)| *id));
+                let _ = self.release_unsaved().await;
+                return Err(error);
+            }
+            Err(error) => return Err(error),
+        };
 
         let mut processed = Vec::with_capacity(outcomes.len());
         for (((id, outcome), summary), (_, source_name)) in
@@ -182,6 +199,24 @@ impl Worker {
             });
         }
         Ok(processed)
+    }
+
+    fn lock_unreleased(&self) -> std::sync::MutexGuard<'_, Vec<i64>> {
+        self.unreleased
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Gives back the messages a failed save left claimed (see `run_batch`).
+    async fn release_unsaved(&self) -> StoreResult<()> {
+        let ids = self.lock_unreleased().clone();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let released = self.store.release_claims(&self.name, &ids).await?;
+        self.lock_unreleased().retain(|id| !ids.contains(id));
+        tracing::info!(worker = %self.name, released, "messages claimed before a database failure are pending again");
+        Ok(())
     }
 
     /// Processes batches until the queue is empty, then brings the

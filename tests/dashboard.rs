@@ -502,3 +502,45 @@ async fn db_ip_data_carries_its_attribution_link() {
         .text()
         .contains("<a href=\"https://db-ip.com\">IP Geolocation by DB-IP</a>"));
 }
+
+/// Reports stored but not yet counted in the rollups: the overview and the
+/// explorer say what their totals are as of, until the applier catches up.
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_say_as_of_when_the_totals_lag_the_records() {
+    use dmarcd::store::Envelope;
+    for (_dir, store) in common::db::backends().await {
+        let backend = store.backend();
+        let files = tempfile::tempdir().unwrap();
+        let server = setup(&store, files.path(), WebConfig::default()).await;
+        let browser = sign_in(&server, "alice", PASSWORD).await.unwrap();
+        for path in ["/", "/aggregate"] {
+            let page = browser.get(&server, path).await.text();
+            assert!(!page.contains("still being counted"), "{backend} {path}");
+        }
+        // Stored by a worker, without the applier's pass.
+        let mut report = dmarcd::testing::aggregate_report(7);
+        report.metadata.report_id = "late".into();
+        dmarcd::inbox::Inbox::new(store.clone())
+            .accept(report.to_xml().as_bytes(), &Envelope::import("late.xml"))
+            .await
+            .unwrap();
+        let worker = dmarcd::worker::Worker::new(
+            store.clone(),
+            dmarcd::Limits::default(),
+            "w",
+            dmarcd::worker::WorkerConfig::default(),
+        );
+        assert_eq!(worker.run_batch().await.unwrap().len(), 1);
+        for path in ["/", "/aggregate"] {
+            let page = browser.get(&server, path).await.text();
+            assert!(
+                page.contains("1 report(s) with 7 record(s) stored since are still being counted"),
+                "{backend} {path}"
+            );
+        }
+        store.apply_rollups_until_idle().await.unwrap();
+        let page = browser.get(&server, "/").await.text();
+        assert!(!page.contains("still being counted"), "{backend}");
+        store.close().await;
+    }
+}

@@ -39,6 +39,9 @@ const FILTERS: &[&str] = &[
     "since=2024-05-03&until=2024-05-20",
     "since=2024-04-20&result=fail",
     "since=2024-05-10&until=2024-06-01&result=pass",
+    // The realistic set of the concurrency test.
+    "domain=domain-3.example&result=fail",
+    "org=Yahoo&since=2024-04-02",
 ];
 
 /// A report whose records tell DKIM from SPF and dispositions apart, some
@@ -224,6 +227,71 @@ async fn rollups_equal_the_records_through_reprocessing() {
         );
         worker.run_until_idle().await.unwrap();
         assert_rollups_match(&store, "everything reprocessed").await;
+        store.close().await;
+    }
+}
+
+/// Writers that share sources neither deadlock nor count anything twice:
+/// 1,000 reports for 20 domains from 5 reporters whose sources come from
+/// one pool, stored by 4 concurrent workers while the rollup applier runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn four_workers_sharing_sources_store_every_report_once() {
+    use dmarcd::import::{run_import, ImportSource};
+    use dmarcd::worker::RollupApplier;
+    use std::sync::Arc;
+
+    for (_dir, store) in common::db::backends().await {
+        let backend = store.backend();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let applier = RollupApplier::new(
+            store.clone(),
+            &WorkerConfig {
+                poll_interval_ms: 10,
+                ..WorkerConfig::default()
+            },
+        );
+        let applying = tokio::spawn(async move { applier.run(stopped).await });
+        let (sender, receiver) = tokio::sync::mpsc::channel(16);
+        let feeder = tokio::spawn(async move {
+            for index in 0..1000 {
+                let raw = dmarcd::testing::realistic_report(index, 20)
+                    .to_xml()
+                    .into_bytes();
+                let name = format!("{index}.xml");
+                sender.send(ImportSource { name, raw }).await.unwrap();
+            }
+        });
+        let config = WorkerConfig {
+            concurrency: 4,
+            batch_size: 16,
+            ..WorkerConfig::default()
+        };
+        let outcome = run_import(
+            store.clone(),
+            Limits::default(),
+            config,
+            "w",
+            receiver,
+            Arc::new(|_| {}),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("{backend}: {error}"));
+        feeder.await.unwrap();
+        stop.send(true).unwrap();
+        applying.await.unwrap();
+        assert_eq!(outcome.processed.len(), 1000, "{backend}");
+        assert!(
+            outcome
+                .processed
+                .iter()
+                .all(|p| p.summary.status == Some(dmarcd::store::MessageStatus::Done)),
+            "{backend}: every message stored"
+        );
+        let counts = store.report_counts().await.unwrap();
+        assert_eq!(counts.aggregate_reports, 1000, "{backend}");
+        assert_eq!(counts.aggregate_records, 20_000, "{backend}");
+        store.apply_rollups_until_idle().await.unwrap();
+        assert_rollups_match(&store, "after four concurrent workers").await;
         store.close().await;
     }
 }

@@ -581,3 +581,61 @@ async fn records_read_back_as_parsed_on_the_small_and_the_bulk_path() {
         }
     }
 }
+
+/// An import rides out a database that drops its connections and refuses
+/// new ones for a while (a restart, a failover): it waits, carries on, and
+/// stores every message once.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_import_rides_out_a_database_outage() {
+    use dmarcd::import::{run_import, ImportSource};
+    let Some((_dir, store, name)) = common::db::postgres_named().await else {
+        eprintln!("NOTE: DATABASE_URL is unset: this PostgreSQL test was SKIPPED");
+        return;
+    };
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    let feeder = tokio::spawn(async move {
+        for index in 0..300 {
+            let raw = testing::realistic_report(index, 50).to_xml().into_bytes();
+            let name = format!("{index}.xml");
+            sender.send(ImportSource { name, raw }).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    let outage = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        common::db::allow_connections(&name, false).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        common::db::allow_connections(&name, true).await;
+    });
+    // The default lease (5 minutes): what the outage interrupted must be
+    // given back, not left to expire.
+    let config = WorkerConfig {
+        batch_size: 8,
+        ..WorkerConfig::default()
+    };
+    let outcome = run_import(
+        store.clone(),
+        Limits::default(),
+        config,
+        "w",
+        receiver,
+        std::sync::Arc::new(|_| {}),
+    )
+    .await
+    .expect("the import carries on through the outage");
+    feeder.await.unwrap();
+    outage.await.unwrap();
+    let counts = store.status_counts().await.unwrap();
+    assert_eq!(
+        counts.get(&MessageStatus::Done).copied(),
+        Some(300),
+        "{counts:?} ({} processed)",
+        outcome.processed.len()
+    );
+    assert_eq!(store.report_counts().await.unwrap().aggregate_reports, 300);
+    for processed in &outcome.processed {
+        let message = store.message(processed.id).await.unwrap().unwrap();
+        assert_eq!(message.attempts, 1, "an outage is not an attempt");
+    }
+    store.close().await;
+}

@@ -5,17 +5,16 @@
 //! one per source IP, so the overview's top sources and countries over any
 //! period read hundreds of rows instead of a hundred thousand.
 //!
-//! They are derived from the totals per domain and source, whose rows
-//! carry their source's description (copied from ip_sources by the
-//! triggers of migration 6), by triggers on those totals: every change to
-//! one of their rows, whoever makes it (a save, a requeue, a description
-//! that changed, a bulk fill), moves the same counts in the derived rows.
-//! So a derived table is always its source table summed by its key, and
-//! nothing else writes it.
+//! They sum the totals per domain and source by what each source is. The
+//! rollup applier writes them from its deltas, like every other rollup
+//! (`delta.rs`); when a source's description changes, the triggers on
+//! ip_sources rewrite its totals rows, and a trigger on those rows moves
+//! their counts from the old key to the new one here. So a derived table is
+//! always its source table summed by its key.
 //!
-//! PostgreSQL derives once per statement, from its transition tables (a
-//! save changes thousands of rows in one statement); SQLite has row
-//! triggers only, and derives per row.
+//! PostgreSQL moves counts once per statement, from its transition tables;
+//! SQLite has row triggers only, and fires them only for updates of the
+//! description columns.
 
 use super::rollup::{self, Family, Grain, Measures, Rollup, COUNTERS};
 use super::Dialect;

@@ -257,6 +257,20 @@ fn classify(error: &sqlx::Error) -> ErrorClass {
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => ErrorClass::Unreachable,
         sqlx::Error::Database(database) => {
+            // A FATAL error ends the session: refused at connection
+            // (a database not accepting connections, too many clients,
+            // a server starting or stopping) or cut off.
+            if database
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .is_some_and(|pg| {
+                    matches!(
+                        pg.severity(),
+                        sqlx::postgres::PgSeverity::Fatal | sqlx::postgres::PgSeverity::Panic
+                    )
+                })
+            {
+                return ErrorClass::Unreachable;
+            }
             let code = database.code().unwrap_or_default();
             // SQLite: SQLITE_BUSY (5), SQLITE_LOCKED (6) and their extended codes.
             if code
@@ -269,6 +283,9 @@ fn classify(error: &sqlx::Error) -> ErrorClass {
                 // Serialization failure, deadlock, lock not available,
                 // query canceled (statement timeout).
                 "40001" | "40P01" | "55P03" | "57014" => ErrorClass::TryAgain,
+                // Class 53, insufficient resources (disk full, out of
+                // memory, too many connections).
+                code if code.starts_with("53") => ErrorClass::TryAgain,
                 // Admin shutdown, crash shutdown, cannot connect now, and
                 // class 08, connection exceptions.
                 "57P01" | "57P02" | "57P03" => ErrorClass::Unreachable,
@@ -481,6 +498,16 @@ impl Store {
     ) -> StoreResult<SaveSummary> {
         let mut summaries = self.save_outcomes(worker, &[(id, outcome)]).await?;
         Ok(summaries.pop().unwrap_or_default())
+    }
+
+    /// Gives back messages `worker` claimed but could not finish because the
+    /// database failed for a while: they are pending again at once (not
+    /// after the lease), and the claim does not count as an attempt.
+    pub async fn release_claims(&self, worker: &str, ids: &[i64]) -> StoreResult<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        dispatch!(self.release_claims(worker, ids))
     }
 
     /// Puts stored messages back in the queue, deleting what was derived from them.

@@ -287,6 +287,20 @@ impl PgStore {
         Ok(ids.len() as u64)
     }
 
+    pub(super) async fn release_claims(&self, worker: &str, ids: &[i64]) -> StoreResult<u64> {
+        Ok(sqlx::query(
+            "UPDATE inbox_messages
+                SET status = 'pending', attempts = GREATEST(attempts - 1, 0), lease_until = NULL,
+                    claimed_by = NULL
+              WHERE status = 'processing' AND claimed_by = $1 AND id = ANY($2)",
+        )
+        .bind(worker)
+        .bind(ids)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
     /// One pass of the rollup applier (`applier.rs`); `None` when another
     /// process's applier is at work.
     pub(super) async fn apply_rollups(

@@ -310,6 +310,21 @@ impl SqliteStore {
         Ok(ids.len() as u64)
     }
 
+    pub(super) async fn release_claims(&self, worker: &str, ids: &[i64]) -> StoreResult<u64> {
+        Ok(sqlx::query(
+            "UPDATE inbox_messages
+                SET status = 'pending', attempts = max(attempts - 1, 0), lease_until = NULL,
+                    claimed_by = NULL
+              WHERE status = 'processing' AND claimed_by = ?1
+                AND id IN (SELECT value FROM json_each(?2))",
+        )
+        .bind(worker)
+        .bind(applier::sqlite::json_list(ids))
+        .execute(&self.derived)
+        .await?
+        .rows_affected())
+    }
+
     /// One pass of the rollup applier (`applier.rs`).
     pub(super) async fn apply_rollups(
         &self,

@@ -78,6 +78,18 @@ async fn metrics_text(State(state): State<AppState>, headers: HeaderMap) -> Resp
             series,
         ));
     }
+    if let Ok(lag) = state.store.rollup_lag().await {
+        gauges.push((
+            "dmarcd_rollup_pending_reports",
+            "Stored aggregate reports the dashboard totals do not count yet.",
+            vec![(Vec::new(), lag.reports as f64)],
+        ));
+        gauges.push((
+            "dmarcd_rollup_pending_records",
+            "Records of those reports.",
+            vec![(Vec::new(), lag.records as f64)],
+        ));
+    }
     if let Ok(counts) = state.store.enrichment_counts().await {
         let series = counts
             .dns

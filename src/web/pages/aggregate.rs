@@ -124,6 +124,22 @@ struct OverviewPage {
     top_countries: SummaryTable,
     tls: Vec<TlsSummaryRow>,
     failures: Vec<FailureRow>,
+    totals_note: Option<String>,
+}
+
+/// "As of" when the rollups (which the totals here read) have not yet
+/// counted every stored report (store::applier): the time the oldest
+/// waiting one was stored, and how much waits.
+async fn totals_note(state: &AppState) -> Result<Option<String>, PageError> {
+    let lag = state.store.rollup_lag().await?;
+    Ok(lag.oldest.filter(|_| lag.reports > 0).map(|oldest| {
+        format!(
+            "Totals as of {} UTC: {} report(s) with {} record(s) stored since are still being counted.",
+            oldest.format("%Y-%m-%d %H:%M:%S"),
+            lag.reports,
+            lag.records
+        )
+    }))
 }
 
 pub(super) async fn overview(
@@ -179,11 +195,12 @@ pub(super) async fn overview(
         top(&parsed, GroupBy::Org, 10),
         top(&parsed, GroupBy::Country, 10),
     )?;
-    let (tls, failures, failed_messages, form) = tokio::try_join!(
+    let (tls, failures, failed_messages, form, totals_note) = tokio::try_join!(
         tls,
         failures,
         failed_messages,
         filter_form(&state, filter.clone(), Vec::new()),
+        totals_note(&state),
     )?;
     let page = OverviewPage {
         chart,
@@ -198,6 +215,7 @@ pub(super) async fn overview(
         form,
         periods,
         failed_messages,
+        totals_note,
     };
     render(page)
 }
@@ -215,6 +233,7 @@ struct ExplorerPage {
     layout: Layout,
     form: FilterForm,
     query: String,
+    totals_note: Option<String>,
     total: i64,
     summary: SummaryTable,
     previous: Option<String>,
@@ -293,6 +312,7 @@ pub(super) async fn explorer(
         layout: Layout::new(&state, Some(user), "/aggregate"),
         form: filter_form(&state, filter, selects).await?,
         query,
+        totals_note: totals_note(&state).await?,
         total,
         summary,
         previous,
