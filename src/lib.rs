@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod decode;
 pub mod domain;
 pub mod enrich;

@@ -882,3 +882,108 @@ async fn rate_limits_count_the_client_a_trusted_proxy_names() {
         store.close().await;
     }
 }
+
+/// A connection from `local` (any 127.0.0.0/8 address) to `server`.
+async fn connect_from(local: &str, server: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{local}:0").parse().unwrap()).unwrap();
+    socket.connect(server).await.unwrap()
+}
+
+/// What the server sends until it closes the connection, or `None` if it
+/// is still open after `wait`.
+async fn until_closed(
+    stream: &mut tokio::net::TcpStream,
+    wait: std::time::Duration,
+) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut received = Vec::new();
+    match tokio::time::timeout(wait, stream.read_to_end(&mut received)).await {
+        Ok(_) => Some(String::from_utf8_lossy(&received).into_owned()),
+        Err(_) => None,
+    }
+}
+
+/// A client that sends half a header and then nothing, or that keeps a
+/// connection open after its answer, is cut after
+/// `web.header_read_timeout_seconds` (slowloris: ~20,000 of them used up
+/// every descriptor).
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_headers_and_idle_kept_alive_connections_are_cut() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_dir, store) = common::db::sqlite().await;
+    let config = WebConfig {
+        header_read_timeout_seconds: 1,
+        ..WebConfig::default()
+    };
+    let server = Server::start(store.clone(), config).await;
+    let wait = std::time::Duration::from_secs(5);
+
+    let mut slow = connect_from("127.0.0.1", server.address).await;
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    assert!(
+        until_closed(&mut slow, wait).await.is_some(),
+        "a half header held the connection"
+    );
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+
+    let mut kept = connect_from("127.0.0.1", server.address).await;
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = vec![0u8; 4096];
+    let read = kept.read(&mut answer).await.unwrap();
+    assert!(answer[..read].starts_with(b"HTTP/1.1 200"));
+    assert!(
+        until_closed(&mut kept, wait).await.is_some(),
+        "an idle kept-alive connection stayed open"
+    );
+    store.close().await;
+}
+
+/// Connections are capped per client address and in all: past a cap the
+/// client gets a 503 and the connection is closed, instead of the process
+/// running out of descriptors.
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_are_capped_per_address_and_in_all() {
+    let (_dir, store) = common::db::sqlite().await;
+    let config = WebConfig {
+        max_connections: 5,
+        max_connections_per_ip: 3,
+        ..WebConfig::default()
+    };
+    let server = Server::start(store.clone(), config).await;
+    let wait = std::time::Duration::from_secs(5);
+    let quiet = std::time::Duration::from_millis(300);
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(connect_from("127.0.0.2", server.address).await);
+    }
+    let mut fourth = connect_from("127.0.0.2", server.address).await;
+    let refused = until_closed(&mut fourth, wait)
+        .await
+        .expect("refused and closed");
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused:?}");
+    for _ in 0..2 {
+        held.push(connect_from("127.0.0.3", server.address).await);
+    }
+    let mut sixth = connect_from("127.0.0.4", server.address).await;
+    let refused = until_closed(&mut sixth, wait)
+        .await
+        .expect("refused and closed");
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused:?}");
+    for stream in &mut held {
+        assert!(
+            until_closed(stream, quiet).await.is_none(),
+            "a connection under the caps was closed"
+        );
+    }
+    // Once some close, others get in.
+    held.truncate(2);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(server.get("/healthz", None).await.status, 200);
+    store.close().await;
+}

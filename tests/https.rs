@@ -193,3 +193,154 @@ fn tls_reports_are_posted_over_https_to_the_web_listener() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// `dmarcd serve` started through `sh -c 'ulimit …; exec dmarcd serve'`
+/// with SMTP on `smtp` and the web on `web`; its log goes to `log`.
+fn serve_with_ulimit(
+    data: &std::path::Path,
+    ulimit: &str,
+    web: SocketAddr,
+    smtp: SocketAddr,
+    log: &std::path::Path,
+) -> Serve {
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit {ulimit} && exec \"$0\" serve"))
+        .arg(env!("CARGO_BIN_EXE_dmarcd"))
+        .env("DMARCD_DATA_DIR", data)
+        .env_remove("DATABASE_URL")
+        .env_remove("DMARCD_DATABASE_URL")
+        .env("DMARCD_LOG", "info")
+        .env("DMARCD_ENRICH_REVERSE_DNS", "false")
+        .env("DMARCD_WEB_LISTEN", web.to_string())
+        .env("DMARCD_WEB_HEADER_READ_TIMEOUT_SECONDS", "5")
+        .env("DMARCD_SMTP_LISTEN", smtp.to_string())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for(web);
+    wait_for(smtp);
+    Serve(child)
+}
+
+/// The "Max open files" soft and hard limits of process `pid`.
+fn open_file_limits(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .unwrap();
+    let mut fields = line.split_whitespace().skip(3);
+    (
+        fields.next().unwrap().to_string(),
+        fields.next().unwrap().to_string(),
+    )
+}
+
+/// The SMTP greeting at `address`, or what went wrong.
+fn smtp_greeting(address: SocketAddr) -> String {
+    let Ok(stream) = TcpStream::connect_timeout(&address, Duration::from_secs(5)) else {
+        return "no connection".to_string();
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut line = String::new();
+    let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stream), &mut line);
+    line
+}
+
+/// `GET /healthz` over plain HTTP; the status line, or what went wrong.
+fn healthz(address: SocketAddr) -> String {
+    let Ok(mut stream) = TcpStream::connect_timeout(&address, Duration::from_secs(5)) else {
+        return "no connection".to_string();
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut reply = Vec::new();
+    let _ = stream.read_to_end(&mut reply);
+    String::from_utf8_lossy(&reply)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// ~20,000 web connections that each sent one header line and then nothing
+/// drove the process to its descriptor limit: SMTP stopped greeting and
+/// /healthz timed out. Under an open-file limit of 256 (soft and hard),
+/// dmarcd now lowers its connection caps to fit (and says so), refuses web
+/// connections past them, cuts slow ones after the header-read timeout,
+/// and keeps descriptors for SMTP, which goes on greeting.
+#[test]
+fn a_flood_of_slow_web_clients_leaves_smtp_greeting_and_healthz_answering() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("serve.log");
+    let (web, smtp) = (free_port(), free_port());
+
+    // A soft limit is raised to the hard one at start.
+    let raised = serve_with_ulimit(dir.path(), "-S -n 256", web, smtp, &log);
+    let (soft, hard) = open_file_limits(raised.0.id());
+    assert_eq!(soft, hard, "the soft limit was not raised");
+    drop(raised);
+
+    let (web, smtp) = (free_port(), free_port());
+    let server = serve_with_ulimit(dir.path(), "-n 256", web, smtp, &log);
+    assert_eq!(
+        open_file_limits(server.0.id()),
+        ("256".into(), "256".into())
+    );
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        said.contains("lowered to") && said.contains("web.max_connections"),
+        "{said}"
+    );
+
+    // 400 slow clients from 20 addresses, each one header line and no more.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let flood = runtime.block_on(async {
+        let mut flood = Vec::new();
+        for client in 0..400 {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            let local = format!("127.0.1.{}:0", client % 20 + 1);
+            socket.bind(local.parse().unwrap()).unwrap();
+            if let Ok(mut stream) = socket.connect(web).await {
+                use tokio::io::AsyncWriteExt;
+                let _ = stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await;
+                flood.push(stream);
+            }
+        }
+        flood
+    });
+    assert!(flood.len() > 300, "only {} connected", flood.len());
+
+    let greeting = smtp_greeting(smtp);
+    assert!(
+        greeting.starts_with("220 "),
+        "SMTP during the flood: {greeting:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = healthz(web);
+        if status.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/healthz never answered: {status:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let greeting = smtp_greeting(smtp);
+    assert!(
+        greeting.starts_with("220 "),
+        "SMTP after the flood: {greeting:?}"
+    );
+    drop(flood);
+}

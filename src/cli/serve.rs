@@ -9,10 +9,11 @@ use crate::config::Config;
 use crate::inbox::Inbox;
 use crate::smtp::tls::TlsSource;
 use crate::smtp::SmtpServer;
-use crate::web::{AppState, TlsListener, WebListener};
+use crate::web::{AppState, WebListener};
 use crate::worker::Worker;
 
-pub(super) async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+pub(super) async fn serve(mut config: Config) -> anyhow::Result<ExitCode> {
+    fit_connections_to_descriptors(&mut config)?;
     let store = super::open_store(&config).await?;
     tracing::info!(backend = store.backend(), data_dir = %config.data_dir.display(), "dmarcd started");
     let (stop, stopped) = watch::channel(false);
@@ -80,24 +81,18 @@ pub(super) async fn serve(config: Config) -> anyhow::Result<ExitCode> {
                     config.web.listen
                 )
             })?;
-        let listener = match (&config.web.tls_cert_file, &config.web.tls_key_file) {
-            (Some(cert), Some(key)) => {
-                let files = crate::smtp::tls::CertificateFiles {
-                    cert: cert.clone(),
-                    key: key.clone(),
-                };
-                let tls = TlsSource::load(Some(files), "")?;
-                Arc::clone(&tls).watch(std::time::Duration::from_secs(30));
-                reload_on_sighup(Arc::clone(&tls));
-                let handshake = std::time::Duration::from_secs(10);
-                WebListener::Tls(TlsListener::new(listener, tls, handshake)?)
-            }
-            _ => WebListener::Plain(listener),
-        };
-        let scheme = match listener {
-            WebListener::Tls(_) => "https",
-            WebListener::Plain(_) => "http",
-        };
+        let mut listener = WebListener::new(listener, &config.web);
+        if let (Some(cert), Some(key)) = (&config.web.tls_cert_file, &config.web.tls_key_file) {
+            let files = crate::smtp::tls::CertificateFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            };
+            let tls = TlsSource::load(Some(files), "")?;
+            Arc::clone(&tls).watch(std::time::Duration::from_secs(30));
+            reload_on_sighup(Arc::clone(&tls));
+            listener = listener.with_tls(tls);
+        }
+        let scheme = if listener.is_tls() { "https" } else { "http" };
         tracing::info!(address = %listener.local_addr()?, scheme, "web listener ready");
         if let Some(address) = config.web.metrics_listen {
             let metrics = tokio::net::TcpListener::bind(address)
@@ -108,7 +103,9 @@ pub(super) async fn serve(config: Config) -> anyhow::Result<ExitCode> {
             tracing::info!(%address, "metrics listener ready");
             let router = crate::web::metrics_router(state.clone());
             let stopped = stopped.clone();
+            let config_web = config.web.clone();
             listeners.push(tokio::spawn(async move {
+                let metrics = WebListener::new(metrics, &config_web);
                 if let Err(error) = crate::web::serve(metrics, router, stopped).await {
                     tracing::error!(%error, "metrics listener failed");
                 }
@@ -130,6 +127,58 @@ pub(super) async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Raises the open-file limit to its hard limit, and lowers the web and
+/// SMTP connection caps if together they would not fit under it with
+/// descriptors to spare: slow web clients then cannot starve SMTP (or the
+/// database) of descriptors.
+fn fit_connections_to_descriptors(config: &mut Config) -> anyhow::Result<()> {
+    let limit = match crate::connections::raise_descriptor_limit() {
+        Ok((before, limit)) => {
+            if limit > before {
+                tracing::info!(
+                    before,
+                    limit,
+                    "raised the open-file limit to its hard limit"
+                );
+            } else {
+                tracing::info!(limit, "open-file limit");
+            }
+            limit
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot read or raise the open-file limit; connection caps left as configured");
+            return Ok(());
+        }
+    };
+    let web = if config.web.enabled {
+        config.web.max_connections
+    } else {
+        0
+    };
+    let smtp = if config.smtp.enabled {
+        config.smtp.max_connections
+    } else {
+        0
+    };
+    let (web_fitted, smtp_fitted) = crate::connections::fit_to_descriptors(limit, web, smtp)?;
+    if (web_fitted, smtp_fitted) != (web, smtp) {
+        tracing::warn!(
+            limit,
+            reserved = crate::connections::DESCRIPTOR_RESERVE,
+            "the open-file limit cannot hold web.max_connections ({web}) and \
+             smtp.max_connections ({smtp}): lowered to {web_fitted} and {smtp_fitted} \
+             (raise the limit with ulimit -n or LimitNOFILE=, or lower the caps)"
+        );
+        if config.web.enabled {
+            config.web.max_connections = web_fitted;
+        }
+        if config.smtp.enabled {
+            config.smtp.max_connections = smtp_fitted;
+        }
+    }
+    Ok(())
 }
 
 /// `kill -HUP` reloads the TLS certificate files (after a renewal).

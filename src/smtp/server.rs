@@ -1,10 +1,10 @@
 //! The socket side of SMTP: accept loop, connection limits, timeouts, and
 //! handing complete messages to the inbox. The protocol is in `session`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -16,6 +16,7 @@ use tokio::time::{timeout_at, Instant};
 use super::budget::DataBudget;
 use super::session::{Event, RecipientPolicy, Session, SessionConfig};
 use super::tls::{describe, CertificateFiles, TlsError, TlsSource};
+use crate::connections::PerIpLimit;
 use crate::inbox::Inbox;
 use crate::store::{Envelope, Intake};
 
@@ -124,7 +125,7 @@ struct Shared {
     session: Arc<SessionConfig>,
     config: SmtpConfig,
     connections: Semaphore,
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    per_ip: Arc<PerIpLimit>,
 }
 
 impl SmtpServer {
@@ -180,7 +181,7 @@ impl SmtpServer {
             tls,
             session,
             connections: Semaphore::new(config.max_connections),
-            per_ip: Mutex::new(HashMap::new()),
+            per_ip: PerIpLimit::new(config.max_connections_per_ip),
             config,
         });
         Ok(SmtpServer { listener, shared })
@@ -304,16 +305,14 @@ impl Shared {
             .await;
             return;
         };
-        if !self.claim_ip_slot(ip) {
+        let Some(_slot) = self.per_ip.claim(ip) else {
             refuse(
                 stream,
                 b"421 4.7.0 Too many connections from your address, try again later\r\n",
             )
             .await;
             return;
-        }
-        // Released however the session ends, a panic included.
-        let _slot = IpSlot { shared: &self, ip };
+        };
         let _ = stream.set_nodelay(true);
         crate::metrics::count("dmarcd_smtp_sessions_total", &[], 1);
         if let Err(error) = self.session(stream, ip, stop).await {
@@ -352,32 +351,6 @@ impl Shared {
         self.converse(&mut secure, &mut session, None, &conversation)
             .await?;
         Ok(())
-    }
-
-    fn claim_ip_slot(&self, ip: IpAddr) -> bool {
-        let mut per_ip = self
-            .per_ip
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let count = per_ip.entry(ip).or_insert(0);
-        if *count >= self.config.max_connections_per_ip {
-            return false;
-        }
-        *count += 1;
-        true
-    }
-
-    fn release_ip_slot(&self, ip: IpAddr) {
-        let mut per_ip = self
-            .per_ip
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(count) = per_ip.get_mut(&ip) {
-            *count -= 1;
-            if *count == 0 {
-                per_ip.remove(&ip);
-            }
-        }
     }
 
     async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
@@ -506,18 +479,6 @@ impl Shared {
             .await
             .map(|accepted| accepted.id)
             .map_err(|error| error.to_string())
-    }
-}
-
-/// A connection's place in the per-IP count.
-struct IpSlot<'a> {
-    shared: &'a Shared,
-    ip: IpAddr,
-}
-
-impl Drop for IpSlot<'_> {
-    fn drop(&mut self) {
-        self.shared.release_ip_slot(self.ip);
     }
 }
 

@@ -1,128 +1,247 @@
 //! The web listener: plain HTTP (behind a TLS-terminating proxy, or on
-//! loopback), or HTTPS itself with certificate files. RFC 8460 section 3
+//! loopback), or HTTPS itself with certificate files (RFC 8460 section 3
 //! has TLS reports POSTed to an `https:` URI, so a small install can take
-//! them with no proxy at all.
+//! them with no proxy at all).
+//!
+//! A thin accept loop of its own rather than `axum::serve`, for the limits
+//! that keep slow clients from taking the process down: ~20,000
+//! connections each sending one header line and then nothing once used up
+//! every descriptor, and SMTP stopped greeting. Connections are capped in
+//! all and per client address (over a cap: a 503, then closed), a request
+//! header must arrive within `web.header_read_timeout_seconds` (hyper's
+//! timer, which also bounds a kept-alive connection waiting for its next
+//! request), and a TLS handshake within its own deadline.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::connect_info::Connected;
-use axum::serve::{IncomingStream, Listener};
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::Request;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
-use tokio_rustls::server::TlsStream;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
 
+use super::{TrustedProxies, WebConfig};
+use crate::connections::{IpSlot, PerIpLimit};
 use crate::smtp::tls::TlsSource;
-
-/// Handshakes in progress at once; more connections wait in the kernel's
-/// backlog, so a flood of silent clients cannot exhaust memory.
-const MAX_HANDSHAKES: usize = 256;
 
 /// The client's address, for the rate limits on sign-in and TLS-RPT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub SocketAddr);
 
-impl Connected<IncomingStream<'_, TcpListener>> for ClientAddr {
-    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
-        ClientAddr(*stream.remote_addr())
-    }
+/// The limits of one web listener (from `[web]`).
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub header_read_timeout: Duration,
+    pub tls_handshake_timeout: Duration,
+    /// Reverse proxies: every client behind one shares its address, so the
+    /// per-address cap does not apply to them.
+    pub proxies: Arc<TrustedProxies>,
 }
 
-impl Connected<IncomingStream<'_, TlsListener>> for ClientAddr {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        ClientAddr(*stream.remote_addr())
-    }
-}
-
-/// Accepts TCP connections and hands on those whose TLS handshake
-/// finished. Handshakes run in tasks of their own, each with a deadline, so
-/// one slow client holds up nobody else.
-pub struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
-}
-
-impl TlsListener {
-    pub fn new(
-        tcp: TcpListener,
-        tls: Arc<TlsSource>,
-        handshake_timeout: Duration,
-    ) -> std::io::Result<Self> {
-        let local = tcp.local_addr()?;
-        let (sender, ready) = mpsc::channel(64);
-        let slots = Arc::new(Semaphore::new(MAX_HANDSHAKES));
-        tokio::spawn(async move {
-            loop {
-                let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
-                    return;
-                };
-                let (stream, peer) = match tcp.accept().await {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        // Out of descriptors and the like: wait, then go on.
-                        tracing::warn!(%error, "web listener: accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                if sender.is_closed() {
-                    return;
-                }
-                let acceptor = tls.acceptor();
-                let sender = sender.clone();
-                tokio::spawn(async move {
-                    let _slot = slot;
-                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => {
-                            let _ = sender.send((stream, peer)).await;
-                        }
-                        Ok(Err(error)) => {
-                            tracing::debug!(%peer, %error, "web: TLS handshake failed");
-                        }
-                        Err(_) => tracing::debug!(%peer, "web: TLS handshake timed out"),
-                    }
-                });
-            }
-        });
-        Ok(TlsListener { ready, local })
-    }
-}
-
-impl Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(connection) => connection,
-            // The accept task ended (the runtime is shutting down).
-            None => std::future::pending().await,
+impl ConnectionLimits {
+    pub fn from_config(config: &WebConfig) -> Self {
+        ConnectionLimits {
+            max_connections: config.max_connections.max(1),
+            max_connections_per_ip: config.max_connections_per_ip.max(1),
+            header_read_timeout: Duration::from_secs(config.header_read_timeout_seconds.max(1)),
+            tls_handshake_timeout: Duration::from_secs(config.tls_handshake_timeout_seconds.max(1)),
+            proxies: Arc::new(
+                TrustedProxies::parse(&config.trusted_proxies)
+                    .expect("web.trusted_proxies is checked with the config"),
+            ),
         }
     }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
-    }
 }
 
-/// What the web app listens on.
-pub enum WebListener {
-    Plain(TcpListener),
-    Tls(TlsListener),
+/// What the web app listens on, and how.
+pub struct WebListener {
+    tcp: TcpListener,
+    tls: Option<Arc<TlsSource>>,
+    limits: ConnectionLimits,
 }
 
 impl WebListener {
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        match self {
-            WebListener::Plain(tcp) => tcp.local_addr(),
-            WebListener::Tls(tls) => tls.local_addr(),
+    /// Plain HTTP on `tcp` with the limits of `config`.
+    pub fn new(tcp: TcpListener, config: &WebConfig) -> Self {
+        WebListener {
+            tcp,
+            tls: None,
+            limits: ConnectionLimits::from_config(config),
         }
+    }
+
+    /// HTTPS with certificates from `tls`.
+    pub fn with_tls(mut self, tls: Arc<TlsSource>) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.tcp.local_addr()
     }
 }
 
+/// A plain listener with the default limits.
 impl From<TcpListener> for WebListener {
     fn from(tcp: TcpListener) -> Self {
-        WebListener::Plain(tcp)
+        WebListener::new(tcp, &WebConfig::default())
+    }
+}
+
+/// How long to wait before accepting again after accept failed.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// The answer to a connection over a cap, written if the socket takes it
+/// at once (a fresh socket always does), then the connection is closed.
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\n\
+Content-Type: text/plain\r\nContent-Length: 30\r\nConnection: close\r\n\r\n\
+Too many connections; retry.\r\n";
+
+/// Serves `router` on `listener` until `shutdown` turns true; requests in
+/// flight finish first.
+pub(super) async fn serve(
+    listener: WebListener,
+    router: Router,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let WebListener { tcp, tls, limits } = listener;
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let per_ip = PerIpLimit::new(limits.max_connections_per_ip);
+    let (closing, closing_watch) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = tcp.accept() => accepted,
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow() {
+                    break;
+                }
+                continue;
+            }
+        };
+        while connections.try_join_next().is_some() {}
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of descriptors, say: the connection waits in the
+                // backlog; retrying at once would only spin.
+                tracing::warn!(%error, "web listener: accept failed");
+                tokio::time::sleep(ACCEPT_RETRY).await;
+                continue;
+            }
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::debug!(%peer, "web: refused a connection past web.max_connections");
+            refuse(stream);
+            continue;
+        };
+        let ip_slot = if limits.proxies.trusts(peer.ip()) {
+            None
+        } else {
+            match per_ip.claim(peer.ip()) {
+                Some(ip_slot) => Some(ip_slot),
+                None => {
+                    tracing::debug!(%peer, "web: refused a connection past web.max_connections_per_ip");
+                    refuse(stream);
+                    continue;
+                }
+            }
+        };
+        let connection = Connection {
+            peer,
+            router: router.clone(),
+            limits: limits.clone(),
+            closing: closing_watch.clone(),
+            _slots: (slot, ip_slot),
+        };
+        connections.spawn(connection.run(stream, tls.clone()));
+    }
+    drop(tcp);
+    let _ = closing.send(true);
+    while connections.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Says "busy" if the socket takes it at once, and closes the connection.
+fn refuse(stream: TcpStream) {
+    let _ = stream.try_write(BUSY);
+}
+
+/// One accepted connection and what it holds.
+struct Connection {
+    peer: SocketAddr,
+    router: Router,
+    limits: ConnectionLimits,
+    closing: watch::Receiver<bool>,
+    /// Its places under the caps, given back when it ends.
+    _slots: (OwnedSemaphorePermit, Option<IpSlot>),
+}
+
+impl Connection {
+    async fn run(self, stream: TcpStream, tls: Option<Arc<TlsSource>>) {
+        let _ = stream.set_nodelay(true);
+        let Some(tls) = tls else {
+            return self.http(TokioIo::new(stream)).await;
+        };
+        let handshake = tls.acceptor().accept(stream);
+        match tokio::time::timeout(self.limits.tls_handshake_timeout, handshake).await {
+            Ok(Ok(stream)) => self.http(TokioIo::new(stream)).await,
+            Ok(Err(error)) => {
+                tracing::debug!(peer = %self.peer, %error, "web: TLS handshake failed")
+            }
+            Err(_) => tracing::debug!(peer = %self.peer, "web: TLS handshake timed out"),
+        }
+    }
+
+    /// HTTP/1.1 on `io` until the client or the server closes it.
+    async fn http<I>(mut self, io: I)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let peer = self.peer;
+        let router = self.router.clone();
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let mut request = request.map(Body::new);
+            request
+                .extensions_mut()
+                .insert(ConnectInfo(ClientAddr(peer)));
+            // The router is always ready: no `poll_ready` is needed.
+            tower_service::Service::call(&mut router.clone(), request)
+        });
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.limits.header_read_timeout);
+        let connection = builder.serve_connection(io, service);
+        tokio::pin!(connection);
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                served = connection.as_mut() => {
+                    if let Err(error) = served {
+                        tracing::debug!(%peer, %error, "web: connection ended");
+                    }
+                    return;
+                }
+                // Shutdown: the request in flight is answered, then the
+                // connection closes (an idle one at once).
+                _ = self.closing.changed(), if !closing => {
+                    closing = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+        }
     }
 }

@@ -28,7 +28,7 @@ pub use accounts::Accounts;
 pub use client::{ClientIp, TrustedProxies};
 pub use error::ApiError;
 use limiter::RateLimiter;
-pub use listener::{ClientAddr, TlsListener, WebListener};
+pub use listener::{ClientAddr, ConnectionLimits, WebListener};
 
 /// The `[web]` section of the config.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -72,6 +72,18 @@ pub struct WebConfig {
     /// If set, `/metrics` is served on this address (plain HTTP, e.g.
     /// `127.0.0.1:9187`) instead of on `listen`.
     pub metrics_listen: Option<SocketAddr>,
+    /// Connections served at once; more are answered 503 and closed.
+    /// Lowered at start if the open-file limit cannot hold it beside
+    /// `smtp.max_connections` (logged).
+    pub max_connections: usize,
+    /// Connections at once from one address (trusted proxies excepted).
+    pub max_connections_per_ip: usize,
+    /// Seconds for a request's header to arrive, from the connection's
+    /// start or the previous response: also the longest a kept-alive
+    /// connection waits idle for its next request.
+    pub header_read_timeout_seconds: u64,
+    /// Seconds allowed for the TLS handshake (with `tls_cert_file`).
+    pub tls_handshake_timeout_seconds: u64,
 }
 
 impl Default for WebConfig {
@@ -91,6 +103,10 @@ impl Default for WebConfig {
             request_timeout_seconds: 60,
             metrics_token: None,
             metrics_listen: None,
+            max_connections: 1024,
+            max_connections_per_ip: 64,
+            header_read_timeout_seconds: 10,
+            tls_handshake_timeout_seconds: 10,
         }
     }
 }
@@ -166,31 +182,13 @@ pub fn metrics_router(state: AppState) -> Router {
     headers::add(ops::metrics_routes().with_state(state), false)
 }
 
-/// Serves `router` on `listener` (a `TcpListener` or a `WebListener`)
-/// until `shutdown` turns true; requests in flight finish first.
+/// Serves `router` on `listener` (a `TcpListener`, with the default
+/// limits, or a `WebListener`) until `shutdown` turns true; requests in
+/// flight finish first.
 pub async fn serve(
     listener: impl Into<WebListener>,
     router: Router,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let stopped = async move {
-        while !*shutdown.borrow() {
-            if shutdown.changed().await.is_err() {
-                break;
-            }
-        }
-    };
-    let service = router.into_make_service_with_connect_info::<ClientAddr>();
-    match listener.into() {
-        WebListener::Plain(tcp) => {
-            axum::serve(tcp, service)
-                .with_graceful_shutdown(stopped)
-                .await
-        }
-        WebListener::Tls(tls) => {
-            axum::serve(tls, service)
-                .with_graceful_shutdown(stopped)
-                .await
-        }
-    }
+    listener::serve(listener.into(), router, shutdown).await
 }

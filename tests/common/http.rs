@@ -24,6 +24,7 @@ impl Server {
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = watch::channel(false);
         let router = dmarcd::web::router(state.clone());
+        let listener = dmarcd::web::WebListener::new(listener, &state.config);
         tokio::spawn(async move { dmarcd::web::serve(listener, router, stopped).await });
         Server {
             address,
