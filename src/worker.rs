@@ -3,6 +3,8 @@
 //! (not a report) or failed (with the reason). A message claimed by a
 //! process that died is claimed again once its lease expires.
 
+mod outage;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,6 +38,9 @@ pub struct WorkerConfig {
     pub max_attempts: i32,
     /// Milliseconds between polls of an empty queue (default: 1000).
     pub poll_interval_ms: u64,
+    /// Longest pause, in milliseconds, between polls while the database
+    /// fails (default: 30000); the pause doubles from `poll_interval_ms`.
+    pub max_retry_interval_ms: u64,
 }
 
 impl Default for WorkerConfig {
@@ -48,6 +53,7 @@ impl Default for WorkerConfig {
             lease_seconds: 300,
             max_attempts: 5,
             poll_interval_ms: 1000,
+            max_retry_interval_ms: 30_000,
         }
     }
 }
@@ -71,6 +77,8 @@ pub struct Worker {
     /// Messages this worker claimed and could not save because the
     /// database failed for now, to give back once it answers.
     unreleased: Arc<std::sync::Mutex<Vec<i64>>>,
+    /// Shared by the workers of a process (`named` keeps it).
+    outages: Arc<outage::OutageLog>,
 }
 
 impl Worker {
@@ -87,6 +95,7 @@ impl Worker {
             name: name.into(),
             config,
             unreleased: Arc::default(),
+            outages: Arc::default(),
         }
     }
 
@@ -234,12 +243,27 @@ impl Worker {
     }
 
     /// Runs until `shutdown` turns true, polling the queue when it is empty.
-    /// A database error is logged and retried after the poll interval: the
-    /// messages stay in the inbox meanwhile.
+    /// While the database fails, the messages stay in the inbox and the
+    /// worker polls less and less often (`outage`); the log says when an
+    /// outage starts and when it ends, once each.
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
         let idle = Duration::from_millis(self.config.poll_interval_ms.max(10));
+        let most = Duration::from_millis(self.config.max_retry_interval_ms);
+        let mut failures: u32 = 0;
         while !*shutdown.borrow() {
-            let pause = match self.run_batch().await {
+            let result = self.run_batch().await;
+            if result.is_ok() {
+                failures = 0;
+                if let Some(outage) = self.outages.reached() {
+                    tracing::warn!(
+                        worker = %self.name,
+                        seconds = outage.started.elapsed().as_secs(),
+                        failed_polls = outage.failed_polls,
+                        "the store answers again; the messages waiting in the inbox are processed"
+                    );
+                }
+            }
+            let pause = match result {
                 Ok(batch) if !batch.is_empty() => {
                     for message in &batch {
                         log_processed(message);
@@ -247,9 +271,19 @@ impl Worker {
                     continue;
                 }
                 Ok(_) => idle,
+                Err(error) if error.is_temporary() => {
+                    failures = failures.saturating_add(1);
+                    if self.outages.failed() {
+                        tracing::error!(worker = %self.name, %error, "workers cannot reach the store; the messages wait in the inbox and polls back off until it answers");
+                    } else {
+                        tracing::debug!(worker = %self.name, %error, "the store is still unavailable");
+                    }
+                    outage::backoff(idle, failures, most)
+                }
                 Err(error) => {
-                    tracing::error!(worker = %self.name, %error, "worker cannot reach the store; retrying");
-                    idle
+                    failures = failures.saturating_add(1);
+                    tracing::error!(worker = %self.name, %error, "worker: the store refused a request; retrying");
+                    outage::backoff(idle, failures, most)
                 }
             };
             tokio::select! {
