@@ -29,7 +29,7 @@ impl DataBudget {
         self.limit.saturating_sub(self.used.load(Ordering::Acquire))
     }
 
-    /// Bytes reserved by all sessions (for tests and metrics).
+    /// Bytes reserved by all sessions.
     pub fn used(&self) -> usize {
         self.used.load(Ordering::Acquire)
     }

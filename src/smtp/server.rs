@@ -196,11 +196,6 @@ impl SmtpServer {
         self.shared.tls.clone()
     }
 
-    /// The data budget shared by the sessions (for tests and metrics).
-    pub fn data_budget(&self) -> Arc<DataBudget> {
-        Arc::clone(&self.shared.session.budget)
-    }
-
     /// Serves until `shutdown` turns true, then lets sessions in flight
     /// finish for up to `shutdown_grace_seconds`, telling new connections
     /// to come back later (`421 4.3.2`). Sessions still open at the end of

@@ -41,6 +41,9 @@ pub struct ConnectionLimits {
     pub max_connections_per_ip: usize,
     pub header_read_timeout: Duration,
     pub tls_handshake_timeout: Duration,
+    /// How long requests in flight may take to finish at shutdown (a
+    /// request's own time limit); connections still open then are closed.
+    pub shutdown_grace: Duration,
     /// Reverse proxies: every client behind one shares its address, so the
     /// per-address cap does not apply to them.
     pub proxies: Arc<TrustedProxies>,
@@ -53,6 +56,7 @@ impl ConnectionLimits {
             max_connections_per_ip: config.max_connections_per_ip.max(1),
             header_read_timeout: Duration::from_secs(config.header_read_timeout_seconds.max(1)),
             tls_handshake_timeout: Duration::from_secs(config.tls_handshake_timeout_seconds.max(1)),
+            shutdown_grace: Duration::from_secs(config.request_timeout_seconds.max(1)),
             proxies: Arc::new(
                 TrustedProxies::parse(&config.trusted_proxies)
                     .expect("web.trusted_proxies is checked with the config"),
@@ -144,7 +148,7 @@ pub(super) async fn serve(
         };
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
             tracing::debug!(%peer, "web: refused a connection past web.max_connections");
-            refuse(stream);
+            refuse(stream, tls.is_none());
             continue;
         };
         let ip_slot = if limits.proxies.trusts(peer.ip()) {
@@ -154,7 +158,7 @@ pub(super) async fn serve(
                 Some(ip_slot) => Some(ip_slot),
                 None => {
                     tracing::debug!(%peer, "web: refused a connection past web.max_connections_per_ip");
-                    refuse(stream);
+                    refuse(stream, tls.is_none());
                     continue;
                 }
             }
@@ -170,13 +174,25 @@ pub(super) async fn serve(
     }
     drop(tcp);
     let _ = closing.send(true);
-    while connections.join_next().await.is_some() {}
+    let finished = tokio::time::timeout(limits.shutdown_grace, async {
+        while connections.join_next().await.is_some() {}
+    });
+    if finished.await.is_err() {
+        tracing::warn!(
+            connections = connections.len(),
+            "web connections still open after the shutdown grace were closed"
+        );
+        connections.abort_all();
+    }
     Ok(())
 }
 
-/// Says "busy" if the socket takes it at once, and closes the connection.
-fn refuse(stream: TcpStream) {
-    let _ = stream.try_write(BUSY);
+/// Says "busy" (in plain HTTP, if the socket takes it at once: a TLS
+/// client could not read it) and closes the connection.
+fn refuse(stream: TcpStream, plain: bool) {
+    if plain {
+        let _ = stream.try_write(BUSY);
+    }
 }
 
 /// One accepted connection and what it holds.
