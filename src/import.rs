@@ -9,8 +9,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::decode::Limits;
+use crate::inbox::Envelope;
 use crate::inbox::Inbox;
-use crate::store::{Envelope, Store, StoreError, StoreResult};
+use crate::store::{Store, StoreError, StoreResult};
 use crate::worker::{Processed, Worker, WorkerConfig};
 
 /// Messages stored per transaction at most.

@@ -2,7 +2,9 @@
 //! is acknowledged only after `Inbox::accept` returned, that is after its
 //! raw bytes are committed. Everything else is derived from them later.
 
-use crate::store::{Accepted, Envelope, Store, StoreResult};
+use std::net::IpAddr;
+
+use crate::store::{Accepted, Store, StoreResult};
 
 #[derive(Clone)]
 pub struct Inbox {
@@ -56,5 +58,94 @@ impl Inbox {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+}
+
+/// How a message reached the inbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intake {
+    Smtp,
+    Http,
+    Import,
+}
+
+impl Intake {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Intake::Smtp => "smtp",
+            Intake::Http => "http",
+            Intake::Import => "import",
+        }
+    }
+}
+
+/// Who handed the message over, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    pub intake: Intake,
+    /// A file path for imports, a request path for HTTP.
+    pub source_name: Option<String>,
+    pub peer_ip: Option<IpAddr>,
+    pub helo: Option<String>,
+    pub mail_from: Option<String>,
+    pub rcpt_to: Vec<String>,
+    pub tls: bool,
+}
+
+impl Envelope {
+    /// An import from a file.
+    pub fn import(source_name: impl Into<String>) -> Self {
+        Envelope {
+            intake: Intake::Import,
+            source_name: Some(source_name.into()),
+            peer_ip: None,
+            helo: None,
+            mail_from: None,
+            rcpt_to: Vec::new(),
+            tls: false,
+        }
+    }
+}
+
+/// The lifecycle of an inbox message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum MessageStatus {
+    Pending,
+    Processing,
+    Done,
+    Failed,
+    /// Every report in it was already stored from another message.
+    Duplicate,
+    /// Not a report (a bounce, spam, a human's mail), kept with the reason.
+    Ignored,
+}
+
+impl MessageStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageStatus::Pending => "pending",
+            MessageStatus::Processing => "processing",
+            MessageStatus::Done => "done",
+            MessageStatus::Failed => "failed",
+            MessageStatus::Duplicate => "duplicate",
+            MessageStatus::Ignored => "ignored",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "pending" => MessageStatus::Pending,
+            "processing" => MessageStatus::Processing,
+            "done" => MessageStatus::Done,
+            "failed" => MessageStatus::Failed,
+            "duplicate" => MessageStatus::Duplicate,
+            "ignored" => MessageStatus::Ignored,
+            _ => return None,
+        })
+    }
+
+    /// Whether processing has finished with this message (for now).
+    pub fn is_final(self) -> bool {
+        !matches!(self, MessageStatus::Pending | MessageStatus::Processing)
     }
 }

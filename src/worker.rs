@@ -13,7 +13,8 @@ use tokio::sync::watch;
 
 use crate::decode::Limits;
 use crate::extract::{extract_reports_from_bytes, ExtractError, ExtractedReport};
-use crate::store::{MessageStatus, Outcome, SaveSummary, Store, StoreResult};
+use crate::inbox::MessageStatus;
+use crate::store::{Outcome, SaveSummary, Store, StoreResult};
 
 /// Worker settings (`[worker]` in the config file).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -594,7 +594,7 @@ async fn tls_reports_arrive_by_https_post() {
         let broken_id = broken.json()["message_id"].as_i64().unwrap();
         assert_eq!(
             store.message(broken_id).await.unwrap().unwrap().status,
-            dmarcd::store::MessageStatus::Pending,
+            dmarcd::inbox::MessageStatus::Pending,
             "{backend}: not parsed while the sender waits"
         );
         // What is neither JSON nor gzip'd JSON is refused, and not stored.
@@ -624,7 +624,7 @@ async fn tls_reports_arrive_by_https_post() {
         );
         let failed = store.status_counts().await.unwrap();
         assert_eq!(
-            failed.get(&dmarcd::store::MessageStatus::Failed),
+            failed.get(&dmarcd::inbox::MessageStatus::Failed),
             Some(&1),
             "{backend}"
         );
@@ -793,7 +793,7 @@ async fn only_domain_names_from_reports_are_listed_as_domains() {
             report.policy_published.domain = domain.to_string();
             let xml = report.to_xml();
             inbox
-                .accept(xml.as_bytes(), &dmarcd::store::Envelope::import("x.xml"))
+                .accept(xml.as_bytes(), &dmarcd::inbox::Envelope::import("x.xml"))
                 .await
                 .unwrap();
         }

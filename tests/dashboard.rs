@@ -507,7 +507,7 @@ async fn db_ip_data_carries_its_attribution_link() {
 /// explorer say what their totals are as of, until the applier catches up.
 #[tokio::test(flavor = "multi_thread")]
 async fn pages_say_as_of_when_the_totals_lag_the_records() {
-    use dmarcd::store::Envelope;
+    use dmarcd::inbox::Envelope;
     for (_dir, store) in common::db::backends().await {
         let backend = store.backend();
         let files = tempfile::tempdir().unwrap();

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use dmarcd::enrich::{
     EnrichConfig, EnrichService, Enricher, GeoDatabases, PtrAnswer, PtrResolver, SourceMap,
 };
+use dmarcd::inbox::Envelope;
 use dmarcd::inbox::Inbox;
-use dmarcd::store::{Envelope, Store, StoredDnsState};
+use dmarcd::store::{Store, StoredDnsState};
 use dmarcd::testing::dns::{PtrRule, PtrServer};
 use dmarcd::worker::{Worker, WorkerConfig};
 use dmarcd::{testing, Limits};

@@ -7,7 +7,8 @@
 mod common;
 
 use dmarcd::inbox::Inbox;
-use dmarcd::store::{Arg, Dialect, Envelope, MessageStatus, Store};
+use dmarcd::inbox::{Envelope, MessageStatus};
+use dmarcd::store::{Arg, Dialect, Store};
 use dmarcd::worker::{Worker, WorkerConfig};
 use dmarcd::Limits;
 

@@ -160,7 +160,7 @@ async fn rollups_equal_the_records_through_reprocessing() {
         inbox
             .accept(
                 &mixed_report(),
-                &dmarcd::store::Envelope::import("mixed.xml"),
+                &dmarcd::inbox::Envelope::import("mixed.xml"),
             )
             .await
             .unwrap();
@@ -172,7 +172,7 @@ async fn rollups_equal_the_records_through_reprocessing() {
             inbox
                 .accept(
                     &raw,
-                    &dmarcd::store::Envelope::import(path.display().to_string()),
+                    &dmarcd::inbox::Envelope::import(path.display().to_string()),
                 )
                 .await
                 .unwrap();
@@ -284,7 +284,7 @@ async fn four_workers_sharing_sources_store_every_report_once() {
             outcome
                 .processed
                 .iter()
-                .all(|p| p.summary.status == Some(dmarcd::store::MessageStatus::Done)),
+                .all(|p| p.summary.status == Some(dmarcd::inbox::MessageStatus::Done)),
             "{backend}: every message stored"
         );
         let counts = store.report_counts().await.unwrap();

@@ -11,8 +11,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use dmarcd::inbox::Inbox;
+use dmarcd::inbox::MessageStatus;
 use dmarcd::smtp::{SmtpConfig, SmtpServer};
-use dmarcd::store::{MessageStatus, Store};
+use dmarcd::store::Store;
 use dmarcd::worker::{Worker, WorkerConfig};
 use dmarcd::{testing, Limits};
 use lettre::address::Envelope as LettreEnvelope;

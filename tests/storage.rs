@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use dmarcd::inbox::Inbox;
-use dmarcd::store::{Envelope, MessageStatus, Outcome, Requeue, Store, StoreError};
+use dmarcd::inbox::{Envelope, MessageStatus};
+use dmarcd::store::{Outcome, Requeue, Store, StoreError};
 use dmarcd::worker::{Worker, WorkerConfig};
 use dmarcd::{testing, Limits};
 

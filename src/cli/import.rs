@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::import::{run_import, ImportEvent, ImportSource};
-use crate::store::{MessageStatus, Requeue};
+use crate::inbox::MessageStatus;
+use crate::store::Requeue;
 use crate::worker::Processed;
 
 pub(super) async fn import(config: &Config, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {

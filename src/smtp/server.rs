@@ -18,7 +18,7 @@ use super::session::{Event, RecipientPolicy, Session, SessionConfig};
 use super::tls::{describe, CertificateFiles, TlsError, TlsSource};
 use crate::connections::PerIpLimit;
 use crate::inbox::Inbox;
-use crate::store::{Envelope, Intake};
+use crate::inbox::{Envelope, Intake};
 
 /// `[smtp]` settings.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -25,6 +25,7 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::{Postgres, Sqlite, Transaction};
 
+use super::db::{json, Backend, ColumnType, Db, Tx};
 use super::delta::{self, Description, FineRow, KeyValue, TableDelta};
 use super::rollup::DESCRIPTION;
 use super::StoreResult;
@@ -53,7 +54,7 @@ impl AppliedRollups {
 }
 
 /// Stored reports not counted in the rollups yet.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct RollupLag {
     pub reports: i64,
     pub records: i64,
@@ -87,73 +88,27 @@ fn source_ips(rows: &[FineRow]) -> Vec<String> {
         .collect()
 }
 
-type FineTuple = (
-    DateTime<Utc>,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    bool,
-    i64,
-    i64,
-);
-
-fn fine_row(tuple: FineTuple) -> FineRow {
-    let (
-        day,
-        policy_domain,
-        org_name,
-        source_ip,
-        invalid_source_ip,
-        disposition,
-        dkim,
-        spf,
-        pass,
-        count,
-        records,
-    ) = tuple;
-    FineRow {
-        day,
-        policy_domain,
-        org_name,
-        source_ip,
-        invalid_source_ip,
-        disposition,
-        dkim_aligned: dkim,
-        spf_aligned: spf,
-        dmarc_pass: pass,
-        count,
-        records,
-    }
+/// A source's description as `ip_sources` holds it.
+#[derive(sqlx::FromRow)]
+struct DescribedSource {
+    ip: String,
+    country: Option<String>,
+    asn: Option<i64>,
+    as_name: Option<String>,
+    source_name: Option<String>,
+    source_type: Option<String>,
 }
 
-type DescriptionTuple = (
-    String,
-    Option<String>,
-    Option<i64>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-);
-
-fn descriptions(rows: Vec<DescriptionTuple>) -> HashMap<String, Description> {
-    rows.into_iter()
-        .map(|(ip, country, asn, as_name, source_name, source_type)| {
-            (
-                ip,
-                Description {
-                    country,
-                    asn,
-                    as_name,
-                    source_name,
-                    source_type,
-                },
-            )
-        })
-        .collect()
+impl From<DescribedSource> for Description {
+    fn from(source: DescribedSource) -> Self {
+        Description {
+            country: source.country,
+            asn: source.asn,
+            as_name: source.as_name,
+            source_name: source.source_name,
+            source_type: source.source_type,
+        }
+    }
 }
 
 /// The columns a table's write names: key, values, and (for the totals
@@ -179,413 +134,353 @@ fn added(table: &str, rollup: &TableDelta, alias: &str) -> String {
         .join(", ")
 }
 
-pub(super) mod postgres {
-    use super::*;
-
-    /// One pass on PostgreSQL; `None` when another applier is at work.
-    pub(in crate::store) async fn apply(
-        transaction: &mut Transaction<'_, Postgres>,
-        max_records: u64,
-    ) -> StoreResult<Option<AppliedRollups>> {
+/// One pass; `None` when another applier (another process) is at work.
+pub(super) async fn apply(
+    transaction: &mut Tx,
+    max_records: u64,
+) -> StoreResult<Option<AppliedRollups>> {
+    if let Tx::Postgres(pg) = transaction {
         let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
             .bind(ROLLUP_APPLIER_LOCK)
-            .fetch_one(&mut **transaction)
+            .fetch_one(&mut **pg)
             .await?;
         if !locked {
             return Ok(None);
         }
-        let queued: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT report_id, records FROM rollup_pending ORDER BY report_id LIMIT $1",
-        )
-        .bind(PASS_REPORTS)
-        .fetch_all(&mut **transaction)
-        .await?;
-        let (reports, applied) = take_within(queued, max_records);
-        if reports.is_empty() {
-            return Ok(Some(applied));
-        }
-        count_reports(transaction, &reports, 1).await?;
-        sqlx::query("DELETE FROM rollup_pending WHERE report_id = ANY($1)")
-            .bind(&reports)
-            .execute(&mut **transaction)
-            .await?;
-        Ok(Some(applied))
     }
+    let queued: Vec<(i64, i64)> = transaction
+        .fetch_all(&transaction.statement(
+            "SELECT report_id, records FROM rollup_pending ORDER BY report_id LIMIT $1",
+            vec![PASS_REPORTS.into()],
+        ))
+        .await?;
+    let (reports, applied) = take_within(queued, max_records);
+    if reports.is_empty() {
+        return Ok(Some(applied));
+    }
+    count_reports(transaction, &reports, 1).await?;
+    let delete = format!(
+        "DELETE FROM rollup_pending WHERE {}",
+        transaction.backend().in_int_list("report_id", "$1")
+    );
+    let delete = transaction.statement(&delete, vec![json(&reports)]);
+    transaction.execute(&delete).await?;
+    Ok(Some(applied))
+}
 
-    /// Adds (`sign` 1) or takes away (-1) the records of `reports` in
-    /// every rollup. The caller holds `ROLLUP_APPLIER_LOCK`.
-    pub(in crate::store) async fn count_reports(
-        transaction: &mut Transaction<'_, Postgres>,
-        reports: &[i64],
-        sign: i64,
-    ) -> StoreResult<()> {
+/// Waits for the applier's turn, for a requeue: until the transaction
+/// ends, no pass counts reports (PostgreSQL: the applier's lock; SQLite:
+/// the transaction already holds the one write lock).
+pub(super) async fn take_turn(transaction: &mut Tx) -> StoreResult<()> {
+    if let Tx::Postgres(pg) = transaction {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(ROLLUP_APPLIER_LOCK)
+            .execute(&mut **pg)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Adds (`sign` 1) or takes away (-1) the records of `reports` in every
+/// rollup. The caller has the applier's turn.
+pub(super) async fn count_reports(
+    transaction: &mut Tx,
+    reports: &[i64],
+    sign: i64,
+) -> StoreResult<()> {
+    if let Tx::Postgres(pg) = transaction {
         // Descriptions cannot change until this transaction ends, so the
         // rows written here carry the ones the derived totals are keyed by.
         sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
             .bind(SOURCE_DESCRIPTIONS_LOCK)
-            .execute(&mut **transaction)
+            .execute(&mut **pg)
             .await?;
+        // The derived totals' trigger leaves this transaction's changes to
+        // the totals alone: they are written here (derived.rs).
         sqlx::query("SELECT set_config('dmarcd.applying_rollups', 'on', true)")
-            .execute(&mut **transaction)
+            .execute(&mut **pg)
             .await?;
-        let rows: Vec<FineTuple> = sqlx::query_as(
-            "SELECT date_trunc('day', date_begin, 'UTC'), policy_domain, org_name, host(source_ip),
-                    invalid_source_ip, disposition, dkim_aligned, spf_aligned, dmarc_pass,
-                    dmarcd_sum(count), count(*)::int8
-               FROM aggregate_records WHERE report_id = ANY($1)
-              GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9",
-        )
-        .bind(reports)
-        .fetch_all(&mut **transaction)
+    }
+    let backend = transaction.backend();
+    let fine = format!(
+        "SELECT {day} AS day, policy_domain, org_name, {ip} AS source_ip, invalid_source_ip, disposition,
+                dkim_aligned, spf_aligned, dmarc_pass, {count} AS count, count(*) AS records
+           FROM aggregate_records WHERE {reports}
+          GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9",
+        day = match backend {
+            Backend::Postgres => "date_trunc('day', date_begin, 'UTC')",
+            Backend::Sqlite => "substr(date_begin, 1, 10) || 'T00:00:00+00:00'",
+        },
+        ip = backend.ip_text("source_ip"),
+        count = backend.sum("count"),
+        reports = backend.in_int_list("report_id", "$1"),
+    );
+    let rows: Vec<FineRow> = transaction
+        .fetch_all(&transaction.statement(&fine, vec![json(&reports)]))
         .await?;
-        let rows: Vec<FineRow> = rows.into_iter().map(fine_row).collect();
-        let ips = source_ips(&rows);
-        if sign > 0 {
-            // New sources wait to be described (enrich/). Sorted: two
-            // writers inserting the same new IPs meet in one order.
-            let new = sqlx::query(
-                "INSERT INTO ip_sources (ip, dns_due_at)
-                 SELECT ip::inet, now() FROM UNNEST($1::text[]) AS u(ip) ORDER BY 1
-                 ON CONFLICT (ip) DO NOTHING",
-            )
-            .bind(&ips)
-            .execute(&mut **transaction)
-            .await?
-            .rows_affected();
-            super::super::sources::count_sources(ips.len(), new);
-        }
-        let described: Vec<DescriptionTuple> = sqlx::query_as(
-            "SELECT host(ip), country, asn, as_name, source_name, source_type
-               FROM ip_sources WHERE ip = ANY($1::inet[])",
-        )
-        .bind(&ips)
-        .fetch_all(&mut **transaction)
-        .await?;
-        let descriptions = descriptions(described);
-        for table in delta::deltas(&rows, &descriptions, sign) {
-            if table.rows.is_empty() {
-                continue;
-            }
-            write(transaction, &table, &descriptions).await?;
-            if sign < 0 {
-                let prune = format!("DELETE FROM {} WHERE records <= 0", table.rollup.table);
-                sqlx::query(sqlx::AssertSqlSafe(prune))
-                    .execute(&mut **transaction)
-                    .await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// One column of a table's delta, as the array PostgreSQL binds.
-    enum Array {
-        Times(Vec<DateTime<Utc>>),
-        Texts(Vec<Option<String>>),
-        Bools(Vec<bool>),
-        Ints(Vec<i64>),
-        OptionalInts(Vec<Option<i64>>),
-    }
-
-    impl Array {
-        fn sql_type(&self) -> &'static str {
-            match self {
-                Array::Times(_) => "timestamptz[]",
-                Array::Texts(_) => "text[]",
-                Array::Bools(_) => "bool[]",
-                Array::Ints(_) | Array::OptionalInts(_) => "int8[]",
-            }
-        }
-    }
-
-    /// Merges a table's delta in one `INSERT … SELECT FROM UNNEST … ON
-    /// CONFLICT DO UPDATE`, rows in key order. Existing rows keep their
-    /// description: the triggers on ip_sources own it.
-    async fn write(
-        transaction: &mut Transaction<'_, Postgres>,
-        table: &TableDelta,
-        descriptions: &HashMap<String, Description>,
-    ) -> StoreResult<()> {
-        let rollup = table.rollup;
-        let keys = rollup.key_columns();
-        let values = rollup.value_names();
-        let mut arrays: Vec<Array> = keys
-            .iter()
-            .map(|column| match *column {
-                "date_begin" => Array::Times(Vec::new()),
-                "dmarc_pass" => Array::Bools(Vec::new()),
-                _ => Array::Texts(Vec::new()),
-            })
-            .collect();
-        arrays.extend(values.iter().map(|_| Array::Ints(Vec::new())));
-        if rollup.described {
-            arrays.extend(DESCRIPTION.iter().map(|column| match *column {
-                "asn" => Array::OptionalInts(Vec::new()),
-                _ => Array::Texts(Vec::new()),
-            }));
-        }
-        let undescribed = Description::default();
-        for (key, sums) in &table.rows {
-            for (array, value) in arrays.iter_mut().zip(key) {
-                match (array, value) {
-                    (Array::Times(a), KeyValue::Time(v)) => a.push(*v),
-                    (Array::Texts(a), KeyValue::Text(v)) => a.push(v.clone()),
-                    (Array::Bools(a), KeyValue::Bool(v)) => a.push(*v),
-                    _ => unreachable!("key columns and values agree"),
-                }
-            }
-            for (array, sum) in arrays[keys.len()..].iter_mut().zip(sums) {
-                if let Array::Ints(a) = array {
-                    a.push(*sum);
-                }
-            }
-            if rollup.described {
-                let description = table
-                    .source_ip(key)
-                    .and_then(|ip| descriptions.get(ip))
-                    .unwrap_or(&undescribed);
-                let tail = &mut arrays[keys.len() + values.len()..];
-                if let [Array::Texts(country), Array::OptionalInts(asn), Array::Texts(as_name), Array::Texts(name), Array::Texts(kind)] =
-                    tail
-                {
-                    country.push(description.country.clone());
-                    asn.push(description.asn);
-                    as_name.push(description.as_name.clone());
-                    name.push(description.source_name.clone());
-                    kind.push(description.source_type.clone());
-                }
-            }
-        }
-        let columns = columns(table);
-        let select = columns
-            .iter()
-            .map(|c| match *c {
-                "source_ip" => "x.source_ip::inet".to_string(),
-                other => format!("x.{other}"),
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        let parameters = arrays
-            .iter()
-            .enumerate()
-            .map(|(i, a)| format!("${}::{}", i + 1, a.sql_type()))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let name = rollup.table;
-        let sql = format!(
-            "INSERT INTO {name} ({list}) SELECT {select} FROM UNNEST({parameters}) AS x({list}) \
-             ON CONFLICT ({keys}) DO UPDATE SET {set}",
-            list = columns.join(", "),
-            keys = keys.join(", "),
-            set = added(name, table, "excluded"),
+    let ips = source_ips(&rows);
+    if sign > 0 {
+        // New sources wait to be described (enrich/). Sorted: two writers
+        // inserting the same new IPs meet in one order.
+        let insert = format!(
+            "INSERT INTO ip_sources (ip, dns_due_at)
+             SELECT {ip}, $2 FROM {list} ORDER BY 1
+             ON CONFLICT (ip) DO NOTHING",
+            ip = backend.inet("u.ip"),
+            list = backend.json_rows("$1", "u", &[("ip", ColumnType::Text)]),
         );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for array in arrays {
-            query = match array {
-                Array::Times(a) => query.bind(a),
-                Array::Texts(a) => query.bind(a),
-                Array::Bools(a) => query.bind(a),
-                Array::Ints(a) => query.bind(a),
-                Array::OptionalInts(a) => query.bind(a),
-            };
-        }
-        query.execute(&mut **transaction).await?;
-        Ok(())
+        let listed: Vec<serde_json::Value> =
+            ips.iter().map(|ip| serde_json::json!({"ip": ip})).collect();
+        let new = transaction
+            .execute(
+                &transaction.statement(&insert, vec![json(&listed), super::inbox::now().into()]),
+            )
+            .await?;
+        super::sources::count_sources(ips.len(), new);
     }
-
-    pub(in crate::store) async fn lag(pool: &sqlx::PgPool) -> StoreResult<RollupLag> {
-        let (reports, records, oldest): (i64, i64, Option<DateTime<Utc>>) = sqlx::query_as(
-            "SELECT count(*)::int8, coalesce(sum(records), 0)::int8, min(queued_at) FROM rollup_pending",
-        )
-        .fetch_one(pool)
+    let described = format!(
+        "SELECT {ip} AS ip, country, asn, as_name, source_name, source_type
+           FROM ip_sources WHERE {list}",
+        ip = backend.ip_text("ip"),
+        list = match backend {
+            Backend::Postgres =>
+                "ip IN (SELECT CAST(value AS inet) FROM json_array_elements_text(CAST($1 AS json)))"
+                    .to_string(),
+            Backend::Sqlite => backend.in_text_list("ip", "$1"),
+        },
+    );
+    let described: Vec<DescribedSource> = transaction
+        .fetch_all(&transaction.statement(&described, vec![json(&ips)]))
         .await?;
-        Ok(RollupLag {
-            reports,
-            records,
-            oldest,
-        })
+    let descriptions: HashMap<String, Description> = described
+        .into_iter()
+        .map(|source| (source.ip.clone(), source.into()))
+        .collect();
+    for table in delta::deltas(&rows, &descriptions, sign) {
+        if table.rows.is_empty() {
+            continue;
+        }
+        match transaction {
+            Tx::Postgres(pg) => write_postgres(pg, &table, &descriptions).await?,
+            Tx::Sqlite(lite) => write_sqlite(lite, &table, &descriptions).await?,
+        }
+        if sign < 0 {
+            let prune = format!("DELETE FROM {} WHERE records <= 0", table.rollup.table);
+            transaction
+                .execute(&transaction.statement(&prune, Vec::new()))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Stored reports not counted yet.
+pub(super) async fn lag(db: &Db) -> StoreResult<RollupLag> {
+    let lag: RollupLag = db
+        .fetch_one(&db.statement(
+            &format!(
+                "SELECT count(*) AS reports, {} AS records, min(queued_at) AS oldest FROM rollup_pending",
+                db.backend().sum("records")
+            ),
+            Vec::new(),
+        ))
+        .await?;
+    Ok(lag)
+}
+
+/// One column of a table's delta, as the array PostgreSQL binds.
+enum Array {
+    Times(Vec<DateTime<Utc>>),
+    Texts(Vec<Option<String>>),
+    Bools(Vec<bool>),
+    Ints(Vec<i64>),
+    OptionalInts(Vec<Option<i64>>),
+}
+
+impl Array {
+    fn sql_type(&self) -> &'static str {
+        match self {
+            Array::Times(_) => "timestamptz[]",
+            Array::Texts(_) => "text[]",
+            Array::Bools(_) => "bool[]",
+            Array::Ints(_) | Array::OptionalInts(_) => "int8[]",
+        }
     }
 }
 
-pub(super) mod sqlite {
-    use super::*;
-
-    /// One pass on SQLite. The caller's transaction began with `BEGIN
-    /// IMMEDIATE`: it is the only writer until it ends.
-    pub(in crate::store) async fn apply(
-        transaction: &mut Transaction<'_, Sqlite>,
-        max_records: u64,
-    ) -> StoreResult<AppliedRollups> {
-        let queued: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT report_id, records FROM rollup_pending ORDER BY report_id LIMIT ?1",
-        )
-        .bind(PASS_REPORTS)
-        .fetch_all(&mut **transaction)
-        .await?;
-        let (reports, applied) = take_within(queued, max_records);
-        if reports.is_empty() {
-            return Ok(applied);
-        }
-        let list = json_list(&reports);
-        count_reports(transaction, &list, 1).await?;
-        sqlx::query(
-            "DELETE FROM rollup_pending WHERE report_id IN (SELECT value FROM json_each(?1))",
-        )
-        .bind(&list)
-        .execute(&mut **transaction)
-        .await?;
-        Ok(applied)
-    }
-
-    pub(in crate::store) fn json_list<T: serde::Serialize>(items: &[T]) -> String {
-        serde_json::to_string(items).unwrap_or_else(|_| "[]".to_string())
-    }
-
-    /// See `postgres::count_reports`; `reports` is a JSON array of ids.
-    pub(in crate::store) async fn count_reports(
-        transaction: &mut Transaction<'_, Sqlite>,
-        reports: &str,
-        sign: i64,
-    ) -> StoreResult<()> {
-        let rows: Vec<FineTuple> = sqlx::query_as(
-            "SELECT substr(date_begin, 1, 10) || 'T00:00:00+00:00', policy_domain, org_name, source_ip,
-                    invalid_source_ip, disposition, dkim_aligned, spf_aligned, dmarc_pass,
-                    sum(count), count(*)
-               FROM aggregate_records WHERE report_id IN (SELECT value FROM json_each(?1))
-              GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9",
-        )
-        .bind(reports)
-        .fetch_all(&mut **transaction)
-        .await?;
-        let rows: Vec<FineRow> = rows.into_iter().map(fine_row).collect();
-        let ips = json_list(&source_ips(&rows));
-        if sign > 0 {
-            let new = sqlx::query(
-                "INSERT INTO ip_sources (ip, dns_due_at)
-                 SELECT value, ?2 FROM json_each(?1) WHERE true
-                 ON CONFLICT (ip) DO NOTHING",
-            )
-            .bind(&ips)
-            .bind(chrono::SubsecRound::trunc_subsecs(Utc::now(), 0))
-            .execute(&mut **transaction)
-            .await?
-            .rows_affected();
-            super::super::sources::count_sources(source_ips(&rows).len(), new);
-        }
-        let described: Vec<DescriptionTuple> = sqlx::query_as(
-            "SELECT ip, country, asn, as_name, source_name, source_type
-               FROM ip_sources WHERE ip IN (SELECT value FROM json_each(?1))",
-        )
-        .bind(&ips)
-        .fetch_all(&mut **transaction)
-        .await?;
-        let descriptions = descriptions(described);
-        for table in delta::deltas(&rows, &descriptions, sign) {
-            if table.rows.is_empty() {
-                continue;
-            }
-            write(transaction, &table, &descriptions).await?;
-            if sign < 0 {
-                let prune = format!("DELETE FROM {} WHERE records <= 0", table.rollup.table);
-                sqlx::query(sqlx::AssertSqlSafe(prune))
-                    .execute(&mut **transaction)
-                    .await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Merges a table's delta: the rows that exist are updated, then the
-    /// rest inserted (SQLite's unique keys treat NULLs as distinct, so
-    /// there is no upsert over these keys). The rows travel as one JSON
-    /// array of arrays.
-    async fn write(
-        transaction: &mut Transaction<'_, Sqlite>,
-        table: &TableDelta,
-        descriptions: &HashMap<String, Description>,
-    ) -> StoreResult<()> {
-        let rollup = table.rollup;
-        let keys = rollup.key_columns();
-        let undescribed = Description::default();
-        let rows: Vec<Vec<serde_json::Value>> = table
-            .rows
-            .iter()
-            .map(|(key, sums)| {
-                let mut row: Vec<serde_json::Value> = key
-                    .iter()
-                    .map(|value| match value {
-                        KeyValue::Time(time) => {
-                            // The text form the records' dates are stored in.
-                            time.to_rfc3339_opts(SecondsFormat::AutoSi, false).into()
-                        }
-                        KeyValue::Text(text) => text.clone().into(),
-                        KeyValue::Bool(flag) => i64::from(*flag).into(),
-                    })
-                    .collect();
-                row.extend(sums.iter().map(|sum| serde_json::Value::from(*sum)));
-                if rollup.described {
-                    let d = table
-                        .source_ip(key)
-                        .and_then(|ip| descriptions.get(ip))
-                        .unwrap_or(&undescribed);
-                    row.extend([
-                        d.country.clone().into(),
-                        d.asn.into(),
-                        d.as_name.clone().into(),
-                        d.source_name.clone().into(),
-                        d.source_type.clone().into(),
-                    ]);
-                }
-                row
-            })
-            .collect();
-        let json = serde_json::to_string(&rows).unwrap_or_else(|_| "[]".to_string());
-        let columns = columns(table);
-        let extract = |i: usize| format!("j.value ->> {i}");
-        let fields = columns
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{} AS {c}", extract(i)))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let name = rollup.table;
-        let matches = |row: &str| {
-            keys.iter()
-                .map(|k| format!("t.{k} IS {row}.{k}"))
-                .collect::<Vec<_>>()
-                .join(" AND ")
-        };
-        let update = format!(
-            "UPDATE {name} AS t SET {set} FROM (SELECT {fields} FROM json_each(?1) AS j) AS x WHERE {on}",
-            set = added("t", table, "x"),
-            on = matches("x"),
-        );
-        let insert = format!(
-            "INSERT INTO {name} ({list}) SELECT * FROM (SELECT {fields} FROM json_each(?1) AS j) AS x \
-             WHERE NOT EXISTS (SELECT 1 FROM {name} AS t WHERE {on})",
-            list = columns.join(", "),
-            on = matches("x"),
-        );
-        for statement in [update, insert] {
-            sqlx::query(sqlx::AssertSqlSafe(statement))
-                .bind(&json)
-                .execute(&mut **transaction)
-                .await?;
-        }
-        Ok(())
-    }
-
-    pub(in crate::store) async fn lag(pool: &sqlx::SqlitePool) -> StoreResult<RollupLag> {
-        let (reports, records, oldest): (i64, i64, Option<DateTime<Utc>>) = sqlx::query_as(
-            "SELECT count(*), coalesce(sum(records), 0), min(queued_at) FROM rollup_pending",
-        )
-        .fetch_one(pool)
-        .await?;
-        Ok(RollupLag {
-            reports,
-            records,
-            oldest,
+/// Merges a table's delta in one `INSERT … SELECT FROM UNNEST … ON
+/// CONFLICT DO UPDATE`, rows in key order. Existing rows keep their
+/// description: the triggers on ip_sources own it.
+async fn write_postgres(
+    transaction: &mut Transaction<'static, Postgres>,
+    table: &TableDelta,
+    descriptions: &HashMap<String, Description>,
+) -> StoreResult<()> {
+    let rollup = table.rollup;
+    let keys = rollup.key_columns();
+    let values = rollup.value_names();
+    let mut arrays: Vec<Array> = keys
+        .iter()
+        .map(|column| match *column {
+            "date_begin" => Array::Times(Vec::new()),
+            "dmarc_pass" => Array::Bools(Vec::new()),
+            _ => Array::Texts(Vec::new()),
         })
+        .collect();
+    arrays.extend(values.iter().map(|_| Array::Ints(Vec::new())));
+    if rollup.described {
+        arrays.extend(DESCRIPTION.iter().map(|column| match *column {
+            "asn" => Array::OptionalInts(Vec::new()),
+            _ => Array::Texts(Vec::new()),
+        }));
     }
+    let undescribed = Description::default();
+    for (key, sums) in &table.rows {
+        for (array, value) in arrays.iter_mut().zip(key) {
+            match (array, value) {
+                (Array::Times(a), KeyValue::Time(v)) => a.push(*v),
+                (Array::Texts(a), KeyValue::Text(v)) => a.push(v.clone()),
+                (Array::Bools(a), KeyValue::Bool(v)) => a.push(*v),
+                _ => unreachable!("key columns and values agree"),
+            }
+        }
+        for (array, sum) in arrays[keys.len()..].iter_mut().zip(sums) {
+            if let Array::Ints(a) = array {
+                a.push(*sum);
+            }
+        }
+        if rollup.described {
+            let description = table
+                .source_ip(key)
+                .and_then(|ip| descriptions.get(ip))
+                .unwrap_or(&undescribed);
+            let tail = &mut arrays[keys.len() + values.len()..];
+            if let [Array::Texts(country), Array::OptionalInts(asn), Array::Texts(as_name), Array::Texts(name), Array::Texts(kind)] =
+                tail
+            {
+                country.push(description.country.clone());
+                asn.push(description.asn);
+                as_name.push(description.as_name.clone());
+                name.push(description.source_name.clone());
+                kind.push(description.source_type.clone());
+            }
+        }
+    }
+    let columns = columns(table);
+    let select = columns
+        .iter()
+        .map(|c| match *c {
+            "source_ip" => "x.source_ip::inet".to_string(),
+            other => format!("x.{other}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let parameters = arrays
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("${}::{}", i + 1, a.sql_type()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let name = rollup.table;
+    let sql = format!(
+        "INSERT INTO {name} ({list}) SELECT {select} FROM UNNEST({parameters}) AS x({list}) \
+         ON CONFLICT ({keys}) DO UPDATE SET {set}",
+        list = columns.join(", "),
+        keys = keys.join(", "),
+        set = added(name, table, "excluded"),
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for array in arrays {
+        query = match array {
+            Array::Times(a) => query.bind(a),
+            Array::Texts(a) => query.bind(a),
+            Array::Bools(a) => query.bind(a),
+            Array::Ints(a) => query.bind(a),
+            Array::OptionalInts(a) => query.bind(a),
+        };
+    }
+    query.execute(&mut **transaction).await?;
+    Ok(())
+}
+
+/// Merges a table's delta: the rows that exist are updated, then the
+/// rest inserted (SQLite's unique keys treat NULLs as distinct, so
+/// there is no upsert over these keys). The rows travel as one JSON
+/// array of arrays.
+async fn write_sqlite(
+    transaction: &mut Transaction<'static, Sqlite>,
+    table: &TableDelta,
+    descriptions: &HashMap<String, Description>,
+) -> StoreResult<()> {
+    let rollup = table.rollup;
+    let keys = rollup.key_columns();
+    let undescribed = Description::default();
+    let rows: Vec<Vec<serde_json::Value>> = table
+        .rows
+        .iter()
+        .map(|(key, sums)| {
+            let mut row: Vec<serde_json::Value> = key
+                .iter()
+                .map(|value| match value {
+                    KeyValue::Time(time) => {
+                        // The text form the records' dates are stored in.
+                        time.to_rfc3339_opts(SecondsFormat::AutoSi, false).into()
+                    }
+                    KeyValue::Text(text) => text.clone().into(),
+                    KeyValue::Bool(flag) => i64::from(*flag).into(),
+                })
+                .collect();
+            row.extend(sums.iter().map(|sum| serde_json::Value::from(*sum)));
+            if rollup.described {
+                let d = table
+                    .source_ip(key)
+                    .and_then(|ip| descriptions.get(ip))
+                    .unwrap_or(&undescribed);
+                row.extend([
+                    d.country.clone().into(),
+                    d.asn.into(),
+                    d.as_name.clone().into(),
+                    d.source_name.clone().into(),
+                    d.source_type.clone().into(),
+                ]);
+            }
+            row
+        })
+        .collect();
+    let json = serde_json::to_string(&rows).unwrap_or_else(|_| "[]".to_string());
+    let columns = columns(table);
+    let extract = |i: usize| format!("j.value ->> {i}");
+    let fields = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{} AS {c}", extract(i)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let name = rollup.table;
+    let matches = |row: &str| {
+        keys.iter()
+            .map(|k| format!("t.{k} IS {row}.{k}"))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    };
+    let update = format!(
+        "UPDATE {name} AS t SET {set} FROM (SELECT {fields} FROM json_each(?1) AS j) AS x WHERE {on}",
+        set = added("t", table, "x"),
+        on = matches("x"),
+    );
+    let insert = format!(
+        "INSERT INTO {name} ({list}) SELECT * FROM (SELECT {fields} FROM json_each(?1) AS j) AS x \
+         WHERE NOT EXISTS (SELECT 1 FROM {name} AS t WHERE {on})",
+        list = columns.join(", "),
+        on = matches("x"),
+    );
+    for statement in [update, insert] {
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .bind(&json)
+            .execute(&mut **transaction)
+            .await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

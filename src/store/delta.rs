@@ -17,7 +17,7 @@ use super::rollup::{self, Grain, Measures, Rollup, COUNTERS};
 
 /// Aggregate records summed by everything any rollup keys on: the day,
 /// domain, reporter, source and DMARC results.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct FineRow {
     /// The start of the records' day (UTC).
     pub day: DateTime<Utc>,

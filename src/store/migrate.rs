@@ -3,9 +3,10 @@
 
 use sqlx::{PgPool, SqlitePool};
 
+use super::db::{Backend as Dialect, Db};
 use super::derived::{self, Derived};
 use super::rollup::{self, Rollup};
-use super::{Dialect, StoreError, StoreResult};
+use super::{StoreError, StoreResult};
 
 /// One schema change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,6 +203,22 @@ const SQLITE: &[Migration] = &[
     },
 ];
 
+/// Applies the migrations `db` has not had; returns them.
+pub(super) async fn run(db: &Db) -> StoreResult<Vec<Migration>> {
+    match db {
+        Db::Postgres(pool) => postgres(pool).await,
+        Db::Sqlite { durable, .. } => sqlite(durable).await,
+    }
+}
+
+/// Whether every migration this build knows has been applied.
+pub(super) async fn is_current(db: &Db) -> StoreResult<bool> {
+    let (applied,): (Option<i64>,) = db
+        .fetch_one(&db.statement("SELECT max(version) FROM schema_migrations", Vec::new()))
+        .await?;
+    Ok(applied.unwrap_or(0) >= latest_version(db.backend()))
+}
+
 /// The newest schema version this build knows.
 pub(super) fn latest_version(dialect: Dialect) -> i64 {
     let list = match dialect {
@@ -219,7 +236,7 @@ fn failed(migration: &Migration) -> impl FnOnce(sqlx::Error) -> StoreError + '_ 
     }
 }
 
-pub(super) async fn postgres(pool: &PgPool) -> StoreResult<Vec<Migration>> {
+async fn postgres(pool: &PgPool) -> StoreResult<Vec<Migration>> {
     let mut applied = Vec::new();
     let mut transaction = pool.begin().await?;
     // Several dmarcd processes may start at once against one database.
@@ -282,7 +299,7 @@ pub(super) async fn postgres(pool: &PgPool) -> StoreResult<Vec<Migration>> {
     Ok(applied)
 }
 
-pub(super) async fn sqlite(pool: &SqlitePool) -> StoreResult<Vec<Migration>> {
+async fn sqlite(pool: &SqlitePool) -> StoreResult<Vec<Migration>> {
     let mut applied = Vec::new();
     sqlx::raw_sql(
         "CREATE TABLE IF NOT EXISTS schema_migrations (

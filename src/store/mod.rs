@@ -2,22 +2,26 @@
 //! store (several dmarcd processes may share it); SQLite, a single file, is
 //! the zero-setup default.
 //!
-//! `Store` is an enum rather than a trait object: two backends, known at
-//! compile time, and async methods without boxing.
+//! One typed path serves both (`db.rs`): SQL written once with `$N`
+//! placeholders, rows decoded into `FromRow` structs, and the few things
+//! the two dialects do differently said by `Backend`'s vocabulary or kept
+//! in `postgres.rs` / `sqlite.rs`.
 
 mod applier;
 mod copy;
+pub mod db;
 pub mod delta;
 pub mod derived;
+mod inbox;
 mod migrate;
 mod postgres;
-mod postgres_sources;
+mod reports;
+mod requeue;
 pub mod rollup;
 mod rows;
 mod save;
 mod sources;
 mod sqlite;
-mod sqlite_sources;
 mod table;
 
 use std::collections::BTreeMap;
@@ -26,102 +30,15 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::extract::ExtractedReport;
+use crate::inbox::{Envelope, MessageStatus};
 
 pub use applier::{AppliedRollups, RollupLag};
+pub use db::{Backend, Db};
 pub use migrate::Migration;
 pub use sources::{DnsRefresh, EnrichmentCounts, PtrResult, SourceRecord, StoredDnsState};
 pub use table::{Arg, Cell, Dialect, Sql};
 
 use crate::enrich::SourceInfo;
-
-/// How a message reached the inbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Intake {
-    Smtp,
-    Http,
-    Import,
-}
-
-impl Intake {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Intake::Smtp => "smtp",
-            Intake::Http => "http",
-            Intake::Import => "import",
-        }
-    }
-}
-
-/// Who handed the message over, and how.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Envelope {
-    pub intake: Intake,
-    /// A file path for imports, a request path for HTTP.
-    pub source_name: Option<String>,
-    pub peer_ip: Option<IpAddr>,
-    pub helo: Option<String>,
-    pub mail_from: Option<String>,
-    pub rcpt_to: Vec<String>,
-    pub tls: bool,
-}
-
-impl Envelope {
-    /// An import from a file.
-    pub fn import(source_name: impl Into<String>) -> Self {
-        Envelope {
-            intake: Intake::Import,
-            source_name: Some(source_name.into()),
-            peer_ip: None,
-            helo: None,
-            mail_from: None,
-            rcpt_to: Vec::new(),
-            tls: false,
-        }
-    }
-}
-
-/// The lifecycle of an inbox message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum MessageStatus {
-    Pending,
-    Processing,
-    Done,
-    Failed,
-    /// Every report in it was already stored from another message.
-    Duplicate,
-    /// Not a report (a bounce, spam, a human's mail), kept with the reason.
-    Ignored,
-}
-
-impl MessageStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MessageStatus::Pending => "pending",
-            MessageStatus::Processing => "processing",
-            MessageStatus::Done => "done",
-            MessageStatus::Failed => "failed",
-            MessageStatus::Duplicate => "duplicate",
-            MessageStatus::Ignored => "ignored",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        Some(match text {
-            "pending" => MessageStatus::Pending,
-            "processing" => MessageStatus::Processing,
-            "done" => MessageStatus::Done,
-            "failed" => MessageStatus::Failed,
-            "duplicate" => MessageStatus::Duplicate,
-            "ignored" => MessageStatus::Ignored,
-            _ => return None,
-        })
-    }
-
-    /// Whether processing has finished with this message (for now).
-    pub fn is_final(self) -> bool {
-        !matches!(self, MessageStatus::Pending | MessageStatus::Processing)
-    }
-}
 
 /// The result of `insert_message`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -305,58 +222,59 @@ const SAVE_TRIES: u32 = 8;
 /// pass's fixed cost is small, small enough that it holds locks briefly.
 pub const APPLIER_PASS_RECORDS: u64 = 200_000;
 
-/// The database behind dmarcd.
+/// The database behind dmarcd: PostgreSQL or SQLite, behind one typed
+/// path (`db.rs`). Statements are written once for both; the modules named
+/// after what they keep (`inbox`, `reports`, `requeue`, `sources`,
+/// `applier`, `accounts`) hold them, and `postgres.rs` / `sqlite.rs` only
+/// what truly differs.
 #[derive(Clone)]
-pub enum Store {
-    Postgres(postgres::PgStore),
-    Sqlite(sqlite::SqliteStore),
-}
-
-/// Forwards a method call to whichever backend is in use.
-macro_rules! dispatch {
-    ($self:ident . $method:ident ( $($arg:expr),* )) => {
-        match $self {
-            Store::Postgres(store) => store.$method($($arg),*).await,
-            Store::Sqlite(store) => store.$method($($arg),*).await,
-        }
-    };
+pub struct Store {
+    db: Db,
 }
 
 impl Store {
     /// Connects to `url` (`postgres://…`), or, without one, to the SQLite
     /// file `dmarcd.sqlite` in `data_dir` (created if needed).
     pub async fn connect(url: Option<&str>, data_dir: &Path) -> StoreResult<Store> {
-        match url {
+        let db = match url {
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                Ok(Store::Postgres(postgres::PgStore::connect(url).await?))
+                postgres::connect(url).await?
             }
-            Some(url) if url.starts_with("sqlite:") => {
-                Ok(Store::Sqlite(sqlite::SqliteStore::connect_url(url).await?))
-            }
-            Some(other) => Err(StoreError::UnsupportedUrl(other.to_string())),
+            Some(url) if url.starts_with("sqlite:") => sqlite::connect_url(url).await?,
+            Some(other) => return Err(StoreError::UnsupportedUrl(other.to_string())),
             None => {
                 std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
                     path: data_dir.display().to_string(),
                     source,
                 })?;
-                Ok(Store::Sqlite(
-                    sqlite::SqliteStore::open(&data_dir.join("dmarcd.sqlite")).await?,
-                ))
+                sqlite::open(&data_dir.join("dmarcd.sqlite")).await?
             }
-        }
+        };
+        Ok(Store { db })
     }
 
     /// "postgres" or "sqlite".
     pub fn backend(&self) -> &'static str {
-        match self {
-            Store::Postgres(_) => "postgres",
-            Store::Sqlite(_) => "sqlite",
+        match self.db.backend() {
+            Backend::Postgres => "postgres",
+            Backend::Sqlite => "sqlite",
         }
+    }
+
+    /// The typed path to the database, for the read side (`query/`).
+    pub fn db(&self) -> &Db {
+        &self.db
     }
 
     /// Applies pending migrations; returns the ones applied now.
     pub async fn migrate(&self) -> StoreResult<Vec<Migration>> {
-        dispatch!(self.migrate())
+        migrate::run(&self.db).await
+    }
+
+    /// Whether the database answers and every migration this build knows
+    /// has been applied.
+    pub async fn schema_is_current(&self) -> StoreResult<bool> {
+        migrate::is_current(&self.db).await
     }
 
     /// Stores a raw message; returns once it is committed. The same bytes
@@ -376,7 +294,7 @@ impl Store {
         if messages.is_empty() {
             return Ok(Vec::new());
         }
-        dispatch!(self.insert_messages(messages))
+        inbox::insert_messages(&self.db, messages).await
     }
 
     /// Claims up to `batch` pending messages (and any whose lease expired),
@@ -389,7 +307,7 @@ impl Store {
         max_bytes: u64,
         lease: Duration,
     ) -> StoreResult<Vec<Claimed>> {
-        dispatch!(self.claim(worker, batch, max_bytes, lease))
+        inbox::claim(&self.db, worker, batch, max_bytes, lease).await
     }
 
     /// Writes what processing produced for a batch of messages, and their
@@ -434,6 +352,17 @@ impl Store {
         }
     }
 
+    /// `save_outcomes` for one message.
+    pub async fn save_outcome(
+        &self,
+        id: i64,
+        worker: &str,
+        outcome: &Outcome,
+    ) -> StoreResult<SaveSummary> {
+        let mut summaries = self.save_outcomes(worker, &[(id, outcome)]).await?;
+        Ok(summaries.pop().unwrap_or_default())
+    }
+
     /// One save transaction, tried again after a pause when the database
     /// asks to (a deadlock between writers, a busy file): nothing was
     /// written, so trying again is safe.
@@ -445,7 +374,13 @@ impl Store {
         let mut pause = Duration::from_millis(20);
         let mut tries = 1;
         loop {
-            let result = dispatch!(self.save_batch(worker, items));
+            let result = async {
+                let mut transaction = self.db.begin_derived().await?;
+                let summaries = save::save_batch(&mut transaction, worker, items).await?;
+                transaction.commit().await?;
+                Ok(summaries)
+            }
+            .await;
             match result {
                 Err(StoreError::Busy(error)) if tries < SAVE_TRIES => {
                     tracing::warn!(%error, tries, "saving a batch: the database asked to try again");
@@ -467,7 +402,10 @@ impl Store {
     /// queued records in every rollup. `None` when another process is
     /// applying (PostgreSQL: one applier at a time per database).
     pub async fn apply_rollups(&self, max_records: u64) -> StoreResult<Option<AppliedRollups>> {
-        dispatch!(self.apply_rollups(max_records))
+        let mut transaction = self.db.begin_derived().await?;
+        let applied = applier::apply(&mut transaction, max_records).await?;
+        transaction.commit().await?;
+        Ok(applied)
     }
 
     /// Applies until nothing is queued (waiting for another process's
@@ -486,18 +424,7 @@ impl Store {
 
     /// How far the rollups are behind the stored records.
     pub async fn rollup_lag(&self) -> StoreResult<RollupLag> {
-        dispatch!(self.rollup_lag())
-    }
-
-    /// `save_outcomes` for one message.
-    pub async fn save_outcome(
-        &self,
-        id: i64,
-        worker: &str,
-        outcome: &Outcome,
-    ) -> StoreResult<SaveSummary> {
-        let mut summaries = self.save_outcomes(worker, &[(id, outcome)]).await?;
-        Ok(summaries.pop().unwrap_or_default())
+        applier::lag(&self.db).await
     }
 
     /// Gives back messages `worker` claimed but could not finish because the
@@ -507,35 +434,40 @@ impl Store {
         if ids.is_empty() {
             return Ok(0);
         }
-        dispatch!(self.release_claims(worker, ids))
+        inbox::release_claims(&self.db, worker, ids).await
     }
 
     /// Puts stored messages back in the queue, deleting what was derived from them.
     pub async fn requeue(&self, selection: &Requeue) -> StoreResult<u64> {
-        dispatch!(self.requeue(selection))
+        requeue::requeue(&self.db, selection).await
     }
 
     pub async fn message(&self, id: i64) -> StoreResult<Option<MessageInfo>> {
-        dispatch!(self.message(id))
+        inbox::message(&self.db, id).await
+    }
+
+    /// The raw bytes of an inbox message, reassembled from its chunks.
+    pub async fn message_raw(&self, id: i64) -> StoreResult<Option<Vec<u8>>> {
+        inbox::message_raw(&self.db, id).await
     }
 
     /// Messages per status.
     pub async fn status_counts(&self) -> StoreResult<BTreeMap<MessageStatus, i64>> {
-        dispatch!(self.status_counts())
+        inbox::status_counts(&self.db).await
     }
 
     pub async fn report_counts(&self) -> StoreResult<ReportCounts> {
-        dispatch!(self.report_counts())
+        reports::counts(&self.db).await
     }
 
     /// Aggregate reports per policy domain.
     pub async fn aggregate_reports_by_domain(&self) -> StoreResult<BTreeMap<String, i64>> {
-        dispatch!(self.aggregate_reports_by_domain())
+        reports::aggregate_reports_by_domain(&self.db).await
     }
 
     /// The monitored domains.
     pub async fn domains(&self) -> StoreResult<Vec<String>> {
-        dispatch!(self.domains())
+        reports::domains(&self.db).await
     }
 
     /// IPs whose country, ASN and name are still to be worked out, with
@@ -544,7 +476,7 @@ impl Store {
         &self,
         limit: u32,
     ) -> StoreResult<Vec<(IpAddr, Option<String>)>> {
-        dispatch!(self.sources_to_describe(limit))
+        sources::to_describe(&self.db, limit).await
     }
 
     /// Saves descriptions from the databases and map (not the PTR names).
@@ -552,7 +484,7 @@ impl Store {
         if infos.is_empty() {
             return Ok(());
         }
-        dispatch!(self.save_descriptions(infos))
+        sources::save_descriptions(&self.db, infos).await
     }
 
     /// Claims up to `limit` IPs due for a PTR lookup, for `lease`; returns
@@ -562,45 +494,48 @@ impl Store {
         limit: u32,
         lease: Duration,
     ) -> StoreResult<Vec<(IpAddr, u32)>> {
-        dispatch!(self.claim_ptr_lookups(limit, lease))
+        sources::claim_ptr_lookups(&self.db, limit, lease).await
     }
 
     pub async fn save_ptr_results(&self, results: &[PtrResult]) -> StoreResult<()> {
         if results.is_empty() {
             return Ok(());
         }
-        dispatch!(self.save_ptr_results(results))
+        sources::save_ptr_results(&self.db, results).await
     }
 
     /// Marks every stored IP (adding any missing) to be described again,
     /// and the PTR names `dns` says to be looked up again. Returns the
     /// number of IPs.
     pub async fn refresh_sources(&self, dns: DnsRefresh) -> StoreResult<u64> {
-        dispatch!(self.refresh_sources(dns))
+        sources::refresh(&self.db, dns).await
     }
 
     /// Marks PTR answers past their lifetime to be looked up again.
     pub async fn renew_stale_ptrs(&self) -> StoreResult<u64> {
-        dispatch!(self.renew_stale_ptrs())
+        sources::renew_stale_ptrs(&self.db).await
     }
 
     /// What is stored about one sending IP.
     pub async fn source(&self, ip: IpAddr) -> StoreResult<Option<SourceRecord>> {
-        dispatch!(self.source(ip))
+        sources::source(&self.db, ip).await
     }
 
     pub async fn enrichment_counts(&self) -> StoreResult<EnrichmentCounts> {
-        dispatch!(self.enrichment_counts())
+        sources::counts(&self.db).await
     }
 
     /// Whether the database answers.
     pub async fn ping(&self) -> StoreResult<()> {
-        dispatch!(self.ping())
+        self.db
+            .execute(&self.db.statement("SELECT 1", Vec::new()))
+            .await?;
+        Ok(())
     }
 
     /// Closes every connection; later calls fail as `Unavailable`.
     pub async fn close(&self) {
-        dispatch!(self.close())
+        self.db.close().await
     }
 }
 

@@ -31,7 +31,6 @@ pub(super) struct AggregateRow {
     pub p: Option<String>,
     pub sp: Option<String>,
     pub np: Option<String>,
-    pub errors_json: String,
     pub extensions_json: String,
     pub warnings_json: String,
     pub message_count: i64,
@@ -49,7 +48,6 @@ impl AggregateRow {
             p: keyword(&policy.p),
             sp: keyword(&policy.sp),
             np: keyword(&policy.np),
-            errors_json: json(&report.metadata.errors),
             extensions_json: json(&report.extensions),
             warnings_json: json(&report.warnings),
             message_count: i64::try_from(report.message_count()).unwrap_or(i64::MAX),
@@ -127,11 +125,6 @@ impl RecordColumns {
     pub(super) fn len(&self) -> usize {
         self.count.len()
     }
-}
-
-/// JSON text of a value (for SQLite's array-like columns).
-pub(super) fn json_text(value: &impl serde::Serialize) -> String {
-    json(value)
 }
 
 /// Why a message's reports cannot be stored (a date no database column can

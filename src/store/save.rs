@@ -1,7 +1,6 @@
-//! Saving what a worker made of a batch of messages, written once for both
-//! backends: each backend supplies the statements (`BatchWriter`), this
-//! module decides what is written, in which order, and what each message's
-//! status becomes.
+//! Saving what a worker made of a batch of messages: what is written, in
+//! which order, and what each message's status becomes. The statements are
+//! in `reports.rs` and `inbox.rs`.
 //!
 //! Order matters across concurrent saves (workers, and other dmarcd
 //! processes on one PostgreSQL): every save takes row locks in one global
@@ -12,52 +11,18 @@
 
 use std::collections::BTreeSet;
 
+use super::db::Tx;
+use super::reports;
 use super::rows::{unstorable, AggregateRow};
-use super::{MessageStatus, Outcome, SaveSummary, StoreResult};
-use crate::report::{AggregateReport, FailureReport, Report, TlsReport};
+use super::{Outcome, SaveSummary, StoreResult};
+use crate::inbox::MessageStatus;
+use crate::report::{AggregateReport, Report};
 
 /// The records of one newly stored aggregate report, to be written.
 pub(super) struct NewRecords<'a> {
     pub report: i64,
     pub row: &'a AggregateRow,
     pub aggregate: &'a AggregateReport,
-}
-
-/// The statements a save needs, per backend.
-pub(super) trait BatchWriter {
-    /// Which of `ids` are still claimed by `worker` (locked until commit).
-    async fn held(&mut self, worker: &str, ids: &[i64]) -> StoreResult<Vec<i64>>;
-    /// The new report's id, or `None` when the same report is stored already.
-    async fn insert_aggregate(
-        &mut self,
-        message_id: i64,
-        location: &str,
-        report: &AggregateReport,
-        row: &AggregateRow,
-    ) -> StoreResult<Option<i64>>;
-    async fn insert_records(&mut self, records: &[NewRecords<'_>]) -> StoreResult<()>;
-    /// Whether the report was new.
-    async fn insert_tls(
-        &mut self,
-        message_id: i64,
-        location: &str,
-        report: &TlsReport,
-    ) -> StoreResult<bool>;
-    /// Whether the report was new.
-    async fn insert_failure(
-        &mut self,
-        message_id: i64,
-        location: &str,
-        report: &FailureReport,
-    ) -> StoreResult<bool>;
-    /// Queues new aggregate reports (id, records) for the rollup applier.
-    async fn queue_rollups(&mut self, reports: &[(i64, i64)]) -> StoreResult<()>;
-    /// Adds monitored domains (sorted, lower case) that are not there yet.
-    async fn add_domains(&mut self, names: &[String]) -> StoreResult<()>;
-    async fn set_statuses(
-        &mut self,
-        statuses: &[(i64, MessageStatus, Option<String>)],
-    ) -> StoreResult<()>;
 }
 
 /// One aggregate report of the batch, with where it goes.
@@ -84,13 +49,13 @@ impl PendingAggregate<'_> {
 
 /// Writes a batch's outcomes; the caller commits. A message no longer
 /// claimed by `worker` gets an unwritten summary.
-pub(super) async fn save_batch<W: BatchWriter>(
-    writer: &mut W,
+pub(super) async fn save_batch(
+    transaction: &mut Tx,
     worker: &str,
     items: &[(i64, &Outcome)],
 ) -> StoreResult<Vec<SaveSummary>> {
     let ids: Vec<i64> = items.iter().map(|(id, _)| *id).collect();
-    let held = writer.held(worker, &ids).await?;
+    let held = reports::held(transaction, worker, &ids).await?;
     let mut summaries: Vec<SaveSummary> = items
         .iter()
         .map(|(id, _)| SaveSummary {
@@ -132,14 +97,14 @@ pub(super) async fn save_batch<W: BatchWriter>(
     let mut inserted = Vec::new();
     for pending in &aggregates {
         let summary = &mut summaries[pending.message];
-        match writer
-            .insert_aggregate(
-                pending.message_id,
-                pending.location,
-                pending.report,
-                &pending.row,
-            )
-            .await?
+        match reports::insert_aggregate(
+            transaction,
+            pending.message_id,
+            pending.location,
+            pending.report,
+            &pending.row,
+        )
+        .await?
         {
             Some(report) => {
                 *summary.stored.entry("aggregate").or_default() += 1;
@@ -158,14 +123,14 @@ pub(super) async fn save_batch<W: BatchWriter>(
             aggregate: pending.report,
         })
         .collect();
-    writer.insert_records(&records).await?;
+    reports::insert_records(transaction, &records).await?;
     drop(records);
     let queued: Vec<(i64, i64)> = inserted
         .iter()
         .map(|(report, pending)| (*report, pending.report.records.len() as i64))
         .collect();
     if !queued.is_empty() {
-        writer.queue_rollups(&queued).await?;
+        reports::queue_rollups(transaction, &queued).await?;
     }
 
     for (index, (id, outcome)) in items.iter().enumerate() {
@@ -180,7 +145,7 @@ pub(super) async fn save_batch<W: BatchWriter>(
             let new = match &extracted.report {
                 Report::Aggregate(_) => continue,
                 Report::Tlsrpt(report) => {
-                    let new = writer.insert_tls(*id, location, report).await?;
+                    let new = reports::insert_tls(transaction, *id, location, report).await?;
                     if new {
                         let named = report
                             .policies
@@ -193,7 +158,7 @@ pub(super) async fn save_batch<W: BatchWriter>(
                     new
                 }
                 Report::Failure(report) => {
-                    let new = writer.insert_failure(*id, location, report).await?;
+                    let new = reports::insert_failure(transaction, *id, location, report).await?;
                     if new {
                         for domain in &report.reported_domain {
                             note_domain(&mut domains, domain);
@@ -211,9 +176,7 @@ pub(super) async fn save_batch<W: BatchWriter>(
         }
     }
     if !domains.is_empty() {
-        writer
-            .add_domains(&domains.into_iter().collect::<Vec<_>>())
-            .await?;
+        reports::add_domains(transaction, &domains.into_iter().collect::<Vec<_>>()).await?;
     }
 
     let mut statuses = Vec::with_capacity(items.len());
@@ -234,7 +197,7 @@ pub(super) async fn save_batch<W: BatchWriter>(
         summary.status = Some(status);
         statuses.push((*id, status, error));
     }
-    writer.set_statuses(&statuses).await?;
+    super::inbox::set_statuses(transaction, &statuses).await?;
     Ok(summaries)
 }
 

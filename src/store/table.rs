@@ -7,14 +7,13 @@ use chrono::{DateTime, Utc};
 use sqlx::{Row, TypeInfo, ValueRef};
 use tokio::sync::mpsc;
 
+use super::db::{pg_query, sqlite_query, Db, Value};
 use super::{Store, StoreError, StoreResult};
 
-/// The SQL flavour of a backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    Postgres,
-    Sqlite,
-}
+/// The SQL flavour of a backend (`db::Backend`; this name is on its way
+/// out with the cells below).
+pub use super::db::Backend as Dialect;
+pub use super::db::Sql;
 
 /// A bound value.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,6 +21,16 @@ pub enum Arg {
     Text(String),
     Int(i64),
     Time(DateTime<Utc>),
+}
+
+impl From<Arg> for Value {
+    fn from(arg: Arg) -> Self {
+        match arg {
+            Arg::Text(text) => Value::Text(Some(text)),
+            Arg::Int(value) => Value::Int(Some(value)),
+            Arg::Time(time) => Value::Time(Some(time)),
+        }
+    }
 }
 
 /// A result value. Queries cast what they select to text, integers,
@@ -73,123 +82,24 @@ impl Cell {
     }
 }
 
-/// SQL text with its arguments, placeholders numbered as they are bound.
-#[derive(Debug, Clone)]
-pub struct Sql {
-    dialect: Dialect,
-    text: String,
-    args: Vec<Arg>,
-}
-
-impl Sql {
-    pub fn new(dialect: Dialect) -> Self {
-        Sql {
-            dialect,
-            text: String::new(),
-            args: Vec::new(),
-        }
-    }
-
-    pub fn dialect(&self) -> Dialect {
-        self.dialect
-    }
-
-    /// Appends SQL text (never user input: bind that).
-    pub fn push(&mut self, text: &str) -> &mut Self {
-        self.text.push_str(text);
-        self
-    }
-
-    /// Appends a placeholder for `arg`.
-    pub fn bind(&mut self, arg: Arg) -> &mut Self {
-        self.args.push(arg);
-        match self.dialect {
-            Dialect::Postgres => {
-                self.text.push('$');
-                self.text.push_str(&self.args.len().to_string());
-            }
-            Dialect::Sqlite => self.text.push('?'),
-        }
-        self
-    }
-
-    pub fn bind_text(&mut self, text: impl Into<String>) -> &mut Self {
-        self.bind(Arg::Text(text.into()))
-    }
-
-    pub fn text(&self) -> &str {
-        &self.text
-    }
-
-    /// Appends another statement's text and arguments. This one must not
-    /// have arguments yet, or PostgreSQL's numbered placeholders would clash.
-    pub fn append_sql(&mut self, other: &Sql) -> &mut Self {
-        assert!(
-            self.args.is_empty() || other.args.is_empty(),
-            "append_sql: both statements have arguments"
-        );
-        self.text.push_str(&other.text);
-        self.args.extend(other.args.iter().cloned());
-        self
-    }
-}
-
 impl Store {
     pub fn dialect(&self) -> Dialect {
-        match self {
-            Store::Postgres(_) => Dialect::Postgres,
-            Store::Sqlite(_) => Dialect::Sqlite,
-        }
+        self.db().backend()
     }
 
     pub fn sql(&self) -> Sql {
-        Sql::new(self.dialect())
-    }
-
-    /// Whether the database answers and every migration this build knows
-    /// has been applied.
-    pub async fn schema_is_current(&self) -> StoreResult<bool> {
-        let mut sql = self.sql();
-        sql.push("SELECT max(version) FROM schema_migrations");
-        let applied = self
-            .fetch_table(sql)
-            .await?
-            .first()
-            .map_or(0, |row| row[0].int());
-        Ok(applied >= super::migrate::latest_version(self.dialect()))
-    }
-
-    /// The raw bytes of an inbox message, reassembled from its chunks.
-    pub async fn message_raw(&self, id: i64) -> StoreResult<Option<Vec<u8>>> {
-        let chunks: Vec<Vec<u8>> = match self {
-            Store::Postgres(store) => {
-                sqlx::query_scalar("SELECT raw FROM inbox_raw WHERE message_id = $1 ORDER BY seq")
-                    .bind(id)
-                    .fetch_all(&store.pool)
-                    .await?
-            }
-            Store::Sqlite(store) => {
-                sqlx::query_scalar("SELECT raw FROM inbox_raw WHERE message_id = ? ORDER BY seq")
-                    .bind(id)
-                    .fetch_all(&store.pool)
-                    .await?
-            }
-        };
-        if chunks.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(chunks.concat()))
+        self.db().sql()
     }
 
     /// Runs a read query; every row as cells.
     pub async fn fetch_table(&self, sql: Sql) -> StoreResult<Vec<Vec<Cell>>> {
-        match self {
-            Store::Postgres(store) => {
-                let rows = pg_query(&sql).fetch_all(&store.pool).await?;
+        match self.db() {
+            Db::Postgres(pool) => {
+                let rows = pg_query(&sql).fetch_all(pool).await?;
                 rows.iter().map(pg_row).collect()
             }
-            Store::Sqlite(store) => {
-                let rows = sqlite_query(&sql).fetch_all(&store.pool).await?;
+            Db::Sqlite { durable, .. } => {
+                let rows = sqlite_query(&sql).fetch_all(durable).await?;
                 rows.iter().map(sqlite_row).collect()
             }
         }
@@ -197,13 +107,7 @@ impl Store {
 
     /// Runs a write statement; returns the rows affected.
     pub async fn execute_sql(&self, sql: Sql) -> StoreResult<u64> {
-        Ok(match self {
-            Store::Postgres(store) => pg_query(&sql).execute(&store.pool).await?.rows_affected(),
-            Store::Sqlite(store) => sqlite_query(&sql)
-                .execute(&store.derived)
-                .await?
-                .rows_affected(),
-        })
+        self.db().execute(&sql).await
     }
 
     /// Streams a read query's rows into a channel of `capacity` rows, so a
@@ -216,7 +120,7 @@ impl Store {
     ) -> mpsc::Receiver<StoreResult<Vec<Cell>>> {
         use futures_util::StreamExt;
         let (sender, receiver) = mpsc::channel(capacity.max(1));
-        let store = self.clone();
+        let db = self.db().clone();
         tokio::spawn(async move {
             macro_rules! forward {
                 ($rows:expr, $decode:expr) => {{
@@ -230,39 +134,15 @@ impl Store {
                     }
                 }};
             }
-            match &store {
-                Store::Postgres(pg) => forward!(pg_query(&sql).fetch(&pg.pool), pg_row),
-                Store::Sqlite(lite) => forward!(sqlite_query(&sql).fetch(&lite.pool), sqlite_row),
+            match &db {
+                Db::Postgres(pool) => forward!(pg_query(&sql).fetch(pool), pg_row),
+                Db::Sqlite { durable, .. } => {
+                    forward!(sqlite_query(&sql).fetch(durable), sqlite_row)
+                }
             }
         });
         receiver
     }
-}
-
-fn pg_query(sql: &Sql) -> sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments> {
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.text.clone()));
-    for arg in &sql.args {
-        query = match arg {
-            Arg::Text(text) => query.bind(text.clone()),
-            Arg::Int(value) => query.bind(*value),
-            Arg::Time(time) => query.bind(*time),
-        };
-    }
-    query
-}
-
-fn sqlite_query(
-    sql: &Sql,
-) -> sqlx::query::Query<'static, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.text.clone()));
-    for arg in &sql.args {
-        query = match arg {
-            Arg::Text(text) => query.bind(text.clone()),
-            Arg::Int(value) => query.bind(*value),
-            Arg::Time(time) => query.bind(*time),
-        };
-    }
-    query
 }
 
 fn pg_row(row: &sqlx::postgres::PgRow) -> StoreResult<Vec<Cell>> {

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use super::{ApiError, AppState, WebConfig};
 use crate::inbox::Inbox;
-use crate::store::{Envelope, Intake};
+use crate::inbox::{Envelope, Intake};
 
 /// The media types of RFC 8460 section 3.
 const ACCEPTED_TYPES: [&str; 2] = ["application/tlsrpt+json", "application/tlsrpt+gzip"];

@@ -3,8 +3,9 @@
 use std::path::Path;
 
 use dmarcd::enrich::{EnrichConfig, EnrichService, Enricher};
+use dmarcd::inbox::Envelope;
 use dmarcd::inbox::Inbox;
-use dmarcd::store::{Envelope, Store};
+use dmarcd::store::Store;
 use dmarcd::worker::{Worker, WorkerConfig};
 use dmarcd::{testing, Limits};
 

@@ -12,12 +12,12 @@ use super::{
     filter_form, pager, percent, query_of, render, FilterForm, Layout, PageError, PageUser, Select,
     SummaryLine, SummaryTable,
 };
+use crate::inbox::MessageStatus;
 use crate::query::other::{self, FailureRow, TlsGroupBy, TlsSummaryRow};
 use crate::query::{
     aggregate, Filter, GroupBy, Page, PageParams, ParsedFilter, RecordRow, ReportRow, SummaryRow,
     SummarySort,
 };
-use crate::store::MessageStatus;
 use crate::web::api::Params;
 use crate::web::svg::{stacked_bars, Series};
 use crate::web::AppState;

@@ -1,0 +1,376 @@
+//! The report tables: aggregate reports and their records, TLS reports,
+//! failure reports, and the monitored domains they name.
+
+use std::collections::BTreeMap;
+
+use super::db::{json, Backend, Db, Tx};
+use super::inbox::now;
+use super::rows::AggregateRow;
+use super::save::NewRecords;
+use super::{ReportCounts, StoreResult};
+use crate::report::{failure, AggregateReport, FailureReport, TlsReport};
+
+/// Which of `ids` are still claimed by `worker` (locked until commit).
+pub(super) async fn held(transaction: &mut Tx, worker: &str, ids: &[i64]) -> StoreResult<Vec<i64>> {
+    let mut select = transaction.sql();
+    select
+        .push("SELECT id FROM inbox_messages WHERE status = 'processing' AND claimed_by = ")
+        .bind(worker);
+    let list = select.placeholder(json(&ids));
+    let lock = match select.backend() {
+        // A requeue or another save cannot change them until this commits.
+        Backend::Postgres => " ORDER BY id FOR UPDATE",
+        // The transaction holds SQLite's one write lock already.
+        Backend::Sqlite => " ORDER BY id",
+    };
+    select.push(&format!(
+        " AND {}{lock}",
+        select.backend().in_int_list("id", &list)
+    ));
+    let rows: Vec<(i64,)> = transaction.fetch_all(&select).await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
+}
+
+/// The new report's id, or `None` when the same report is stored already.
+pub(super) async fn insert_aggregate(
+    transaction: &mut Tx,
+    message_id: i64,
+    location: &str,
+    report: &AggregateReport,
+    row: &AggregateRow,
+) -> StoreResult<Option<i64>> {
+    let backend = transaction.backend();
+    let meta = &report.metadata;
+    let policy = &report.policy_published;
+    let text = format!(
+        "INSERT INTO aggregate_reports
+            (message_id, location, org_name, email, extra_contact_info, report_id, date_begin, date_end,
+             errors, generator, schema, version, namespace, policy_domain, adkim, aspf, p, sp, np, pct, fo,
+             testing, discovery_method, extensions, warnings, record_count, message_count, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, {errors}, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
+                 $20, $21, $22, $23, {extensions}, {warnings}, $26, $27, $28)
+         ON CONFLICT (org_name, report_id, policy_domain, date_begin) DO NOTHING
+         RETURNING id",
+        errors = backend.text_list("$9"),
+        extensions = backend.jsonb("$24"),
+        warnings = backend.jsonb("$25"),
+    );
+    let inserted: Option<(i64,)> = transaction
+        .fetch_optional(&transaction.statement(
+            &text,
+            vec![
+                message_id.into(),
+                location.into(),
+                meta.org_name.as_str().into(),
+                meta.email.as_deref().into(),
+                meta.extra_contact_info.as_deref().into(),
+                meta.report_id.as_str().into(),
+                row.begin.into(),
+                row.end.into(),
+                json(&meta.errors),
+                meta.generator.as_deref().into(),
+                row.schema.as_str().into(),
+                report.version.as_deref().into(),
+                report.namespace.as_deref().into(),
+                policy.domain.as_str().into(),
+                row.adkim.as_deref().into(),
+                row.aspf.as_deref().into(),
+                row.p.as_deref().into(),
+                row.sp.as_deref().into(),
+                row.np.as_deref().into(),
+                policy.pct.map(i64::from).into(),
+                policy.fo.as_deref().into(),
+                policy.testing.as_deref().into(),
+                policy.discovery_method.as_deref().into(),
+                row.extensions_json.as_str().into(),
+                row.warnings_json.as_str().into(),
+                (report.records.len() as i64).into(),
+                row.message_count.into(),
+                now().into(),
+            ],
+        ))
+        .await?;
+    Ok(inserted.map(|(id,)| id))
+}
+
+/// A batch's records. The bulk paths differ by backend: PostgreSQL's
+/// binary COPY and arrays, SQLite's multi-row INSERTs.
+pub(super) async fn insert_records(
+    transaction: &mut Tx,
+    records: &[NewRecords<'_>],
+) -> StoreResult<()> {
+    match transaction {
+        Tx::Postgres(transaction) => super::postgres::insert_records(transaction, records).await,
+        Tx::Sqlite(transaction) => {
+            for new in records {
+                super::sqlite::insert_records(transaction, new).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Whether the report was new.
+pub(super) async fn insert_tls(
+    transaction: &mut Tx,
+    message_id: i64,
+    location: &str,
+    report: &TlsReport,
+) -> StoreResult<bool> {
+    let backend = transaction.backend();
+    let text = format!(
+        "INSERT INTO tls_reports
+            (message_id, location, organization_name, report_id, date_begin, date_end, contact_info,
+             created_at, warnings)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, {warnings})
+         ON CONFLICT (organization_name, report_id) DO NOTHING
+         RETURNING id",
+        warnings = backend.jsonb("$9"),
+    );
+    let inserted: Option<(i64,)> = transaction
+        .fetch_optional(&transaction.statement(
+            &text,
+            vec![
+                message_id.into(),
+                location.into(),
+                report.organization_name.as_str().into(),
+                report.report_id.as_str().into(),
+                report.begin.into(),
+                report.end.into(),
+                report.contact_info.as_deref().into(),
+                now().into(),
+                json(&report.warnings),
+            ],
+        ))
+        .await?;
+    let Some((report_row,)) = inserted else {
+        return Ok(false);
+    };
+    let insert_policy = format!(
+        "INSERT INTO tls_policies
+            (report_id, policy_type, policy_domain, policy_strings, mx_hosts, successful_sessions,
+             failed_sessions)
+         VALUES ($1, $2, $3, {strings}, {hosts}, $6, $7) RETURNING id",
+        strings = backend.text_list("$4"),
+        hosts = backend.text_list("$5"),
+    );
+    for policy in &report.policies {
+        let (policy_row,): (i64,) = transaction
+            .fetch_one(&transaction.statement(
+                &insert_policy,
+                vec![
+                    report_row.into(),
+                    policy.policy_type.as_str().into(),
+                    // Unknown (the report and its email name none): '' in the NOT NULL column.
+                    policy.policy_domain.as_deref().unwrap_or_default().into(),
+                    json(&policy.policy_strings),
+                    json(&policy.mx_hosts),
+                    policy.successful_sessions.into(),
+                    policy.failed_sessions.into(),
+                ],
+            ))
+            .await?;
+        for detail in &policy.failure_details {
+            let insert = transaction.statement(
+                "INSERT INTO tls_failure_details
+                    (policy_id, result_type, sending_mta_ip, receiving_mx_hostname, receiving_mx_helo,
+                     receiving_ip, failed_sessions, additional_information, failure_reason_code)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                vec![
+                    policy_row.into(),
+                    detail.result_type.as_str().into(),
+                    detail.sending_mta_ip.as_deref().into(),
+                    detail.receiving_mx_hostname.as_deref().into(),
+                    detail.receiving_mx_helo.as_deref().into(),
+                    detail.receiving_ip.as_deref().into(),
+                    detail.failed_sessions.into(),
+                    detail.additional_information.as_deref().into(),
+                    detail.failure_reason_code.as_deref().into(),
+                ],
+            );
+            transaction.execute(&insert).await?;
+        }
+    }
+    Ok(true)
+}
+
+/// Whether the report was new. Stored once: the same report received
+/// twice (by SMTP, then imported from a mailbox backup) is a duplicate,
+/// like an aggregate report.
+pub(super) async fn insert_failure(
+    transaction: &mut Tx,
+    message_id: i64,
+    location: &str,
+    report: &FailureReport,
+) -> StoreResult<bool> {
+    let backend = transaction.backend();
+    let original = report.original.clone().unwrap_or_default();
+    let text = format!(
+        "INSERT INTO failure_reports
+            (message_id, location, format, feedback_type, version, user_agent, auth_failure, identity_alignment,
+             delivery_result, arrival_date, arrival_date_raw, source_ip, source_port, reporting_mta,
+             original_envelope_id, original_mail_from, original_rcpt_to, reported_domain, reported_uri,
+             authentication_results, incidents, dkim_domain, dkim_identity, dkim_selector, dkim_selector_dns,
+             spf_dns, other_fields, report_subject, original_from, original_to, original_subject,
+             original_message_id, original_date, original_headers_only, created_at, dedupe_key, warnings)
+         VALUES ($1, $2, $3, $4, $5, $6, {auth_failure}, $8, $9, $10, $11, {source_ip}, $13, $14, $15, $16,
+                 {rcpt_to}, {domains}, {uris}, {results}, $21, $22, $23, $24, $25, {spf_dns}, {other}, $28,
+                 $29, $30, $31, $32, $33, $34, $35, $36, {warnings})
+         ON CONFLICT (dedupe_key) DO NOTHING
+         RETURNING id",
+        auth_failure = backend.text_list("$7"),
+        source_ip = backend.inet("$12"),
+        rcpt_to = backend.text_list("$17"),
+        domains = backend.text_list("$18"),
+        uris = backend.text_list("$19"),
+        results = backend.text_list("$20"),
+        spf_dns = backend.text_list("$26"),
+        other = backend.jsonb("$27"),
+        warnings = backend.jsonb("$37"),
+    );
+    let format = serde_json::to_value(report.format)
+        .ok()
+        .and_then(|value| value.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let inserted: Option<(i64,)> = transaction
+        .fetch_optional(&transaction.statement(
+            &text,
+            vec![
+                message_id.into(),
+                location.into(),
+                format.into(),
+                report.feedback_type.as_deref().into(),
+                report.version.as_deref().into(),
+                report.user_agent.as_deref().into(),
+                json(&report.auth_failure),
+                report.identity_alignment.as_deref().into(),
+                report
+                    .delivery_result
+                    .as_ref()
+                    .map(|d| d.as_str().to_string())
+                    .into(),
+                report.arrival_date.into(),
+                report.arrival_date_raw.as_deref().into(),
+                report.source_ip.into(),
+                report.source_port.map(i64::from).into(),
+                report.reporting_mta.as_deref().into(),
+                report.original_envelope_id.as_deref().into(),
+                report.original_mail_from.as_deref().into(),
+                json(&report.original_rcpt_to),
+                json(&report.reported_domain),
+                json(&report.reported_uri),
+                json(&report.authentication_results),
+                report.incidents.map(i64::from).into(),
+                report.dkim_domain.as_deref().into(),
+                report.dkim_identity.as_deref().into(),
+                report.dkim_selector.as_deref().into(),
+                report.dkim_selector_dns.as_deref().into(),
+                json(&report.spf_dns),
+                json(&report.other_fields),
+                report.report_subject.as_deref().into(),
+                original.from.as_deref().into(),
+                original.to.as_deref().into(),
+                original.subject.as_deref().into(),
+                original.message_id.as_deref().into(),
+                original.date.into(),
+                report.original.as_ref().map(|o| o.headers_only).into(),
+                now().into(),
+                failure::dedupe_key(report).into(),
+                json(&report.warnings),
+            ],
+        ))
+        .await?;
+    Ok(inserted.is_some())
+}
+
+/// Queues new aggregate reports (id, records) for the rollup applier.
+pub(super) async fn queue_rollups(transaction: &mut Tx, reports: &[(i64, i64)]) -> StoreResult<()> {
+    let mut insert = transaction.sql();
+    let rows: Vec<serde_json::Value> = reports
+        .iter()
+        .map(|(report, records)| serde_json::json!({"report_id": report, "records": records}))
+        .collect();
+    let parameter = insert.placeholder(json(&rows));
+    let queued_at = insert.placeholder(now());
+    insert.push(&format!(
+        "INSERT INTO rollup_pending (report_id, records, queued_at) SELECT q.report_id, q.records, {queued_at} FROM {}",
+        insert.backend().json_rows(
+            &parameter,
+            "q",
+            &[
+                ("report_id", super::db::ColumnType::Int),
+                ("records", super::db::ColumnType::Int)
+            ]
+        )
+    ));
+    transaction.execute(&insert).await?;
+    Ok(())
+}
+
+/// Adds monitored domains (sorted, lower case) that are not there yet, in
+/// one statement: concurrent saves lock them in one order.
+pub(super) async fn add_domains(transaction: &mut Tx, names: &[String]) -> StoreResult<()> {
+    let mut insert = transaction.sql();
+    let list = insert.placeholder(json(&names));
+    let created_at = insert.placeholder(now());
+    let source = match insert.backend() {
+        Backend::Postgres => format!(
+            "SELECT value, 'report', {created_at} FROM json_array_elements_text(CAST({list} AS json)) ORDER BY 1"
+        ),
+        // `WHERE true`: SQLite's grammar needs it before an upsert clause.
+        Backend::Sqlite => {
+            format!("SELECT value, 'report', {created_at} FROM json_each({list}) WHERE true")
+        }
+    };
+    insert.push(&format!(
+        "INSERT INTO domains (name, origin, created_at) {source} ON CONFLICT (name) DO NOTHING"
+    ));
+    transaction.execute(&insert).await?;
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct Counts {
+    aggregate_reports: i64,
+    aggregate_records: i64,
+    tls_reports: i64,
+    failure_reports: i64,
+}
+
+/// Totals of the derived data.
+pub(super) async fn counts(db: &Db) -> StoreResult<ReportCounts> {
+    let counts: Counts = db
+        .fetch_one(&db.statement(
+            "SELECT (SELECT count(*) FROM aggregate_reports) AS aggregate_reports,
+                    (SELECT count(*) FROM aggregate_records) AS aggregate_records,
+                    (SELECT count(*) FROM tls_reports) AS tls_reports,
+                    (SELECT count(*) FROM failure_reports) AS failure_reports",
+            Vec::new(),
+        ))
+        .await?;
+    Ok(ReportCounts {
+        aggregate_reports: counts.aggregate_reports,
+        aggregate_records: counts.aggregate_records,
+        tls_reports: counts.tls_reports,
+        failure_reports: counts.failure_reports,
+    })
+}
+
+/// Aggregate reports per policy domain.
+pub(super) async fn aggregate_reports_by_domain(db: &Db) -> StoreResult<BTreeMap<String, i64>> {
+    let rows: Vec<(String, i64)> = db
+        .fetch_all(&db.statement(
+            "SELECT policy_domain, count(*) FROM aggregate_reports GROUP BY policy_domain",
+            Vec::new(),
+        ))
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// The monitored domains.
+pub(super) async fn domains(db: &Db) -> StoreResult<Vec<String>> {
+    let rows: Vec<(String,)> = db
+        .fetch_all(&db.statement("SELECT name FROM domains ORDER BY name", Vec::new()))
+        .await?;
+    Ok(rows.into_iter().map(|(name,)| name).collect())
+}
