@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dmarcd::inbox::Inbox;
-use dmarcd::store::{Envelope, MessageStatus};
+use dmarcd::inbox::{Envelope, MessageStatus};
 use dmarcd::worker::{Worker, WorkerConfig};
 use dmarcd::{testing, Limits};
 use sqlx::Connection;
