@@ -139,3 +139,28 @@ fn parse_payload(payload: Payload<'_>, limits: &Limits) -> Result<Report, Extrac
         }
     }
 }
+
+/// Why reports that parsed cannot be stored (a date no calendar can hold),
+/// decided before anything is written: the message fails with this reason.
+pub fn unstorable(reports: &[ExtractedReport]) -> Option<String> {
+    reports
+        .iter()
+        .find_map(|extracted| match &extracted.report {
+            Report::Aggregate(report) => {
+                let meta = &report.metadata;
+                [
+                    ("date_range begin", meta.begin),
+                    ("date_range end", meta.end),
+                ]
+                .into_iter()
+                .find(|(_, seconds)| crate::report::calendar_time(*seconds).is_none())
+                .map(|(what, seconds)| {
+                    format!(
+                        "{}: {what} {seconds} is not a usable date",
+                        extracted.location
+                    )
+                })
+            }
+            _ => None,
+        })
+}

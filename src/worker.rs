@@ -186,17 +186,8 @@ impl Worker {
         };
 
         let mut processed = Vec::with_capacity(outcomes.len());
-        for (((id, outcome), summary), (_, source_name)) in
-            outcomes.iter().zip(summaries).zip(sources)
-        {
-            let reason = match outcome {
-                Outcome::Failed(reason) | Outcome::Ignored(reason) => Some(reason.clone()),
-                // A report the store refused: the reason is on the message.
-                Outcome::Reports(_) if summary.status == Some(MessageStatus::Failed) => {
-                    self.store.message(*id).await?.and_then(|info| info.error)
-                }
-                Outcome::Reports(_) => None,
-            };
+        for (((id, _), summary), (_, source_name)) in outcomes.iter().zip(summaries).zip(sources) {
+            let reason = summary.reason.clone();
             record_metrics(&summary, reason.as_deref());
             if !summary.written {
                 tracing::warn!(id, worker = %self.name, "lost the claim on a message; another worker has it");
@@ -334,7 +325,10 @@ fn record_metrics(summary: &SaveSummary, reason: Option<&str>) {
 
 pub fn classify(result: Result<Vec<ExtractedReport>, ExtractError>) -> Outcome {
     match result {
-        Ok(reports) => Outcome::Reports(reports),
+        Ok(reports) => match crate::extract::unstorable(&reports) {
+            Some(reason) => Outcome::Failed(reason),
+            None => Outcome::Reports(reports),
+        },
         Err(error) if error.is_not_a_report() => Outcome::Ignored(error.to_string()),
         Err(error) => Outcome::Failed(error.to_string()),
     }

@@ -62,3 +62,10 @@ impl Default for ParseLimits {
         }
     }
 }
+
+/// Unix seconds as a time a calendar (and every database) can hold: from
+/// 1970 to the end of year 9999. Anything else in a report is a typo or an
+/// attack, and cannot be stored.
+pub fn calendar_time(seconds: i64) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::from_timestamp(seconds, 0).filter(|time| time.timestamp() < 253_402_300_800)
+}

@@ -35,10 +35,10 @@ use crate::inbox::{Envelope, MessageStatus};
 pub use applier::{AppliedRollups, RollupLag};
 pub use db::{Backend, Db};
 pub use migrate::Migration;
-pub use sources::{DnsRefresh, EnrichmentCounts, PtrResult, SourceRecord, StoredDnsState};
+pub use sources::{
+    DnsRefresh, EnrichmentCounts, PtrResult, SourceInfo, SourceRecord, StoredDnsState,
+};
 pub use table::{Arg, Cell, Dialect, Sql};
-
-use crate::enrich::SourceInfo;
 
 /// The result of `insert_message`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +77,8 @@ pub struct SaveSummary {
     /// False when the claim had been lost (lease expired and another worker
     /// took the message): nothing was written.
     pub written: bool,
+    /// Why the message failed or was ignored, as stored with it.
+    pub reason: Option<String>,
 }
 
 /// Which stored messages to run through the parser again.

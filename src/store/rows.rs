@@ -2,14 +2,11 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::extract::ExtractedReport;
 use crate::report::aggregate::{AggregateReport, Record};
-use crate::report::Report;
 
 /// Unix seconds as a timestamp both databases can hold.
 pub(super) fn timestamp(seconds: i64, what: &str) -> Result<DateTime<Utc>, String> {
-    DateTime::from_timestamp(seconds, 0)
-        .filter(|time| time.timestamp() < 253_402_300_800) // before year 10000
+    crate::report::calendar_time(seconds)
         .ok_or_else(|| format!("{what} {seconds} is not a usable date"))
 }
 
@@ -125,19 +122,6 @@ impl RecordColumns {
     pub(super) fn len(&self) -> usize {
         self.count.len()
     }
-}
-
-/// Why a message's reports cannot be stored (a date no database column can
-/// hold), checked before anything is written.
-pub(super) fn unstorable(reports: &[ExtractedReport]) -> Option<String> {
-    reports
-        .iter()
-        .find_map(|extracted| match &extracted.report {
-            Report::Aggregate(report) => AggregateRow::new(report)
-                .err()
-                .map(|invalid| format!("{}: {invalid}", extracted.location)),
-            _ => None,
-        })
 }
 
 /// Bytes per row of `inbox_raw`.

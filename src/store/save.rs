@@ -13,8 +13,8 @@ use std::collections::BTreeSet;
 
 use super::db::Tx;
 use super::reports;
-use super::rows::{unstorable, AggregateRow};
-use super::{Outcome, SaveSummary, StoreResult};
+use super::rows::AggregateRow;
+use super::{Outcome, SaveSummary, StoreError, StoreResult};
 use crate::inbox::MessageStatus;
 use crate::report::{AggregateReport, Report};
 
@@ -63,7 +63,6 @@ pub(super) async fn save_batch(
             ..SaveSummary::default()
         })
         .collect();
-    let mut failed: Vec<Option<String>> = vec![None; items.len()];
     let mut aggregates = Vec::new();
     for (index, (id, outcome)) in items.iter().enumerate() {
         let Outcome::Reports(reports) = outcome else {
@@ -72,22 +71,21 @@ pub(super) async fn save_batch(
         if !summaries[index].written {
             continue;
         }
-        if let Some(reason) = unstorable(reports) {
-            failed[index] = Some(reason);
-            continue;
-        }
         for extracted in reports {
             if let Report::Aggregate(report) = &extracted.report {
-                // unstorable() has checked every row can be made.
-                if let Ok(row) = AggregateRow::new(report) {
-                    aggregates.push(PendingAggregate {
-                        message: index,
-                        message_id: *id,
-                        location: &extracted.location,
-                        report,
-                        row,
-                    });
-                }
+                // The worker has failed messages whose dates cannot be
+                // stored (extract::unstorable); one that gets here anyway
+                // fails its batch, which is then saved message by message.
+                let row = AggregateRow::new(report).map_err(|invalid| {
+                    StoreError::Invalid(format!("{}: {invalid}", extracted.location))
+                })?;
+                aggregates.push(PendingAggregate {
+                    message: index,
+                    message_id: *id,
+                    location: &extracted.location,
+                    report,
+                    row,
+                });
             }
         }
     }
@@ -137,7 +135,7 @@ pub(super) async fn save_batch(
         let Outcome::Reports(reports) = outcome else {
             continue;
         };
-        if !summaries[index].written || failed[index].is_some() {
+        if !summaries[index].written {
             continue;
         }
         for extracted in reports {
@@ -185,16 +183,16 @@ pub(super) async fn save_batch(
         if !summary.written {
             continue;
         }
-        let (status, error) = match (outcome, failed[index].take()) {
-            (_, Some(reason)) => (MessageStatus::Failed, Some(reason)),
-            (Outcome::Reports(_), None) if summary.stored.is_empty() && summary.duplicates > 0 => {
+        let (status, error) = match outcome {
+            Outcome::Reports(_) if summary.stored.is_empty() && summary.duplicates > 0 => {
                 (MessageStatus::Duplicate, None)
             }
-            (Outcome::Reports(_), None) => (MessageStatus::Done, None),
-            (Outcome::Failed(reason), None) => (MessageStatus::Failed, Some(reason.clone())),
-            (Outcome::Ignored(reason), None) => (MessageStatus::Ignored, Some(reason.clone())),
+            Outcome::Reports(_) => (MessageStatus::Done, None),
+            Outcome::Failed(reason) => (MessageStatus::Failed, Some(reason.clone())),
+            Outcome::Ignored(reason) => (MessageStatus::Ignored, Some(reason.clone())),
         };
         summary.status = Some(status);
+        summary.reason = error.clone();
         statuses.push((*id, status, error));
     }
     super::inbox::set_statuses(transaction, &statuses).await?;

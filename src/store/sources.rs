@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -11,7 +12,26 @@ use serde_json::json as object;
 use super::db::{json, Backend, ColumnType, Db};
 use super::inbox::now;
 use super::StoreResult;
-use crate::enrich::SourceInfo;
+
+/// Everything dmarcd knows about one sending IP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceInfo {
+    pub ip: IpAddr,
+    /// ISO 3166 alpha-2, upper case.
+    pub country: Option<Arc<str>>,
+    pub asn: Option<u32>,
+    pub as_name: Option<Arc<str>>,
+    pub as_domain: Option<Arc<str>>,
+    /// The PTR name, lower case, without the trailing dot.
+    pub ptr: Option<String>,
+    /// The registrable domain of `ptr` (`google.com` for `mail-yw1-f41.google.com`).
+    pub base_domain: Option<String>,
+    /// From the map when the base domain (or the AS domain) is in it; else
+    /// the base domain; else the AS name.
+    pub source_name: Option<Arc<str>>,
+    /// One of `SOURCE_TYPES` for the shipped map; the user's CSV may add others.
+    pub source_type: Option<Arc<str>>,
+}
 
 /// Where an IP's PTR lookup stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
