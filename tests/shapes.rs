@@ -605,3 +605,21 @@ fn gzip_of_a_report_survives_being_cut_into_writes_of_any_size() {
         assert_eq!(one(&stream, "padded.xml.gz"), original, "pad {pad}");
     }
 }
+
+#[test]
+fn control_characters_in_member_names_stay_out_of_the_location() {
+    let xml = corpus(GOOGLE);
+    let zipped = common::zip(&[("report\u{1b}[31m.xml", &xml)]);
+    let reports = extract_reports_from_bytes(&zipped, "r.zip", &Limits::default()).unwrap();
+    assert_eq!(reports[0].location, "r.zip › report[31m.xml");
+
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&xml);
+    let email = format!(
+        "From: a@example.net\r\nSubject: report\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/xml\r\nContent-Transfer-Encoding: base64\r\n\
+         Content-Disposition: attachment; filename*=UTF-8''nul%00name.xml\r\n\r\n{encoded}\r\n"
+    );
+    let reports =
+        extract_reports_from_bytes(email.as_bytes(), "m.eml", &Limits::default()).unwrap();
+    assert_eq!(reports[0].location, "m.eml › nulname.xml");
+}

@@ -345,6 +345,12 @@ fn read_bounded(input: &mut dyn Read, max: u64, location: &str) -> Result<Vec<u8
 }
 
 /// Joins an outer location and a member name with a visible separator.
+/// Member names come from the archive or the email (a zip header, an
+/// RFC 2231 file name can carry `%00`): control characters are left out,
+/// since the location is stored as text and shown.
 fn member_location(outer: &str, member: &str) -> String {
-    format!("{outer} › {member}")
+    match crate::report::strip_controls(member) {
+        Some(clean) => format!("{outer} › {clean}"),
+        None => format!("{outer} › {member}"),
+    }
 }

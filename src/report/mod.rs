@@ -11,6 +11,8 @@ pub use aggregate::AggregateReport;
 pub use failure::FailureReport;
 pub use tlsrpt::TlsReport;
 
+pub(crate) use text::strip_controls;
+
 use serde::Serialize;
 
 /// Any report dmarcd understands.
