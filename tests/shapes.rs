@@ -623,3 +623,28 @@ fn control_characters_in_member_names_stay_out_of_the_location() {
         extract_reports_from_bytes(email.as_bytes(), "m.eml", &Limits::default()).unwrap();
     assert_eq!(reports[0].location, "m.eml › nulname.xml");
 }
+
+#[test]
+fn a_control_character_deep_in_a_large_report_or_from_a_reference_is_removed() {
+    // Large enough to be parsed in windows and on two threads.
+    let mut report = dmarcd::testing::aggregate_report(30_000);
+    let last = report.records.len() - 1;
+    report.records[last].identifiers.header_from = Some("la\0st.example".into());
+    let parsed = one(report.to_xml().as_bytes(), "large.xml");
+    assert_eq!(
+        parsed["records"][last]["identifiers"]["header_from"],
+        "last.example"
+    );
+    assert_warned(
+        &parsed,
+        "removed control characters from /feedback/record[30000]",
+    );
+
+    let xml = corpus_text(AGGREGATE).replacen("<header_from>", "<header_from>&#1;", 1);
+    let parsed = one(xml.as_bytes(), "reference.xml");
+    assert_eq!(
+        facts(parsed.clone()),
+        facts(one(&corpus(AGGREGATE), "original.xml"))
+    );
+    assert_warned(&parsed, "header_from");
+}

@@ -10,10 +10,21 @@ fn is_stripped_control(character: char) -> bool {
 }
 
 /// Whether `text` holds a control character that `strip_controls` removes.
-/// A byte test: cheap enough to run on every value of every record.
 pub(crate) fn has_controls(text: &str) -> bool {
-    text.bytes()
-        .any(|byte| byte < b' ' && !matches!(byte, b'\t' | b'\n' | b'\r'))
+    has_control_bytes(text.as_bytes())
+}
+
+/// The same test over raw bytes, written without branches so that it
+/// vectorises: the aggregate parser runs it over each window of a document
+/// (80 million instructions for 84 MB), and tests values only once it
+/// found one, instead of testing each of millions of values (90 million).
+/// UTF-8 continuation bytes are above 0x7F and never match.
+pub(crate) fn has_control_bytes(bytes: &[u8]) -> bool {
+    bytes.chunks(4096).any(|chunk| {
+        chunk.iter().fold(false, |found, &byte| {
+            found | ((byte < b' ') & (byte != b'\t') & (byte != b'\n') & (byte != b'\r'))
+        })
+    })
 }
 
 /// `text` without its control characters, or `None` when it has none.
@@ -43,5 +54,12 @@ mod tests {
             Some("abc\td\ne\rf")
         );
         assert_eq!(strip_controls("plain, é and \u{7f}"), None);
+        for at in 0..20 {
+            let mut text = "x".repeat(20);
+            text.insert(at, '\u{1f}');
+            assert!(has_controls(&text), "{at}");
+            text.replace_range(at..at + 1, "\t");
+            assert!(!has_controls(&text), "{at}");
+        }
     }
 }

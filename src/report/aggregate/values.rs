@@ -12,6 +12,7 @@ const DMARC_2_NAMESPACE: &str = "urn:ietf:params:xml:ns:dmarc-2.0";
 impl ParserState {
     /// Adds a finished record, unless it says nothing: no source IP and a
     /// count of 0 (seen from some reporters as padding rows).
+    #[inline]
     pub(super) fn keep_record(&mut self, record: Record) -> Result<(), AggregateError> {
         if record.source_ip.is_none() && record.invalid_source_ip.is_none() && record.count == 0 {
             self.dropped_records += 1;
