@@ -399,7 +399,7 @@ async fn seed(db: &mut sqlx::PgConnection, records: u64) {
             .await
             .unwrap();
         sqlx::query(sqlx::AssertSqlSafe(
-            rollup.fill_sql(dmarcd::store::Dialect::Postgres),
+            rollup.fill_sql(dmarcd::store::Backend::Postgres),
         ))
         .execute(&mut *db)
         .await

@@ -2,6 +2,7 @@
 //! and SMTP TLS reports. See DESIGN.md for the map.
 #![forbid(unsafe_code)]
 
+pub mod accounts;
 pub mod cli;
 pub mod config;
 pub mod connections;

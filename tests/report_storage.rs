@@ -8,7 +8,8 @@ mod common;
 
 use dmarcd::inbox::Inbox;
 use dmarcd::inbox::{Envelope, MessageStatus};
-use dmarcd::store::{Arg, Dialect, Store};
+use dmarcd::store::db::TypedRow;
+use dmarcd::store::{Backend, Store};
 use dmarcd::worker::{Worker, WorkerConfig};
 use dmarcd::Limits;
 
@@ -23,17 +24,10 @@ fn worker(store: &Store) -> Worker {
     )
 }
 
-/// Runs `sql` and returns its rows as text (NULL as `None`).
-async fn rows(store: &Store, text: &str) -> Vec<Vec<Option<String>>> {
-    let mut sql = store.sql();
-    sql.push(text);
-    store
-        .fetch_table(sql)
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.iter().map(|cell| cell.text()).collect())
-        .collect()
+/// Runs `sql` and returns its rows, typed as the caller says.
+async fn rows<T: TypedRow>(store: &Store, text: &str) -> Vec<T> {
+    let db = store.db();
+    db.fetch_all(&db.statement(text, Vec::new())).await.unwrap()
 }
 
 async fn status(store: &Store, id: i64) -> MessageStatus {
@@ -86,9 +80,10 @@ async fn a_failure_report_received_twice_is_stored_once() {
             MessageStatus::Duplicate,
             "{backend}"
         );
-        let keys = rows(&store, "SELECT dedupe_key FROM failure_reports").await;
+        let keys: Vec<(Option<String>,)> =
+            rows(&store, "SELECT dedupe_key FROM failure_reports").await;
         assert_eq!(
-            keys[0][0].as_deref().map(str::len),
+            keys[0].0.as_deref().map(str::len),
             Some(64),
             "{backend}: {keys:?}"
         );
@@ -98,9 +93,9 @@ async fn a_failure_report_received_twice_is_stored_once() {
 /// Takes migration 10 (PostgreSQL) or 8 (SQLite) back off a migrated
 /// database, as if it had been made by the release before it.
 async fn undo_dedupe_migration(store: &Store) {
-    let version = match store.dialect() {
-        Dialect::Postgres => 10,
-        Dialect::Sqlite => 8,
+    let version = match store.db().backend() {
+        Backend::Postgres => 10,
+        Backend::Sqlite => 8,
     };
     for statement in [
         "DROP INDEX failure_reports_dedupe_key".to_string(),
@@ -109,34 +104,37 @@ async fn undo_dedupe_migration(store: &Store) {
         "ALTER TABLE tls_reports DROP COLUMN warnings".to_string(),
         format!("DELETE FROM schema_migrations WHERE version = {version}"),
     ] {
-        let mut sql = store.sql();
-        sql.push(&statement);
-        store.execute_sql(sql).await.unwrap();
+        let db = store.db();
+        db.execute(&db.statement(&statement, Vec::new()))
+            .await
+            .unwrap();
     }
 }
 
 /// A failure report row as the release before stored it (no key).
 async fn insert_old_failure_row(store: &Store, message_id: i64, domain: &str, original_id: &str) {
-    let mut sql = store.sql();
-    let domains = match store.dialect() {
-        Dialect::Postgres => format!("ARRAY['{domain}']"),
-        Dialect::Sqlite => format!("'[\"{domain}\"]'"),
+    let db = store.db();
+    let domains = match db.backend() {
+        Backend::Postgres => format!("ARRAY['{domain}']"),
+        Backend::Sqlite => format!("'[\"{domain}\"]'"),
     };
-    sql.push(
-        "INSERT INTO failure_reports (message_id, format, feedback_type, reported_domain, source_ip, \
-         arrival_date, original_message_id) VALUES (",
-    )
-    .bind(Arg::Int(message_id))
-    .push(&format!(", 'arf', 'auth-failure', {domains}, '10.10.10.10', "))
-    .bind(Arg::Time("2019-04-30T02:09:00Z".parse().unwrap()))
-    .push(", ")
-    .bind_text(original_id)
-    .push(")");
-    store.execute_sql(sql).await.unwrap();
-    let mut done = store.sql();
-    done.push("UPDATE inbox_messages SET status = 'done' WHERE id = ")
-        .bind(Arg::Int(message_id));
-    store.execute_sql(done).await.unwrap();
+    let arrival: chrono::DateTime<chrono::Utc> = "2019-04-30T02:09:00Z".parse().unwrap();
+    db.execute(&db.statement(
+        &format!(
+            "INSERT INTO failure_reports (message_id, format, feedback_type, reported_domain, \
+             source_ip, arrival_date, original_message_id) \
+             VALUES ($1, 'arf', 'auth-failure', {domains}, '10.10.10.10', $2, $3)"
+        ),
+        vec![message_id.into(), arrival.into(), original_id.into()],
+    ))
+    .await
+    .unwrap();
+    db.execute(&db.statement(
+        "UPDATE inbox_messages SET status = 'done' WHERE id = $1",
+        vec![message_id.into()],
+    ))
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -206,15 +204,15 @@ async fn the_dedupe_migration_keeps_the_oldest_copy_and_keys_the_rows_already_st
             MessageStatus::Done,
             "{backend}"
         );
-        let stored = rows(
+        let stored: Vec<(Option<i64>, Option<String>)> = rows(
             &store,
             "SELECT message_id, dedupe_key FROM failure_reports ORDER BY message_id",
         )
         .await;
         assert_eq!(stored.len(), 2, "{backend}: {stored:?}");
-        assert_eq!(stored[0][0], Some(oldest.to_string()), "{backend}");
+        assert_eq!(stored[0].0, Some(oldest), "{backend}");
         assert!(
-            stored.iter().all(|row| row[1].is_some()),
+            stored.iter().all(|row| row.1.is_some()),
             "{backend}: {stored:?}"
         );
 
@@ -271,53 +269,48 @@ async fn control_characters_never_reach_the_database_and_the_warning_is_stored()
             assert_eq!(info.status, MessageStatus::Done, "{backend}: {info:?}");
         }
 
-        let stored = rows(
+        let stored: Vec<(String, String, String)> = rows(
             &store,
             "SELECT report_id, org_name, CAST(warnings AS TEXT) FROM aggregate_reports",
         )
         .await;
-        assert_eq!(stored[0][0].as_deref(), Some("nulreport-id"), "{backend}");
-        assert_eq!(stored[0][1].as_deref(), Some("OrgName"), "{backend}");
-        let warnings = stored[0][2].clone().unwrap_or_default();
+        assert_eq!(stored[0].0, "nulreport-id", "{backend}");
+        assert_eq!(stored[0].1, "OrgName", "{backend}");
+        let warnings = stored[0].2.clone();
         assert!(
             warnings
                 .contains("removed control characters from /feedback/report_metadata/report_id"),
             "{backend}: {warnings}"
         );
-        let header_from = rows(
+        let header_from: Vec<(Option<String>,)> = rows(
             &store,
             "SELECT header_from FROM aggregate_records WHERE header_from LIKE 'nul%'",
         )
         .await;
         assert_eq!(
             header_from,
-            vec![vec![Some("nul-from.example".to_string())]],
+            vec![(Some("nul-from.example".to_string()),)],
             "{backend}"
         );
 
-        let tls = rows(
+        let tls: Vec<(String, String)> = rows(
             &store,
             "SELECT organization_name, CAST(warnings AS TEXT) FROM tls_reports",
         )
         .await;
-        assert_eq!(tls[0][0].as_deref(), Some("Company-X"), "{backend}");
+        assert_eq!(tls[0].0, "Company-X", "{backend}");
         assert!(
-            tls[0][1]
-                .clone()
-                .unwrap_or_default()
-                .contains("/organization-name"),
+            tls[0].1.contains("/organization-name"),
             "{backend}: {tls:?}"
         );
 
-        let failure = rows(&store, "SELECT CAST(warnings AS TEXT) FROM failure_reports").await;
+        let failure: Vec<(String,)> =
+            rows(&store, "SELECT CAST(warnings AS TEXT) FROM failure_reports").await;
         assert!(
-            failure[0][0]
-                .clone()
-                .unwrap_or_default()
-                .contains("reported_domain"),
+            failure[0].0.contains("reported_domain"),
             "{backend}: {failure:?}"
         );
-        let listed = dmarcd::query::other::failures(
+        let listed = dmarcd::query::failures::failures(
             &store,
             &Default::default(),
             dmarcd::query::Page {

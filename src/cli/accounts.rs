@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
+use crate::accounts::{random_secret, Accounts};
 use crate::config::Config;
-use crate::web::accounts::{random_secret, Accounts};
 
 #[derive(Debug, Subcommand)]
 pub enum UserAction {

@@ -8,7 +8,9 @@ use std::str::FromStr;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::store::{Arg, Dialect, Sql};
+use ipnet::IpNet;
+
+use crate::store::Sql;
 
 /// Query parameters that select aggregate records. Free-text values hold
 /// no control character (`printable`; the pattern tells API clients).
@@ -79,10 +81,10 @@ fn invalid(parameter: &'static str, message: impl Into<String>) -> FilterError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceMatch {
     Ip(IpAddr),
-    Network {
-        address: IpAddr,
-        prefix: u8,
-    },
+    /// A CIDR block, its host bits cleared: `192.0.2.5/24` means
+    /// `192.0.2.0/24` (PostgreSQL's cidr type refuses host bits to the
+    /// right of the mask).
+    Network(IpNet),
     /// A PTR name, base domain or source name (case-insensitive).
     Name(String),
 }
@@ -99,17 +101,12 @@ impl SourceMatch {
             .and_then(|(address, prefix)| Some((IpAddr::from_str(address).ok()?, prefix)))
         {
             let max = if address.is_ipv4() { 32 } else { 128 };
-            let prefix = prefix
+            let network = prefix
                 .parse::<u8>()
                 .ok()
-                .filter(|prefix| *prefix <= max)
+                .and_then(|prefix| IpNet::new(address, prefix).ok())
                 .ok_or_else(|| invalid("source", format!("{text:?}: prefix must be 0–{max}")))?;
-            // `192.0.2.5/24` means the block `192.0.2.0/24`: PostgreSQL's
-            // cidr type refuses host bits to the right of the mask.
-            return Ok(SourceMatch::Network {
-                address: network_address(address, prefix),
-                prefix,
-            });
+            return Ok(SourceMatch::Network(network.trunc()));
         }
         if text.is_empty() {
             return Err(invalid("source", "empty"));
@@ -117,28 +114,12 @@ impl SourceMatch {
         Ok(SourceMatch::Name(text.to_lowercase()))
     }
 
-    /// Whether `ip` is in this network (for SQLite, which has no inet type).
+    /// Whether `ip` is this address or in this network.
     pub fn contains(&self, ip: IpAddr) -> bool {
         match self {
             SourceMatch::Ip(one) => *one == ip,
-            SourceMatch::Network { address, prefix } => {
-                address.is_ipv4() == ip.is_ipv4() && network_address(ip, *prefix) == *address
-            }
+            SourceMatch::Network(network) => network.contains(&ip),
             SourceMatch::Name(_) => false,
-        }
-    }
-}
-
-/// `address` with the bits past `prefix` cleared.
-fn network_address(address: IpAddr, prefix: u8) -> IpAddr {
-    match address {
-        IpAddr::V4(v4) => {
-            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-            IpAddr::V4((u32::from(v4) & mask).into())
-        }
-        IpAddr::V6(v6) => {
-            let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
-            IpAddr::V6((u128::from(v6) & mask).into())
         }
     }
 }
@@ -319,17 +300,13 @@ impl ParsedFilter {
     }
 
     /// ` AND …` conditions on `aggregate_records r` (and `ip_sources s`
-    /// when `uses_sources`). `sqlite_networks` are the stored IPs in a CIDR
-    /// filter, worked out by the caller on SQLite (no inet type there).
-    pub fn push_conditions(&self, sql: &mut Sql, sqlite_networks: Option<&[String]>) {
-        let dialect = sql.dialect();
-        let truth = |value: bool| match (dialect, value) {
-            (Dialect::Postgres, true) => "",
-            (Dialect::Postgres, false) => "NOT ",
-            (Dialect::Sqlite, _) => "",
-        };
+    /// when `uses_sources`). A CIDR block's condition is worked out by the
+    /// caller (`Db::in_network`, which may read the database) and given
+    /// as `network`.
+    pub fn push_conditions(&self, sql: &mut Sql, network: Option<&str>) {
+        let backend = sql.backend();
         let text_eq = |sql: &mut Sql, column: &str, value: &str| {
-            sql.push(" AND ").push(column).push(" = ").bind_text(value);
+            sql.push(" AND ").push(column).push(" = ").bind(value);
         };
         if let Some(domain) = &self.domain {
             text_eq(sql, "r.policy_domain", domain);
@@ -338,37 +315,23 @@ impl ParsedFilter {
             text_eq(sql, "r.org_name", org);
         }
         if let Some(report) = self.report {
-            sql.push(" AND r.report_id = ").bind(Arg::Int(report));
+            sql.push(" AND r.report_id = ").bind(report);
         }
         match &self.source {
             None => {}
-            Some(SourceMatch::Ip(ip)) => match dialect {
-                Dialect::Postgres => {
-                    sql.push(" AND r.source_ip = ")
-                        .bind_text(ip.to_string())
-                        .push("::inet");
+            Some(SourceMatch::Ip(ip)) => {
+                let address = backend.inet(&sql.placeholder(ip.to_string()));
+                sql.push(" AND r.source_ip = ").push(&address);
+            }
+            Some(SourceMatch::Network(_)) => {
+                if let Some(condition) = network {
+                    sql.push(" AND ").push(condition);
                 }
-                Dialect::Sqlite => text_eq(sql, "r.source_ip", &ip.to_string()),
-            },
-            Some(SourceMatch::Network { address, prefix }) => match dialect {
-                Dialect::Postgres => {
-                    sql.push(" AND r.source_ip <<= ")
-                        .bind_text(format!("{address}/{prefix}"))
-                        .push("::cidr");
-                }
-                Dialect::Sqlite => {
-                    let list = serde_json::to_string(sqlite_networks.unwrap_or_default())
-                        .unwrap_or_else(|_| "[]".to_string());
-                    sql.push(" AND r.source_ip IN (SELECT value FROM json_each(")
-                        .bind_text(list)
-                        .push("))");
-                }
-            },
+            }
             Some(SourceMatch::Name(name)) => {
-                sql.push(" AND (s.ptr = ").bind_text(name.clone());
-                sql.push(" OR s.base_domain = ").bind_text(name.clone());
-                sql.push(" OR lower(s.source_name) = ")
-                    .bind_text(name.clone());
+                sql.push(" AND (s.ptr = ").bind(name);
+                sql.push(" OR s.base_domain = ").bind(name);
+                sql.push(" OR lower(s.source_name) = ").bind(name);
                 sql.push(")");
             }
         }
@@ -376,16 +339,16 @@ impl ParsedFilter {
             text_eq(sql, "s.country", country);
         }
         if let Some(asn) = self.asn {
-            sql.push(" AND s.asn = ").bind(Arg::Int(asn));
+            sql.push(" AND s.asn = ").bind(asn);
         }
         if let Some(kind) = &self.source_type {
             text_eq(sql, "s.source_type", kind);
         }
         if let Some(pass) = self.result {
-            sql.push(" AND ").push(truth(pass)).push("r.dmarc_pass");
-            if dialect == Dialect::Sqlite {
-                sql.push(if pass { " = 1" } else { " = 0" });
-            }
+            sql.push(" AND ").push(&match pass {
+                true => backend.is_true("r.dmarc_pass"),
+                false => backend.is_false("r.dmarc_pass"),
+            });
         }
         if let Some(disposition) = &self.disposition {
             text_eq(sql, "r.disposition", disposition);
@@ -400,10 +363,10 @@ impl ParsedFilter {
             text_eq(sql, "r.header_from", from);
         }
         if let Some(since) = self.since {
-            sql.push(" AND r.date_begin >= ").bind(Arg::Time(since));
+            sql.push(" AND r.date_begin >= ").bind(since);
         }
         if let Some(until) = self.until {
-            sql.push(" AND r.date_begin < ").bind(Arg::Time(until));
+            sql.push(" AND r.date_begin < ").bind(until);
         }
     }
 }
@@ -468,7 +431,7 @@ mod tests {
     #[test]
     fn host_bits_of_a_block_are_cleared() {
         let network = |text: &str| match SourceMatch::parse(text).unwrap() {
-            SourceMatch::Network { address, prefix } => format!("{address}/{prefix}"),
+            SourceMatch::Network(network) => network.to_string(),
             other => panic!("{other:?}"),
         };
         assert_eq!(network("192.0.2.5/24"), "192.0.2.0/24");

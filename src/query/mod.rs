@@ -3,27 +3,24 @@
 //! the matching API call always agree.
 
 pub mod aggregate;
+pub mod domains;
+pub mod failures;
 pub mod filter;
-pub mod other;
+pub mod inbox;
 pub mod plan;
+pub mod time;
+pub mod tls;
 
+use std::pin::Pin;
+
+use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 
 pub use aggregate::{GroupBy, RecordRow, ReportRow, SummaryRow, SummarySort};
 pub use filter::{Filter, FilterError, ParsedFilter, SourceMatch};
 
-use crate::store::{Arg, Cell, Dialect, Sql, StoreError, StoreResult};
-
-/// The sum of a bigint expression as a bigint, 0 over no rows. PostgreSQL
-/// uses `dmarcd_sum` (migration 7): its own `sum(bigint)` goes through
-/// numeric, which costs more than the rest of a large summary.
-fn sum(dialect: Dialect, expression: &str) -> String {
-    match dialect {
-        Dialect::Postgres => format!("coalesce(dmarcd_sum({expression}), 0)"),
-        Dialect::Sqlite => format!("coalesce(sum({expression}), 0)"),
-    }
-}
+use crate::store::db::{Db, TypedRow};
+use crate::store::{Sql, StoreError, StoreResult};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -65,9 +62,9 @@ impl Page {
 
     fn push_limit(&self, sql: &mut Sql) {
         sql.push(" LIMIT ")
-            .bind(Arg::Int(self.limit))
+            .bind(self.limit)
             .push(" OFFSET ")
-            .bind(Arg::Int(self.offset));
+            .bind(self.offset);
     }
 }
 
@@ -103,45 +100,52 @@ impl PageParams {
     }
 }
 
-/// Appends `inner` (SQL with its arguments) to `outer`, which must have
-/// no arguments yet (PostgreSQL placeholders are numbered from 1).
-pub(crate) fn append(outer: &mut Sql, inner: &Sql) {
-    outer.append_sql(inner);
+/// `SELECT count(*) FROM (inner)`: the rows a query would return.
+async fn count_of(db: &Db, inner: &Sql) -> Result<i64, QueryError> {
+    let mut count = db.sql();
+    count.push("SELECT count(*) FROM (");
+    count.append(inner);
+    count.push(") AS counted");
+    let (total,): (i64,) = db.fetch_one(&count).await?;
+    Ok(total)
 }
 
-/// SQLite keeps times as text in sqlx's format; PostgreSQL's come back as
-/// RFC 3339 already. Both leave here as `2024-03-30T00:00:00Z`.
-pub fn normalize_time(text: Option<String>) -> String {
-    let Some(text) = text else {
-        return String::new();
-    };
-    let parsed = chrono::DateTime::parse_from_rfc3339(&text)
-        .or_else(|_| chrono::DateTime::parse_from_str(&text, "%Y-%m-%d %H:%M:%S%.f%:z"));
-    match parsed {
-        Ok(time) => time
-            .with_timezone(&chrono::Utc)
-            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        Err(_) => text,
-    }
-}
-
-/// Rows arriving from a streamed query, already typed.
+/// Rows arriving from a streamed query (CSV exports), already typed: the
+/// rows `R` the database returns, as the `T` the API shows.
 pub struct RowStream<T> {
-    receiver: mpsc::Receiver<StoreResult<Vec<Cell>>>,
-    convert: fn(Vec<Cell>) -> T,
+    rows: Pin<Box<dyn Stream<Item = StoreResult<T>> + Send>>,
 }
 
-impl<T> RowStream<T> {
-    pub(crate) fn new(
-        receiver: mpsc::Receiver<StoreResult<Vec<Cell>>>,
-        convert: fn(Vec<Cell>) -> T,
-    ) -> Self {
-        RowStream { receiver, convert }
+/// Rows a streamed query holds in memory at most.
+const STREAM_ROWS: usize = 256;
+
+impl<T: Send + 'static> RowStream<T> {
+    /// Streams `sql`'s rows, decoded as `R`, as `T`s.
+    pub(crate) fn new<R>(db: &Db, sql: Sql) -> Self
+    where
+        R: TypedRow + Into<T>,
+    {
+        let receiver = db.stream::<R>(sql, STREAM_ROWS);
+        RowStream::from_receiver(receiver)
+    }
+
+    /// Rows arriving on a channel (`Db::stream`), converted as they come.
+    pub(crate) fn from_receiver<R>(receiver: tokio::sync::mpsc::Receiver<StoreResult<R>>) -> Self
+    where
+        R: Into<T> + Send + 'static,
+    {
+        let rows = futures_util::stream::unfold(receiver, |mut receiver| async move {
+            let row = receiver.recv().await?;
+            Some((row.map(Into::into), receiver))
+        });
+        // Fused: `next` after the end keeps saying `None`.
+        RowStream {
+            rows: Box::pin(rows.fuse()),
+        }
     }
 
     /// The next row; `None` at the end.
     pub async fn next(&mut self) -> Option<StoreResult<T>> {
-        let cells = self.receiver.recv().await?;
-        Some(cells.map(self.convert))
+        self.rows.next().await
     }
 }

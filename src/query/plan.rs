@@ -8,7 +8,7 @@ use super::aggregate::GroupBy;
 use super::filter::ParsedFilter;
 use crate::store::derived;
 use crate::store::rollup::{self, Family, Rollup};
-use crate::store::{Arg, Sql};
+use crate::store::Sql;
 
 /// The rows a query reads.
 #[derive(Clone, Copy)]
@@ -253,10 +253,10 @@ fn push_part(
         .push(rollup.table)
         .push(" WHERE 1 = 1");
     if let Some(from) = from {
-        sql.push(" AND date_begin >= ").bind(Arg::Time(from));
+        sql.push(" AND date_begin >= ").bind(from);
     }
     if let Some(to) = to {
-        sql.push(" AND date_begin < ").bind(Arg::Time(to));
+        sql.push(" AND date_begin < ").bind(to);
     }
 }
 
@@ -415,7 +415,7 @@ mod tests {
         let relation = |query: &str| {
             let filter: Filter = serde_urlencoded::from_str(query).unwrap();
             let parsed = filter.parse().unwrap();
-            let mut sql = Sql::new(crate::store::Dialect::Postgres);
+            let mut sql = Sql::new(crate::store::Backend::Postgres);
             Plan::Totals(&rollup::SOURCE_TOTALS).push_relation(&mut sql, &parsed, None);
             sql.text().to_string()
         };
@@ -498,7 +498,7 @@ mod tests {
             "a day taken from November"
         );
         assert!(!plan.signed_rows(&parsed, true), "by day reads days");
-        let mut sql = Sql::new(crate::store::Dialect::Postgres);
+        let mut sql = Sql::new(crate::store::Backend::Postgres);
         assert!(plan.push_relation(&mut sql, &parsed, Some(GroupBy::Country)));
         assert!(
             sql.text().contains(

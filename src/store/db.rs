@@ -14,6 +14,7 @@
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
+use ipnet::IpNet;
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{FromRow, PgPool, Postgres, Sqlite, SqlitePool, Transaction};
@@ -174,6 +175,29 @@ impl Backend {
             Backend::Postgres => column.to_string(),
             Backend::Sqlite => format!("{column} = 1"),
         }
+    }
+
+    /// A boolean column as a condition that it is false.
+    pub fn is_false(self, column: &str) -> String {
+        match self {
+            Backend::Postgres => format!("NOT {column}"),
+            Backend::Sqlite => format!("{column} = 0"),
+        }
+    }
+
+    /// The items of a list column joined with commas (NULL for an empty
+    /// list on SQLite, as `group_concat` gives).
+    pub fn list_text(self, column: &str) -> String {
+        match self {
+            Backend::Postgres => format!("array_to_string({column}, ',')"),
+            Backend::Sqlite => format!("(SELECT group_concat(value) FROM json_each({column}))"),
+        }
+    }
+
+    /// Whether a subquery may read the columns of the rows before it
+    /// (`CROSS JOIN LATERAL`): SQLite has no LATERAL.
+    pub fn lateral_joins(self) -> bool {
+        self == Backend::Postgres
     }
 
     /// A JSON text column or expression as text.
@@ -610,6 +634,37 @@ impl Db {
             }
         });
         receiver
+    }
+
+    /// `column`, an address column, inside `network`, as a condition.
+    /// PostgreSQL tests it with inet's `<<=`; SQLite keeps addresses as
+    /// text, so the addresses of the block among the known sources
+    /// (`ip_sources` holds the source of every stored record) are listed
+    /// here and matched as a list.
+    pub async fn in_network(
+        &self,
+        sql: &mut Sql,
+        column: &str,
+        network: IpNet,
+    ) -> StoreResult<String> {
+        match self.backend() {
+            Backend::Postgres => {
+                let block = sql.placeholder(network.trunc().to_string());
+                Ok(format!("{column} <<= CAST({block} AS cidr)"))
+            }
+            Backend::Sqlite => {
+                let known: Vec<(String,)> = self
+                    .fetch_all(&self.statement("SELECT ip FROM ip_sources", Vec::new()))
+                    .await?;
+                let inside: Vec<String> = known
+                    .into_iter()
+                    .map(|(ip,)| ip)
+                    .filter(|ip| ip.parse::<IpAddr>().is_ok_and(|ip| network.contains(&ip)))
+                    .collect();
+                let list = sql.placeholder(json(&inside));
+                Ok(format!("{column} IN (SELECT value FROM json_each({list}))"))
+            }
+        }
     }
 
     /// A transaction for derived data (reports, rollups, statuses): on

@@ -7,6 +7,7 @@
 //! the two dialects do differently said by `Backend`'s vocabulary or kept
 //! in `postgres.rs` / `sqlite.rs`.
 
+pub mod accounts;
 mod applier;
 mod copy;
 pub mod db;
@@ -22,7 +23,6 @@ mod rows;
 mod save;
 mod sources;
 mod sqlite;
-mod table;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -33,12 +33,13 @@ use crate::extract::ExtractedReport;
 use crate::inbox::{Envelope, MessageStatus};
 
 pub use applier::{AppliedRollups, RollupLag};
-pub use db::{Backend, Db};
+/// The name `derived.rs` and `rollup.rs` know `Backend` by.
+use db::Backend as Dialect;
+pub use db::{Backend, Db, Sql};
 pub use migrate::Migration;
 pub use sources::{
     DnsRefresh, EnrichmentCounts, PtrResult, SourceInfo, SourceRecord, StoredDnsState,
 };
-pub use table::{Arg, Cell, Dialect, Sql};
 
 /// The result of `insert_message`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,9 +16,10 @@ use utoipa::OpenApi;
 use super::csv::csv_response;
 use super::error::ErrorBody;
 use super::{ApiError, AppState};
-use crate::query::other::{
-    self, DomainRow, FailureRow, InboxRow, TlsGroupBy, TlsReportRow, TlsSummaryRow,
-};
+use crate::query::domains::{self, DomainRow};
+use crate::query::failures::{self, FailureRow};
+use crate::query::inbox::{self, InboxRow};
+use crate::query::tls::{self, TlsGroupBy, TlsReportRow, TlsSummaryRow};
 use crate::query::{
     aggregate, Filter, GroupBy, Page, PageParams, RecordRow, ReportRow, SummaryRow, SummarySort,
 };
@@ -205,7 +206,7 @@ async fn domains(
     _: ApiToken,
     State(state): State<AppState>,
 ) -> Result<Json<Vec<DomainRow>>, ApiError> {
-    Ok(Json(other::domains(&state.store).await?))
+    Ok(Json(domains::domains(&state.store).await?))
 }
 
 /// Message counts and DMARC pass rates grouped by source, organization,
@@ -230,12 +231,7 @@ async fn summary(
     let page = page(&paging)?;
     if format.csv()? {
         let rows = aggregate::summary_stream(&state.store, &filter, group_by, sort).await?;
-        return Ok(csv_response(
-            "summary.csv",
-            SummaryRow::CSV_HEADER,
-            rows,
-            SummaryRow::csv_fields,
-        ));
+        return Ok(csv_response("summary.csv", rows));
     }
     let (items, total) = aggregate::summary(&state.store, &filter, group_by, sort, page).await?;
     Ok(Json(SummaryList {
@@ -265,12 +261,7 @@ async fn records(
     let page = page(&paging)?;
     if format.csv()? {
         let rows = aggregate::records_stream(&state.store, &filter).await?;
-        return Ok(csv_response(
-            "records.csv",
-            RecordRow::CSV_HEADER,
-            rows,
-            RecordRow::csv_fields,
-        ));
+        return Ok(csv_response("records.csv", rows));
     }
     let (items, total) = aggregate::records(&state.store, &filter, page).await?;
     Ok(Json(RecordList {
@@ -298,12 +289,7 @@ async fn reports(
     let page = page(&paging)?;
     if format.csv()? {
         let rows = aggregate::reports_stream(&state.store, &filter).await?;
-        return Ok(csv_response(
-            "reports.csv",
-            ReportRow::CSV_HEADER,
-            rows,
-            ReportRow::csv_fields,
-        ));
+        return Ok(csv_response("reports.csv", rows));
     }
     let (items, total) = aggregate::reports(&state.store, &filter, page).await?;
     Ok(Json(ReportList {
@@ -344,15 +330,10 @@ async fn tls_reports(
     let filter = filter.parse()?;
     let page = page(&paging)?;
     if format.csv()? {
-        let rows = other::tls_reports_stream(&state.store, &filter).await?;
-        return Ok(csv_response(
-            "tls-reports.csv",
-            TlsReportRow::CSV_HEADER,
-            rows,
-            TlsReportRow::csv_fields,
-        ));
+        let rows = tls::tls_reports_stream(&state.store, &filter).await?;
+        return Ok(csv_response("tls-reports.csv", rows));
     }
-    let (items, total) = other::tls_reports(&state.store, &filter, page).await?;
+    let (items, total) = tls::tls_reports(&state.store, &filter, page).await?;
     Ok(Json(TlsReportList {
         total,
         limit: page.limit,
@@ -377,7 +358,7 @@ async fn tls_summary(
     let filter = filter.parse()?;
     let group_by = TlsGroupBy::parse(nonempty(&params.group_by).unwrap_or("domain"))?;
     Ok(Json(
-        other::tls_summary(&state.store, &filter, group_by).await?,
+        tls::tls_summary(&state.store, &filter, group_by).await?,
     ))
 }
 
@@ -395,15 +376,10 @@ async fn failures(
     let filter = filter.parse()?;
     let page = page(&paging)?;
     if format.csv()? {
-        let rows = other::failures_stream(&state.store, &filter).await?;
-        return Ok(csv_response(
-            "failure-reports.csv",
-            FailureRow::CSV_HEADER,
-            rows,
-            FailureRow::csv_fields,
-        ));
+        let rows = failures::failures_stream(&state.store, &filter).await?;
+        return Ok(csv_response("failure-reports.csv", rows));
     }
-    let (items, total) = other::failures(&state.store, &filter, page).await?;
+    let (items, total) = failures::failures(&state.store, &filter, page).await?;
     Ok(Json(FailureList {
         total,
         limit: page.limit,
@@ -422,7 +398,7 @@ async fn failure(
     State(state): State<AppState>,
     Id(id): Id,
 ) -> Result<Json<FailureRow>, ApiError> {
-    other::failure(&state.store, id)
+    failures::failure(&state.store, id)
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no failure report {id}")))
@@ -442,15 +418,10 @@ async fn inbox(
     let status = params.status.as_deref();
     let page = page(&paging)?;
     if format.csv()? {
-        let rows = other::inbox_stream(&state.store, status).await?;
-        return Ok(csv_response(
-            "inbox.csv",
-            InboxRow::CSV_HEADER,
-            rows,
-            InboxRow::csv_fields,
-        ));
+        let rows = inbox::inbox_stream(&state.store, status).await?;
+        return Ok(csv_response("inbox.csv", rows));
     }
-    let (items, total) = other::inbox(&state.store, status, page).await?;
+    let (items, total) = inbox::inbox(&state.store, status, page).await?;
     Ok(Json(InboxList {
         total,
         limit: page.limit,
@@ -469,7 +440,7 @@ async fn inbox_message(
     State(state): State<AppState>,
     Id(id): Id,
 ) -> Result<Json<InboxRow>, ApiError> {
-    other::inbox_message(&state.store, id)
+    inbox::inbox_message(&state.store, id)
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no inbox message {id}")))

@@ -79,11 +79,11 @@ impl From<QueryError> for ApiError {
     }
 }
 
-impl From<crate::web::accounts::AccountError> for ApiError {
-    fn from(error: crate::web::accounts::AccountError) -> Self {
+impl From<crate::accounts::AccountError> for ApiError {
+    fn from(error: crate::accounts::AccountError) -> Self {
         match error {
-            crate::web::accounts::AccountError::Invalid(message) => Self::bad_request(message),
-            crate::web::accounts::AccountError::Store(error) => error.into(),
+            crate::accounts::AccountError::Invalid(message) => Self::bad_request(message),
+            crate::accounts::AccountError::Store(error) => error.into(),
         }
     }
 }

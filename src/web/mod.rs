@@ -1,7 +1,6 @@
 //! The web listener: REST API (`/api/v1`), TLS-RPT intake by HTTPS POST,
 //! health and metrics, and the dashboard. One axum router, one state.
 
-pub mod accounts;
 mod api;
 mod client;
 mod csv;
@@ -22,9 +21,9 @@ use axum::Router;
 use serde::Deserialize;
 use tokio::sync::watch;
 
+pub use crate::accounts::Accounts;
 use crate::decode::Limits;
 use crate::store::Store;
-pub use accounts::Accounts;
 pub use client::{ClientIp, TrustedProxies};
 pub use error::ApiError;
 use limiter::RateLimiter;

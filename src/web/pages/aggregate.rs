@@ -13,7 +13,8 @@ use super::{
     SummaryLine, SummaryTable,
 };
 use crate::inbox::MessageStatus;
-use crate::query::other::{self, FailureRow, TlsGroupBy, TlsSummaryRow};
+use crate::query::failures::{self, FailureRow};
+use crate::query::tls::{self, TlsGroupBy, TlsSummaryRow};
 use crate::query::{
     aggregate, Filter, GroupBy, Page, PageParams, ParsedFilter, RecordRow, ReportRow, SummaryRow,
     SummarySort,
@@ -180,11 +181,11 @@ pub(super) async fn overview(
         )
     };
     let tls = async {
-        Ok::<_, PageError>(other::tls_summary(&state.store, &parsed, TlsGroupBy::Domain).await?)
+        Ok::<_, PageError>(tls::tls_summary(&state.store, &parsed, TlsGroupBy::Domain).await?)
     };
     let failures = async {
         let page = Page::new(Some(5), None, 5)?;
-        Ok::<_, PageError>(other::failures(&state.store, &parsed, page).await?.0)
+        Ok::<_, PageError>(failures::failures(&state.store, &parsed, page).await?.0)
     };
     // Independent queries, each on its own pooled connection.
     let (chart, domains_table, top_sources, failing_sources, top_orgs, top_countries) = tokio::try_join!(
@@ -612,17 +613,7 @@ pub(super) async fn report_xml(
         .await?
         .ok_or_else(not_found)?;
     let message = report.message_id.ok_or_else(not_found)?;
-    let location = {
-        let mut sql = state.store.sql();
-        sql.push("SELECT location FROM aggregate_reports WHERE id = ")
-            .bind(crate::store::Arg::Int(id));
-        state
-            .store
-            .fetch_table(sql)
-            .await?
-            .first()
-            .and_then(|row| row[0].text())
-    };
+    let location = aggregate::report_location(&state.store, id).await?;
     let raw = state
         .store
         .message_raw(message)

@@ -11,7 +11,7 @@ use axum::Form;
 use serde::Deserialize;
 
 use super::{check_csrf, render, Layout, PageError, PageUser};
-use crate::web::accounts::random_secret;
+use crate::accounts::random_secret;
 use crate::web::AppState;
 
 pub const SESSION_COOKIE: &str = "dmarcd_session";

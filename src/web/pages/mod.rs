@@ -4,8 +4,11 @@
 
 mod aggregate;
 mod auth;
+mod domains;
+mod failures;
+mod inbox;
 mod notice;
-mod other;
+mod tls;
 
 use axum::extract::{FromRequestParts, OriginalUri};
 use axum::http::request::Parts;
@@ -14,8 +17,8 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-use super::accounts::SessionUser;
 use super::AppState;
+use crate::accounts::SessionUser;
 use crate::query::{Filter, QueryError, SummaryRow};
 
 pub(super) fn routes() -> Router<AppState> {
@@ -28,15 +31,15 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/sources/{ip}", get(aggregate::source))
         .route("/reports/{id}", get(aggregate::report))
         .route("/reports/{id}/xml", get(aggregate::report_xml))
-        .route("/tls", get(other::tls))
-        .route("/failures", get(other::failures))
-        .route("/failures/{id}", get(other::failure))
-        .route("/inbox", get(other::inbox))
-        .route("/inbox/{id}/raw", get(other::inbox_raw))
-        .route("/inbox/{id}/reprocess", post(other::reprocess))
-        .route("/inbox/reprocess-failed", post(other::reprocess_failed))
-        .route("/domains", get(other::domains).post(other::add_domain))
-        .route("/domains/remove", post(other::remove_domain))
+        .route("/tls", get(tls::tls))
+        .route("/failures", get(failures::failures))
+        .route("/failures/{id}", get(failures::failure))
+        .route("/inbox", get(inbox::inbox))
+        .route("/inbox/{id}/raw", get(inbox::inbox_raw))
+        .route("/inbox/{id}/reprocess", post(inbox::reprocess))
+        .route("/inbox/reprocess-failed", post(inbox::reprocess_failed))
+        .route("/domains", get(domains::domains).post(domains::add_domain))
+        .route("/domains/remove", post(domains::remove_domain))
 }
 
 /// What the base template needs.

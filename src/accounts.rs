@@ -1,12 +1,16 @@
-//! Users (argon2 password hashes), dashboard sessions and API tokens.
-//! Sessions and tokens are random 256-bit values; only their SHA-256 is
-//! stored, so a copy of the database does not let anyone in.
+//! Users (argon2 password hashes), dashboard sessions and API tokens: the
+//! rules (names, password length, roles, hashing), shared by the web and
+//! the CLI; `store::accounts` keeps them. Sessions and tokens are random
+//! 256-bit values; only their SHA-256 is stored, so a copy of the database
+//! does not let anyone in.
 
 use base64::Engine;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{Duration, Utc};
 use serde::Serialize;
 
-use crate::store::{Arg, Store, StoreError};
+use crate::query::time::time_text;
+use crate::store::accounts as stored;
+use crate::store::{Db, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
@@ -119,10 +123,12 @@ impl Accounts {
         Accounts { store }
     }
 
+    fn db(&self) -> &Db {
+        self.store.db()
+    }
+
     pub async fn user_count(&self) -> Result<i64, AccountError> {
-        let mut sql = self.store.sql();
-        sql.push("SELECT count(*) FROM users");
-        Ok(self.store.fetch_table(sql).await?[0][0].int())
+        Ok(stored::user_count(self.db()).await?)
     }
 
     /// With no users at all, creates `admin` with a random password and
@@ -154,17 +160,7 @@ impl Accounts {
             )));
         }
         let hash = hash_password(password.to_string()).await;
-        let mut sql = self.store.sql();
-        sql.push("INSERT INTO users (username, password_hash, role, created_at) VALUES (")
-            .bind_text(name)
-            .push(", ")
-            .bind_text(hash)
-            .push(", ")
-            .bind_text(role)
-            .push(", ")
-            .bind(Arg::Time(Utc::now()))
-            .push(") ON CONFLICT (username) DO NOTHING");
-        if self.store.execute_sql(sql).await? == 0 {
+        if !stored::insert_user(self.db(), name, &hash, role).await? {
             return Err(AccountError::Invalid(format!(
                 "user {name:?} exists already"
             )));
@@ -176,32 +172,14 @@ impl Accounts {
     pub async fn set_password(&self, name: &str, password: &str) -> Result<(), AccountError> {
         check_password(password)?;
         let hash = hash_password(password.to_string()).await;
-        let mut sql = self.store.sql();
-        sql.push("UPDATE users SET password_hash = ")
-            .bind_text(hash)
-            .push(" WHERE username = ")
-            .bind_text(name);
-        if self.store.execute_sql(sql).await? == 0 {
+        if !stored::set_password_hash(self.db(), name, &hash).await? {
             return Err(AccountError::Invalid(format!("no user {name:?}")));
         }
-        let mut sql = self.store.sql();
-        sql.push("DELETE FROM sessions WHERE user_id IN (SELECT id FROM users WHERE username = ")
-            .bind_text(name)
-            .push(")");
-        self.store.execute_sql(sql).await?;
         Ok(())
     }
 
     pub async fn remove_user(&self, name: &str) -> Result<(), AccountError> {
-        let mut sql = self.store.sql();
-        sql.push("DELETE FROM sessions WHERE user_id IN (SELECT id FROM users WHERE username = ")
-            .bind_text(name)
-            .push(")");
-        self.store.execute_sql(sql).await?;
-        let mut sql = self.store.sql();
-        sql.push("DELETE FROM users WHERE username = ")
-            .bind_text(name);
-        if self.store.execute_sql(sql).await? == 0 {
+        if !stored::remove_user(self.db(), name).await? {
             return Err(AccountError::Invalid(format!("no user {name:?}")));
         }
         Ok(())
@@ -209,20 +187,7 @@ impl Accounts {
 
     /// (name, role) of every user.
     pub async fn users(&self) -> Result<Vec<(String, String)>, AccountError> {
-        let mut sql = self.store.sql();
-        sql.push("SELECT username, role FROM users ORDER BY username");
-        Ok(self
-            .store
-            .fetch_table(sql)
-            .await?
-            .into_iter()
-            .map(|row| {
-                (
-                    row[0].text().unwrap_or_default(),
-                    row[1].text().unwrap_or_default(),
-                )
-            })
-            .collect())
+        Ok(stored::users(self.db()).await?)
     }
 
     /// Checks a password; a new session's (token, user) when it matches.
@@ -233,106 +198,63 @@ impl Accounts {
         lifetime: Duration,
     ) -> Result<Option<(String, SessionUser)>, AccountError> {
         // No user name holds a control character; PostgreSQL would refuse a NUL.
-        let row = if name.chars().any(char::is_control) {
+        let user = if name.chars().any(char::is_control) {
             None
         } else {
-            let mut sql = self.store.sql();
-            sql.push("SELECT id, password_hash, role FROM users WHERE username = ")
-                .bind_text(name);
-            self.store.fetch_table(sql).await?.into_iter().next()
+            stored::user(self.db(), name).await?
         };
         // Verify against a hash even for unknown users, so that the time
         // taken does not tell which names exist.
-        let (id, hash, role) = match row {
-            Some(row) => (
-                Some(row[0].int()),
-                row[1].text().unwrap_or_default(),
-                row[2].text().unwrap_or_default(),
-            ),
-            None => (None, DUMMY_HASH.to_string(), String::new()),
-        };
+        let hash = user
+            .as_ref()
+            .map_or(DUMMY_HASH.to_string(), |user| user.password_hash.clone());
         if !verify_password(hash, password.to_string()).await {
             return Ok(None);
         }
-        let Some(user_id) = id else {
+        let Some(user) = user else {
             return Ok(None);
         };
         let token = random_secret();
         let csrf_token = random_secret();
-        let now = Utc::now();
-        let mut sql = self.store.sql();
-        sql.push("INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at) VALUES (")
-            .bind_text(hash_secret(&token))
-            .push(", ")
-            .bind(Arg::Int(user_id))
-            .push(", ")
-            .bind_text(csrf_token.clone())
-            .push(", ")
-            .bind(Arg::Time(now))
-            .push(", ")
-            .bind(Arg::Time(now + lifetime))
-            .push(")");
-        self.store.execute_sql(sql).await?;
-        // Expired sessions are cleared as new ones begin.
-        let mut sql = self.store.sql();
-        sql.push("DELETE FROM sessions WHERE expires_at < ")
-            .bind(Arg::Time(now));
-        self.store.execute_sql(sql).await?;
+        stored::insert_session(
+            self.db(),
+            &hash_secret(&token),
+            user.id,
+            &csrf_token,
+            Utc::now() + lifetime,
+        )
+        .await?;
         Ok(Some((
             token,
             SessionUser {
-                user_id,
-                username: name.to_string(),
-                role,
+                user_id: user.id,
+                username: user.username,
+                role: user.role,
                 csrf_token,
             },
         )))
     }
 
     pub async fn session(&self, token: &str) -> Result<Option<SessionUser>, AccountError> {
-        let mut sql = self.store.sql();
-        sql.push(
-            "SELECT u.id, u.username, u.role, s.csrf_token FROM sessions s \
-             JOIN users u ON u.id = s.user_id WHERE s.token_hash = ",
-        )
-        .bind_text(hash_secret(token))
-        .push(" AND s.expires_at > ")
-        .bind(Arg::Time(Utc::now()));
-        Ok(self
-            .store
-            .fetch_table(sql)
+        Ok(stored::session(self.db(), &hash_secret(token))
             .await?
-            .into_iter()
-            .next()
             .map(|row| SessionUser {
-                user_id: row[0].int(),
-                username: row[1].text().unwrap_or_default(),
-                role: row[2].text().unwrap_or_default(),
-                csrf_token: row[3].text().unwrap_or_default(),
+                user_id: row.user_id,
+                username: row.username,
+                role: row.role,
+                csrf_token: row.csrf_token,
             }))
     }
 
     pub async fn end_session(&self, token: &str) -> Result<(), AccountError> {
-        let mut sql = self.store.sql();
-        sql.push("DELETE FROM sessions WHERE token_hash = ")
-            .bind_text(hash_secret(token));
-        self.store.execute_sql(sql).await?;
-        Ok(())
+        Ok(stored::delete_session(self.db(), &hash_secret(token)).await?)
     }
 
     /// Creates an API token; returns it (shown once, stored hashed).
     pub async fn create_token(&self, name: &str) -> Result<String, AccountError> {
         check_username(name)?;
         let token = format!("dmarcd_{}", random_secret());
-        let mut sql = self.store.sql();
-        sql.push("INSERT INTO api_tokens (name, token_hash, created_at) VALUES (")
-            .bind_text(name)
-            .push(", ")
-            .bind_text(hash_secret(&token))
-            .push(", ")
-            .bind(Arg::Time(Utc::now()))
-            .push(") ON CONFLICT (name) DO NOTHING");
-        if self.store.execute_sql(sql).await? == 0 {
+        if !stored::insert_token(self.db(), name, &hash_secret(&token)).await? {
             return Err(AccountError::Invalid(format!(
                 "a token named {name:?} exists already (revoked tokens keep their name)"
             )));
@@ -341,29 +263,20 @@ impl Accounts {
     }
 
     pub async fn tokens(&self) -> Result<Vec<TokenInfo>, AccountError> {
-        let mut sql = self.store.sql();
-        sql.push("SELECT name, created_at, last_used_at, revoked_at FROM api_tokens ORDER BY name");
-        Ok(self
-            .store
-            .fetch_table(sql)
+        Ok(stored::tokens(self.db())
             .await?
             .into_iter()
             .map(|row| TokenInfo {
-                name: row[0].text().unwrap_or_default(),
-                created_at: crate::query::normalize_time(row[1].text()),
-                last_used_at: row[2].text().map(|t| crate::query::normalize_time(Some(t))),
-                revoked: row[3].text().is_some(),
+                name: row.name,
+                created_at: time_text(row.created_at),
+                last_used_at: row.last_used_at.map(time_text),
+                revoked: row.revoked_at.is_some(),
             })
             .collect())
     }
 
     pub async fn revoke_token(&self, name: &str) -> Result<(), AccountError> {
-        let mut sql = self.store.sql();
-        sql.push("UPDATE api_tokens SET revoked_at = ")
-            .bind(Arg::Time(Utc::now()))
-            .push(" WHERE revoked_at IS NULL AND name = ")
-            .bind_text(name);
-        if self.store.execute_sql(sql).await? == 0 {
+        if !stored::revoke_token(self.db(), name).await? {
             return Err(AccountError::Invalid(format!(
                 "no active token named {name:?}"
             )));
@@ -373,27 +286,16 @@ impl Accounts {
 
     /// Whether `token` is a valid, unrevoked API token (and notes its use).
     pub async fn check_token(&self, token: &str) -> Result<bool, AccountError> {
-        let mut sql = self.store.sql();
-        sql.push(
-            "SELECT id, last_used_at FROM api_tokens WHERE revoked_at IS NULL AND token_hash = ",
-        )
-        .bind_text(hash_secret(token));
-        let Some(row) = self.store.fetch_table(sql).await?.into_iter().next() else {
+        let Some(row) = stored::active_token(self.db(), &hash_secret(token)).await? else {
             return Ok(false);
         };
         // Written at most once a minute per token: not a write per request.
         let now = Utc::now();
-        let recent = row[1]
-            .text()
-            .and_then(|t| DateTime::parse_from_rfc3339(&crate::query::normalize_time(Some(t))).ok())
+        let recent = row
+            .last_used_at
             .is_some_and(|last| now.signed_duration_since(last) < Duration::minutes(1));
         if !recent {
-            let mut sql = self.store.sql();
-            sql.push("UPDATE api_tokens SET last_used_at = ")
-                .bind(Arg::Time(now))
-                .push(" WHERE id = ")
-                .bind(Arg::Int(row[0].int()));
-            self.store.execute_sql(sql).await?;
+            stored::token_used(self.db(), row.id, now).await?;
         }
         Ok(true)
     }

@@ -1,0 +1,235 @@
+//! SMTP TLS reports (RFC 8460) as the dashboard and the API show them:
+//! reports with their session totals, summaries, and the policies reported.
+
+use serde::{Deserialize, Serialize};
+
+use super::filter::ParsedFilter;
+use super::time::Timestamp;
+use super::{count_of, Page, QueryError, RowStream};
+use crate::store::{Sql, Store};
+
+/// One TLS-RPT report with its totals.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
+pub struct TlsReportRow {
+    pub id: i64,
+    pub message_id: Option<i64>,
+    pub organization_name: String,
+    pub report_id: String,
+    #[sqlx(try_from = "Timestamp")]
+    pub date_begin: String,
+    #[sqlx(try_from = "Timestamp")]
+    pub date_end: String,
+    pub contact_info: Option<String>,
+    /// Policy domains in the report, comma-separated.
+    pub policy_domains: String,
+    pub successful_sessions: i64,
+    pub failed_sessions: i64,
+}
+
+/// Domain, organization and period apply to TLS reports through their policies.
+fn tls_reports_sql(store: &Store, filter: &ParsedFilter) -> Sql {
+    let backend = store.db().backend();
+    let mut sql = store.db().sql();
+    sql.push(&format!(
+        "SELECT t.id, t.message_id, t.organization_name, t.report_id, t.date_begin, t.date_end, \
+         t.contact_info, coalesce({domains}, '') AS policy_domains, {ok} AS successful_sessions, \
+         {failed} AS failed_sessions \
+         FROM tls_reports t LEFT JOIN tls_policies p ON p.report_id = t.id WHERE 1 = 1",
+        domains = backend.join_distinct("p.policy_domain"),
+        ok = backend.sum("p.successful_sessions"),
+        failed = backend.sum("p.failed_sessions"),
+    ));
+    push_tls_filter(&mut sql, filter);
+    sql.push(" GROUP BY t.id, t.message_id, t.organization_name, t.report_id, t.date_begin, t.date_end, t.contact_info");
+    sql
+}
+
+fn push_tls_filter(sql: &mut Sql, filter: &ParsedFilter) {
+    if let Some(domain) = &filter.domain {
+        sql.push(" AND p.policy_domain = ").bind(domain);
+    }
+    if let Some(org) = &filter.org {
+        sql.push(" AND t.organization_name = ").bind(org);
+    }
+    if let Some(since) = filter.since {
+        sql.push(" AND t.date_begin >= ").bind(since);
+    }
+    if let Some(until) = filter.until {
+        sql.push(" AND t.date_begin < ").bind(until);
+    }
+}
+
+pub async fn tls_reports(
+    store: &Store,
+    filter: &ParsedFilter,
+    page: Page,
+) -> Result<(Vec<TlsReportRow>, i64), QueryError> {
+    let inner = tls_reports_sql(store, filter);
+    let total = count_of(store.db(), &inner).await?;
+    let mut sql = inner;
+    sql.push(" ORDER BY t.date_begin DESC, t.id DESC");
+    page.push_limit(&mut sql);
+    Ok((store.db().fetch_all(&sql).await?, total))
+}
+
+pub async fn tls_reports_stream(
+    store: &Store,
+    filter: &ParsedFilter,
+) -> Result<RowStream<TlsReportRow>, QueryError> {
+    let mut sql = tls_reports_sql(store, filter);
+    sql.push(" ORDER BY t.date_begin DESC, t.id DESC");
+    Ok(RowStream::new::<TlsReportRow>(store.db(), sql))
+}
+
+/// What a TLS summary groups by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsGroupBy {
+    /// Policy domain: successful and failed sessions.
+    #[default]
+    Domain,
+    /// Day the report period began: successful and failed sessions.
+    Day,
+    /// Reporting organization.
+    Org,
+    /// Failure result type (`certificate-expired`, `starttls-not-supported`, …): failed sessions.
+    ResultType,
+    /// Sending MTA IP: failed sessions.
+    SendingMta,
+    /// Receiving MX host name: failed sessions.
+    ReceivingMx,
+}
+
+impl TlsGroupBy {
+    pub const ALL: [TlsGroupBy; 6] = [
+        TlsGroupBy::Domain,
+        TlsGroupBy::Day,
+        TlsGroupBy::Org,
+        TlsGroupBy::ResultType,
+        TlsGroupBy::SendingMta,
+        TlsGroupBy::ReceivingMx,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsGroupBy::Domain => "domain",
+            TlsGroupBy::Day => "day",
+            TlsGroupBy::Org => "org",
+            TlsGroupBy::ResultType => "result_type",
+            TlsGroupBy::SendingMta => "sending_mta",
+            TlsGroupBy::ReceivingMx => "receiving_mx",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, QueryError> {
+        Self::ALL
+            .into_iter()
+            .find(|group| group.as_str() == text)
+            .ok_or_else(|| {
+                let known: Vec<&str> = Self::ALL.iter().map(|g| g.as_str()).collect();
+                QueryError::Invalid(format!(
+                    "group_by: {text:?} is not one of {}",
+                    known.join(", ")
+                ))
+            })
+    }
+
+    fn is_failure_detail(self) -> bool {
+        matches!(
+            self,
+            TlsGroupBy::ResultType | TlsGroupBy::SendingMta | TlsGroupBy::ReceivingMx
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
+pub struct TlsSummaryRow {
+    pub key: Option<String>,
+    /// Sessions that negotiated TLS per the policy (0 for failure groupings).
+    pub successful_sessions: i64,
+    pub failed_sessions: i64,
+}
+
+pub async fn tls_summary(
+    store: &Store,
+    filter: &ParsedFilter,
+    group_by: TlsGroupBy,
+) -> Result<Vec<TlsSummaryRow>, QueryError> {
+    let backend = store.db().backend();
+    let mut sql = store.db().sql();
+    if group_by.is_failure_detail() {
+        let key = match group_by {
+            TlsGroupBy::ResultType => "f.result_type",
+            TlsGroupBy::SendingMta => "f.sending_mta_ip",
+            _ => "f.receiving_mx_hostname",
+        };
+        sql.push(&format!(
+            "SELECT {key} AS key, CAST(0 AS BIGINT) AS successful_sessions, \
+             {failed} AS failed_sessions FROM tls_failure_details f \
+             JOIN tls_policies p ON p.id = f.policy_id JOIN tls_reports t ON t.id = p.report_id \
+             WHERE 1 = 1",
+            failed = backend.sum("f.failed_sessions")
+        ));
+        push_tls_filter(&mut sql, filter);
+        sql.push(&format!(" GROUP BY {key} ORDER BY 3 DESC, 1"));
+    } else {
+        let day = backend.day_text("t.date_begin");
+        let key = match group_by {
+            TlsGroupBy::Domain => "p.policy_domain",
+            TlsGroupBy::Org => "t.organization_name",
+            _ => day.as_str(),
+        };
+        sql.push(&format!(
+            "SELECT {key} AS key, {ok} AS successful_sessions, {failed} AS failed_sessions \
+             FROM tls_policies p JOIN tls_reports t ON t.id = p.report_id WHERE 1 = 1",
+            ok = backend.sum("p.successful_sessions"),
+            failed = backend.sum("p.failed_sessions"),
+        ));
+        push_tls_filter(&mut sql, filter);
+        let order = if group_by == TlsGroupBy::Day {
+            "1"
+        } else {
+            "2 + 3 DESC, 1"
+        };
+        sql.push(&format!(" GROUP BY {key} ORDER BY {order}"));
+    }
+    Ok(store.db().fetch_all(&sql).await?)
+}
+
+/// One TLS policy as reported, with its session counts.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
+pub struct TlsPolicyRow {
+    pub report: i64,
+    pub organization_name: String,
+    #[sqlx(try_from = "Timestamp")]
+    pub date_begin: String,
+    pub policy_type: String,
+    pub policy_domain: String,
+    /// The policy as the reporter saw it (JSON array of lines).
+    pub policy_strings: String,
+    /// MX host patterns (JSON array).
+    pub mx_hosts: String,
+    pub successful_sessions: i64,
+    pub failed_sessions: i64,
+}
+
+/// The newest policies matching the filter.
+pub async fn tls_policies(
+    store: &Store,
+    filter: &ParsedFilter,
+    page: Page,
+) -> Result<Vec<TlsPolicyRow>, QueryError> {
+    let backend = store.db().backend();
+    let mut sql = store.db().sql();
+    sql.push(&format!(
+        "SELECT t.id AS report, t.organization_name, t.date_begin, p.policy_type, p.policy_domain, \
+         {strings} AS policy_strings, {hosts} AS mx_hosts, p.successful_sessions, p.failed_sessions \
+         FROM tls_policies p JOIN tls_reports t ON t.id = p.report_id WHERE 1 = 1",
+        strings = backend.list_as_json("p.policy_strings"),
+        hosts = backend.list_as_json("p.mx_hosts"),
+    ));
+    push_tls_filter(&mut sql, filter);
+    sql.push(" ORDER BY t.date_begin DESC, p.id DESC");
+    page.push_limit(&mut sql);
+    Ok(store.db().fetch_all(&sql).await?)
+}

@@ -1,0 +1,213 @@
+//! Dashboard users, their sessions and API tokens as stored. Secrets
+//! arrive here hashed (`crate::accounts` hashes them); nothing here knows
+//! a password or a token.
+
+use chrono::{DateTime, Utc};
+
+use super::db::Db;
+use super::StoreResult;
+
+/// A user as a sign-in checks it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UserRow {
+    pub id: i64,
+    pub username: String,
+    pub password_hash: String,
+    pub role: String,
+}
+
+/// A live session and its user.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SessionRow {
+    pub user_id: i64,
+    pub username: String,
+    pub role: String,
+    pub csrf_token: String,
+}
+
+/// An API token as listed (never the token).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TokenRow {
+    pub id: i64,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+pub async fn user_count(db: &Db) -> StoreResult<i64> {
+    let (count,): (i64,) = db
+        .fetch_one(&db.statement("SELECT count(*) FROM users", Vec::new()))
+        .await?;
+    Ok(count)
+}
+
+/// False when a user of that name exists already.
+pub async fn insert_user(
+    db: &Db,
+    name: &str,
+    password_hash: &str,
+    role: &str,
+) -> StoreResult<bool> {
+    let inserted = db
+        .execute(&db.statement(
+            "INSERT INTO users (username, password_hash, role, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (username) DO NOTHING",
+            vec![name.into(), password_hash.into(), role.into(), Utc::now().into()],
+        ))
+        .await?;
+    Ok(inserted > 0)
+}
+
+/// Sets a user's password hash and ends their sessions; false when there
+/// is no such user.
+pub async fn set_password_hash(db: &Db, name: &str, password_hash: &str) -> StoreResult<bool> {
+    let updated = db
+        .execute(&db.statement(
+            "UPDATE users SET password_hash = $1 WHERE username = $2",
+            vec![password_hash.into(), name.into()],
+        ))
+        .await?;
+    if updated == 0 {
+        return Ok(false);
+    }
+    end_sessions_of(db, name).await?;
+    Ok(true)
+}
+
+/// Removes a user and their sessions; false when there is no such user.
+pub async fn remove_user(db: &Db, name: &str) -> StoreResult<bool> {
+    end_sessions_of(db, name).await?;
+    let removed = db
+        .execute(&db.statement("DELETE FROM users WHERE username = $1", vec![name.into()]))
+        .await?;
+    Ok(removed > 0)
+}
+
+async fn end_sessions_of(db: &Db, name: &str) -> StoreResult<()> {
+    db.execute(&db.statement(
+        "DELETE FROM sessions WHERE user_id IN (SELECT id FROM users WHERE username = $1)",
+        vec![name.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// (name, role) of every user, by name.
+pub async fn users(db: &Db) -> StoreResult<Vec<(String, String)>> {
+    db.fetch_all(&db.statement(
+        "SELECT username, role FROM users ORDER BY username",
+        Vec::new(),
+    ))
+    .await
+}
+
+pub async fn user(db: &Db, name: &str) -> StoreResult<Option<UserRow>> {
+    db.fetch_optional(&db.statement(
+        "SELECT id, username, password_hash, role FROM users WHERE username = $1",
+        vec![name.into()],
+    ))
+    .await
+}
+
+/// Stores a new session, and clears the expired ones as it begins.
+pub async fn insert_session(
+    db: &Db,
+    token_hash: &str,
+    user_id: i64,
+    csrf_token: &str,
+    expires_at: DateTime<Utc>,
+) -> StoreResult<()> {
+    let now = Utc::now();
+    db.execute(&db.statement(
+        "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+        vec![
+            token_hash.into(),
+            user_id.into(),
+            csrf_token.into(),
+            now.into(),
+            expires_at.into(),
+        ],
+    ))
+    .await?;
+    db.execute(&db.statement(
+        "DELETE FROM sessions WHERE expires_at < $1",
+        vec![now.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// The session with this token hash, unless it has expired.
+pub async fn session(db: &Db, token_hash: &str) -> StoreResult<Option<SessionRow>> {
+    db.fetch_optional(&db.statement(
+        "SELECT u.id AS user_id, u.username, u.role, s.csrf_token FROM sessions s \
+         JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1 AND s.expires_at > $2",
+        vec![token_hash.into(), Utc::now().into()],
+    ))
+    .await
+}
+
+pub async fn delete_session(db: &Db, token_hash: &str) -> StoreResult<()> {
+    db.execute(&db.statement(
+        "DELETE FROM sessions WHERE token_hash = $1",
+        vec![token_hash.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// False when a token of that name exists already (revoked ones too).
+pub async fn insert_token(db: &Db, name: &str, token_hash: &str) -> StoreResult<bool> {
+    let inserted = db
+        .execute(&db.statement(
+            "INSERT INTO api_tokens (name, token_hash, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO NOTHING",
+            vec![name.into(), token_hash.into(), Utc::now().into()],
+        ))
+        .await?;
+    Ok(inserted > 0)
+}
+
+const TOKEN_COLUMNS: &str = "id, name, created_at, last_used_at, revoked_at";
+
+pub async fn tokens(db: &Db) -> StoreResult<Vec<TokenRow>> {
+    db.fetch_all(&db.statement(
+        &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY name"),
+        Vec::new(),
+    ))
+    .await
+}
+
+/// False when there is no active token of that name.
+pub async fn revoke_token(db: &Db, name: &str) -> StoreResult<bool> {
+    let revoked = db
+        .execute(&db.statement(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE revoked_at IS NULL AND name = $2",
+            vec![Utc::now().into(), name.into()],
+        ))
+        .await?;
+    Ok(revoked > 0)
+}
+
+/// The unrevoked token with this hash.
+pub async fn active_token(db: &Db, token_hash: &str) -> StoreResult<Option<TokenRow>> {
+    db.fetch_optional(&db.statement(
+        &format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE revoked_at IS NULL AND token_hash = $1"
+        ),
+        vec![token_hash.into()],
+    ))
+    .await
+}
+
+/// Notes that a token was used now.
+pub async fn token_used(db: &Db, id: i64, now: DateTime<Utc>) -> StoreResult<()> {
+    db.execute(&db.statement(
+        "UPDATE api_tokens SET last_used_at = $1 WHERE id = $2",
+        vec![now.into(), id.into()],
+    ))
+    .await?;
+    Ok(())
+}

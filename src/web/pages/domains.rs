@@ -1,0 +1,90 @@
+//! The domains page: monitored domains, added and removed by hand.
+
+use askama::Template;
+use axum::extract::State;
+use axum::response::Response;
+use axum::Form;
+use serde::Deserialize;
+
+use super::notice::Notice;
+use super::{check_csrf, render, require_admin, Layout, PageError, PageUser};
+use crate::query::domains::{self, DomainRow};
+use crate::web::api::Params;
+use crate::web::AppState;
+
+#[derive(Template)]
+#[template(path = "domains.html")]
+struct DomainsPage {
+    layout: Layout,
+    notice: Option<String>,
+    error: Option<String>,
+    is_admin: bool,
+    csrf: String,
+    rows: Vec<DomainRow>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct NoticeParams {
+    notice: Option<String>,
+    n: Option<String>,
+}
+
+pub(super) async fn domains(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    Params(params): Params<NoticeParams>,
+) -> Result<Response, PageError> {
+    let rows = domains::domains(&state.store).await?;
+    let (notice, error) = match Notice::shown(params.notice.as_deref(), params.n.as_deref()) {
+        Some((notice, text)) if notice.is_error() => (None, Some(text)),
+        Some((_, text)) => (Some(text), None),
+        None => (None, None),
+    };
+    render(DomainsPage {
+        layout: Layout::new(&state, Some(user.clone()), "/domains"),
+        notice,
+        error,
+        is_admin: user.is_admin(),
+        csrf: user.csrf_token,
+        rows,
+    })
+}
+
+#[derive(Deserialize)]
+pub(super) struct DomainForm {
+    csrf: String,
+    name: String,
+}
+
+pub(super) async fn add_domain(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    Form(form): Form<DomainForm>,
+) -> Result<Response, PageError> {
+    check_csrf(&user, &form.csrf)?;
+    require_admin(&user)?;
+    let notice = match domains::add_domain(&state.store, &form.name).await {
+        Ok(true) => Notice::DomainAdded,
+        Ok(false) => Notice::DomainAlreadyMonitored,
+        Err(crate::query::QueryError::Invalid(_)) => Notice::NotADomainName,
+        Err(error) => return Err(error.into()),
+    };
+    Ok(notice.redirect("/domains", 0))
+}
+
+pub(super) async fn remove_domain(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    Form(form): Form<DomainForm>,
+) -> Result<Response, PageError> {
+    check_csrf(&user, &form.csrf)?;
+    require_admin(&user)?;
+    let removed = domains::remove_domain(&state.store, &form.name).await?;
+    let notice = if removed {
+        Notice::DomainRemoved
+    } else {
+        Notice::DomainNotMonitored
+    };
+    Ok(notice.redirect("/domains", 0))
+}
