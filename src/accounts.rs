@@ -55,8 +55,8 @@ pub fn random_secret() -> String {
 }
 
 pub fn hash_secret(secret: &str) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(secret.as_bytes())
+    ring::digest::digest(&ring::digest::SHA256, secret.as_bytes())
+        .as_ref()
         .iter()
         .map(|byte| format!("{byte:02x}"))
         .collect()

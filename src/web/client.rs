@@ -14,30 +14,36 @@ use std::net::IpAddr;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
+use ipnet::IpNet;
 
 use super::{AppState, ClientAddr};
-use crate::query::SourceMatch;
 
 /// The addresses and networks of the reverse proxies in front.
 #[derive(Debug, Clone, Default)]
-pub struct TrustedProxies(Vec<SourceMatch>);
+pub struct TrustedProxies(Vec<IpNet>);
 
 impl TrustedProxies {
-    /// Parses `web.trusted_proxies`: IP addresses or CIDR blocks.
+    /// Parses `web.trusted_proxies`: IP addresses or CIDR blocks (host
+    /// bits cleared: `192.0.2.5/24` is `192.0.2.0/24`).
     pub fn parse(list: &[String]) -> Result<Self, String> {
         list.iter()
-            .map(|text| match SourceMatch::parse(text) {
-                Ok(network @ (SourceMatch::Ip(_) | SourceMatch::Network { .. })) => Ok(network),
-                _ => Err(format!(
-                    "web.trusted_proxies: {text:?} is not an IP address or a CIDR block"
-                )),
+            .map(|text| {
+                let text = text.trim();
+                text.parse::<IpAddr>()
+                    .map(IpNet::from)
+                    .or_else(|_| text.parse::<IpNet>().map(|network| network.trunc()))
+                    .map_err(|_| {
+                        format!(
+                            "web.trusted_proxies: {text:?} is not an IP address or a CIDR block"
+                        )
+                    })
             })
             .collect::<Result<_, _>>()
             .map(TrustedProxies)
     }
 
     pub(crate) fn trusts(&self, ip: IpAddr) -> bool {
-        self.0.iter().any(|network| network.contains(ip))
+        self.0.iter().any(|network| network.contains(&ip))
     }
 
     /// The client of a request that arrived from `peer` with `headers`.

@@ -1,8 +1,6 @@
 //! The key under which a failure report is stored once. PURE, so that
 //! both storage backends store the same value for the same report.
 
-use sha2::Digest;
-
 use super::FailureReport;
 
 /// A SHA-256 (hex) of what identifies one failure: the reported domain,
@@ -69,7 +67,8 @@ fn stand_in_for_message_id(report: &FailureReport) -> String {
 }
 
 fn hex_sha256(text: &str) -> String {
-    sha2::Sha256::digest(text.as_bytes())
+    ring::digest::digest(&ring::digest::SHA256, text.as_bytes())
+        .as_ref()
         .iter()
         .map(|byte| format!("{byte:02x}"))
         .collect()
