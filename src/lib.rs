@@ -19,6 +19,7 @@ pub mod smtp;
 pub mod store;
 #[doc(hidden)]
 pub mod testing;
+pub mod tls;
 pub mod web;
 pub mod worker;
 

@@ -471,8 +471,8 @@ fn starttls_with_certificate_files() {
 
     // A broken key is refused with a message naming the file.
     std::fs::write(&key, "not a key").unwrap();
-    let error = dmarcd::smtp::tls::TlsSource::load(
-        Some(dmarcd::smtp::tls::CertificateFiles {
+    let error = dmarcd::tls::TlsSource::load(
+        Some(dmarcd::tls::CertificateFiles {
             cert,
             key: key.clone(),
         }),

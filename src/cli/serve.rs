@@ -7,8 +7,8 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::inbox::Inbox;
-use crate::smtp::tls::TlsSource;
 use crate::smtp::SmtpServer;
+use crate::tls::TlsSource;
 use crate::web::{AppState, WebListener};
 use crate::worker::Worker;
 
@@ -83,7 +83,7 @@ pub(super) async fn serve(mut config: Config) -> anyhow::Result<ExitCode> {
             })?;
         let mut listener = WebListener::new(listener, &config.web);
         if let (Some(cert), Some(key)) = (&config.web.tls_cert_file, &config.web.tls_key_file) {
-            let files = crate::smtp::tls::CertificateFiles {
+            let files = crate::tls::CertificateFiles {
                 cert: cert.clone(),
                 key: key.clone(),
             };

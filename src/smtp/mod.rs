@@ -4,6 +4,5 @@ pub mod budget;
 mod recipients;
 pub mod server;
 pub mod session;
-pub mod tls;
 
 pub use server::{SmtpConfig, SmtpError, SmtpServer};

@@ -15,10 +15,10 @@ use tokio::time::{timeout_at, Instant};
 
 use super::budget::DataBudget;
 use super::session::{Event, RecipientPolicy, Session, SessionConfig};
-use super::tls::{describe, CertificateFiles, TlsError, TlsSource};
 use crate::connections::PerIpLimit;
 use crate::inbox::Inbox;
 use crate::inbox::{Envelope, Intake};
+use crate::tls::{describe, CertificateFiles, TlsError, TlsSource};
 
 /// `[smtp]` settings.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

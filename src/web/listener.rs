@@ -28,7 +28,7 @@ use tokio::task::JoinSet;
 
 use super::{TrustedProxies, WebConfig};
 use crate::connections::{IpSlot, PerIpLimit};
-use crate::smtp::tls::TlsSource;
+use crate::tls::TlsSource;
 
 /// The client's address, for the rate limits on sign-in and TLS-RPT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,7 @@
-//! STARTTLS certificates: from files named in the config (reloaded when
-//! they change on disk, or on SIGHUP), or, when none are configured, a
-//! self-signed certificate made at start. Senders of reports encrypt
+//! TLS certificates for both listeners, SMTP's STARTTLS and the web
+//! listener's HTTPS: from files named in the config (reloaded when they
+//! change on disk, or on SIGHUP), or, when none are configured (SMTP
+//! only), a self-signed certificate made at start. Senders of reports encrypt
 //! opportunistically and do not verify certificates, so a self-signed one
 //! still protects reports from passive eavesdropping.
 
