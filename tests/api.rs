@@ -987,3 +987,42 @@ async fn connections_are_capped_per_address_and_in_all() {
     assert_eq!(server.get("/healthz", None).await.status, 200);
     store.close().await;
 }
+
+/// `web.request_timeout_seconds`: a request the database holds up past it
+/// is answered 503 when it runs out, not when the database lets go.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_held_up_past_the_timeout_is_answered_503() {
+    for (_dir, store) in common::db::backends().await {
+        // SQLite's reads are not held up by a writer (WAL).
+        if store.backend() != "postgres" {
+            continue;
+        }
+        let config = WebConfig {
+            request_timeout_seconds: 1,
+            ..WebConfig::default()
+        };
+        let (server, token) = server_with_token(&store, config).await;
+        let mut lock = store.db().begin_durable().await.unwrap();
+        lock.execute(&lock.statement(
+            "LOCK TABLE aggregate_reports IN ACCESS EXCLUSIVE MODE",
+            Vec::new(),
+        ))
+        .await
+        .unwrap();
+        // Let go after 4 s whatever happens, so that a missing timeout
+        // shows as a late 200 rather than a test that never ends.
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+            lock.commit().await.unwrap();
+        });
+        let started = std::time::Instant::now();
+        let reply = server.get("/api/v1/aggregate/reports", Some(&token)).await;
+        let waited = started.elapsed();
+        assert_eq!(reply.status, 503, "after {waited:?}");
+        assert!(waited < std::time::Duration::from_secs(3), "{waited:?}");
+        release.await.unwrap();
+        let reply = server.get("/api/v1/aggregate/reports", Some(&token)).await;
+        assert_eq!(reply.status, 200);
+        store.close().await;
+    }
+}

@@ -17,9 +17,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::StatusCode;
 use axum::Router;
 use serde::Deserialize;
 use tokio::sync::watch;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 pub use crate::accounts::Accounts;
 use crate::decode::Limits;
@@ -165,9 +168,17 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api::routes())
         .merge(pages::routes())
         .layer(axum::middleware::from_fn(ops::observe))
-        .layer(axum::middleware::from_fn(move |request, next| {
-            ops::with_timeout(timeout, request, next)
-        }))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
+        // A span per request (method, URI) for what is logged inside it,
+        // and its status and latency at debug level; failures are logged
+        // where they happen, so not again here.
+        .layer(
+            TraceLayer::new_for_http()
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+        )
         .with_state(state);
     headers::add(router, https)
 }

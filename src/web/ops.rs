@@ -2,7 +2,7 @@
 //! database answers and its schema is current), `/metrics` (Prometheus),
 //! and the middleware that times every request.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -138,16 +138,4 @@ pub(super) async fn observe(request: Request, next: Next) -> Response {
         started.elapsed().as_secs_f64(),
     );
     response
-}
-
-/// Answers 503 when a request takes longer than the configured time.
-pub(super) async fn with_timeout(timeout: Duration, request: Request, next: Next) -> Response {
-    match tokio::time::timeout(timeout, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => super::ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("the request took longer than {} s", timeout.as_secs()),
-        )
-        .into_response(),
-    }
 }
