@@ -14,7 +14,10 @@
 //!   same 100 IPs on the same day (the worst case for contention on rows);
 //! - one large report: 100,000 records from 100,000 distinct IPs;
 //! - PostgreSQL only: 4 `dmarcd import` processes at once into one database
-//!   (several nodes), each with a quarter of a realistic set of 4,000.
+//!   (several nodes), each with a quarter of a realistic set of 4,000;
+//! - one report of 1,500,000 records (10,000 sources over and over), with
+//!   the peak resident memory of the import (records are stored in runs as
+//!   they are parsed, so it stays flat).
 //!
 //! Each import goes into a database already migrated (as every import but
 //! a deployment's first does); migrating a fresh PostgreSQL database takes
@@ -94,6 +97,9 @@ fn main() {
             Some(_) => {}
             None => println!("postgres: skipped (DATABASE_URL unset)"),
         }
+        if selected("1500000") {
+            huge_report(postgres.as_deref()).await;
+        }
     });
 }
 
@@ -108,6 +114,62 @@ fn report(backend: &str, name: &str, records: u64, bytes: u64, seconds: f64) {
         bytes as f64 / 1e6,
         records as f64 / seconds
     );
+}
+
+/// One report of 1.5 million records: records/s and peak memory.
+async fn huge_report(postgres: Option<&str>) {
+    let files = tempfile::tempdir().unwrap();
+    let path = files.path().join("huge.xml.gz");
+    // 150 times the records of a 10,000-record report, between its header
+    // and its end: the file is written as it is made.
+    let xml = testing::aggregate_report(10_000).to_xml();
+    let first = xml.find("<record>").unwrap();
+    let last = xml.rfind("</record>").unwrap() + "</record>".len();
+    let file = std::fs::File::create(&path).unwrap();
+    let mut gzip = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+    use std::io::Write;
+    gzip.write_all(&xml.as_bytes()[..first]).unwrap();
+    for _ in 0..150 {
+        gzip.write_all(&xml.as_bytes()[first..last]).unwrap();
+    }
+    gzip.write_all(&xml.as_bytes()[last..]).unwrap();
+    gzip.finish().unwrap();
+    let size = std::fs::metadata(&path).unwrap().len();
+    let name = "one report of 1500000 records";
+    let data = tempfile::tempdir().unwrap();
+    migrate(&[("DMARCD_DATA_DIR", data.path())], None);
+    let (seconds, peak) = import_measured(&path, &[("DMARCD_DATA_DIR", data.path())], None);
+    report("sqlite", name, 1_500_000, size, seconds);
+    println!("sqlite: {name}: peak RSS {:.0} MiB", peak as f64 / 1024.0);
+    if let Some(url) = postgres {
+        let database = Database::create(url).await;
+        migrate(&[], Some(&database.url));
+        let (seconds, peak) = import_measured(&path, &[], Some(&database.url));
+        report("postgres", name, 1_500_000, size, seconds);
+        println!("postgres: {name}: peak RSS {:.0} MiB", peak as f64 / 1024.0);
+        database.drop().await;
+    }
+}
+
+/// `import`, with the peak resident memory (KiB) read from /proc while it runs.
+fn import_measured(file: &Path, env: &[(&str, &Path)], database: Option<&str>) -> (f64, u64) {
+    let start = Instant::now();
+    let mut child = command("import", &[file], env, database).spawn().unwrap();
+    let mut peak = 0;
+    loop {
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", child.id())) {
+            let hwm = status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmHWM:"))
+                .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok());
+            peak = peak.max(hwm.unwrap_or(0));
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "dmarcd import failed");
+            return (start.elapsed().as_secs_f64(), peak);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// Four importers at once into one PostgreSQL, as several nodes would be.

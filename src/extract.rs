@@ -6,7 +6,7 @@ use std::io::Read;
 use serde::Serialize;
 
 use crate::decode::{self, DecodeError, Limits, Payload, PayloadFormat};
-use crate::report::{aggregate, failure, tlsrpt, Report};
+use crate::report::{aggregate, failure, tlsrpt, AggregateReport, Report};
 
 /// A report and where in the input it was found.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -84,11 +84,40 @@ pub fn extract_reports(
     name: &str,
     limits: &Limits,
 ) -> Result<Vec<ExtractedReport>, ExtractError> {
+    extract(input, name, limits, None)
+}
+
+/// Takes runs of an aggregate report's records as it is parsed: the
+/// report's location and the report so far (header and this run's
+/// records). An error ends the extraction (`ExtractError::Aggregate` with
+/// `AggregateError::Sink`).
+pub type RecordRuns<'a> = dyn FnMut(&str, AggregateReport) -> Result<(), String> + 'a;
+
+/// `extract_reports`, handing aggregate records to `runs` in runs of at
+/// least `run_records` as they are parsed (see `aggregate::parse_streaming`):
+/// memory stays flat however many records a report holds. The reports
+/// returned hold only the records after their last run.
+pub fn extract_reports_streaming(
+    input: &mut dyn Read,
+    name: &str,
+    limits: &Limits,
+    run_records: usize,
+    runs: &mut RecordRuns<'_>,
+) -> Result<Vec<ExtractedReport>, ExtractError> {
+    extract(input, name, limits, Some((runs, run_records)))
+}
+
+fn extract(
+    input: &mut dyn Read,
+    name: &str,
+    limits: &Limits,
+    mut runs: Option<(&mut RecordRuns<'_>, usize)>,
+) -> Result<Vec<ExtractedReport>, ExtractError> {
     let mut reports = Vec::new();
     let mut not_a_report = None;
     decode::visit_payloads(input, name, limits, &mut |payload: Payload<'_>| {
         let location = payload.location.clone();
-        match parse_payload(payload, limits) {
+        match parse_payload(payload, limits, runs.as_mut()) {
             Ok(report) => reports.push(ExtractedReport { location, report }),
             Err(error) if error.is_not_a_report() => {
                 not_a_report.get_or_insert(error);
@@ -112,14 +141,24 @@ pub fn extract_reports_from_bytes(
     extract_reports(&mut &input[..], name, limits)
 }
 
-fn parse_payload(payload: Payload<'_>, limits: &Limits) -> Result<Report, ExtractError> {
+fn parse_payload(
+    payload: Payload<'_>,
+    limits: &Limits,
+    runs: Option<&mut (&mut RecordRuns<'_>, usize)>,
+) -> Result<Report, ExtractError> {
     let location = payload.location;
     let parse_limits = limits.parse_limits();
     let reader = payload.reader;
     match payload.format {
-        PayloadFormat::AggregateXml => aggregate::parse_with(reader, &parse_limits)
-            .map(Report::Aggregate)
-            .map_err(|source| ExtractError::Aggregate { location, source }),
+        PayloadFormat::AggregateXml => match runs {
+            Some((runs, run_records)) => {
+                let mut sink = |report: AggregateReport| runs(&location, report);
+                aggregate::parse_streaming(reader, &parse_limits, *run_records, &mut sink)
+            }
+            None => aggregate::parse_with(reader, &parse_limits),
+        }
+        .map(Report::Aggregate)
+        .map_err(|source| ExtractError::Aggregate { location, source }),
         PayloadFormat::TlsRptJson => {
             tlsrpt::parse_with(reader, &parse_limits, payload.domain_hint.as_deref())
                 .map(Report::Tlsrpt)

@@ -640,3 +640,100 @@ async fn an_import_rides_out_a_database_outage() {
     }
     store.close().await;
 }
+
+/// A report too large to hold in memory is stored while it is parsed, in
+/// runs of records (worker/streamed.rs): all of it, once; a copy of it is a
+/// duplicate; one cut short keeps nothing but its reason.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_report_stored_while_it_is_parsed_is_whole_once_or_not_at_all() {
+    use dmarcd::query::{self, Filter};
+    // Three windows of the parser (4 MB each): two runs, then the rest.
+    let records = 12_000;
+    let mut report = testing::aggregate_report(records);
+    report.records[records - 1].source_ip = Some("2001:db8::99".parse().unwrap());
+    let xml = report.to_xml();
+    for (_dir, store) in common::db::backends().await {
+        let backend = store.backend();
+        let inbox = Inbox::new(store.clone());
+        inbox
+            .accept(xml.as_bytes(), &Envelope::import("large.xml"))
+            .await
+            .unwrap();
+        // The same report again, in another message (other bytes).
+        let mut copy = xml.clone().into_bytes();
+        copy.extend_from_slice(b"\n");
+        inbox
+            .accept(&copy, &Envelope::import("copy.xml"))
+            .await
+            .unwrap();
+        // And one cut short in the middle of its records.
+        let mut other = testing::aggregate_report(records);
+        other.metadata.report_id = "cut-short".into();
+        let mut cut = other.to_xml().into_bytes();
+        cut.truncate(cut.len() * 2 / 3);
+        inbox
+            .accept(&cut, &Envelope::import("cut.xml"))
+            .await
+            .unwrap();
+        let config = WorkerConfig {
+            stream_from_bytes: 100_000,
+            stream_run_records: 1_000,
+            ..WorkerConfig::default()
+        };
+        let processed = Worker::new(store.clone(), Limits::default(), "w", config)
+            .run_until_idle()
+            .await
+            .unwrap();
+        let statuses: Vec<_> = processed
+            .iter()
+            .map(|p| (p.source_name.clone().unwrap(), p.summary.status))
+            .collect();
+        assert_eq!(
+            statuses,
+            [
+                ("large.xml".to_string(), Some(MessageStatus::Done)),
+                ("copy.xml".to_string(), Some(MessageStatus::Duplicate)),
+                ("cut.xml".to_string(), Some(MessageStatus::Failed)),
+            ],
+            "{backend}"
+        );
+        assert_eq!(processed[0].summary.records, records as u64, "{backend}");
+        assert!(
+            processed[2]
+                .reason
+                .as_deref()
+                .unwrap_or("")
+                .contains("truncated"),
+            "{backend}: {:?}",
+            processed[2].reason
+        );
+        let counts = store.report_counts().await.unwrap();
+        assert_eq!(counts.aggregate_reports, 1, "{backend}");
+        assert_eq!(counts.aggregate_records, records as i64, "{backend}");
+        // The report row has the final counts, and the last run's records.
+        let filter: Filter = serde_urlencoded::from_str("source=2001:db8::99").unwrap();
+        let (rows, total) = query::aggregate::records(
+            &store,
+            &filter.parse().unwrap(),
+            query::Page::new(Some(10), None, 10).unwrap(),
+        )
+        .await
+        .unwrap();
+        assert_eq!((rows.len(), total), (1, 1), "{backend}");
+        let (reports, _) = query::aggregate::reports(
+            &store,
+            &Filter::default().parse().unwrap(),
+            query::Page::new(Some(10), None, 10).unwrap(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(reports.len(), 1, "{backend}");
+        assert_eq!(reports[0].record_count, records as i64, "{backend}");
+        assert_eq!(
+            reports[0].message_count,
+            report.message_count() as i64,
+            "{backend}"
+        );
+        store.close().await;
+    }
+}

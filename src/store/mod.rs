@@ -379,7 +379,7 @@ impl Store {
         loop {
             let result = async {
                 let mut transaction = self.db.begin_derived().await?;
-                let summaries = save::save_batch(&mut transaction, worker, items).await?;
+                let summaries = save::save_batch(&mut transaction, worker, items, None).await?;
                 transaction.commit().await?;
                 Ok(summaries)
             }
@@ -399,6 +399,30 @@ impl Store {
                 other => return other,
             }
         }
+    }
+
+    /// Begins saving one claimed message whose aggregate records are written
+    /// chunk by chunk while it is parsed, so that a report of millions of
+    /// records never sits in memory whole. `None` when `worker` no longer
+    /// holds the claim. Dropping the save without `finish` writes nothing.
+    pub async fn begin_streamed_save(
+        &self,
+        worker: &str,
+        message_id: i64,
+    ) -> StoreResult<Option<StreamedSave>> {
+        let mut transaction = self.db.begin_derived().await?;
+        if reports::held(&mut transaction, worker, &[message_id])
+            .await?
+            .is_empty()
+        {
+            return Ok(None);
+        }
+        Ok(Some(StreamedSave {
+            transaction,
+            worker: worker.to_string(),
+            message_id,
+            streamed: save::Streamed::default(),
+        }))
     }
 
     /// One pass of the rollup applier: counts up to about `max_records`
@@ -539,6 +563,82 @@ impl Store {
     /// Closes every connection; later calls fail as `Unavailable`.
     pub async fn close(&self) {
         self.db.close().await
+    }
+}
+
+/// A message being saved while it is parsed (`Store::begin_streamed_save`):
+/// one transaction, committed by `finish`.
+pub struct StreamedSave {
+    transaction: db::Tx,
+    worker: String,
+    message_id: i64,
+    streamed: save::Streamed,
+}
+
+impl StreamedSave {
+    /// Writes a run of the records of the aggregate report at `location`:
+    /// `chunk` holds the report as parsed so far (its header) and this
+    /// run's records. The first run creates the report's row; a report
+    /// stored before is a duplicate, and its records are passed over.
+    pub async fn write_records(
+        &mut self,
+        location: &str,
+        chunk: &crate::report::AggregateReport,
+    ) -> StoreResult<()> {
+        let row = rows::AggregateRow::new(chunk)
+            .map_err(|invalid| StoreError::Invalid(format!("{location}: {invalid}")))?;
+        let mut streamed = match self.streamed.reports.get(location) {
+            Some(streamed) => streamed.clone(),
+            None => {
+                // Its counts are this run's until `finish` sets the totals.
+                let id = reports::insert_aggregate(
+                    &mut self.transaction,
+                    self.message_id,
+                    location,
+                    chunk,
+                    &row,
+                )
+                .await?;
+                let meta = &chunk.metadata;
+                save::StreamedReport {
+                    key: (
+                        meta.org_name.clone(),
+                        meta.report_id.clone(),
+                        chunk.policy_published.domain.clone(),
+                        row.begin.timestamp(),
+                    ),
+                    id,
+                    records: 0,
+                    messages: 0,
+                }
+            }
+        };
+        if let Some(report) = streamed.id {
+            let new = save::NewRecords {
+                report,
+                row: &row,
+                aggregate: chunk,
+            };
+            reports::insert_records(&mut self.transaction, std::slice::from_ref(&new)).await?;
+            streamed.records += chunk.records.len() as u64;
+            streamed.messages += chunk.message_count();
+        }
+        self.streamed.reports.insert(location.to_string(), streamed);
+        Ok(())
+    }
+
+    /// Saves the message's outcome (the rest of its reports, its status)
+    /// with what was written so far, and commits.
+    pub async fn finish(mut self, outcome: &Outcome) -> StoreResult<SaveSummary> {
+        let summaries = save::save_batch(
+            &mut self.transaction,
+            &self.worker,
+            &[(self.message_id, outcome)],
+            Some(&self.streamed),
+        )
+        .await?;
+        self.transaction.commit().await?;
+        Ok(summaries.into_iter().next().unwrap_or_default())
     }
 }
 

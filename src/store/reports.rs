@@ -93,6 +93,61 @@ pub(super) async fn insert_aggregate(
     Ok(inserted.map(|(id,)| id))
 }
 
+/// The rest of a report whose row was written before its records were all
+/// parsed (`StreamedSave`): everything read after the first records
+/// (report-level extensions, warnings) and the final counts.
+pub(super) async fn complete_aggregate(
+    transaction: &mut Tx,
+    id: i64,
+    report: &AggregateReport,
+    row: &AggregateRow,
+    records: u64,
+    messages: u64,
+) -> StoreResult<()> {
+    let backend = transaction.backend();
+    let meta = &report.metadata;
+    let policy = &report.policy_published;
+    let text = format!(
+        "UPDATE aggregate_reports
+            SET email = $2, extra_contact_info = $3, errors = {errors}, generator = $5, schema = $6,
+                version = $7, namespace = $8, adkim = $9, aspf = $10, p = $11, sp = $12, np = $13, pct = $14,
+                fo = $15, testing = $16, discovery_method = $17, extensions = {extensions},
+                warnings = {warnings}, record_count = $20, message_count = $21
+          WHERE id = $1",
+        errors = backend.text_list("$4"),
+        extensions = backend.jsonb("$18"),
+        warnings = backend.jsonb("$19"),
+    );
+    let update = transaction.statement(
+        &text,
+        vec![
+            id.into(),
+            meta.email.as_deref().into(),
+            meta.extra_contact_info.as_deref().into(),
+            json(&meta.errors),
+            meta.generator.as_deref().into(),
+            row.schema.as_str().into(),
+            report.version.as_deref().into(),
+            report.namespace.as_deref().into(),
+            row.adkim.as_deref().into(),
+            row.aspf.as_deref().into(),
+            row.p.as_deref().into(),
+            row.sp.as_deref().into(),
+            row.np.as_deref().into(),
+            policy.pct.map(i64::from).into(),
+            policy.fo.as_deref().into(),
+            policy.testing.as_deref().into(),
+            policy.discovery_method.as_deref().into(),
+            row.extensions_json.as_str().into(),
+            row.warnings_json.as_str().into(),
+            records.into(),
+            messages.into(),
+        ],
+    );
+    transaction.execute(&update).await?;
+    Ok(())
+}
+
 /// A batch's records. The bulk paths differ by backend: PostgreSQL's
 /// binary COPY and arrays, SQLite's multi-row INSERTs.
 pub(super) async fn insert_records(

@@ -9,7 +9,7 @@
 //! monitored domains, sorted, in one statement. Rollups are not touched
 //! here: the stored reports are queued for the rollup applier.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use super::db::Tx;
 use super::reports;
@@ -47,13 +47,42 @@ impl PendingAggregate<'_> {
     }
 }
 
+/// The aggregate reports of one message whose records were written while
+/// it was being parsed (`StreamedSave`), by location: their rows exist (or
+/// were duplicates), and the outcome's reports hold only the records that
+/// came after the last chunk.
+#[derive(Debug, Default)]
+pub(super) struct Streamed {
+    pub reports: HashMap<String, StreamedReport>,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct StreamedReport {
+    /// What identifies the report (organization, report id, policy
+    /// domain, begin), as read before its first records.
+    pub key: (String, String, String, i64),
+    /// The report's row; `None` when the same report was stored already.
+    pub id: Option<i64>,
+    /// Records written so far, and the messages they stand for.
+    pub records: u64,
+    pub messages: u64,
+}
+
 /// Writes a batch's outcomes; the caller commits. A message no longer
-/// claimed by `worker` gets an unwritten summary.
+/// claimed by `worker` gets an unwritten summary. `streamed` describes the
+/// first (only) message's reports written as it was parsed.
 pub(super) async fn save_batch(
     transaction: &mut Tx,
     worker: &str,
     items: &[(i64, &Outcome)],
+    streamed: Option<&Streamed>,
 ) -> StoreResult<Vec<SaveSummary>> {
+    let streamed_report = |message: usize, location: &str| -> Option<StreamedReport> {
+        (message == 0)
+            .then_some(streamed)
+            .flatten()
+            .and_then(|streamed| streamed.reports.get(location).cloned())
+    };
     let ids: Vec<i64> = items.iter().map(|(id, _)| *id).collect();
     let held = reports::held(transaction, worker, &ids).await?;
     let mut summaries: Vec<SaveSummary> = items
@@ -93,8 +122,39 @@ pub(super) async fn save_batch(
     let mut domains = BTreeSet::new();
     aggregates.sort_by(|a, b| a.key().cmp(&b.key()));
     let mut inserted = Vec::new();
+    let mut queued: Vec<(i64, i64)> = Vec::new();
     for pending in &aggregates {
         let summary = &mut summaries[pending.message];
+        if let Some(before) = streamed_report(pending.message, pending.location) {
+            let (org, id, domain, begin) = pending.key();
+            if before.key != (org.to_string(), id.to_string(), domain.to_string(), begin) {
+                return Err(StoreError::Invalid(format!(
+                    "{}: the report's metadata or policy changed after its first records",
+                    pending.location
+                )));
+            }
+            let Some(report) = before.id else {
+                summary.duplicates += 1;
+                continue;
+            };
+            let records = before.records + pending.report.records.len() as u64;
+            let messages = before.messages + pending.report.message_count();
+            reports::complete_aggregate(
+                transaction,
+                report,
+                pending.report,
+                &pending.row,
+                records,
+                messages,
+            )
+            .await?;
+            *summary.stored.entry("aggregate").or_default() += 1;
+            summary.records += records;
+            note_domain(&mut domains, &pending.report.policy_published.domain);
+            queued.push((report, records as i64));
+            inserted.push((report, pending));
+            continue;
+        }
         match reports::insert_aggregate(
             transaction,
             pending.message_id,
@@ -108,6 +168,7 @@ pub(super) async fn save_batch(
                 *summary.stored.entry("aggregate").or_default() += 1;
                 summary.records += pending.report.records.len() as u64;
                 note_domain(&mut domains, &pending.report.policy_published.domain);
+                queued.push((report, pending.report.records.len() as i64));
                 inserted.push((report, pending));
             }
             None => summary.duplicates += 1,
@@ -123,10 +184,6 @@ pub(super) async fn save_batch(
         .collect();
     reports::insert_records(transaction, &records).await?;
     drop(records);
-    let queued: Vec<(i64, i64)> = inserted
-        .iter()
-        .map(|(report, pending)| (*report, pending.report.records.len() as i64))
-        .collect();
     if !queued.is_empty() {
         reports::queue_rollups(transaction, &queued).await?;
     }

@@ -12,7 +12,7 @@ mod tags;
 mod values;
 mod write;
 
-pub use parse::{parse, parse_bytes, parse_with, AggregateError};
+pub use parse::{parse, parse_bytes, parse_streaming, parse_with, AggregateError, RecordSink};
 
 use std::net::IpAddr;
 use std::sync::Arc;

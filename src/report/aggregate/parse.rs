@@ -69,6 +69,9 @@ pub enum AggregateError {
     Malformed { position: u64, message: String },
     #[error("reading the report failed: {0}")]
     Io(#[source] std::io::Error),
+    /// The records parsed so far could not be passed on (stored).
+    #[error("{0}")]
+    Sink(String),
 }
 
 /// Parses an aggregate report from a reader, streaming, with the default limits.
@@ -79,8 +82,34 @@ pub fn parse<R: Read>(input: R) -> Result<AggregateReport, AggregateError> {
 /// Parses an aggregate report from a reader, streaming. A document in an
 /// encoding other than UTF-8 is decoded to UTF-8 on the way in.
 pub fn parse_with<R: Read>(
+    input: R,
+    limits: &ParseLimits,
+) -> Result<AggregateReport, AggregateError> {
+    parse_inner(input, limits, None)
+}
+
+/// Takes runs of records as a report is parsed (`parse_streaming`): the
+/// report as read so far, its header and this run's records. An error
+/// (the store failed) ends the parse.
+pub type RecordSink<'a> = dyn FnMut(AggregateReport) -> Result<(), String> + 'a;
+
+/// `parse_with`, handing the records to `sink` in runs of at least
+/// `run_records` as they are read (after the report's metadata and
+/// policy), so that a report of millions of records is never held whole.
+/// The report returned holds the records after the last run.
+pub fn parse_streaming<R: Read>(
+    input: R,
+    limits: &ParseLimits,
+    run_records: usize,
+    sink: &mut RecordSink<'_>,
+) -> Result<AggregateReport, AggregateError> {
+    parse_inner(input, limits, Some((sink, run_records.max(1))))
+}
+
+fn parse_inner<R: Read>(
     mut input: R,
     limits: &ParseLimits,
+    mut sink: Option<(&mut RecordSink<'_>, usize)>,
 ) -> Result<AggregateReport, AggregateError> {
     // The head is read into the parser's window itself, which the rest of
     // a UTF-8 document then follows: chaining the head in front of the
@@ -98,19 +127,20 @@ pub fn parse_with<R: Read>(
             if let Some(warning) = warning {
                 state.warn(warning);
             }
-            parse_stream(input, state, window)
+            parse_stream(input, state, window, sink.as_mut())
         }
         Detected::Decode(encoding) => {
             let head = std::mem::take(&mut window);
             let decoded = Utf8Decoder::new(Cursor::new(head).chain(input), encoding);
             let replaced = std::rc::Rc::clone(&decoded.replaced);
             let window = Vec::with_capacity(WINDOW_BYTES + WINDOW_BYTES / 4);
-            let mut report = parse_stream(decoded, state, window).map_err(|error| match error {
-                AggregateError::NoFeedbackRoot => AggregateError::NoFeedbackRootDecoded {
-                    encoding: encoding.name(),
-                },
-                other => other,
-            })?;
+            let mut report =
+                parse_stream(decoded, state, window, sink.as_mut()).map_err(|error| match error {
+                    AggregateError::NoFeedbackRoot => AggregateError::NoFeedbackRootDecoded {
+                        encoding: encoding.name(),
+                    },
+                    other => other,
+                })?;
             if replaced.get() {
                 report.warnings.push(format!(
                     "replaced bytes that are not valid {} with U+FFFD",
@@ -136,6 +166,7 @@ fn parse_stream<R: Read>(
     mut input: R,
     mut state: ParserState,
     mut window: Vec<u8>,
+    mut sink: Option<&mut (&mut RecordSink<'_>, usize)>,
 ) -> Result<AggregateReport, AggregateError> {
     let mut offset = 0u64;
     loop {
@@ -175,6 +206,15 @@ fn parse_stream<R: Read>(
         }
         window.drain(..cut);
         offset += cut as u64;
+        if let Some((sink, run)) = sink.as_mut() {
+            if state.records.len() >= *run {
+                if let Some(mut header) = state.header_so_far() {
+                    header.records = std::mem::take(&mut state.records);
+                    state.handed_out += header.records.len() as u64;
+                    sink(header).map_err(AggregateError::Sink)?;
+                }
+            }
+        }
         if at_end {
             break;
         }
@@ -324,4 +364,38 @@ fn parse_window(state: &mut ParserState, window: &[u8], offset: u64) -> Result<(
 /// Parses an aggregate report held in memory.
 pub fn parse_bytes(input: &[u8]) -> Result<AggregateReport, AggregateError> {
     parse(input)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sink_gets_the_records_in_runs_with_the_header_and_the_rest_stays() {
+        let report = crate::testing::aggregate_report(12_000);
+        let xml = report.to_xml();
+        let mut runs = Vec::new();
+        let mut sink = |run: AggregateReport| {
+            runs.push((run.metadata.report_id.clone(), run.records.len()));
+            Ok(())
+        };
+        let rest =
+            parse_streaming(xml.as_bytes(), &ParseLimits::default(), 1_000, &mut sink).unwrap();
+        assert!(runs.len() >= 2, "{runs:?}");
+        assert!(runs
+            .iter()
+            .all(|(id, n)| id == "synthetic-12000" && *n >= 1_000));
+        let handed: usize = runs.iter().map(|(_, n)| n).sum();
+        assert_eq!(handed + rest.records.len(), 12_000);
+        assert_eq!(rest.metadata.report_id, "synthetic-12000");
+    }
+
+    #[test]
+    fn a_sink_that_fails_ends_the_parse() {
+        let xml = crate::testing::aggregate_report(12_000).to_xml();
+        let mut sink = |_: AggregateReport| Err("the store is gone".to_string());
+        let error =
+            parse_streaming(xml.as_bytes(), &ParseLimits::default(), 100, &mut sink).unwrap_err();
+        assert_eq!(error.to_string(), "the store is gone");
+    }
 }

@@ -72,6 +72,8 @@ pub(super) struct ParserState {
     pub(super) records: Vec<Record>,
     /// Records dropped for having no source IP and a count of 0.
     pub(super) dropped_records: u64,
+    /// Records already handed to a sink (`parse_streaming`).
+    pub(super) handed_out: u64,
     pub(super) max_records: u64,
     pub(super) warnings: Vec<String>,
     /// Kinds of warning already given, for those given once per report.
@@ -112,7 +114,7 @@ impl ParserState {
                 None => path.push_str(frame.tag.name()),
             }
             if frame.tag == Tag::Record {
-                let index = self.records.len() as u64 + self.dropped_records + 1;
+                let index = self.handed_out + self.records.len() as u64 + self.dropped_records + 1;
                 path.push_str(&format!("[{index}]"));
             }
         }

@@ -23,7 +23,7 @@ impl ParserState {
     }
 
     pub(super) fn check_record_count(&self) -> Result<(), AggregateError> {
-        if self.records.len() as u64 > self.max_records {
+        if self.handed_out + self.records.len() as u64 > self.max_records {
             return Err(AggregateError::TooManyRecords {
                 limit: self.max_records,
             });
@@ -245,7 +245,7 @@ impl ParserState {
                 self.warn("removed control characters from the namespace".to_string());
             }
         }
-        if self.records.is_empty() && self.dropped_records > 0 {
+        if self.records.is_empty() && self.handed_out == 0 && self.dropped_records > 0 {
             return Err(AggregateError::EmptyReport {
                 dropped: self.dropped_records,
             });
@@ -262,17 +262,7 @@ impl ParserState {
             ));
         }
 
-        let schema = if self.namespace.as_deref() == Some(DMARC_2_NAMESPACE)
-            || self.version.as_deref() == Some("2.0")
-            || self.saw_dmarcbis_element
-        {
-            SchemaFamily::Rfc9990
-        } else if self.version.is_some() {
-            SchemaFamily::Rfc7489
-        } else {
-            SchemaFamily::Draft
-        };
-
+        let schema = self.schema();
         Ok(AggregateReport {
             schema,
             version: self.version,
@@ -295,6 +285,68 @@ impl ParserState {
                 .into_iter()
                 .map(|warning| crate::report::text::strip_controls(&warning).unwrap_or(warning))
                 .collect(),
+        })
+    }
+}
+
+impl ParserState {
+    /// The schema the document follows, from what it has shown so far.
+    fn schema(&self) -> SchemaFamily {
+        if self.namespace.as_deref() == Some(DMARC_2_NAMESPACE)
+            || self.version.as_deref() == Some("2.0")
+            || self.saw_dmarcbis_element
+        {
+            SchemaFamily::Rfc9990
+        } else if self.version.is_some() {
+            SchemaFamily::Rfc7489
+        } else {
+            SchemaFamily::Draft
+        }
+    }
+
+    /// The report as read so far, without records, once everything that
+    /// identifies it is known (metadata and policy read: they come before
+    /// the records in every real report): what a sink gets with each run of
+    /// records. `finish` gives the final report; its header is checked
+    /// against this one by whoever stored the runs.
+    pub(super) fn header_so_far(&self) -> Option<AggregateReport> {
+        if !self.policy_closed || self.policy.domain.is_empty() {
+            return None;
+        }
+        let seconds = |value: &Option<String>| {
+            let value = value.as_deref()?;
+            let whole = value.split_once('.').map_or(value, |(whole, _)| whole);
+            whole
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .or_else(|| iso8601_seconds(value))
+        };
+        let org_name = self.org_name.clone().or_else(|| {
+            self.email
+                .as_deref()
+                .and_then(|email| email.rsplit_once('@'))
+                .map(|(_, domain)| domain.trim_end_matches('>').to_string())
+                .filter(|domain| !domain.is_empty())
+        })?;
+        Some(AggregateReport {
+            schema: self.schema(),
+            version: self.version.clone(),
+            namespace: self.namespace.clone(),
+            metadata: ReportMetadata {
+                org_name,
+                email: self.email.clone(),
+                extra_contact_info: self.extra_contact_info.clone(),
+                report_id: self.report_id.clone()?,
+                begin: seconds(&self.begin)?,
+                end: seconds(&self.end)?,
+                errors: self.errors.clone(),
+                generator: self.generator.clone(),
+            },
+            policy_published: self.policy.clone(),
+            extensions: self.extensions.clone(),
+            records: Vec::new(),
+            warnings: Vec::new(),
         })
     }
 }

@@ -4,6 +4,7 @@
 //! process that died is claimed again once its lease expires.
 
 mod outage;
+mod streamed;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +15,7 @@ use tokio::sync::watch;
 use crate::decode::Limits;
 use crate::extract::{extract_reports_from_bytes, ExtractError, ExtractedReport};
 use crate::inbox::MessageStatus;
-use crate::store::{Outcome, SaveSummary, Store, StoreResult};
+use crate::store::{Claimed, Outcome, SaveSummary, Store, StoreResult};
 
 /// Worker settings (`[worker]` in the config file).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -42,6 +43,12 @@ pub struct WorkerConfig {
     /// Longest pause, in milliseconds, between polls while the database
     /// fails (default: 30000); the pause doubles from `poll_interval_ms`.
     pub max_retry_interval_ms: u64,
+    /// Messages at least this many raw bytes (default 262144) are saved
+    /// while they are parsed, their records in runs (`streamed.rs`), so a
+    /// report of millions of records never sits in memory whole.
+    pub stream_from_bytes: u64,
+    /// Records per run of such a message (default 20000, about 20 MB).
+    pub stream_run_records: usize,
 }
 
 impl Default for WorkerConfig {
@@ -55,6 +62,8 @@ impl Default for WorkerConfig {
             max_attempts: 5,
             poll_interval_ms: 1000,
             max_retry_interval_ms: 30_000,
+            stream_from_bytes: 256 * 1024,
+            stream_run_records: 20_000,
         }
     }
 }
@@ -113,7 +122,9 @@ impl Worker {
         &self.name
     }
 
-    /// Claims one batch, parses it, and saves the outcomes in one transaction.
+    /// Claims one batch, parses it, and saves the outcomes: a large message
+    /// alone, its records stored while it is parsed (`streamed.rs`), the
+    /// others in one transaction.
     pub async fn run_batch(&self) -> StoreResult<Vec<Processed>> {
         self.release_unsaved().await?;
         let lease = Duration::from_secs(self.config.lease_seconds);
@@ -126,9 +137,26 @@ impl Worker {
                 lease,
             )
             .await?;
-        if claimed.is_empty() {
-            return Ok(Vec::new());
+        let (large, small): (Vec<Claimed>, Vec<Claimed>) =
+            claimed.into_iter().partition(|message| {
+                message.raw.len() as u64 >= self.config.stream_from_bytes
+                    && message.attempts <= self.config.max_attempts
+            });
+        let mut processed = Vec::new();
+        if !small.is_empty() {
+            processed = self.run_together(small).await?;
         }
+        for message in large {
+            let one = self.run_streamed(message).await?;
+            record_metrics(&one.summary, one.reason.as_deref());
+            processed.push(one);
+        }
+        processed.sort_by_key(|message| message.id);
+        Ok(processed)
+    }
+
+    /// Parses messages, then saves their outcomes in one transaction.
+    async fn run_together(&self, claimed: Vec<Claimed>) -> StoreResult<Vec<Processed>> {
         let limits = Arc::clone(&self.limits);
         let max_attempts = self.config.max_attempts;
         let sources: Vec<(i64, Option<String>)> = claimed
@@ -202,14 +230,14 @@ impl Worker {
         Ok(processed)
     }
 
-    fn lock_unreleased(&self) -> std::sync::MutexGuard<'_, Vec<i64>> {
+    pub(super) fn lock_unreleased(&self) -> std::sync::MutexGuard<'_, Vec<i64>> {
         self.unreleased
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Gives back the messages a failed save left claimed (see `run_batch`).
-    async fn release_unsaved(&self) -> StoreResult<()> {
+    pub(super) async fn release_unsaved(&self) -> StoreResult<()> {
         let ids = self.lock_unreleased().clone();
         if ids.is_empty() {
             return Ok(());
