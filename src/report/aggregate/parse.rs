@@ -134,13 +134,14 @@ fn parse_inner<R: Read>(
             let decoded = Utf8Decoder::new(Cursor::new(head).chain(input), encoding);
             let replaced = std::rc::Rc::clone(&decoded.replaced);
             let window = Vec::with_capacity(WINDOW_BYTES + WINDOW_BYTES / 4);
-            let mut report =
-                parse_stream(decoded, state, window, sink.as_mut()).map_err(|error| match error {
+            let mut report = parse_stream(decoded, state, window, sink.as_mut()).map_err(
+                |error| match error {
                     AggregateError::NoFeedbackRoot => AggregateError::NoFeedbackRootDecoded {
                         encoding: encoding.name(),
                     },
                     other => other,
-                })?;
+                },
+            )?;
             if replaced.get() {
                 report.warnings.push(format!(
                     "replaced bytes that are not valid {} with U+FFFD",
