@@ -415,7 +415,7 @@ mod tests {
         let relation = |query: &str| {
             let filter: Filter = serde_urlencoded::from_str(query).unwrap();
             let parsed = filter.parse().unwrap();
-            let mut sql = Sql::new(crate::store::Backend::Postgres);
+            let mut sql = Sql::new(Default::default());
             Plan::Totals(&rollup::SOURCE_TOTALS).push_relation(&mut sql, &parsed, None);
             sql.text().to_string()
         };
@@ -498,7 +498,7 @@ mod tests {
             "a day taken from November"
         );
         assert!(!plan.signed_rows(&parsed, true), "by day reads days");
-        let mut sql = Sql::new(crate::store::Backend::Postgres);
+        let mut sql = Sql::new(Default::default());
         assert!(plan.push_relation(&mut sql, &parsed, Some(GroupBy::Country)));
         assert!(
             sql.text().contains(

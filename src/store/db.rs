@@ -24,9 +24,11 @@ use super::{StoreError, StoreResult};
 
 /// The SQL dialect in use. Private to `store/`: everything that differs
 /// between the two is a method here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Backend {
     Postgres,
+    /// The default: a SQLite file when no database URL is configured.
+    #[default]
     Sqlite,
 }
 
@@ -355,20 +357,6 @@ impl Sql {
     /// The vocabulary of the backend this statement is for.
     pub fn backend(&self) -> Backend {
         self.backend
-    }
-
-    /// `backend()` under its former name (the read side, on its way over).
-    pub fn dialect(&self) -> Backend {
-        self.backend
-    }
-
-    pub fn bind_text(&mut self, text: impl Into<String>) -> &mut Self {
-        self.bind(Value::Text(Some(text.into())))
-    }
-
-    /// `append` under its former name.
-    pub fn append_sql(&mut self, other: &Sql) -> &mut Self {
-        self.append(other)
     }
 
     /// Appends SQL text (never user input: bind that).
