@@ -10,7 +10,7 @@
 //!    records/s), then the time until every IP has its PTR name. The same
 //!    import into a fresh database with enrichment stopped gives the ratio.
 
-#[path = "../tests/common/mmdb.rs"]
+#[path = "../tests/all/common/mmdb.rs"]
 #[allow(dead_code)]
 mod mmdb;
 

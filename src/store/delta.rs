@@ -5,7 +5,7 @@
 //! statement.
 //!
 //! The sums here are the Rust side of `rollup::COUNTERS` (which the
-//! migrations and bulk fills use in SQL); `tests/rollups.rs` checks that
+//! migrations and bulk fills use in SQL); `tests/all/rollups.rs` checks that
 //! both agree with the records on both backends.
 
 use std::collections::{BTreeMap, HashMap};

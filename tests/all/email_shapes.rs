@@ -1,6 +1,6 @@
 //! Emails of the shapes real senders use, generated here.
 
-mod common;
+use crate::common;
 
 use dmarcd::{extract_reports_from_bytes, testing, Limits, Report};
 use flate2::Compression;

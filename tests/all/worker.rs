@@ -6,7 +6,7 @@
 //! no connection to lose (a file locked past its 30 s busy timeout is its
 //! nearest case); on both backends, claims given back are tested below.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

@@ -5,7 +5,7 @@
 //! chromium-driver; without them this test is skipped locally (loudly) and
 //! fails under CI.
 
-mod common;
+use crate::common;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

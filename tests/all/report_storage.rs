@@ -4,7 +4,7 @@
 //! text reaches the database without control characters, with the warning
 //! saying so (issue 16 item 2).
 
-mod common;
+use crate::common;
 
 use dmarcd::inbox::Inbox;
 use dmarcd::inbox::{Envelope, MessageStatus};

@@ -3,7 +3,7 @@
 //! attempts, over-long lines, idle clients). Messages land in a real
 //! SQLite inbox and are parsed by the real worker.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

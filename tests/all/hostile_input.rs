@@ -1,7 +1,7 @@
 //! Bad input gets a clear, typed error and bounded memory: bombs, entity
 //! tricks, truncated archives, traversal names, absurd nesting.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 

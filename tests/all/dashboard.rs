@@ -1,7 +1,7 @@
 //! The dashboard over HTTP on both backends: sign-in, sessions, CSRF, every
 //! page with filters, and the same rows as the API for the same parameters.
 
-mod common;
+use crate::common;
 
 use common::http::{Reply, Server};
 use dmarcd::store::Store;

@@ -1,7 +1,7 @@
 //! The inbox, the worker and both storage backends, against real databases:
 //! a SQLite file and PostgreSQL (DATABASE_URL). Every test runs on each.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};

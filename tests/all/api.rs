@@ -1,7 +1,7 @@
 //! The REST API, TLS-RPT intake and operations endpoints over HTTP, against
 //! both storage backends: a real listener, a real client (ureq).
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::Path;

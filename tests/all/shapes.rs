@@ -6,7 +6,7 @@
 //! Reports are compared as their `dmarcd parse` JSON, so that a test reads
 //! the same on any version of the report types.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 

@@ -1,7 +1,7 @@
 //! Enrichment against real parts: MaxMind-format files built in the test,
 //! a DNS server on a loopback port, and both storage backends.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -1,7 +1,7 @@
 //! The daily rollups agree with the records they summarise, on both
 //! backends, after storing, reprocessing and requeueing.
 
-mod common;
+use crate::common;
 
 use dmarcd::query::aggregate::{records_total, rollup_for, summary_from, top_groups};
 use dmarcd::query::{Filter, GroupBy, Page, SummarySort};

@@ -1,0 +1,24 @@
+//! The integration tests, in one binary so that a test build links the crate
+//! once. Each module is one subject; shared builders are in `common`.
+//!
+//! Run one subject with `cargo test --test all smtp::` (module paths filter).
+
+mod common;
+
+mod api;
+mod browser;
+mod cli_import;
+mod corpus;
+mod dashboard;
+mod email_shapes;
+mod enrich;
+mod hostile_input;
+mod https;
+mod parse_memory;
+mod report_storage;
+mod rollups;
+mod roundtrip;
+mod shapes;
+mod smtp;
+mod storage;
+mod worker;
