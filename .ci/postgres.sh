@@ -31,7 +31,13 @@ if ! ready; then
 fi
 ready || { echo "PostgreSQL did not come up on 127.0.0.1:5432" >&2; exit 1; }
 
-# Databases left behind by earlier test runs.
+# Databases left behind by earlier test runs: dmarcd_test_<pid>_<n>, dropped
+# once the test process that made it is gone (another run may be going on).
 psql -h 127.0.0.1 -U postgres -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'dmarcd_test_%'" postgres \
-    | while read -r name; do psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS \"$name\"" postgres; done
+    | while read -r name; do
+        pid="$(echo "$name" | cut -d_ -f3)"
+        if ! kill -0 "$pid" 2>/dev/null; then
+            psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS \"$name\"" postgres
+        fi
+    done
 echo "PostgreSQL is ready"
