@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::decode::Limits;
+use crate::dns::DnsConfig;
 use crate::enrich::EnrichConfig;
 use crate::smtp::SmtpConfig;
 use crate::web::WebConfig;
@@ -20,11 +21,17 @@ use crate::worker::WorkerConfig;
 pub const DEFAULT_CONFIG_FILE: &str = "dmarcd.toml";
 
 /// Settings that are lists.
-const LIST_KEYS: &[&str] = &["recipients", "databases", "name_servers", "trusted_proxies"];
+const LIST_KEYS: &[&str] = &[
+    "recipients",
+    "databases",
+    "name_servers",
+    "trusted_proxies",
+    "report_https_hosts",
+];
 
 /// Sections of the config file (for mapping environment variables).
 const SECTIONS: &[&str] = &[
-    "database", "decode", "worker", "smtp", "enrich", "web", "log",
+    "database", "decode", "worker", "smtp", "enrich", "dns", "web", "log",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -37,6 +44,7 @@ pub struct Config {
     pub worker: WorkerConfig,
     pub smtp: SmtpConfig,
     pub enrich: EnrichConfig,
+    pub dns: DnsConfig,
     pub web: WebConfig,
     pub log: LogConfig,
 }
@@ -50,6 +58,7 @@ impl Default for Config {
             worker: WorkerConfig::default(),
             smtp: SmtpConfig::default(),
             enrich: EnrichConfig::default(),
+            dns: DnsConfig::default(),
             web: WebConfig::default(),
             log: LogConfig::default(),
         }
@@ -169,6 +178,7 @@ impl Config {
             return Err("web.tls_cert_file and web.tls_key_file must be set together".to_string());
         }
         crate::web::TrustedProxies::parse(&self.web.trusted_proxies)?;
+        self.dns.validate()?;
         if self.web.session_hours == 0 || self.web.tlsrpt_max_bytes == 0 {
             return Err(
                 "web.session_hours and web.tlsrpt_max_bytes must be at least 1".to_string(),

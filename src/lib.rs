@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod connections;
 pub mod decode;
+pub mod dns;
 pub mod domain;
 pub mod enrich;
 pub mod extract;

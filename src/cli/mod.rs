@@ -1,6 +1,7 @@
 //! Command-line interface: `serve`, `import`, `reprocess`, `enrich`, `migrate`, `parse`.
 
 mod accounts;
+mod check;
 mod enrich;
 mod import;
 mod parse;
@@ -74,6 +75,20 @@ pub enum Command {
     },
     /// Apply database migrations and exit.
     Migrate,
+    /// Check the DNS records of domains (DMARC, SPF, DKIM, MX, MTA-STS,
+    /// TLS-RPT, BIMI) and print what is wrong and the records that fix it.
+    /// Exits non-zero if any finding is an error.
+    Check {
+        /// Domain names.
+        #[arg(required = true)]
+        domains: Vec<String>,
+        /// DKIM selectors to check (besides those seen in reports).
+        #[arg(long = "selector")]
+        selectors: Vec<String>,
+        /// One JSON document per domain instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Parse report files or emails and print each report as one line of JSON.
     ///
     /// Accepts .xml, .json, .gz, .zip, zlib and whole emails (.eml), judged
@@ -133,6 +148,11 @@ pub fn main() -> ExitCode {
             Command::User { action } => accounts::user(&config, action).await,
             Command::Token { action } => accounts::token(&config, action).await,
             Command::Migrate => migrate(&config).await,
+            Command::Check {
+                domains,
+                selectors,
+                json,
+            } => check::check(&config, &domains, &selectors, json).await,
             Command::Parse { .. } => unreachable!("handled above"),
         }
     });

@@ -99,14 +99,20 @@ impl PtrResolver {
     }
 }
 
-/// `192.0.2.53`, `192.0.2.53:5353`, `2001:db8::53` or `[2001:db8::53]:5353`.
-fn parse_name_server(text: &str) -> Result<NameServerConfig, String> {
+/// `192.0.2.53`, `192.0.2.53:5353`, `2001:db8::53` or `[2001:db8::53]:5353`
+/// (UDP, and TCP for answers too large for a datagram).
+pub(crate) fn parse_name_server(text: &str) -> Result<NameServerConfig, String> {
+    parse_name_server_for("enrich.name_servers", text)
+}
+
+/// Like `parse_name_server`, naming `setting` in its error.
+pub(crate) fn parse_name_server_for(setting: &str, text: &str) -> Result<NameServerConfig, String> {
     let text = text.trim();
     let address = if let Ok(ip) = text.parse::<IpAddr>() {
         SocketAddr::new(ip, 53)
     } else {
         text.parse::<SocketAddr>()
-            .map_err(|_| format!("enrich.name_servers: {text:?} is not an IP address or IP:port"))?
+            .map_err(|_| format!("{setting}: {text:?} is not an IP address or IP:port"))?
     };
     let connection = |protocol| {
         let mut connection = ConnectionConfig::new(protocol);

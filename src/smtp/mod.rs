@@ -5,4 +5,5 @@ mod recipients;
 pub mod server;
 pub mod session;
 
+pub use recipients::RecipientPolicy;
 pub use server::{SmtpConfig, SmtpError, SmtpServer};

@@ -4,6 +4,8 @@
 
 pub mod dns;
 
+use base64::Engine;
+
 use std::net::{IpAddr, Ipv4Addr};
 
 use crate::report::aggregate::*;
@@ -162,4 +164,42 @@ fn record(index: usize) -> Record {
         },
         extensions: Vec::new(),
     }
+}
+
+/// A base64 SubjectPublicKeyInfo for an RSA modulus of `bits` bits, as a
+/// DKIM record's `p=` holds it (the modulus is no real key; the checks
+/// read only its length).
+pub fn rsa_spki(bits: usize) -> String {
+    fn der(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        let len = body.len();
+        if len < 0x80 {
+            out.push(len as u8);
+        } else if len < 0x100 {
+            out.extend([0x81, len as u8]);
+        } else {
+            out.extend([0x82, (len >> 8) as u8, len as u8]);
+        }
+        out.extend_from_slice(body);
+        out
+    }
+    let mut modulus = vec![0u8];
+    modulus.push(0x80);
+    modulus.extend(std::iter::repeat_n(0x55, bits / 8 - 1));
+    let rsa = der(0x30, &[der(0x02, &modulus), der(0x02, &[1, 0, 1])].concat());
+    let mut bit_string = vec![0];
+    bit_string.extend(rsa);
+    let algorithm = der(
+        0x30,
+        &[
+            der(
+                0x06,
+                &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01],
+            ),
+            vec![0x05, 0x00],
+        ]
+        .concat(),
+    );
+    let spki = der(0x30, &[algorithm, der(0x03, &bit_string)].concat());
+    base64::engine::general_purpose::STANDARD.encode(spki)
 }

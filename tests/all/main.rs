@@ -15,6 +15,7 @@ mod enrich;
 mod hostile_input;
 mod https;
 mod parse_memory;
+mod posture;
 mod report_storage;
 mod rollups;
 mod roundtrip;

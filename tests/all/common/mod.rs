@@ -77,3 +77,5 @@ pub mod data;
 pub mod db;
 pub mod http;
 pub mod mmdb;
+pub mod policy_server;
+pub mod zone_server;
