@@ -23,7 +23,7 @@
 //! a deployment's first does); migrating a fresh PostgreSQL database takes
 //! about 0.3 s of its own.
 //!
-//! `DMARCD_BIN=<path>` times another build of dmarcd (an older release, to
+//! `BENCH_BIN=<path>` (not DMARCD_*: dmarcd reads those as settings) times another build of dmarcd (an older release, to
 //! compare before and after in one sitting); a case whose import fails
 //! prints FAILED and the error instead of a figure.
 //!
@@ -40,9 +40,9 @@ use dmarcd::report::AggregateReport;
 use dmarcd::testing;
 use sqlx::Connection;
 
-/// The dmarcd under test: this build's, or `DMARCD_BIN`.
+/// The dmarcd under test: this build's, or `BENCH_BIN`.
 fn binary() -> String {
-    std::env::var("DMARCD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_dmarcd").to_string())
+    std::env::var("BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_dmarcd").to_string())
 }
 
 /// A case's name and the reports it imports.
@@ -308,7 +308,11 @@ fn command(
 /// `dmarcd migrate`, before the clock starts.
 fn migrate(env: &[(&str, &Path)], database: Option<&str>) {
     let output = command("migrate", &[], env, database).output().unwrap();
-    assert!(output.status.success(), "dmarcd migrate failed");
+    assert!(
+        output.status.success(),
+        "dmarcd migrate failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// Runs one `dmarcd import`; returns its wall time in seconds, or the
