@@ -63,6 +63,15 @@ pub(super) async fn serve(mut config: Config) -> anyhow::Result<ExitCode> {
         let stopped = stopped.clone();
         tasks.push(tokio::spawn(async move { enrich.run(stopped).await }));
     }
+    // Posture checks are worker work too; nodes share the schedule.
+    let checker =
+        Arc::new(crate::dns::PostureChecker::from_config(&config).map_err(anyhow::Error::msg)?);
+    let posture = crate::dns::PostureSchedule::new(store.clone(), checker, &config.dns);
+    if config.worker.enabled && config.dns.checks_enabled {
+        let posture = posture.clone();
+        let stopped = stopped.clone();
+        tasks.push(tokio::spawn(async move { posture.run(stopped).await }));
+    }
     if config.web.enabled {
         let state = AppState::new(store.clone(), config.web.clone(), config.decode.clone())
             .with_dbip_attribution(dbip);

@@ -126,6 +126,14 @@ const POSTGRES: &[Migration] = &[
         derives: &[],
         retriggers: &derived::ALL,
     },
+    Migration {
+        version: 12,
+        name: "domain_posture",
+        sql: include_str!("../../migrations/postgres/0012_domain_posture.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+    },
 ];
 
 const SQLITE: &[Migration] = &[
@@ -200,6 +208,14 @@ const SQLITE: &[Migration] = &[
         fills: &[],
         derives: &[],
         retriggers: &derived::ALL,
+    },
+    Migration {
+        version: 10,
+        name: "domain_posture",
+        sql: include_str!("../../migrations/sqlite/0010_domain_posture.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
     },
 ];
 

@@ -16,6 +16,7 @@ pub mod derived;
 mod inbox;
 mod migrate;
 mod postgres;
+pub mod posture;
 mod reports;
 mod requeue;
 pub mod rollup;
@@ -138,6 +139,9 @@ pub enum StoreError {
     Invalid(String),
     #[error("unsupported database URL {0:?}: use postgres://… or sqlite:…")]
     UnsupportedUrl(String),
+    /// A stored JSON value that does not decode (written by another version?).
+    #[error("stored data cannot be read: {0}")]
+    Corrupt(String),
 }
 
 impl StoreError {

@@ -16,6 +16,7 @@ mod hostile_input;
 mod https;
 mod parse_memory;
 mod posture;
+mod posture_history;
 mod report_storage;
 mod rollups;
 mod roundtrip;

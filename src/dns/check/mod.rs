@@ -163,7 +163,9 @@ impl PostureChecker {
     /// up is a "could not check" finding.
     pub async fn check(&self, domain: &str, selectors: &[String]) -> PostureReport {
         let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
-        let checked_at = Utc::now();
+        // Microseconds: what both databases keep, so a stored check reads
+        // back as it was made.
+        let checked_at = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
         let mut context = Context::default();
         let work = async {
             let (dmarc, senders, transport) = tokio::join!(
