@@ -74,7 +74,8 @@ pub(super) async fn serve(mut config: Config) -> anyhow::Result<ExitCode> {
     }
     if config.web.enabled {
         let state = AppState::new(store.clone(), config.web.clone(), config.decode.clone())
-            .with_dbip_attribution(dbip);
+            .with_dbip_attribution(dbip)
+            .with_posture(posture, config.dns.lookups_per_minute);
         if let Some(password) = state.accounts.ensure_first_admin().await? {
             // The one time this password is shown.
             tracing::warn!(

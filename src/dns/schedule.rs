@@ -46,9 +46,19 @@ impl PostureSchedule {
     /// Checks `domain` now with its known selectors, stores the check and
     /// sets its next one; returns the report and the record changes.
     pub async fn check_now(&self, domain: &str) -> StoreResult<(PostureReport, Vec<RecordEvent>)> {
+        self.check_now_within(domain, self.config.domain_timeout())
+            .await
+    }
+
+    /// `check_now`, with at most `limit` for the lookups.
+    pub async fn check_now_within(
+        &self,
+        domain: &str,
+        limit: Duration,
+    ) -> StoreResult<(PostureReport, Vec<RecordEvent>)> {
         let db = self.store.db();
         let selectors = posture::selectors_for(db, domain, SELECTOR_DAYS, SELECTOR_SCAN).await?;
-        let report = self.checker.check(domain, &selectors).await;
+        let report = self.checker.check_within(domain, &selectors, limit).await;
         let events = posture::save_check(db, &report).await?;
         posture::schedule_next(db, domain, self.next_check(&report)).await?;
         for event in &events {

@@ -41,6 +41,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/inbox/messages/{id}", get(inbox_message))
         .route("/inbox/messages/{id}/raw", get(inbox_raw))
         .route("/inbox/messages/{id}/reprocess", post(reprocess))
+        .merge(super::posture::routes())
 }
 
 /// A numeric id from the path; anything else is a JSON 400.
@@ -524,7 +525,8 @@ impl utoipa::Modify for SecurityAddon {
         Every list takes the same filter parameters as the dashboard; add format=csv to stream \
         every matching row as CSV. Create a token with `dmarcd token create --name NAME`."),
     paths(domains, summary, records, reports, report, tls_reports, tls_summary, failures, failure,
-          inbox, inbox_message, inbox_raw, reprocess),
+          inbox, inbox_message, inbox_raw, reprocess,
+          super::posture::checks, super::posture::check_now, super::posture::lookup),
     // Named by the `group_by` and `sort` parameters: the document must define them.
     components(schemas(GroupBy, SummarySort, TlsGroupBy)),
     modifiers(&SecurityAddon)

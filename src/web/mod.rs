@@ -10,6 +10,9 @@ mod limiter;
 mod listener;
 mod ops;
 mod pages;
+mod posture;
+
+pub use posture::PostureService;
 mod svg;
 mod tlsrpt;
 
@@ -125,6 +128,8 @@ pub struct AppState {
     trusted_proxies: Arc<TrustedProxies>,
     /// A DB-IP database is in use: its licence requires an attribution link.
     pub dbip_attribution: bool,
+    /// Domain posture checks (none: the posture routes answer 503).
+    pub posture: Option<PostureService>,
 }
 
 impl AppState {
@@ -141,7 +146,18 @@ impl AppState {
             config: Arc::new(config),
             limits: Arc::new(limits),
             dbip_attribution: false,
+            posture: None,
         }
+    }
+
+    /// Serves posture checks and lookups with `schedule`.
+    pub fn with_posture(
+        mut self,
+        schedule: crate::dns::PostureSchedule,
+        lookups_per_minute: u32,
+    ) -> Self {
+        self.posture = Some(PostureService::new(schedule, lookups_per_minute));
+        self
     }
 
     pub fn with_dbip_attribution(mut self, shown: bool) -> Self {

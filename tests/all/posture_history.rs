@@ -156,3 +156,96 @@ async fn a_failed_lookup_is_retried_soon_and_is_not_read_as_a_removal() {
         assert!(events.is_empty());
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_runs_lists_and_looks_up_checks() {
+    for (_dir, store) in common::db::backends().await {
+        dmarcd::query::domains::add_domain(&store, "change.test")
+            .await
+            .unwrap();
+        let dns = ZoneServer::start(&zone("none"), &[]).await;
+        let state = dmarcd::web::AppState::new(
+            store.clone(),
+            dmarcd::web::WebConfig::default(),
+            dmarcd::Limits::default(),
+        )
+        .with_posture(schedule(&store, &dns), 3);
+        let server = common::http::Server::start_with_state(state).await;
+        let token = server.state.accounts.create_token("tests").await.unwrap();
+        let token = Some(token.as_str());
+
+        let path = "/api/v1/domains/change.test/checks";
+        assert_eq!(server.get(path, None).await.status, 401);
+        let empty = server.get(path, token).await.json();
+        assert_eq!(empty["checks"].as_array().unwrap().len(), 0);
+
+        let run = server
+            .request("POST", path, token, None, Vec::new(), &[])
+            .await;
+        assert_eq!(run.status, 200, "{}", run.text());
+        let run = run.json();
+        assert_eq!(run["report"]["domain"], "change.test");
+        assert!(run["report"]["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["code"] == "dmarc.policy_none"));
+
+        let listed = server.get(&format!("{path}?limit=5"), token).await.json();
+        assert_eq!(listed["checks"].as_array().unwrap().len(), 1);
+        assert_eq!(listed["checks"][0]["spf"]["lookups"], 0);
+
+        // Not monitored, not a name, out of range: said so.
+        let unknown = server.get("/api/v1/domains/other.test/checks", token).await;
+        assert_eq!(unknown.status, 404);
+        assert!(unknown.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("/api/v1/lookup/other.test"));
+        assert_eq!(
+            server
+                .get("/api/v1/domains/not%20a%20name/checks", token)
+                .await
+                .status,
+            400
+        );
+        assert_eq!(
+            server.get(&format!("{path}?limit=0"), token).await.status,
+            400
+        );
+
+        // Any domain can be looked up (nothing stored), a few times a minute.
+        let lookup = server.get("/api/v1/lookup/unmonitored.test", token).await;
+        assert_eq!(lookup.status, 200, "{}", lookup.text());
+        assert!(lookup.json()["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["code"] == "dmarc.missing"));
+        assert!(posture::checks_of(store.db(), "unmonitored.test", 5)
+            .await
+            .unwrap()
+            .is_empty());
+        server.get("/api/v1/lookup/unmonitored.test", token).await;
+        server.get("/api/v1/lookup/unmonitored.test", token).await;
+        let limited = server.get("/api/v1/lookup/unmonitored.test", token).await;
+        assert_eq!(limited.status, 429);
+        assert!(limited.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("dns.lookups_per_minute"));
+
+        let document = server.get("/api/v1/openapi.json", None).await.json();
+        for (route, method) in [
+            ("/api/v1/domains/{domain}/checks", "get"),
+            ("/api/v1/domains/{domain}/checks", "post"),
+            ("/api/v1/lookup/{domain}", "get"),
+        ] {
+            assert!(
+                document["paths"][route][method].is_object(),
+                "{route} {method}"
+            );
+        }
+        store.close().await;
+    }
+}

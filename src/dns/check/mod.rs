@@ -153,6 +153,11 @@ impl PostureChecker {
         Self::new(&config.dns, ReportTargets::from_config(config))
     }
 
+    /// `dns.domain_timeout_seconds`.
+    pub fn domain_timeout(&self) -> std::time::Duration {
+        self.config.domain_timeout()
+    }
+
     /// DNS questions asked so far.
     pub fn queries(&self) -> u64 {
         self.dns.queries()
@@ -162,6 +167,18 @@ impl PostureChecker {
     /// DKIM `selectors` known for it. Never fails: what could not be looked
     /// up is a "could not check" finding.
     pub async fn check(&self, domain: &str, selectors: &[String]) -> PostureReport {
+        self.check_within(domain, selectors, self.config.domain_timeout())
+            .await
+    }
+
+    /// `check`, with at most `limit` for the whole check (a web request
+    /// has its own deadline).
+    pub async fn check_within(
+        &self,
+        domain: &str,
+        selectors: &[String],
+        limit: std::time::Duration,
+    ) -> PostureReport {
         let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
         // Microseconds: what both databases keep, so a stored check reads
         // back as it was made.
@@ -176,7 +193,7 @@ impl PostureChecker {
             (dmarc, senders, transport)
         };
         let mut spf = None;
-        match tokio::time::timeout(self.config.domain_timeout(), work).await {
+        match tokio::time::timeout(limit, work).await {
             Ok((dmarc, senders, transport)) => {
                 for part in [dmarc, transport] {
                     context.absorb(part);
@@ -187,7 +204,7 @@ impl PostureChecker {
             Err(_) => {
                 let reason = format!(
                     "the check took longer than {} s (dns.domain_timeout_seconds)",
-                    self.config.domain_timeout_seconds
+                    limit.as_secs()
                 );
                 for kind in RecordKind::ALL {
                     context
