@@ -7,7 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use ipnet::IpNet;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::finding::{Finding, RecordKind};
 use super::resolver::{Answer, DnsClient};
@@ -22,7 +22,7 @@ pub const MAX_VOID_LOOKUPS: usize = 2;
 const MAX_MX_NAMES: usize = 10;
 
 /// One domain's SPF record and its terms.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SpfNode {
     pub domain: String,
     pub record: Option<String>,
@@ -32,7 +32,7 @@ pub struct SpfNode {
     pub terms: Vec<SpfTerm>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SpfTerm {
     /// As written in the record (`include:_spf.example.net`).
     pub term: String,
@@ -50,7 +50,7 @@ pub struct SpfTerm {
 }
 
 /// The whole expansion of a domain's SPF record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SpfTree {
     pub root: SpfNode,
     /// DNS-querying terms in the whole tree.

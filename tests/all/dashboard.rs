@@ -544,3 +544,162 @@ async fn pages_say_as_of_when_the_totals_lag_the_records() {
         store.close().await;
     }
 }
+
+/// A posture schedule asking `dns` (the loopback zone server).
+fn posture_schedule(
+    store: &Store,
+    dns: &common::zone_server::ZoneServer,
+) -> dmarcd::dns::PostureSchedule {
+    let config = dmarcd::dns::DnsConfig {
+        name_servers: vec![dns.address().to_string()],
+        timeout_ms: 300,
+        attempts: 1,
+        ..dmarcd::dns::DnsConfig::default()
+    };
+    let targets =
+        dmarcd::dns::ReportTargets::new(&["dmarc@reports.dmarcd.test".to_string()], &[], "/tlsrpt");
+    let checker = std::sync::Arc::new(dmarcd::dns::PostureChecker::new(&config, targets).unwrap());
+    dmarcd::dns::PostureSchedule::new(store.clone(), checker, &config)
+}
+
+fn posture_zone(policy: &str) -> String {
+    format!(
+        "_dmarc.change.test. TXT \"v=DMARC1; p={policy}\"\n\
+         change.test. TXT \"v=spf1 include:_spf.change.test -all\"\n\
+         _spf.change.test. TXT \"v=spf1 ip4:192.0.2.0/24 -all\"\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn posture_pages_show_grades_findings_changes_and_lookups() {
+    for (_dir, store) in common::db::backends().await {
+        dmarcd::query::domains::add_domain(&store, "change.test")
+            .await
+            .unwrap();
+        let dns = common::zone_server::ZoneServer::start(&posture_zone("none"), &[]).await;
+        let state = dmarcd::web::AppState::new(
+            store.clone(),
+            WebConfig::default(),
+            dmarcd::Limits::default(),
+        )
+        .with_posture(posture_schedule(&store, &dns), 2);
+        let server = Server::start_with_state(state).await;
+        server
+            .state
+            .accounts
+            .add_user("alice", PASSWORD, "admin")
+            .await
+            .unwrap();
+        let browser = sign_in(&server, "alice", PASSWORD).await.unwrap();
+
+        let domains = browser.get(&server, "/domains").await.text();
+        assert!(
+            domains.contains("href=\"/domains/change.test\""),
+            "{domains}"
+        );
+        assert!(domains.contains("sev-unchecked"));
+        assert!(domains.contains("never"));
+
+        let checked = browser
+            .post(
+                &server,
+                "/domains/check",
+                &[("csrf", &browser.csrf), ("name", "change.test")],
+            )
+            .await;
+        assert_eq!(checked.status, 303, "{}", checked.text());
+        assert_eq!(checked.header("location"), Some("/domains/change.test"));
+        let page = browser.get(&server, "/domains/change.test").await;
+        assert_eq!(page.status, 200, "{}", page.text());
+        let page = page.text();
+        for text in [
+            "dmarc.policy_none",
+            "Publish:",
+            "_smtp._tls.change.test. IN TXT",
+            "include:_spf.change.test",
+            "192.0.2.0/24",
+            "DNS lookups: 1 of 10 allowed",
+            "No record has changed",
+        ] {
+            assert!(page.contains(text), "{text} in {page}");
+        }
+        let domains = browser.get(&server, "/domains").await.text();
+        assert!(
+            domains.contains("sev-warning"),
+            "DMARC p=none is graded: {domains}"
+        );
+        assert!(!domains.contains("never"));
+
+        // The owner tightens the policy; the next check records the change.
+        let tightened = common::zone_server::ZoneServer::start(&posture_zone("reject"), &[]).await;
+        posture_schedule(&store, &tightened)
+            .check_now("change.test")
+            .await
+            .unwrap();
+        let page = browser.get(&server, "/domains/change.test").await.text();
+        assert!(page.contains("TXT _dmarc.change.test"), "{page}");
+        assert!(page.contains("v=DMARC1; p=none") && page.contains("v=DMARC1; p=reject"));
+
+        // Selectors added by hand are listed (and checked from then on).
+        let added = browser
+            .post(
+                &server,
+                "/domains/selectors",
+                &[
+                    ("csrf", &browser.csrf),
+                    ("name", "change.test"),
+                    ("selector", "s1"),
+                ],
+            )
+            .await;
+        assert_eq!(added.status, 303);
+        assert!(browser
+            .get(&server, "/domains/change.test")
+            .await
+            .text()
+            .contains("<code>s1</code>"));
+        let bad = browser
+            .post(
+                &server,
+                "/domains/selectors",
+                &[
+                    ("csrf", &browser.csrf),
+                    ("name", "change.test"),
+                    ("selector", "a b"),
+                ],
+            )
+            .await;
+        assert_eq!(bad.status, 400);
+
+        // Any domain can be looked up, a few times a minute; nothing is stored.
+        let lookup = browser
+            .get(&server, "/lookup?domain=unmonitored.test")
+            .await;
+        assert_eq!(lookup.status, 200);
+        assert!(lookup.text().contains("dmarc.missing"));
+        assert_eq!(
+            browser
+                .get(&server, "/domains/unmonitored.test")
+                .await
+                .status,
+            404
+        );
+        assert_eq!(
+            browser
+                .get(&server, "/lookup?domain=not%20a%20name")
+                .await
+                .status,
+            400
+        );
+        browser
+            .get(&server, "/lookup?domain=unmonitored.test")
+            .await;
+        let limited = browser
+            .get(&server, "/lookup?domain=unmonitored.test")
+            .await;
+        assert_eq!(limited.status, 429);
+        assert!(limited.text().contains("dns.lookups_per_minute"));
+        assert_eq!(browser.get(&server, "/lookup").await.status, 200);
+        store.close().await;
+    }
+}

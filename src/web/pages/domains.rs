@@ -1,4 +1,5 @@
-//! The domains page: monitored domains, added and removed by hand.
+//! The domains page: monitored domains with their posture (a grade per
+//! record type, when last checked, "check now"), added and removed by hand.
 
 use askama::Template;
 use axum::extract::State;
@@ -8,6 +9,7 @@ use serde::Deserialize;
 
 use super::notice::Notice;
 use super::{check_csrf, render, require_admin, Layout, PageError, PageUser};
+use crate::dns::RecordKind;
 use crate::query::domains::{self, DomainRow};
 use crate::web::api::Params;
 use crate::web::AppState;
@@ -20,7 +22,16 @@ struct DomainsPage {
     error: Option<String>,
     is_admin: bool,
     csrf: String,
-    rows: Vec<DomainRow>,
+    rows: Vec<DomainView>,
+    labels: Vec<&'static str>,
+}
+
+/// A monitored domain and its newest check's grades.
+struct DomainView {
+    row: DomainRow,
+    checked_at: Option<String>,
+    /// One per record type, in `RecordKind::ALL` order.
+    grades: Vec<&'static str>,
 }
 
 #[derive(Deserialize, Default)]
@@ -35,7 +46,35 @@ pub(super) async fn domains(
     PageUser(user): PageUser,
     Params(params): Params<NoticeParams>,
 ) -> Result<Response, PageError> {
-    let rows = domains::domains(&state.store).await?;
+    let mut postures: std::collections::HashMap<String, crate::store::posture::DomainPosture> =
+        crate::store::posture::monitored_posture(state.store.db())
+            .await?
+            .into_iter()
+            .map(|posture| (posture.domain.clone(), posture))
+            .collect();
+    let rows = domains::domains(&state.store)
+        .await?
+        .into_iter()
+        .map(|row| {
+            let posture = postures.remove(&row.name);
+            let grades = RecordKind::ALL
+                .iter()
+                .map(|&kind| {
+                    posture
+                        .as_ref()
+                        .and_then(|p| p.grades.iter().find(|grade| grade.kind == kind))
+                        .map_or("unchecked", |grade| grade.severity.key())
+                })
+                .collect();
+            DomainView {
+                checked_at: posture
+                    .and_then(|p| p.checked_at)
+                    .map(|at| at.format("%Y-%m-%d %H:%M UTC").to_string()),
+                grades,
+                row,
+            }
+        })
+        .collect();
     let (notice, error) = match Notice::shown(params.notice.as_deref(), params.n.as_deref()) {
         Some((notice, text)) if notice.is_error() => (None, Some(text)),
         Some((_, text)) => (Some(text), None),
@@ -48,6 +87,7 @@ pub(super) async fn domains(
         is_admin: user.is_admin(),
         csrf: user.csrf_token,
         rows,
+        labels: RecordKind::ALL.iter().map(|kind| kind.label()).collect(),
     })
 }
 

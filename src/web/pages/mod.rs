@@ -8,6 +8,7 @@ mod domains;
 mod failures;
 mod inbox;
 mod notice;
+mod posture;
 mod tls;
 
 use axum::extract::{FromRequestParts, OriginalUri};
@@ -40,6 +41,10 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/inbox/reprocess-failed", post(inbox::reprocess_failed))
         .route("/domains", get(domains::domains).post(domains::add_domain))
         .route("/domains/remove", post(domains::remove_domain))
+        .route("/domains/check", post(posture::check_now))
+        .route("/domains/selectors", post(posture::add_selector))
+        .route("/domains/{name}", get(posture::domain))
+        .route("/lookup", get(posture::lookup))
 }
 
 /// What the base template needs.
@@ -60,6 +65,7 @@ const NAV: &[(&str, &str)] = &[
     ("/failures", "Failures"),
     ("/inbox", "Inbox"),
     ("/domains", "Domains"),
+    ("/lookup", "Lookup"),
 ];
 
 impl Layout {
