@@ -249,3 +249,54 @@ async fn the_api_runs_lists_and_looks_up_checks() {
         store.close().await;
     }
 }
+
+#[tokio::test]
+async fn selectors_come_from_recent_reports_in_the_domains_own_name() {
+    for (_dir, store) in common::db::backends().await {
+        // A report of yesterday: each record signed by example.com with
+        // selector1 and by the sender's own domain with s0..s6.
+        let mut report = dmarcd::testing::aggregate_report(20);
+        let yesterday = Utc::now().timestamp() - 86_400;
+        report.metadata.begin = yesterday;
+        report.metadata.end = yesterday + 86_399;
+        dmarcd::inbox::Inbox::new(store.clone())
+            .accept(
+                report.to_xml().as_bytes(),
+                &dmarcd::inbox::Envelope::import("recent.xml"),
+            )
+            .await
+            .unwrap();
+        dmarcd::worker::Worker::new(
+            store.clone(),
+            dmarcd::Limits::default(),
+            "w",
+            dmarcd::worker::WorkerConfig::default(),
+        )
+        .run_until_idle()
+        .await
+        .unwrap();
+        let db = store.db();
+        assert_eq!(
+            posture::selectors_for(db, "example.com", 30, 10_000)
+                .await
+                .unwrap(),
+            ["selector1"]
+        );
+        posture::add_selector(db, "example.com", "manual")
+            .await
+            .unwrap();
+        assert_eq!(
+            posture::selectors_for(db, "example.com", 30, 10_000)
+                .await
+                .unwrap(),
+            ["manual", "selector1"]
+        );
+        // Reports older than the window are not read.
+        assert_eq!(
+            posture::selectors_for(db, "example.com", 0, 10_000)
+                .await
+                .unwrap(),
+            ["manual"]
+        );
+    }
+}
