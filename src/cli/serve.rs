@@ -63,19 +63,32 @@ pub(super) async fn serve(mut config: Config) -> anyhow::Result<ExitCode> {
         let stopped = stopped.clone();
         tasks.push(tokio::spawn(async move { enrich.run(stopped).await }));
     }
-    // Posture checks are worker work too; nodes share the schedule.
-    let checker =
-        Arc::new(crate::dns::PostureChecker::from_config(&config).map_err(anyhow::Error::msg)?);
-    let posture = crate::dns::PostureSchedule::new(store.clone(), checker, &config.dns);
-    if config.worker.enabled && config.dns.checks_enabled {
-        let posture = posture.clone();
-        let stopped = stopped.clone();
-        tasks.push(tokio::spawn(async move { posture.run(stopped).await }));
+    // Posture checks are worker work too; nodes share the schedule. A
+    // resolver that cannot start (no /etc/resolv.conf in a bare container)
+    // turns them off with a warning rather than stopping intake.
+    let posture = match crate::dns::PostureChecker::from_config(&config) {
+        Ok(checker) => Some(crate::dns::PostureSchedule::new(
+            store.clone(),
+            Arc::new(checker),
+            &config.dns,
+        )),
+        Err(error) => {
+            tracing::warn!(%error, "DNS posture checks are off (set dns.name_servers)");
+            None
+        }
+    };
+    if let Some(posture) = posture.clone() {
+        if config.worker.enabled && config.dns.checks_enabled {
+            let stopped = stopped.clone();
+            tasks.push(tokio::spawn(async move { posture.run(stopped).await }));
+        }
     }
     if config.web.enabled {
-        let state = AppState::new(store.clone(), config.web.clone(), config.decode.clone())
-            .with_dbip_attribution(dbip)
-            .with_posture(posture, config.dns.lookups_per_minute);
+        let mut state = AppState::new(store.clone(), config.web.clone(), config.decode.clone())
+            .with_dbip_attribution(dbip);
+        if let Some(posture) = posture {
+            state = state.with_posture(posture, config.dns.lookups_per_minute);
+        }
         if let Some(password) = state.accounts.ensure_first_admin().await? {
             // The one time this password is shown.
             tracing::warn!(
