@@ -169,8 +169,12 @@ fn init_logging(log: &crate::config::LogConfig) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("DMARCD_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour codes only for a person at a terminal: a log file, journald or
+    // a pipe would keep them as `\x1b[2m` noise.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     let _ = match log.format {
         crate::config::LogFormat::Text => builder.try_init(),

@@ -204,3 +204,28 @@ fn a_large_report_is_imported_in_runs_not_whole() {
         "peak RSS {in_runs} KiB in runs of 500, {whole} KiB whole"
     );
 }
+
+/// Logs read by a pipe, a file or journald carry no colour codes (they did:
+/// `\x1b[2m2026-…\x1b[0m \x1b[32m INFO\x1b[0m`).
+#[test]
+fn logs_to_a_pipe_have_no_colour_codes() {
+    let data = tempfile::tempdir().unwrap();
+    // An import of an empty file: it logs the migrations it applies.
+    let empty =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus/parsedmarc/empty.xml");
+    let output = Command::new(env!("CARGO_BIN_EXE_dmarcd"))
+        .arg("import")
+        .arg(empty)
+        .env("DMARCD_DATA_DIR", data.path())
+        .env_remove("DATABASE_URL")
+        .env_remove("DMARCD_DATABASE_URL")
+        .env("DMARCD_LOG", "info")
+        .output()
+        .expect("the dmarcd binary runs");
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("INFO"), "no log lines to look at: {log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a piped log: {log:?}"
+    );
+}
