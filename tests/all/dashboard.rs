@@ -703,3 +703,55 @@ async fn posture_pages_show_grades_findings_changes_and_lookups() {
         store.close().await;
     }
 }
+
+/// Signing in over plain HTTP with Secure cookies (a dashboard reached as
+/// http://host:8080 on a LAN): the browser drops the form's cookie, and the
+/// page says why and which setting to change instead of "the sign-in form
+/// expired" again and again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sign_in_without_its_cookie_says_why() {
+    let (_dir, store) = common::db::sqlite().await;
+    let files = tempfile::tempdir().unwrap();
+    let secure = setup(&store, files.path(), WebConfig::default()).await;
+    let refused = post_sign_in(&secure, None).await;
+    assert_eq!(refused.status, 403);
+    let text = refused.text();
+    assert!(text.contains("only over HTTPS"), "{text}");
+    assert!(text.contains("web.secure_cookies = false"), "{text}");
+    assert!(text.contains("DMARCD_WEB_SECURE_COOKIES=false"), "{text}");
+    // A cookie from an older form is still an expired form.
+    let stale = post_sign_in(&secure, Some("older")).await;
+    assert_eq!(stale.status, 403);
+    assert!(stale.text().contains("The sign-in form expired"));
+
+    let files = tempfile::tempdir().unwrap();
+    let (_dir, store) = common::db::sqlite().await;
+    let plain = WebConfig {
+        secure_cookies: false,
+        ..WebConfig::default()
+    };
+    let plain = setup(&store, files.path(), plain).await;
+    let refused = post_sign_in(&plain, None).await;
+    assert_eq!(refused.status, 403);
+    assert!(refused.text().contains("allow cookies for this site"));
+}
+
+/// A sign-in form sent with its cookie (`dmarcd_login`) or without one.
+async fn post_sign_in(server: &Server, cookie: Option<&str>) -> Reply {
+    let cookie = cookie.map(|value| format!("dmarcd_login={value}"));
+    let headers: Vec<(&str, &str)> = cookie.iter().map(|c| ("Cookie", c.as_str())).collect();
+    server
+        .request(
+            "POST",
+            "/login",
+            None,
+            FORM,
+            form(&[
+                ("username", "alice"),
+                ("password", PASSWORD),
+                ("csrf", "abc"),
+            ]),
+            &headers,
+        )
+        .await
+}

@@ -69,6 +69,27 @@ fn safe_next(next: &str) -> String {
     }
 }
 
+/// Why the browser sent no sign-in cookie back, and what to change. A
+/// Secure cookie is kept only over HTTPS (or on localhost): a dashboard
+/// reached as `http://host:8080` on a LAN would otherwise loop on "the
+/// sign-in form expired".
+fn cookie_refused(state: &AppState, headers: &HeaderMap) -> &'static str {
+    let forwarded_https = headers
+        .get("x-forwarded-proto")
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|proto| proto.eq_ignore_ascii_case("https"));
+    let plain_http = state.config.tls_cert_file.is_none() && !forwarded_https;
+    if state.config.secure_cookies && plain_http {
+        "Your browser did not keep the sign-in cookie: dmarcd marks its cookies Secure, \
+         and browsers keep those only over HTTPS or on localhost. Open the dashboard over \
+         HTTPS (web.tls_cert_file, or a TLS proxy in front), or, on a trusted network only, \
+         set web.secure_cookies = false (DMARCD_WEB_SECURE_COOKIES=false)."
+    } else {
+        "Your browser did not send the sign-in cookie back: allow cookies for this site \
+         and try again."
+    }
+}
+
 #[derive(Template)]
 #[template(path = "login.html")]
 struct LoginPage {
@@ -129,7 +150,16 @@ pub(super) async fn login(
     Form(form): Form<LoginForm>,
 ) -> Result<Response, PageError> {
     let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
-    if expected.is_empty() || expected != form.csrf {
+    if expected.is_empty() {
+        // No cookie at all is not an old form: the browser refused it.
+        return login_page(
+            &state,
+            &form.next,
+            Some(cookie_refused(&state, &headers).into()),
+            StatusCode::FORBIDDEN,
+        );
+    }
+    if !crate::web::same_secret(&expected, &form.csrf) {
         return login_page(
             &state,
             &form.next,
