@@ -17,6 +17,7 @@ pub struct InboxRow {
     pub intake: String,
     pub source_name: Option<String>,
     pub peer_ip: Option<String>,
+    /// The SMTP envelope sender (MAIL FROM), not the From header.
     pub mail_from: Option<String>,
     pub size: i64,
     /// `pending`, `processing`, `done`, `failed`, `duplicate` or `ignored`.
@@ -26,6 +27,12 @@ pub struct InboxRow {
     pub attempts: i64,
     #[sqlx(try_from = "MaybeTimestamp")]
     pub processed_at: Option<String>,
+    /// The reports this message produced, by kind (a message may hold
+    /// several), and the first aggregate report's id (`/reports/{id}`).
+    pub aggregate_reports: i64,
+    pub first_aggregate_report: Option<i64>,
+    pub tls_reports: i64,
+    pub failure_reports: i64,
 }
 
 pub const INBOX_STATUSES: [&str; 6] = [
@@ -42,7 +49,11 @@ fn inbox_sql(store: &Store, status: Option<&str>) -> Result<Sql, QueryError> {
     // PostgreSQL keeps attempts in an int4.
     sql.push(&format!(
         "SELECT m.id, m.received_at, m.intake, m.source_name, {peer} AS peer_ip, m.mail_from, \
-         m.size, m.status, m.error, CAST(m.attempts AS BIGINT) AS attempts, m.processed_at \
+         m.size, m.status, m.error, CAST(m.attempts AS BIGINT) AS attempts, m.processed_at, \
+         (SELECT COUNT(*) FROM aggregate_reports a WHERE a.message_id = m.id) AS aggregate_reports, \
+         (SELECT MIN(a.id) FROM aggregate_reports a WHERE a.message_id = m.id) AS first_aggregate_report, \
+         (SELECT COUNT(*) FROM tls_reports t WHERE t.message_id = m.id) AS tls_reports, \
+         (SELECT COUNT(*) FROM failure_reports f WHERE f.message_id = m.id) AS failure_reports \
          FROM inbox_messages m WHERE 1 = 1",
         peer = store.db().backend().ip_text("m.peer_ip"),
     ));

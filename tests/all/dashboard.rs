@@ -755,3 +755,62 @@ async fn post_sign_in(server: &Server, cookie: Option<&str>) -> Reply {
         )
         .await
 }
+
+/// Each inbox message links to the reports it produced (issue 25): the
+/// counts by kind agree with the report lists, and the page links the
+/// aggregate report and labels the envelope sender as such.
+#[tokio::test(flavor = "multi_thread")]
+async fn inbox_messages_link_the_reports_they_produced() {
+    for (_dir, store) in common::db::backends().await {
+        let backend = store.backend();
+        let files = tempfile::tempdir().unwrap();
+        let server = setup(&store, files.path(), WebConfig::default()).await;
+        let token = server.state.accounts.create_token("inbox").await.unwrap();
+        let api = |path: String| {
+            let server = &server;
+            let token = token.clone();
+            async move { server.get(&path, Some(&token)).await.json() }
+        };
+        let messages = api("/api/v1/inbox/messages?limit=100".into()).await;
+        let items = messages["items"].as_array().unwrap();
+        let sum = |field: &str| {
+            items
+                .iter()
+                .map(|m| m[field].as_i64().unwrap())
+                .sum::<i64>()
+        };
+        for (field, list) in [
+            ("aggregate_reports", "/api/v1/aggregate/reports"),
+            ("tls_reports", "/api/v1/tls/reports"),
+            ("failure_reports", "/api/v1/failure/reports"),
+        ] {
+            let total = api(format!("{list}?limit=1")).await["total"]
+                .as_i64()
+                .unwrap();
+            assert!(total > 0, "{backend} {list}");
+            assert_eq!(sum(field), total, "{backend} {field}");
+        }
+        let report = api("/api/v1/aggregate/reports?limit=1".into()).await["items"][0]["id"]
+            .as_i64()
+            .unwrap();
+        let holder = items
+            .iter()
+            .find(|m| m["first_aggregate_report"].as_i64() == Some(report))
+            .expect("the message of the aggregate report");
+        assert_eq!(holder["aggregate_reports"], 1, "{backend}");
+
+        let alice = sign_in(&server, "alice", PASSWORD).await.unwrap();
+        let page = alice.get(&server, "/inbox").await.text();
+        assert!(page.contains("Envelope sender"), "{backend}");
+        assert!(
+            page.contains(&format!(
+                "<a href=\"/reports/{report}\">aggregate #{report}</a>"
+            )),
+            "{backend}: {page}"
+        );
+        assert!(
+            page.contains(" TLS</a>") && page.contains(" failure</a>"),
+            "{backend}"
+        );
+    }
+}
