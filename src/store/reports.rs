@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::db::{json, Backend, Db, Tx};
+use super::db::{json, Backend, Db, Tx, Value};
 use super::inbox::now;
 use super::rows::AggregateRow;
 use super::save::NewRecords;
@@ -31,6 +31,74 @@ pub(super) async fn held(transaction: &mut Tx, worker: &str, ids: &[i64]) -> Sto
     Ok(rows.into_iter().map(|(id,)| id).collect())
 }
 
+/// How a column's parameter is written into the statement.
+#[derive(Clone, Copy)]
+enum Bind {
+    Plain,
+    /// A JSON list of text, kept as an array (PostgreSQL) or JSON text.
+    TextList,
+    /// JSON, kept as jsonb (PostgreSQL) or JSON text.
+    Json,
+}
+
+impl Bind {
+    fn placeholder(self, backend: Backend, number: usize) -> String {
+        let parameter = format!("${number}");
+        match self {
+            Bind::Plain => parameter,
+            Bind::TextList => backend.text_list(&parameter),
+            Bind::Json => backend.jsonb(&parameter),
+        }
+    }
+}
+
+/// The columns of a report's row beside its identity: what a save inserts
+/// with the row and what a streamed save fills in once every record is
+/// parsed, in one list so that both statements write the same values.
+fn report_details(
+    report: &AggregateReport,
+    row: &AggregateRow,
+    records: i64,
+    messages: i64,
+) -> Vec<(&'static str, Bind, Value)> {
+    let meta = &report.metadata;
+    let policy = &report.policy_published;
+    vec![
+        ("email", Bind::Plain, meta.email.as_deref().into()),
+        (
+            "extra_contact_info",
+            Bind::Plain,
+            meta.extra_contact_info.as_deref().into(),
+        ),
+        ("errors", Bind::TextList, json(&meta.errors)),
+        ("generator", Bind::Plain, meta.generator.as_deref().into()),
+        ("schema", Bind::Plain, row.schema.as_str().into()),
+        ("version", Bind::Plain, report.version.as_deref().into()),
+        ("namespace", Bind::Plain, report.namespace.as_deref().into()),
+        ("adkim", Bind::Plain, row.adkim.as_deref().into()),
+        ("aspf", Bind::Plain, row.aspf.as_deref().into()),
+        ("p", Bind::Plain, row.p.as_deref().into()),
+        ("sp", Bind::Plain, row.sp.as_deref().into()),
+        ("np", Bind::Plain, row.np.as_deref().into()),
+        ("pct", Bind::Plain, policy.pct.map(i64::from).into()),
+        ("fo", Bind::Plain, policy.fo.as_deref().into()),
+        ("testing", Bind::Plain, policy.testing.as_deref().into()),
+        (
+            "discovery_method",
+            Bind::Plain,
+            policy.discovery_method.as_deref().into(),
+        ),
+        (
+            "extensions",
+            Bind::Json,
+            row.extensions_json.as_str().into(),
+        ),
+        ("warnings", Bind::Json, row.warnings_json.as_str().into()),
+        ("record_count", Bind::Plain, records.into()),
+        ("message_count", Bind::Plain, messages.into()),
+    ]
+}
+
 /// The new report's id, or `None` when the same report is stored already.
 pub(super) async fn insert_aggregate(
     transaction: &mut Tx,
@@ -41,54 +109,40 @@ pub(super) async fn insert_aggregate(
 ) -> StoreResult<Option<i64>> {
     let backend = transaction.backend();
     let meta = &report.metadata;
-    let policy = &report.policy_published;
+    let identity: Vec<(&'static str, Bind, Value)> = vec![
+        ("message_id", Bind::Plain, message_id.into()),
+        ("location", Bind::Plain, location.into()),
+        ("org_name", Bind::Plain, meta.org_name.as_str().into()),
+        ("report_id", Bind::Plain, meta.report_id.as_str().into()),
+        ("date_begin", Bind::Plain, row.begin.into()),
+        ("date_end", Bind::Plain, row.end.into()),
+        (
+            "policy_domain",
+            Bind::Plain,
+            report.policy_published.domain.as_str().into(),
+        ),
+        ("created_at", Bind::Plain, now().into()),
+    ];
+    let records = report.records.len() as i64;
+    let columns =
+        identity
+            .into_iter()
+            .chain(report_details(report, row, records, row.message_count));
+    let (mut names, mut placeholders, mut values) = (Vec::new(), Vec::new(), Vec::new());
+    for (number, (name, bind, value)) in columns.enumerate() {
+        names.push(name);
+        placeholders.push(bind.placeholder(backend, number + 1));
+        values.push(value);
+    }
     let text = format!(
-        "INSERT INTO aggregate_reports
-            (message_id, location, org_name, email, extra_contact_info, report_id, date_begin, date_end,
-             errors, generator, schema, version, namespace, policy_domain, adkim, aspf, p, sp, np, pct, fo,
-             testing, discovery_method, extensions, warnings, record_count, message_count, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, {errors}, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
-                 $20, $21, $22, $23, {extensions}, {warnings}, $26, $27, $28)
+        "INSERT INTO aggregate_reports ({}) VALUES ({})
          ON CONFLICT (org_name, report_id, policy_domain, date_begin) DO NOTHING
          RETURNING id",
-        errors = backend.text_list("$9"),
-        extensions = backend.jsonb("$24"),
-        warnings = backend.jsonb("$25"),
+        names.join(", "),
+        placeholders.join(", "),
     );
     let inserted: Option<(i64,)> = transaction
-        .fetch_optional(&transaction.statement(
-            &text,
-            vec![
-                message_id.into(),
-                location.into(),
-                meta.org_name.as_str().into(),
-                meta.email.as_deref().into(),
-                meta.extra_contact_info.as_deref().into(),
-                meta.report_id.as_str().into(),
-                row.begin.into(),
-                row.end.into(),
-                json(&meta.errors),
-                meta.generator.as_deref().into(),
-                row.schema.as_str().into(),
-                report.version.as_deref().into(),
-                report.namespace.as_deref().into(),
-                policy.domain.as_str().into(),
-                row.adkim.as_deref().into(),
-                row.aspf.as_deref().into(),
-                row.p.as_deref().into(),
-                row.sp.as_deref().into(),
-                row.np.as_deref().into(),
-                policy.pct.map(i64::from).into(),
-                policy.fo.as_deref().into(),
-                policy.testing.as_deref().into(),
-                policy.discovery_method.as_deref().into(),
-                row.extensions_json.as_str().into(),
-                row.warnings_json.as_str().into(),
-                (report.records.len() as i64).into(),
-                row.message_count.into(),
-                now().into(),
-            ],
-        ))
+        .fetch_optional(&transaction.statement(&text, values))
         .await?;
     Ok(inserted.map(|(id,)| id))
 }
@@ -105,46 +159,23 @@ pub(super) async fn complete_aggregate(
     messages: u64,
 ) -> StoreResult<()> {
     let backend = transaction.backend();
-    let meta = &report.metadata;
-    let policy = &report.policy_published;
+    let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let mut sets = Vec::new();
+    let mut values: Vec<Value> = vec![id.into()];
+    for (name, bind, value) in report_details(report, row, count(records), count(messages)) {
+        sets.push(format!(
+            "{name} = {}",
+            bind.placeholder(backend, values.len() + 1)
+        ));
+        values.push(value);
+    }
     let text = format!(
-        "UPDATE aggregate_reports
-            SET email = $2, extra_contact_info = $3, errors = {errors}, generator = $5, schema = $6,
-                version = $7, namespace = $8, adkim = $9, aspf = $10, p = $11, sp = $12, np = $13, pct = $14,
-                fo = $15, testing = $16, discovery_method = $17, extensions = {extensions},
-                warnings = {warnings}, record_count = $20, message_count = $21
-          WHERE id = $1",
-        errors = backend.text_list("$4"),
-        extensions = backend.jsonb("$18"),
-        warnings = backend.jsonb("$19"),
+        "UPDATE aggregate_reports SET {} WHERE id = $1",
+        sets.join(", ")
     );
-    let update = transaction.statement(
-        &text,
-        vec![
-            id.into(),
-            meta.email.as_deref().into(),
-            meta.extra_contact_info.as_deref().into(),
-            json(&meta.errors),
-            meta.generator.as_deref().into(),
-            row.schema.as_str().into(),
-            report.version.as_deref().into(),
-            report.namespace.as_deref().into(),
-            row.adkim.as_deref().into(),
-            row.aspf.as_deref().into(),
-            row.p.as_deref().into(),
-            row.sp.as_deref().into(),
-            row.np.as_deref().into(),
-            policy.pct.map(i64::from).into(),
-            policy.fo.as_deref().into(),
-            policy.testing.as_deref().into(),
-            policy.discovery_method.as_deref().into(),
-            row.extensions_json.as_str().into(),
-            row.warnings_json.as_str().into(),
-            records.into(),
-            messages.into(),
-        ],
-    );
-    transaction.execute(&update).await?;
+    transaction
+        .execute(&transaction.statement(&text, values))
+        .await?;
     Ok(())
 }
 
