@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, RData, RecordType};
-use hickory_resolver::config::{ResolverConfig, ResolverOpts};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::config::ResolverOpts;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::TokioResolver;
 
@@ -68,23 +67,8 @@ impl DnsClient {
         options.negative_max_ttl = Some(Duration::from_secs(config.cache_seconds));
         options.cache_size = 4096;
         options.num_concurrent_reqs = 1;
-        let builder = if config.name_servers.is_empty() {
-            TokioResolver::builder_tokio().map_err(|error| {
-                format!("cannot read the system resolver configuration: {error}")
-            })?
-        } else {
-            let servers = config
-                .name_servers
-                .iter()
-                .map(|text| crate::enrich::parse_name_server_for("dns.name_servers", text))
-                .collect::<Result<Vec<_>, _>>()?;
-            let resolver_config = ResolverConfig::from_parts(None, Vec::new(), servers);
-            TokioResolver::builder_with_config(resolver_config, TokioRuntimeProvider::default())
-        };
-        let resolver = builder
-            .with_options(options)
-            .build()
-            .map_err(|error| format!("cannot start the DNS resolver: {error}"))?;
+        let resolver =
+            crate::enrich::build_resolver("dns.name_servers", &config.name_servers, options)?;
         // Every attempt may take the whole timeout.
         let timeout = config.timeout() * (config.attempts as u32 + 1);
         Ok(DnsClient {

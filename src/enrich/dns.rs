@@ -42,23 +42,7 @@ impl PtrResolver {
         options.positive_max_ttl = Some(Duration::from_secs(config.dns_max_ttl_seconds));
         options.negative_max_ttl = Some(Duration::from_secs(config.dns_negative_ttl_seconds));
         options.num_concurrent_reqs = 1;
-        let builder = if config.name_servers.is_empty() {
-            TokioResolver::builder_tokio().map_err(|error| {
-                format!("cannot read the system resolver configuration: {error}")
-            })?
-        } else {
-            let servers = config
-                .name_servers
-                .iter()
-                .map(|text| parse_name_server(text))
-                .collect::<Result<Vec<_>, _>>()?;
-            let resolver_config = ResolverConfig::from_parts(None, Vec::new(), servers);
-            TokioResolver::builder_with_config(resolver_config, TokioRuntimeProvider::default())
-        };
-        let resolver = builder
-            .with_options(options)
-            .build()
-            .map_err(|error| format!("cannot start the DNS resolver: {error}"))?;
+        let resolver = build_resolver("enrich.name_servers", &config.name_servers, options)?;
         Ok(PtrResolver {
             resolver,
             timeout: config.dns_timeout(),
@@ -101,11 +85,33 @@ impl PtrResolver {
 
 /// `192.0.2.53`, `192.0.2.53:5353`, `2001:db8::53` or `[2001:db8::53]:5353`
 /// (UDP, and TCP for answers too large for a datagram).
-pub(crate) fn parse_name_server(text: &str) -> Result<NameServerConfig, String> {
-    parse_name_server_for("enrich.name_servers", text)
+/// A resolver for `name_servers` (named by `setting` in errors), or the
+/// system's when the list is empty: the PTR lookups and the posture checks
+/// build theirs alike, with their own options.
+pub(crate) fn build_resolver(
+    setting: &str,
+    name_servers: &[String],
+    options: ResolverOpts,
+) -> Result<TokioResolver, String> {
+    let builder = if name_servers.is_empty() {
+        TokioResolver::builder_tokio()
+            .map_err(|error| format!("cannot read the system resolver configuration: {error}"))?
+    } else {
+        let servers = name_servers
+            .iter()
+            .map(|text| parse_name_server_for(setting, text))
+            .collect::<Result<Vec<_>, _>>()?;
+        let resolver_config = ResolverConfig::from_parts(None, Vec::new(), servers);
+        TokioResolver::builder_with_config(resolver_config, TokioRuntimeProvider::default())
+    };
+    builder
+        .with_options(options)
+        .build()
+        .map_err(|error| format!("cannot start the DNS resolver: {error}"))
 }
 
-/// Like `parse_name_server`, naming `setting` in its error.
+/// A name server setting (`192.0.2.53`, `192.0.2.53:5353`, `[::1]:53`),
+/// naming `setting` in its error.
 pub(crate) fn parse_name_server_for(setting: &str, text: &str) -> Result<NameServerConfig, String> {
     let text = text.trim();
     let address = if let Ok(ip) = text.parse::<IpAddr>() {
@@ -135,17 +141,23 @@ mod tests {
 
     #[test]
     fn name_servers_with_and_without_ports() {
-        let server = parse_name_server("127.0.0.1:5353").unwrap();
+        let server = parse_name_server_for("enrich.name_servers", "127.0.0.1:5353").unwrap();
         assert_eq!(server.ip, IpAddr::from([127, 0, 0, 1]));
         assert_eq!(server.connections[0].port, 5353);
         assert_eq!(
-            parse_name_server("192.0.2.1").unwrap().connections[0].port,
+            parse_name_server_for("enrich.name_servers", "192.0.2.1")
+                .unwrap()
+                .connections[0]
+                .port,
             53
         );
         assert_eq!(
-            parse_name_server("[::1]:54").unwrap().connections[1].port,
+            parse_name_server_for("enrich.name_servers", "[::1]:54")
+                .unwrap()
+                .connections[1]
+                .port,
             54
         );
-        assert!(parse_name_server("dns.example").is_err());
+        assert!(parse_name_server_for("enrich.name_servers", "dns.example").is_err());
     }
 }

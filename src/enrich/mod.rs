@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub(crate) use dns::parse_name_server_for;
+pub(crate) use dns::{build_resolver, parse_name_server_for};
 pub use dns::{PtrAnswer, PtrResolver};
 pub use geo::{GeoDatabases, GeoInfo};
 pub use names::{base_domain, SourceMap, SourceMapError, SourceName, SOURCE_TYPES};
