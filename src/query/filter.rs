@@ -21,11 +21,14 @@ pub struct Filter {
     /// Policy domain (the domain the report is about), exact.
     #[param(pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub domain: Option<String>,
-    /// Reporting organization, exact ("google.com", "Enterprise Outlook").
+    /// Reporting organization: any whose name contains this text, ignoring
+    /// case (`google` finds "google.com", `outlook` "Enterprise Outlook");
+    /// in double quotes, the whole name (`"Outlook"`).
     #[param(pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub org: Option<String>,
-    /// Sending source: an IP, a CIDR block, a PTR name, a base domain or a
-    /// source name ("Amazon SES").
+    /// Sending source: an IP, a CIDR block, a PTR name or base domain
+    /// (exact, ignoring case), or part of a source name (`amazon` finds
+    /// "Amazon SES").
     #[param(pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub source: Option<String>,
     /// ISO country code of the source IP.
@@ -49,7 +52,7 @@ pub struct Filter {
     /// Aligned SPF result: `pass` or `fail`.
     #[param(pattern = "^(pass|fail)?$")]
     pub spf: Option<String>,
-    /// RFC 5322 From domain, exact.
+    /// RFC 5322 From domain, exact (ignoring case).
     #[param(pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub header_from: Option<String>,
     /// Reports beginning on or after this day (`YYYY-MM-DD`, UTC); an RFC
@@ -92,7 +95,9 @@ pub enum SourceMatch {
 impl SourceMatch {
     pub fn parse(text: &str) -> Result<Self, FilterError> {
         let text = text.trim();
-        if let Ok(ip) = IpAddr::from_str(text) {
+        // A drill-down quotes what it names ("Google", or an unnamed
+        // source's IP).
+        if let Ok(ip) = IpAddr::from_str(text.trim_matches('"')) {
             return Ok(SourceMatch::Ip(ip));
         }
         // "192.0.2.0/24" is a block; "a/b" is just a name (that matches nothing).
@@ -312,7 +317,7 @@ impl ParsedFilter {
             text_eq(sql, "r.policy_domain", domain);
         }
         if let Some(org) = &self.org {
-            text_eq(sql, "r.org_name", org);
+            push_contains(sql, "r.org_name", org);
         }
         if let Some(report) = self.report {
             sql.push(" AND r.report_id = ").bind(report);
@@ -329,9 +334,11 @@ impl ParsedFilter {
                 }
             }
             Some(SourceMatch::Name(name)) => {
-                sql.push(" AND (s.ptr = ").bind(name);
-                sql.push(" OR s.base_domain = ").bind(name);
-                sql.push(" OR lower(s.source_name) = ").bind(name);
+                let bare = name.trim_matches('"');
+                sql.push(" AND (s.ptr = ").bind(bare);
+                sql.push(" OR s.base_domain = ").bind(bare);
+                sql.push(" OR ");
+                push_contains_condition(sql, "s.source_name", name);
                 sql.push(")");
             }
         }
@@ -360,7 +367,8 @@ impl ParsedFilter {
             text_eq(sql, "r.spf_aligned", if pass { "pass" } else { "fail" });
         }
         if let Some(from) = &self.header_from {
-            text_eq(sql, "r.header_from", from);
+            // Reports carry the From domain as the mail had it ("Example.COM").
+            sql.push(" AND lower(r.header_from) = ").bind(from);
         }
         if let Some(since) = self.since {
             sql.push(" AND r.date_begin >= ").bind(since);
@@ -369,6 +377,47 @@ impl ParsedFilter {
             sql.push(" AND r.date_begin < ").bind(until);
         }
     }
+}
+
+/// ` AND <column> contains <text>`, ignoring case.
+pub fn push_contains(sql: &mut Sql, column: &str, text: &str) {
+    sql.push(" AND ");
+    push_contains_condition(sql, column, text);
+}
+
+/// `<column> contains <text>`, ignoring case: `lower(column) LIKE '%text%'`
+/// with LIKE's own characters (`%`, `_`, `\`) in the text taken literally;
+/// a text in double quotes is the whole value (a drill-down from a row of
+/// a summary must count what the row counted).
+/// (SQLite's lower() folds ASCII only; reporters' names are ASCII.)
+fn push_contains_condition(sql: &mut Sql, column: &str, text: &str) {
+    if let Some(whole) = text
+        .strip_prefix('"')
+        .and_then(|rest| rest.strip_suffix('"'))
+    {
+        sql.push("lower(")
+            .push(column)
+            .push(") = ")
+            .bind(whole.to_lowercase());
+        return;
+    }
+    sql.push("lower(")
+        .push(column)
+        .push(") LIKE ")
+        .bind(like_pattern(text))
+        .push(" ESCAPE '\\'");
+}
+
+fn like_pattern(text: &str) -> String {
+    let mut pattern = String::from("%");
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
 }
 
 #[cfg(test)]
@@ -413,6 +462,12 @@ mod tests {
             parsed.until.unwrap() - parsed.since.unwrap(),
             Duration::days(1)
         );
+    }
+
+    #[test]
+    fn like_patterns_take_the_text_literally() {
+        assert_eq!(like_pattern("Outlook"), "%outlook%");
+        assert_eq!(like_pattern("50%_a\\b"), "%50\\%\\_a\\\\b%");
     }
 
     #[test]

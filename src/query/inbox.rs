@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use sqlx::{Database, Decode, Type};
+
 use super::time::{MaybeTimestamp, Timestamp};
 use super::{count_of, Page, QueryError, RowStream};
 use crate::store::{Sql, Store};
@@ -19,6 +21,10 @@ pub struct InboxRow {
     pub peer_ip: Option<String>,
     /// The SMTP envelope sender (MAIL FROM), not the From header.
     pub mail_from: Option<String>,
+    /// The message's Subject header, decoded (RFC 2047), when its header
+    /// has one within the first 16 KiB.
+    #[sqlx(try_from = "MessageHead")]
+    pub subject: Option<String>,
     pub size: i64,
     /// `pending`, `processing`, `done`, `failed`, `duplicate` or `ignored`.
     pub status: String,
@@ -44,11 +50,61 @@ pub const INBOX_STATUSES: [&str; 6] = [
     "ignored",
 ];
 
+/// How much of a message is read to find its Subject: a header is rarely
+/// longer, and a listing must not read whole 20 MB messages.
+const HEAD_BYTES: i64 = 16 * 1024;
+
+/// The first `HEAD_BYTES` of a stored message, read for its Subject.
+pub struct MessageHead(Option<Vec<u8>>);
+
+impl<DB: Database> Type<DB> for MessageHead
+where
+    Vec<u8>: Type<DB>,
+{
+    fn type_info() -> DB::TypeInfo {
+        <Vec<u8> as Type<DB>>::type_info()
+    }
+
+    fn compatible(ty: &DB::TypeInfo) -> bool {
+        <Vec<u8> as Type<DB>>::compatible(ty)
+    }
+}
+
+impl<'r, DB: Database> Decode<'r, DB> for MessageHead
+where
+    Option<Vec<u8>>: Decode<'r, DB>,
+{
+    fn decode(value: DB::ValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        Ok(MessageHead(<Option<Vec<u8>> as Decode<'r, DB>>::decode(
+            value,
+        )?))
+    }
+}
+
+impl From<MessageHead> for Option<String> {
+    fn from(head: MessageHead) -> Self {
+        subject_of(&head.0?)
+    }
+}
+
+/// The decoded Subject of a message's header (which may be cut short).
+fn subject_of(head: &[u8]) -> Option<String> {
+    let message = mail_parser::MessageParser::default().parse_headers(head)?;
+    let subject = message.subject()?.trim();
+    (!subject.is_empty()).then(|| subject.to_string())
+}
+
 fn inbox_sql(store: &Store, status: Option<&str>) -> Result<Sql, QueryError> {
     let mut sql = store.db().sql();
+    let head = match store.db().backend() {
+        crate::store::Backend::Postgres => "substring(raw from 1 for {n})",
+        crate::store::Backend::Sqlite => "substr(raw, 1, {n})",
+    }
+    .replace("{n}", &HEAD_BYTES.to_string());
     // PostgreSQL keeps attempts in an int4.
     sql.push(&format!(
         "SELECT m.id, m.received_at, m.intake, m.source_name, {peer} AS peer_ip, m.mail_from, \
+         (SELECT {head} FROM inbox_raw r WHERE r.message_id = m.id AND r.seq = 0) AS subject, \
          m.size, m.status, m.error, CAST(m.attempts AS BIGINT) AS attempts, m.processed_at, \
          (SELECT COUNT(*) FROM aggregate_reports a WHERE a.message_id = m.id) AS aggregate_reports, \
          (SELECT MIN(a.id) FROM aggregate_reports a WHERE a.message_id = m.id) AS first_aggregate_report, \
@@ -95,4 +151,26 @@ pub async fn inbox_message(store: &Store, id: i64) -> Result<Option<InboxRow>, Q
     let mut sql = inbox_sql(store, None)?;
     sql.push(" AND m.id = ").bind(id);
     Ok(store.db().fetch_optional(&sql).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::subject_of;
+
+    #[test]
+    fn subjects_are_decoded_and_may_be_cut_short() {
+        let head =
+            b"From: a@b\r\nSubject: =?utf-8?B?UmVwb3J0IERvbWFpbjo=?=\r\n example.com\r\n\r\nbody";
+        assert_eq!(
+            subject_of(head).as_deref(),
+            Some("Report Domain: example.com")
+        );
+        // Cut off inside the header, after the Subject.
+        let cut = b"Subject: Report Domain: example.org\r\nX-Long: aaaa";
+        assert_eq!(
+            subject_of(cut).as_deref(),
+            Some("Report Domain: example.org")
+        );
+        assert_eq!(subject_of(b"From: a@b\r\n\r\n"), None);
+    }
 }

@@ -49,7 +49,7 @@ fn push_tls_filter(sql: &mut Sql, filter: &ParsedFilter) {
         sql.push(" AND p.policy_domain = ").bind(domain);
     }
     if let Some(org) = &filter.org {
-        sql.push(" AND t.organization_name = ").bind(org);
+        super::filter::push_contains(sql, "t.organization_name", org);
     }
     if let Some(since) = filter.since {
         sql.push(" AND t.date_begin >= ").bind(since);

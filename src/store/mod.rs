@@ -38,6 +38,7 @@ pub use applier::{AppliedRollups, RollupLag};
 use db::Backend as Dialect;
 pub use db::{Backend, Db, Sql};
 pub use migrate::Migration;
+pub use reports::KnownNames;
 pub use sources::{
     DnsRefresh, EnrichmentCounts, PtrResult, SourceInfo, SourceRecord, StoredDnsState,
 };
@@ -494,6 +495,11 @@ impl Store {
     /// Aggregate reports per policy domain.
     pub async fn aggregate_reports_by_domain(&self) -> StoreResult<BTreeMap<String, i64>> {
         reports::aggregate_reports_by_domain(&self.db).await
+    }
+
+    /// Reporters and source names seen, at most `limit` of each.
+    pub async fn known_names(&self, limit: i64) -> StoreResult<reports::KnownNames> {
+        reports::known_names(&self.db, limit).await
     }
 
     /// The monitored domains.

@@ -453,6 +453,38 @@ pub(super) async fn aggregate_reports_by_domain(db: &Db) -> StoreResult<BTreeMap
     Ok(rows.into_iter().collect())
 }
 
+/// The reporting organizations (DMARC and TLS-RPT) and the source names
+/// seen, at most `limit` of each, for the filter form to offer. Read from
+/// the totals, which hold one row per name and domain (per day for
+/// reporters), not from the records.
+pub(super) async fn known_names(db: &Db, limit: i64) -> StoreResult<KnownNames> {
+    let names = |sql: &str| db.statement(sql, vec![limit.into()]);
+    let reporters: Vec<(String,)> = db
+        .fetch_all(&names(
+            "SELECT org_name FROM totals_org_day UNION SELECT organization_name FROM tls_reports \
+             ORDER BY 1 LIMIT $1",
+        ))
+        .await?;
+    let sources: Vec<(String,)> = db
+        .fetch_all(&names(
+            "SELECT DISTINCT source_name FROM totals_name_all WHERE source_name IS NOT NULL \
+             ORDER BY 1 LIMIT $1",
+        ))
+        .await?;
+    let strings = |rows: Vec<(String,)>| rows.into_iter().map(|(name,)| name).collect();
+    Ok(KnownNames {
+        reporters: strings(reporters),
+        source_names: strings(sources),
+    })
+}
+
+/// Names the filter form offers (`known_names`).
+#[derive(Debug, Clone, Default)]
+pub struct KnownNames {
+    pub reporters: Vec<String>,
+    pub source_names: Vec<String>,
+}
+
 /// The monitored domains.
 pub(super) async fn domains(db: &Db) -> StoreResult<Vec<String>> {
     let rows: Vec<(String,)> = db

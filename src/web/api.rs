@@ -5,7 +5,7 @@
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -71,14 +71,26 @@ pub(super) fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
         .map(|(_, token)| token.trim())
 }
 
-/// A request that carried a valid API token.
+/// A request that carried a valid API token, or, to read, a signed-in
+/// dashboard session (the pages' CSV links export what is on screen).
+/// A session never authorizes a change through the API: that would bypass
+/// the pages' CSRF check.
 pub struct ApiToken;
 
 impl FromRequestParts<AppState> for ApiToken {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = bearer_token(&parts.headers).ok_or_else(ApiError::unauthorized)?;
+        let Some(token) = bearer_token(&parts.headers) else {
+            let reads = matches!(parts.method, Method::GET | Method::HEAD);
+            return match super::pages::session_token(&parts.headers) {
+                Some(session) if reads => match state.accounts.session(&session).await? {
+                    Some(_) => Ok(ApiToken),
+                    None => Err(ApiError::unauthorized()),
+                },
+                _ => Err(ApiError::unauthorized()),
+            };
+        };
         if state.accounts.check_token(token).await? {
             Ok(ApiToken)
         } else {

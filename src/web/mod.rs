@@ -29,7 +29,7 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 pub use crate::accounts::Accounts;
 use crate::decode::Limits;
-use crate::store::Store;
+use crate::store::{KnownNames, Store};
 pub use client::{ClientIp, TrustedProxies};
 pub use error::ApiError;
 use limiter::RateLimiter;
@@ -130,6 +130,8 @@ pub struct AppState {
     pub dbip_attribution: bool,
     /// Domain posture checks (none: the posture routes answer 503).
     pub posture: Option<PostureService>,
+    /// The names the filter form offers, read at most every half minute.
+    known_names: Arc<tokio::sync::Mutex<Option<(std::time::Instant, KnownNames)>>>,
 }
 
 impl AppState {
@@ -147,7 +149,25 @@ impl AppState {
             limits: Arc::new(limits),
             dbip_attribution: false,
             posture: None,
+            known_names: Arc::default(),
         }
+    }
+
+    /// Reporters and source names for the filter form's suggestions: read
+    /// again when half a minute old, so a page view costs no query most
+    /// of the time.
+    pub async fn known_names(&self) -> Result<KnownNames, crate::store::StoreError> {
+        const FRESH: std::time::Duration = std::time::Duration::from_secs(30);
+        const LIMIT: i64 = 1000;
+        let mut cached = self.known_names.lock().await;
+        if let Some((read_at, names)) = cached.as_ref() {
+            if read_at.elapsed() < FRESH {
+                return Ok(names.clone());
+            }
+        }
+        let names = self.store.known_names(LIMIT).await?;
+        *cached = Some((std::time::Instant::now(), names.clone()));
+        Ok(names)
     }
 
     /// Serves posture checks and lookups with `schedule`.

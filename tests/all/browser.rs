@@ -289,17 +289,42 @@ async fn sign_in_filter_and_drill_down_in_chromium() {
             assert_eq!(unlabelled, json!([]), "{page}: fields without a label");
         }
 
-        // At phone width nothing spills out of the page sideways.
-        driver.resize(390, 844);
-        for page in ["/", "/aggregate?group_by=source", "/records", "/tls", "/inbox"] {
-            driver.go(&format!("{base}{page}"));
-            let overflow = driver.script(
-                "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
-            );
-            assert!(overflow.as_i64().unwrap() <= 1, "{page}: {overflow}px wider than a phone");
+        // At desktop and phone width nothing spills out of a page sideways,
+        // and at desktop width every column of an overview card shows
+        // (no card scrolls inside). A screenshot of each page at each width.
+        let pages = [
+            ("overview", "/"),
+            ("explorer", "/aggregate?group_by=source"),
+            ("records", "/records"),
+            ("source", "/sources/11.0.0.7"),
+            ("tls", "/tls"),
+            ("failures", "/failures"),
+            ("inbox", "/inbox"),
+            ("domains", "/domains"),
+            ("lookup", "/lookup"),
+        ];
+        for (width, height) in [(1400, 900), (390, 844)] {
+            driver.resize(width, height);
+            for (name, page) in pages {
+                driver.go(&format!("{base}{page}"));
+                let overflow = driver.script(
+                    "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+                );
+                assert!(
+                    overflow.as_i64().unwrap() <= 1,
+                    "{page}: {overflow}px wider than the window at {width}px"
+                );
+                driver.screenshot(&format!("page-{name}-{width}.png"));
+            }
         }
+        driver.resize(1400, 900);
         driver.go(&format!("{base}/"));
-        driver.screenshot("dashboard-phone.png");
+        let clipped = driver.script(
+            "return Array.from(document.querySelectorAll('.card'))\
+             .filter(card => card.scrollWidth > card.clientWidth + 1)\
+             .map(card => (card.querySelector('h2') || card).innerText.slice(0, 40));",
+        );
+        assert_eq!(clipped, json!([]), "overview cards that hide columns at 1400px");
     })
     .await
     .unwrap();

@@ -7,7 +7,7 @@ use common::http::{Reply, Server};
 use dmarcd::store::Store;
 use dmarcd::web::WebConfig;
 
-const PASSWORD: &str = "correct horse battery";
+pub(crate) const PASSWORD: &str = "correct horse battery";
 
 /// The cookie `name` set by a reply.
 fn set_cookie<'a>(reply: &'a Reply, name: &str) -> Option<&'a str> {
@@ -44,7 +44,7 @@ const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
 
 /// A signed-in browser: its session cookie and CSRF token.
 #[derive(Debug)]
-struct Browser {
+pub(crate) struct Browser {
     cookie: String,
     csrf: String,
 }
@@ -72,7 +72,7 @@ async fn submit_sign_in(server: &Server, user: &str, password: &str, next: &str)
         .await
 }
 
-async fn sign_in(server: &Server, user: &str, password: &str) -> Result<Browser, Reply> {
+pub(crate) async fn sign_in(server: &Server, user: &str, password: &str) -> Result<Browser, Reply> {
     let reply = submit_sign_in(server, user, password, "/domains").await;
     if reply.status != 303 {
         return Err(reply);
@@ -94,7 +94,7 @@ async fn sign_in(server: &Server, user: &str, password: &str) -> Result<Browser,
 }
 
 impl Browser {
-    async fn get(&self, server: &Server, path: &str) -> Reply {
+    pub(crate) async fn get(&self, server: &Server, path: &str) -> Reply {
         server
             .request(
                 "GET",
@@ -107,7 +107,7 @@ impl Browser {
             .await
     }
 
-    async fn post(&self, server: &Server, path: &str, fields: &[(&str, &str)]) -> Reply {
+    pub(crate) async fn post(&self, server: &Server, path: &str, fields: &[(&str, &str)]) -> Reply {
         server
             .request(
                 "POST",
@@ -121,7 +121,7 @@ impl Browser {
     }
 }
 
-async fn setup(store: &Store, files: &std::path::Path, config: WebConfig) -> Server {
+pub(crate) async fn setup(store: &Store, files: &std::path::Path, config: WebConfig) -> Server {
     common::data::populated(store, files).await;
     let server = Server::start(store.clone(), config).await;
     let accounts = &server.state.accounts;
@@ -812,5 +812,28 @@ async fn inbox_messages_link_the_reports_they_produced() {
             page.contains(" TLS</a>") && page.contains(" failure</a>"),
             "{backend}"
         );
+        // Mails show their Subject, decoded; a bare report file has none.
+        let subjects: Vec<&str> = items.iter().filter_map(|m| m["subject"].as_str()).collect();
+        assert!(!subjects.is_empty(), "{backend}: {messages}");
+        assert!(
+            subjects.iter().all(|s| !s.contains("=?")),
+            "{backend}: {subjects:?}"
+        );
+        let plain = subjects
+            .iter()
+            .find(|s| {
+                s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || " .:-@".contains(c))
+            })
+            .expect("a subject without characters HTML escapes");
+        assert!(
+            page.contains(&format!("<td class=\"key\">{plain}</td>")),
+            "{backend}"
+        );
+        let synthetic = items
+            .iter()
+            .find(|m| m["first_aggregate_report"].as_i64() == Some(report))
+            .unwrap();
+        assert_eq!(synthetic["subject"], serde_json::Value::Null, "{backend}");
     }
 }

@@ -12,6 +12,7 @@ mod corpus;
 mod dashboard;
 mod email_shapes;
 mod enrich;
+mod filters;
 mod hostile_input;
 mod https;
 mod parse_memory;

@@ -42,6 +42,9 @@ const FILTERS: &[&str] = &[
     // The realistic set of the concurrency test.
     "domain=domain-3.example&result=fail",
     "org=Yahoo&since=2024-04-02",
+    // Reporters in part and ignoring case, or whole in quotes.
+    "org=OUTLOOK&result=fail",
+    "org=%22yahoo%22&since=2024-04-02",
 ];
 
 /// A report whose records tell DKIM from SPF and dispositions apart, some

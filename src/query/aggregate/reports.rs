@@ -53,7 +53,7 @@ fn reports_sql(store: &Store, filter: &ParsedFilter) -> Sql {
         sql.push(" AND a.policy_domain = ").bind(domain);
     }
     if let Some(org) = &filter.org {
-        sql.push(" AND a.org_name = ").bind(org);
+        crate::query::filter::push_contains(&mut sql, "a.org_name", org);
     }
     if let Some(since) = filter.since {
         sql.push(" AND a.date_begin >= ").bind(since);

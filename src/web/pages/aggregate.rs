@@ -9,8 +9,8 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::{
-    filter_form, pager, percent, query_of, render, FilterForm, Layout, PageError, PageUser, Select,
-    SummaryLine, SummaryTable,
+    csv_link, filter_form, pager, percent, query_of, render, FilterForm, Layout, PageError,
+    PageUser, Select, SummaryLine, SummaryTable,
 };
 use crate::inbox::MessageStatus;
 use crate::query::failures::{self, FailureRow};
@@ -28,8 +28,10 @@ fn drill_down(filter: &Filter, group_by: GroupBy, row: &SummaryRow) -> Option<St
     let key = row.key.clone()?;
     let mut narrowed = filter.clone();
     match group_by {
-        GroupBy::Source | GroupBy::SourceName => narrowed.source = Some(key),
-        GroupBy::Org => narrowed.org = Some(key),
+        GroupBy::Source => narrowed.source = Some(key),
+        // In quotes: the whole name, not every name containing it.
+        GroupBy::SourceName => narrowed.source = Some(format!("\"{key}\"")),
+        GroupBy::Org => narrowed.org = Some(format!("\"{key}\"")),
         GroupBy::Country => narrowed.country = Some(key),
         GroupBy::Asn => narrowed.asn = Some(key),
         GroupBy::Domain => narrowed.domain = Some(key),
@@ -49,20 +51,57 @@ fn drill_down(filter: &Filter, group_by: GroupBy, row: &SummaryRow) -> Option<St
     Some(format!("/records?{}", narrowed.query_string()))
 }
 
+/// Where a row of an overview table leads: the summary of that group,
+/// broken down one step further (a reporter's or a country's senders, a
+/// sender's IPs), keeping every filter that produced the row.
+fn overview_link(filter: &Filter, group_by: GroupBy, row: &SummaryRow) -> Option<String> {
+    let key = row.key.clone()?;
+    let mut narrowed = filter.clone();
+    let next = match group_by {
+        GroupBy::Source => return Some(format!("/sources/{key}")),
+        GroupBy::SourceName => {
+            narrowed.source = Some(format!("\"{key}\""));
+            GroupBy::Source
+        }
+        GroupBy::Org => {
+            narrowed.org = Some(format!("\"{key}\""));
+            GroupBy::SourceName
+        }
+        GroupBy::Country => {
+            narrowed.country = Some(key);
+            GroupBy::SourceName
+        }
+        GroupBy::Domain => {
+            narrowed.domain = Some(key);
+            GroupBy::SourceName
+        }
+        _ => return drill_down(filter, group_by, row),
+    };
+    let query = narrowed.query_string();
+    let separator = if query.is_empty() { "" } else { "&" };
+    Some(format!(
+        "/aggregate?{query}{separator}group_by={}",
+        next.as_str()
+    ))
+}
+
+/// An overview table: the first `limit` groups of `filter`, in the
+/// compact form that fits a card.
 async fn summary_table(
     state: &AppState,
     filter: &Filter,
-    parsed: &ParsedFilter,
     group_by: GroupBy,
     sort: SummarySort,
     limit: i64,
 ) -> Result<SummaryTable, PageError> {
-    let rows = aggregate::top_groups(&state.store, parsed, group_by, sort, limit).await?;
+    let parsed = filter.parse()?;
+    let rows = aggregate::top_groups(&state.store, &parsed, group_by, sort, limit).await?;
     Ok(SummaryTable {
         heading: group_by.label(),
+        compact: true,
         rows: rows
             .iter()
-            .map(|row| SummaryLine::new(row, drill_down(filter, group_by, row)))
+            .map(|row| SummaryLine::new(row, overview_link(filter, group_by, row)))
             .collect(),
     })
 }
@@ -162,23 +201,17 @@ pub(super) async fn overview(
             )
         })
         .collect();
-    let failing = ParsedFilter {
-        result: Some(false),
-        ..parsed.clone()
+    // The failing sources' links keep "fail" (the table's own filter).
+    let failing = Filter {
+        result: Some("fail".into()),
+        ..filter.clone()
     };
     let failed_messages = async {
         let counts = state.store.status_counts().await?;
         Ok::<_, PageError>(counts.get(&MessageStatus::Failed).copied().unwrap_or(0))
     };
-    let top = |parsed, group_by, limit| {
-        summary_table(
-            &state,
-            &filter,
-            parsed,
-            group_by,
-            SummarySort::Messages,
-            limit,
-        )
+    let top = |filter, group_by, limit| {
+        summary_table(&state, filter, group_by, SummarySort::Messages, limit)
     };
     let tls = async {
         Ok::<_, PageError>(tls::tls_summary(&state.store, &parsed, TlsGroupBy::Domain).await?)
@@ -190,11 +223,11 @@ pub(super) async fn overview(
     // Independent queries, each on its own pooled connection.
     let (chart, domains_table, top_sources, failing_sources, top_orgs, top_countries) = tokio::try_join!(
         daily_chart(&state, &parsed),
-        top(&parsed, GroupBy::Domain, 50),
-        top(&parsed, GroupBy::SourceName, 10),
+        top(&filter, GroupBy::Domain, 50),
+        top(&filter, GroupBy::SourceName, 10),
         top(&failing, GroupBy::SourceName, 10),
-        top(&parsed, GroupBy::Org, 10),
-        top(&parsed, GroupBy::Country, 10),
+        top(&filter, GroupBy::Org, 10),
+        top(&filter, GroupBy::Country, 10),
     )?;
     let (tls, failures, failed_messages, form, totals_note) = tokio::try_join!(
         tls,
@@ -234,6 +267,7 @@ struct ExplorerPage {
     layout: Layout,
     form: FilterForm,
     query: String,
+    csv: String,
     totals_note: Option<String>,
     total: i64,
     summary: SummaryTable,
@@ -299,6 +333,7 @@ pub(super) async fn explorer(
     ];
     let summary = SummaryTable {
         heading: group_by.label(),
+        compact: false,
         rows: rows
             .iter()
             .map(|row| SummaryLine::new(row, drill_down(&filter, group_by, row)))
@@ -312,6 +347,7 @@ pub(super) async fn explorer(
     render(ExplorerPage {
         layout: Layout::new(&state, Some(user), "/aggregate"),
         form: filter_form(&state, filter, selects).await?,
+        csv: csv_link("/api/v1/aggregate/summary", &query),
         query,
         totals_note: totals_note(&state).await?,
         total,
@@ -327,6 +363,7 @@ struct RecordsPage {
     layout: Layout,
     form: FilterForm,
     query: String,
+    csv: String,
     total: i64,
     rows: Vec<RecordRow>,
     previous: Option<String>,
@@ -347,6 +384,7 @@ pub(super) async fn records(
     render(RecordsPage {
         layout: Layout::new(&state, Some(user), "/records"),
         form: filter_form(&state, filter, Vec::new()).await?,
+        csv: csv_link("/api/v1/aggregate/records", &query),
         query,
         total,
         rows,
@@ -437,6 +475,7 @@ fn sample_table(filter: &Filter, rows: &[RecordRow], group_by: GroupBy) -> Summa
     list.truncate(20);
     SummaryTable {
         heading: group_by.label(),
+        compact: false,
         rows: list
             .iter()
             .map(|row| SummaryLine::new(row, drill_down(filter, group_by, row)))

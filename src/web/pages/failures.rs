@@ -6,7 +6,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 
-use super::{filter_form, pager, query_of, render, FilterForm, Layout, PageError, PageUser};
+use super::{
+    csv_link, filter_form, pager, query_of, render, FilterForm, Layout, PageError, PageUser,
+};
 use crate::query::failures::{self, FailureRow};
 use crate::query::{Filter, PageParams};
 use crate::web::api::Params;
@@ -19,6 +21,7 @@ struct FailuresPage {
     form: FilterForm,
     total: i64,
     rows: Vec<FailureRow>,
+    csv: String,
     previous: Option<String>,
     next: Option<String>,
 }
@@ -32,18 +35,14 @@ pub(super) async fn failures(
     let parsed = filter.parse()?;
     let page = paging.page(50)?;
     let (rows, total) = failures::failures(&state.store, &parsed, page).await?;
-    let (previous, next) = pager(
-        "/failures",
-        &query_of(&filter),
-        page.offset,
-        page.limit,
-        total,
-    );
+    let query = query_of(&filter);
+    let (previous, next) = pager("/failures", &query, page.offset, page.limit, total);
     render(FailuresPage {
         layout: Layout::new(&state, Some(user), "/failures"),
         form: filter_form(&state, filter, Vec::new()).await?,
         total,
         rows,
+        csv: csv_link("/api/v1/failure/reports", &query),
         previous,
         next,
     })

@@ -8,7 +8,7 @@ use axum::Form;
 use serde::Deserialize;
 
 use super::notice::Notice;
-use super::{check_csrf, pager, render, require_admin, Layout, PageError, PageUser};
+use super::{check_csrf, csv_link, pager, render, require_admin, Layout, PageError, PageUser};
 use crate::query::inbox::{self, InboxRow, INBOX_STATUSES};
 use crate::query::PageParams;
 use crate::store::Requeue;
@@ -26,6 +26,7 @@ struct InboxPage {
     csrf: String,
     total: i64,
     rows: Vec<InboxRow>,
+    csv: String,
     previous: Option<String>,
     next: Option<String>,
 }
@@ -62,6 +63,7 @@ pub(super) async fn inbox(
         csrf: user.csrf_token,
         total,
         rows,
+        csv: csv_link("/api/v1/inbox/messages", &query),
         previous,
         next,
     })

@@ -11,6 +11,8 @@ mod notice;
 mod posture;
 mod tls;
 
+pub(super) use auth::session_token;
+
 use axum::extract::{FromRequestParts, OriginalUri};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
@@ -230,6 +232,9 @@ pub struct SummaryLine {
 
 pub struct SummaryTable {
     pub heading: &'static str,
+    /// The overview's cards: messages, failures, pass rate and the aligned
+    /// DKIM and SPF passes only, so every column shows at desktop width.
+    pub compact: bool,
     pub rows: Vec<SummaryLine>,
 }
 
@@ -270,6 +275,8 @@ pub struct Select {
 pub struct FilterForm {
     pub filter: Filter,
     pub domains: Vec<String>,
+    /// Reporters and source names seen, offered as suggestions.
+    pub names: crate::store::KnownNames,
     pub source_types: Vec<String>,
     pub pass_fail: Vec<(&'static str, &'static str)>,
     pub dispositions: Vec<&'static str>,
@@ -285,6 +292,7 @@ async fn filter_form(
     Ok(FilterForm {
         filter,
         domains: state.store.domains().await?,
+        names: state.known_names().await?,
         source_types: crate::enrich::SOURCE_TYPES
             .iter()
             .map(|s| s.to_string())
@@ -318,6 +326,16 @@ fn pager(
     let previous = (offset > 0).then(|| link((offset - limit).max(0)));
     let next = (offset + limit < total).then(|| link(offset + limit));
     (previous, next)
+}
+
+/// The API's CSV export of what a page shows, with the same parameters
+/// (the session authorizes it: `api::ApiToken`).
+fn csv_link(api_path: &str, query: &str) -> String {
+    if query.is_empty() {
+        format!("{api_path}?format=csv")
+    } else {
+        format!("{api_path}?{query}&format=csv")
+    }
 }
 
 fn query_of(filter: &Filter) -> String {
