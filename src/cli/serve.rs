@@ -85,7 +85,13 @@ pub(super) async fn serve(mut config: Config) -> anyhow::Result<ExitCode> {
     }
     if config.web.enabled {
         let mut state = AppState::new(store.clone(), config.web.clone(), config.decode.clone())
-            .with_dbip_attribution(dbip);
+            .with_dbip_attribution(dbip)
+            .with_intake_hints(crate::web::IntakeHints {
+                smtp: config
+                    .smtp
+                    .enabled
+                    .then(|| (config.smtp.listen.clone(), config.smtp.recipients.clone())),
+            });
         if let Some(posture) = posture {
             state = state.with_posture(posture, config.dns.lookups_per_minute);
         }

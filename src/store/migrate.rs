@@ -387,10 +387,18 @@ mod tests {
 
     /// The files in `migrations/<backend>/`, as (version, name) pairs.
     fn files(backend: &str) -> Vec<(i64, String)> {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(backend);
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(backend);
         let mut found: Vec<(i64, String)> = std::fs::read_dir(&dir)
             .expect("migrations directory")
-            .map(|entry| entry.expect("directory entry").file_name().into_string().expect("UTF-8 name"))
+            .map(|entry| {
+                entry
+                    .expect("directory entry")
+                    .file_name()
+                    .into_string()
+                    .expect("UTF-8 name")
+            })
             .filter_map(|file| {
                 let stem = file.strip_suffix(".sql")?;
                 let (version, name) = stem.split_once('_')?;
@@ -402,7 +410,9 @@ mod tests {
     }
 
     fn listed(list: &[Migration]) -> Vec<(i64, String)> {
-        list.iter().map(|m| (m.version, m.name.to_owned())).collect()
+        list.iter()
+            .map(|m| (m.version, m.name.to_owned()))
+            .collect()
     }
 
     /// A migration file that is not listed here never runs (0013/0011 once

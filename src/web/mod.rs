@@ -132,6 +132,16 @@ pub struct AppState {
     pub posture: Option<PostureService>,
     /// The names the filter form offers, read at most every half minute.
     known_names: Arc<tokio::sync::Mutex<Option<(std::time::Instant, KnownNames)>>>,
+    /// Where reports can be sent, for the empty pages' first steps.
+    pub intake: Arc<IntakeHints>,
+}
+
+/// How reports reach this dmarcd, as the empty dashboard tells a new user.
+#[derive(Clone, Debug, Default)]
+pub struct IntakeHints {
+    /// SMTP's listen address and the recipients it accepts (empty: any
+    /// address, which only a loopback listener allows), when SMTP is on.
+    pub smtp: Option<(String, Vec<String>)>,
 }
 
 impl AppState {
@@ -150,6 +160,7 @@ impl AppState {
             dbip_attribution: false,
             posture: None,
             known_names: Arc::default(),
+            intake: Arc::default(),
         }
     }
 
@@ -180,6 +191,11 @@ impl AppState {
         self
     }
 
+    pub fn with_intake_hints(mut self, hints: IntakeHints) -> Self {
+        self.intake = Arc::new(hints);
+        self
+    }
+
     pub fn with_dbip_attribution(mut self, shown: bool) -> Self {
         self.dbip_attribution = shown;
         self
@@ -202,7 +218,10 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::routes(&state.config))
         .merge(tlsrpt::routes(&state.config))
         .nest("/api/v1", api::routes())
-        .merge(pages::routes())
+        .merge(pages::routes().layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            pages::error_pages_keep_navigation,
+        )))
         .layer(axum::middleware::from_fn(ops::observe))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -14,6 +14,8 @@ use serde_json::json;
 
 use super::{AppState, WebConfig};
 use crate::metrics;
+use crate::query::tls::{self, TlsGroupBy};
+use crate::query::{aggregate, Filter, GroupBy, Page, QueryError, SummaryRow, SummarySort};
 
 pub(super) fn routes(config: &WebConfig) -> Router<AppState> {
     let routes = Router::new()
@@ -107,6 +109,10 @@ async fn metrics_text(State(state): State<AppState>, headers: HeaderMap) -> Resp
             series,
         ));
     }
+    match domain_gauges(&state).await {
+        Ok(per_domain) => gauges.extend(per_domain),
+        Err(error) => tracing::warn!(%error, "/metrics: per-domain gauges left out"),
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -115,6 +121,72 @@ async fn metrics_text(State(state): State<AppState>, headers: HeaderMap) -> Resp
         metrics::render(&gauges),
     )
         .into_response()
+}
+
+/// Days of report time the per-domain gauges cover: receivers report the
+/// previous day, a day or two late, so one day would often read zero.
+const DOMAIN_WINDOW_DAYS: i64 = 7;
+/// Domains the per-domain gauges list at most (the busiest first), so that
+/// a scrape stays small whatever the domain count.
+const MAX_GAUGE_DOMAINS: i64 = 500;
+
+/// Per-domain gauges over the last `DOMAIN_WINDOW_DAYS` days, read from
+/// the same totals as the dashboard (`domain` label, like Grafana's).
+async fn domain_gauges(state: &AppState) -> Result<Vec<metrics::Gauge<'static>>, QueryError> {
+    let since = chrono::Utc::now().date_naive() - chrono::Duration::days(DOMAIN_WINDOW_DAYS);
+    let filter = Filter {
+        since: Some(since.to_string()),
+        ..Filter::default()
+    }
+    .parse()?;
+    let page = Page::new(Some(MAX_GAUGE_DOMAINS), None, MAX_GAUGE_DOMAINS)?;
+    let (domains, _) = aggregate::summary(
+        &state.store,
+        &filter,
+        GroupBy::Domain,
+        SummarySort::Messages,
+        page,
+    )
+    .await?;
+    let tls = tls::tls_summary(&state.store, &filter, TlsGroupBy::Domain).await?;
+    let label = |key: &Option<String>| vec![("domain", key.clone().unwrap_or_default())];
+    let per_domain = |value: fn(&SummaryRow) -> f64| {
+        domains
+            .iter()
+            .map(|row| (label(&row.key), value(row)))
+            .collect::<Vec<_>>()
+    };
+    Ok(vec![
+        (
+            "dmarcd_domain_messages_7d",
+            "Messages reported for the domain, report dates in the last 7 days.",
+            per_domain(|row| row.messages as f64),
+        ),
+        (
+            "dmarcd_domain_dmarc_fail_messages_7d",
+            "Of those, messages that failed DMARC.",
+            per_domain(|row| row.dmarc_fail as f64),
+        ),
+        (
+            "dmarcd_domain_dmarc_pass_ratio_7d",
+            "DMARC pass ratio (0-1) of those messages.",
+            per_domain(|row| row.pass_rate),
+        ),
+        (
+            "dmarcd_domain_tls_failed_sessions_7d",
+            "TLS-RPT failed sessions for the policy domain, report dates in the last 7 days.",
+            tls.iter()
+                .map(|row| (label(&row.key), row.failed_sessions as f64))
+                .collect(),
+        ),
+        (
+            "dmarcd_domain_tls_successful_sessions_7d",
+            "TLS-RPT successful sessions for the policy domain, report dates in the last 7 days.",
+            tls.iter()
+                .map(|row| (label(&row.key), row.successful_sessions as f64))
+                .collect(),
+        ),
+    ])
 }
 
 /// Counts and times every request by route template (never by raw path:

@@ -534,7 +534,7 @@ async fn pages_say_as_of_when_the_totals_lag_the_records() {
         for path in ["/", "/aggregate"] {
             let page = browser.get(&server, path).await.text();
             assert!(
-                page.contains("1 report(s) with 7 record(s) stored since are still being counted"),
+                page.contains("1 report with 7 records stored since is still being counted"),
                 "{backend} {path}"
             );
         }

@@ -13,6 +13,8 @@ mod dashboard;
 mod email_shapes;
 mod enrich;
 mod filters;
+mod first_run;
+mod grafana;
 mod hostile_input;
 mod https;
 mod parse_memory;

@@ -231,7 +231,8 @@ fn tls_report() -> impl Strategy<Value = TlsReport> {
         ),
         option::of(ip().prop_map(|ip| ip.to_string())),
         option::of(text()),
-        option::of(text()),
+        // Addresses are kept in canonical form, so the generated ones are.
+        option::of(ip().prop_map(|ip| ip.to_string())),
         any::<u32>(),
         option::of(text()),
     )

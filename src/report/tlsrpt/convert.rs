@@ -253,6 +253,14 @@ pub(super) fn policy_result(
     })
 }
 
+/// An address in its canonical text (RFC 5952 for IPv6: `2001:db8::1`,
+/// not `2001:0db8:0000:…`), so one sender is one value in filters and
+/// tables; text that is no address is kept as written.
+fn canonical_ip(text: String) -> String {
+    text.parse::<std::net::IpAddr>()
+        .map_or(text, |ip| ip.to_string())
+}
+
 pub(super) fn failure_detail(
     ctx: &mut Ctx<'_>,
     pointer: &str,
@@ -262,12 +270,43 @@ pub(super) fn failure_detail(
     let detail = Object::required(&fields, pointer)?;
     Ok(FailureDetail {
         result_type: ResultType::parse(&detail.string(ctx, "result-type")?),
-        sending_mta_ip: detail.optional_string(ctx, "sending-mta-ip")?,
+        sending_mta_ip: detail
+            .optional_string(ctx, "sending-mta-ip")?
+            .map(canonical_ip),
         receiving_mx_hostname: detail.optional_string(ctx, "receiving-mx-hostname")?,
         receiving_mx_helo: detail.optional_string(ctx, "receiving-mx-helo")?,
-        receiving_ip: detail.optional_string(ctx, "receiving-ip")?,
+        receiving_ip: detail
+            .optional_string(ctx, "receiving-ip")?
+            .map(canonical_ip),
         failed_sessions: detail.count_or_zero(ctx, "failed-session-count")?,
         additional_information: detail.optional_string(ctx, "additional-information")?,
         failure_reason_code: detail.optional_string(ctx, "failure-reason-code")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    /// RFC 8460's own example writes `2001:db8:abcd:0012::1`; tables,
+    /// filters and the API show one sender as one value, `…:12::1`.
+    #[test]
+    fn addresses_are_kept_in_canonical_form() {
+        let json =
+            include_bytes!("../../../tests/fixtures/corpus/parsedmarc/smtp_tls/rfc8460.json");
+        let report = super::super::parse_bytes(json).expect("RFC 8460 example parses");
+        let senders: Vec<Option<&str>> = report
+            .policies
+            .iter()
+            .flat_map(|policy| &policy.failure_details)
+            .map(|detail| detail.sending_mta_ip.as_deref())
+            .collect();
+        assert!(
+            senders.contains(&Some("2001:db8:abcd:12::1")),
+            "{senders:?}"
+        );
+        assert!(senders.contains(&Some("198.51.100.62")), "{senders:?}");
+        assert!(
+            !senders.iter().flatten().any(|ip| ip.contains(":0012:")),
+            "{senders:?}"
+        );
+    }
 }

@@ -9,8 +9,8 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::{
-    csv_link, filter_form, pager, percent, query_of, render, FilterForm, Layout, PageError,
-    PageUser, Select, SummaryLine, SummaryTable,
+    csv_link, filter_form, pager, percent, plural, query_of, render, FilterForm, FirstSteps,
+    Layout, PageError, PageUser, Select, SummaryLine, SummaryTable,
 };
 use crate::inbox::MessageStatus;
 use crate::query::failures::{self, FailureRow};
@@ -154,8 +154,10 @@ async fn daily_chart(state: &AppState, parsed: &ParsedFilter) -> Result<String, 
 struct OverviewPage {
     layout: Layout,
     form: FilterForm,
-    periods: Vec<(String, String)>,
+    periods: Vec<PeriodLink>,
     failed_messages: i64,
+    failed_messages_text: String,
+    first_steps: Option<FirstSteps>,
     chart: String,
     domains_table: SummaryTable,
     top_sources: SummaryTable,
@@ -167,6 +169,13 @@ struct OverviewPage {
     totals_note: Option<String>,
 }
 
+/// One of the overview's period shortcuts; the one in force is marked.
+struct PeriodLink {
+    href: String,
+    label: String,
+    current: bool,
+}
+
 /// "As of" when the rollups (which the totals here read) have not yet
 /// counted every stored report (store::applier): the time the oldest
 /// waiting one was stored, and how much waits.
@@ -174,10 +183,11 @@ async fn totals_note(state: &AppState) -> Result<Option<String>, PageError> {
     let lag = state.store.rollup_lag().await?;
     Ok(lag.oldest.filter(|_| lag.reports > 0).map(|oldest| {
         format!(
-            "Totals as of {} UTC: {} report(s) with {} record(s) stored since are still being counted.",
+            "Totals as of {} UTC: {} with {} stored since {} still being counted.",
             oldest.format("%Y-%m-%d %H:%M:%S"),
-            lag.reports,
-            lag.records
+            plural(lag.reports, "report", "reports"),
+            plural(lag.records, "record", "records"),
+            if lag.reports == 1 { "is" } else { "are" }
         )
     }))
 }
@@ -189,27 +199,35 @@ pub(super) async fn overview(
 ) -> Result<Response, PageError> {
     let parsed = filter.parse()?;
     let today = chrono::Utc::now().date_naive();
-    let periods = [7, 30, 90]
+    let mut periods: Vec<PeriodLink> = [7, 30, 90]
         .iter()
         .map(|days| {
             let mut period = filter.clone();
             period.since = Some((today - chrono::Duration::days(*days)).to_string());
             period.until = None;
-            (
-                format!("/?{}", period.query_string()),
-                format!("last {days} days"),
-            )
+            PeriodLink {
+                current: filter.until.is_none() && filter.since == period.since,
+                href: format!("/?{}", period.query_string()),
+                label: format!("last {days} days"),
+            }
         })
         .collect();
+    let all_time = Filter {
+        since: None,
+        until: None,
+        ..filter.clone()
+    };
+    periods.push(PeriodLink {
+        current: filter.since.is_none() && filter.until.is_none(),
+        href: format!("/?{}", all_time.query_string()),
+        label: "all time".into(),
+    });
     // The failing sources' links keep "fail" (the table's own filter).
     let failing = Filter {
         result: Some("fail".into()),
         ..filter.clone()
     };
-    let failed_messages = async {
-        let counts = state.store.status_counts().await?;
-        Ok::<_, PageError>(counts.get(&MessageStatus::Failed).copied().unwrap_or(0))
-    };
+    let inbox_counts = async { Ok::<_, PageError>(state.store.status_counts().await?) };
     let top = |filter, group_by, limit| {
         summary_table(&state, filter, group_by, SummarySort::Messages, limit)
     };
@@ -229,14 +247,21 @@ pub(super) async fn overview(
         top(&filter, GroupBy::Org, 10),
         top(&filter, GroupBy::Country, 10),
     )?;
-    let (tls, failures, failed_messages, form, totals_note) = tokio::try_join!(
+    let (tls, failures, inbox_counts, form, totals_note) = tokio::try_join!(
         tls,
         failures,
-        failed_messages,
+        inbox_counts,
         filter_form(&state, filter.clone(), Vec::new()),
         totals_note(&state),
     )?;
+    let failed_messages = inbox_counts
+        .get(&MessageStatus::Failed)
+        .copied()
+        .unwrap_or(0);
+    // Nothing has ever arrived: say how to send the first report.
+    let first_steps = (inbox_counts.values().sum::<i64>() == 0).then(|| FirstSteps::new(&state));
     let page = OverviewPage {
+        first_steps,
         chart,
         domains_table,
         top_sources,
@@ -248,6 +273,7 @@ pub(super) async fn overview(
         layout: Layout::new(&state, Some(user), "/"),
         form,
         periods,
+        failed_messages_text: plural(failed_messages, "inbox message", "inbox messages"),
         failed_messages,
         totals_note,
     };

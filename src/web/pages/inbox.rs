@@ -27,6 +27,7 @@ struct InboxPage {
     total: i64,
     rows: Vec<InboxRow>,
     csv: String,
+    first_steps: Option<super::FirstSteps>,
     previous: Option<String>,
     next: Option<String>,
 }
@@ -55,6 +56,7 @@ pub(super) async fn inbox(
     };
     let (previous, next) = pager("/inbox", &query, page.offset, page.limit, total);
     render(InboxPage {
+        first_steps: (total == 0 && status.is_empty()).then(|| super::FirstSteps::new(&state)),
         layout: Layout::new(&state, Some(user.clone()), "/inbox"),
         notice: Notice::shown(params.notice.as_deref(), params.n.as_deref()).map(|(_, text)| text),
         statuses: &INBOX_STATUSES,

@@ -49,6 +49,54 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/lookup", get(posture::lookup))
 }
 
+/// The section of the navigation a page belongs to: the nav entry whose
+/// path is the longest prefix of the page's (a source or report page
+/// belongs to Records, where they are reached from).
+pub(super) fn section_of(path: &str) -> &'static str {
+    if path.starts_with("/sources/") || path.starts_with("/reports/") {
+        return "/records";
+    }
+    NAV.iter()
+        .map(|(href, _)| *href)
+        .filter(|href| *href != "/")
+        .filter(|href| path == *href || path.starts_with(&format!("{href}/")))
+        .max_by_key(|href| href.len())
+        .unwrap_or("/")
+}
+
+/// What an empty dashboard tells a new user: where to send reports.
+pub struct FirstSteps {
+    /// SMTP's address, when SMTP is on.
+    pub smtp_listen: Option<String>,
+    /// An address SMTP accepts (the first configured recipient).
+    pub recipient: String,
+    /// Every accepted recipient, or a note that any address is taken.
+    pub recipients: String,
+    pub tlsrpt_path: String,
+}
+
+impl FirstSteps {
+    fn new(state: &AppState) -> Self {
+        let (smtp_listen, recipients) = match &state.intake.smtp {
+            Some((listen, recipients)) => (Some(listen.clone()), recipients.clone()),
+            None => (None, Vec::new()),
+        };
+        FirstSteps {
+            smtp_listen,
+            recipient: recipients
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "dmarc@localhost".into()),
+            recipients: if recipients.is_empty() {
+                "any address (smtp.recipients is empty, allowed on loopback only)".into()
+            } else {
+                recipients.join(", ")
+            },
+            tlsrpt_path: state.config.tlsrpt_path.clone(),
+        }
+    }
+}
+
 /// What the base template needs.
 pub struct Layout {
     pub user: Option<SessionUser>,
@@ -151,16 +199,65 @@ impl From<crate::store::StoreError> for PageError {
 }
 
 impl IntoResponse for PageError {
+    /// A bare page; `error_pages_keep_navigation` renders it again inside
+    /// the layout, with the signed-in user's navigation, on its way out.
     fn into_response(self) -> Response {
         let body = format!(
             "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
              <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
              <title>Error · dmarcd</title></head><body style=\"font-family: system-ui, sans-serif; padding: 1rem\">\
-             <h1>{}</h1><p role=\"alert\">{}</p><p><a href=\"javascript:history.back()\">Back</a> · <a href=\"/\">Overview</a></p></body></html>",
+             <h1>{}</h1><p role=\"alert\">{}</p><p><a href=\"/\">Overview</a></p></body></html>",
             self.status,
             html_escape(&self.message)
         );
-        (self.status, Html(body)).into_response()
+        let mut response = (self.status, Html(body)).into_response();
+        response.extensions_mut().insert(ErrorMessage(self.message));
+        response
+    }
+}
+
+/// What a `PageError` said, kept on its response for the layer below.
+#[derive(Clone)]
+struct ErrorMessage(String);
+
+#[derive(askama::Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    layout: Layout,
+    status: StatusCode,
+    message: String,
+}
+
+/// Error pages keep the navigation and the sign-out button: the handler
+/// that failed may have failed before it knew its user, so the session
+/// is looked up here, from the request's cookie.
+pub(super) async fn error_pages_keep_navigation(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let token = auth::session_token(request.headers());
+    let section = section_of(request.uri().path());
+    let response = next.run(request).await;
+    let Some(ErrorMessage(message)) = response.extensions().get::<ErrorMessage>().cloned() else {
+        return response;
+    };
+    let user = match token {
+        Some(token) => state.accounts.session(&token).await.ok().flatten(),
+        None => None,
+    };
+    let status = response.status();
+    let page = ErrorPage {
+        layout: Layout::new(&state, user, section),
+        status,
+        message,
+    };
+    match render(page) {
+        Ok(mut rendered) => {
+            *rendered.status_mut() = status;
+            rendered
+        }
+        Err(_) => response,
     }
 }
 
@@ -236,6 +333,11 @@ pub struct SummaryTable {
     /// DKIM and SPF passes only, so every column shows at desktop width.
     pub compact: bool,
     pub rows: Vec<SummaryLine>,
+}
+
+/// "1 record", "2 records".
+pub fn plural(count: i64, one: &str, many: &str) -> String {
+    format!("{count} {}", if count == 1 { one } else { many })
 }
 
 pub fn percent(part: i64, whole: i64) -> String {

@@ -50,7 +50,8 @@ impl Notice {
             Notice::Requeued => format!("Message {n} is queued to be processed again."),
             Notice::NoSuchMessage => format!("There is no message {n}."),
             Notice::FailedRequeued => {
-                format!("{n} failed message(s) queued to be processed again.")
+                let messages = super::plural(n as i64, "failed message", "failed messages");
+                format!("{messages} queued to be processed again.")
             }
             Notice::DomainAdded => "The domain is added.".to_string(),
             Notice::DomainAlreadyMonitored => "That domain is already monitored.".to_string(),
