@@ -31,7 +31,15 @@ const LIST_KEYS: &[&str] = &[
 
 /// Sections of the config file (for mapping environment variables).
 const SECTIONS: &[&str] = &[
-    "database", "decode", "worker", "smtp", "enrich", "dns", "web", "log",
+    "database",
+    "decode",
+    "worker",
+    "smtp",
+    "enrich",
+    "dns",
+    "web",
+    "log",
+    "retention",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -47,6 +55,7 @@ pub struct Config {
     pub dns: DnsConfig,
     pub web: WebConfig,
     pub log: LogConfig,
+    pub retention: RetentionConfig,
 }
 
 impl Default for Config {
@@ -61,6 +70,7 @@ impl Default for Config {
             dns: DnsConfig::default(),
             web: WebConfig::default(),
             log: LogConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -71,6 +81,46 @@ pub struct DatabaseConfig {
     /// `postgres://user@host/db` for PostgreSQL; unset for the SQLite file
     /// `dmarcd.sqlite` in `data_dir`.
     pub url: Option<String>,
+}
+
+/// The `[retention]` section: how long stored data is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// `serve` prunes on its own every `interval_minutes`; `dmarcd prune`
+    /// works either way.
+    pub enabled: bool,
+    /// Days a processed message's raw bytes are kept after processing
+    /// (0: for ever). Failed and unprocessed messages are always kept.
+    pub raw_days: u32,
+    /// Days for the raw message of a failure report (ruf), which carries
+    /// other people's mail (0: as `raw_days`).
+    pub failure_raw_days: u32,
+    pub interval_minutes: u64,
+    /// Messages per delete transaction, so that ingestion never waits long.
+    pub batch: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            enabled: true,
+            raw_days: 90,
+            failure_raw_days: 30,
+            interval_minutes: 60,
+            batch: 500,
+        }
+    }
+}
+
+impl RetentionConfig {
+    pub fn raw(&self) -> crate::store::RawRetention {
+        crate::store::RawRetention {
+            raw_days: self.raw_days,
+            failure_raw_days: self.failure_raw_days,
+            batch: self.batch,
+        }
+    }
 }
 
 /// The `[log]` section.
@@ -156,6 +206,11 @@ impl Config {
     fn validate(&self) -> Result<(), String> {
         if self.worker.concurrency == 0 {
             return Err("worker.concurrency must be at least 1".to_string());
+        }
+        if self.retention.batch == 0 || self.retention.interval_minutes == 0 {
+            return Err(
+                "retention.batch and retention.interval_minutes must be at least 1".to_string(),
+            );
         }
         if self.worker.lease_seconds < 10 {
             return Err("worker.lease_seconds must be at least 10".to_string());

@@ -16,6 +16,7 @@ pub mod inbox;
 pub mod metrics;
 pub mod query;
 pub mod report;
+pub mod retention;
 pub mod smtp;
 pub mod store;
 #[doc(hidden)]

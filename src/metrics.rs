@@ -36,6 +36,16 @@ static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(|| {
 /// Help text per metric name, in output order.
 const HELP: &[(&str, &str, &str)] = &[
     (
+        "dmarcd_retention_pruned_messages_total",
+        "counter",
+        "Messages whose raw bytes retention deleted, by kind of data.",
+    ),
+    (
+        "dmarcd_retention_pruned_bytes_total",
+        "counter",
+        "Bytes (as received) of those messages.",
+    ),
+    (
         "dmarcd_messages_received_total",
         "counter",
         "Messages offered to the inbox, by intake path and outcome (new, duplicate, error).",

@@ -5,6 +5,7 @@ mod check;
 mod enrich;
 mod import;
 mod parse;
+mod prune;
 mod serve;
 
 use std::path::PathBuf;
@@ -75,6 +76,14 @@ pub enum Command {
     },
     /// Apply database migrations and exit.
     Migrate,
+    /// Delete what the `[retention]` settings no longer keep (the raw bytes
+    /// of processed messages past `retention.raw_days`), in small batches;
+    /// `serve` does this on its own every `retention.interval_minutes`.
+    Prune {
+        /// Only say what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Check the DNS records of domains (DMARC, SPF, DKIM, MX, MTA-STS,
     /// TLS-RPT, BIMI) and print what is wrong and the records that fix it.
     /// Exits non-zero if any finding is an error.
@@ -148,6 +157,7 @@ pub fn main() -> ExitCode {
             Command::User { action } => accounts::user(&config, action).await,
             Command::Token { action } => accounts::token(&config, action).await,
             Command::Migrate => migrate(&config).await,
+            Command::Prune { dry_run } => prune::prune(&config, dry_run).await,
             Command::Check {
                 domains,
                 selectors,

@@ -50,6 +50,13 @@ pub(super) async fn serve(mut config: Config) -> anyhow::Result<ExitCode> {
         let stopped = stopped.clone();
         tasks.push(tokio::spawn(async move { worker.run(stopped).await }));
     }
+    if config.retention.enabled {
+        let (store, retention, stopped) =
+            (store.clone(), config.retention.clone(), stopped.clone());
+        tasks.push(tokio::spawn(async move {
+            crate::retention::run(store, retention, stopped).await
+        }));
+    }
     if config.worker.enabled {
         let applier = crate::worker::RollupApplier::new(store.clone(), &config.worker);
         let stopped = stopped.clone();

@@ -33,6 +33,10 @@ pub struct InboxRow {
     pub attempts: i64,
     #[sqlx(try_from = "MaybeTimestamp")]
     pub processed_at: Option<String>,
+    /// When retention deleted the raw bytes (`retention.raw_days`); the
+    /// row and the reports stay.
+    #[sqlx(try_from = "MaybeTimestamp")]
+    pub raw_pruned_at: Option<String>,
     /// The reports this message produced, by kind (a message may hold
     /// several), and the first aggregate report's id (`/reports/{id}`).
     pub aggregate_reports: i64,
@@ -105,7 +109,7 @@ fn inbox_sql(store: &Store, status: Option<&str>) -> Result<Sql, QueryError> {
     sql.push(&format!(
         "SELECT m.id, m.received_at, m.intake, m.source_name, {peer} AS peer_ip, m.mail_from, \
          (SELECT {head} FROM inbox_raw r WHERE r.message_id = m.id AND r.seq = 0) AS subject, \
-         m.size, m.status, m.error, CAST(m.attempts AS BIGINT) AS attempts, m.processed_at, \
+         m.size, m.status, m.error, CAST(m.attempts AS BIGINT) AS attempts, m.processed_at, m.raw_pruned_at, \
          (SELECT COUNT(*) FROM aggregate_reports a WHERE a.message_id = m.id) AS aggregate_reports, \
          (SELECT MIN(a.id) FROM aggregate_reports a WHERE a.message_id = m.id) AS first_aggregate_report, \
          (SELECT COUNT(*) FROM tls_reports t WHERE t.message_id = m.id) AS tls_reports, \

@@ -235,12 +235,13 @@ struct MessageRow {
     error: Option<String>,
     attempts: i32,
     source_name: Option<String>,
+    raw_pruned_at: Option<DateTime<Utc>>,
 }
 
 pub(super) async fn message(db: &Db, id: i64) -> StoreResult<Option<MessageInfo>> {
     let row: Option<MessageRow> = db
         .fetch_optional(&db.statement(
-            "SELECT id, status, error, attempts, source_name FROM inbox_messages WHERE id = $1",
+            "SELECT id, status, error, attempts, source_name, raw_pruned_at FROM inbox_messages WHERE id = $1",
             vec![id.into()],
         ))
         .await?;
@@ -250,6 +251,7 @@ pub(super) async fn message(db: &Db, id: i64) -> StoreResult<Option<MessageInfo>
         error: row.error,
         attempts: row.attempts,
         source_name: row.source_name,
+        raw_pruned_at: row.raw_pruned_at,
     }))
 }
 

@@ -142,6 +142,14 @@ const POSTGRES: &[Migration] = &[
         derives: &[],
         retriggers: &[],
     },
+    Migration {
+        version: 14,
+        name: "raw_retention",
+        sql: include_str!("../../migrations/postgres/0014_raw_retention.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+    },
 ];
 
 const SQLITE: &[Migration] = &[
@@ -229,6 +237,14 @@ const SQLITE: &[Migration] = &[
         version: 11,
         name: "tls_reports_message",
         sql: include_str!("../../migrations/sqlite/0011_tls_reports_message.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+    },
+    Migration {
+        version: 12,
+        name: "raw_retention",
+        sql: include_str!("../../migrations/sqlite/0012_raw_retention.sql"),
         fills: &[],
         derives: &[],
         retriggers: &[],

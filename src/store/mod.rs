@@ -19,6 +19,7 @@ mod postgres;
 pub mod posture;
 mod reports;
 mod requeue;
+mod retention;
 pub mod rollup;
 mod rows;
 mod save;
@@ -39,6 +40,7 @@ use db::Backend as Dialect;
 pub use db::{Backend, Db, Sql};
 pub use migrate::Migration;
 pub use reports::KnownNames;
+pub use retention::{Pruned, RawRetention};
 pub use sources::{
     DnsRefresh, EnrichmentCounts, PtrResult, SourceInfo, SourceRecord, StoredDnsState,
 };
@@ -100,6 +102,8 @@ pub struct MessageInfo {
     pub error: Option<String>,
     pub attempts: i32,
     pub source_name: Option<String>,
+    /// When retention deleted its raw bytes.
+    pub raw_pruned_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Totals of the derived data.
@@ -481,6 +485,33 @@ impl Store {
     /// The raw bytes of an inbox message, reassembled from its chunks.
     pub async fn message_raw(&self, id: i64) -> StoreResult<Option<Vec<u8>>> {
         inbox::message_raw(&self.db, id).await
+    }
+
+    /// Deletes the raw bytes of processed messages past `policy` at `now`,
+    /// batch by batch (see `retention`); returns what went.
+    pub async fn prune_raw(
+        &self,
+        policy: &RawRetention,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<Pruned> {
+        let mut total = Pruned::default();
+        loop {
+            let batch = retention::prune_batch(&self.db, policy, now).await?;
+            total.messages += batch.messages;
+            total.bytes += batch.bytes;
+            if batch.messages < u64::from(policy.batch.max(1)) {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// What `prune_raw` would delete at `now`.
+    pub async fn prunable_raw(
+        &self,
+        policy: &RawRetention,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<Pruned> {
+        retention::count_prunable(&self.db, policy, now).await
     }
 
     /// Messages per status.

@@ -11,7 +11,9 @@ pub(super) async fn requeue(db: &Db, selection: &Requeue) -> StoreResult<u64> {
     // off its queue; the others are taken away from the rollups.
     applier::take_turn(&mut transaction).await?;
     let mut select = transaction.sql();
-    select.push("SELECT id FROM inbox_messages WHERE ");
+    // A message whose bytes retention deleted cannot be read again: its
+    // reports stay as they are.
+    select.push("SELECT id FROM inbox_messages WHERE raw_pruned_at IS NULL AND ");
     match selection {
         Requeue::Ids(ids) if ids.is_empty() => return Ok(0),
         Requeue::Ids(ids) => {

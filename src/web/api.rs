@@ -470,18 +470,19 @@ pub struct RawMessage(#[allow(dead_code)] Vec<u8>);
 #[utoipa::path(get, path = "/api/v1/inbox/messages/{id}/raw", tag = "inbox",
     params(("id" = i64, Path, description = "Inbox message id")),
     responses((status = 200, content_type = "application/octet-stream", body = RawMessage),
-        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 410, description = "Retention deleted the raw bytes (the message row and its reports stay)", body = ErrorBody),
+        (status = 401, body = ErrorBody)),
     security(("token" = [])))]
 async fn inbox_raw(
     _: ApiToken,
     State(state): State<AppState>,
     Id(id): Id,
 ) -> Result<Response, ApiError> {
-    let raw = state
-        .store
-        .message_raw(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no inbox message {id}")))?;
+    let raw = match state.store.message_raw(id).await? {
+        Some(raw) => raw,
+        None => return Err(missing_raw(&state, id).await?),
+    };
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_string()),
@@ -493,6 +494,24 @@ async fn inbox_raw(
         Body::from(raw),
     )
         .into_response())
+}
+
+/// Why a message has no raw bytes: there is no such message (404), or
+/// retention deleted them (410, saying when).
+pub(super) async fn missing_raw(state: &AppState, id: i64) -> Result<ApiError, ApiError> {
+    Ok(match state.store.message(id).await? {
+        Some(message) => match message.raw_pruned_at {
+            Some(at) => ApiError::new(
+                StatusCode::GONE,
+                format!(
+                    "the raw bytes of inbox message {id} were deleted on {} by retention (retention.raw_days); its reports stay",
+                    at.format("%Y-%m-%d %H:%M UTC")
+                ),
+            ),
+            None => ApiError::not_found(format!("inbox message {id} has no raw bytes")),
+        },
+        None => ApiError::not_found(format!("no inbox message {id}")),
+    })
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

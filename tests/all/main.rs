@@ -21,6 +21,7 @@ mod parse_memory;
 mod posture;
 mod posture_history;
 mod report_storage;
+mod retention;
 mod rollups;
 mod roundtrip;
 mod shapes;

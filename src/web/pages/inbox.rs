@@ -2,7 +2,7 @@
 
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Form;
 use serde::Deserialize;
@@ -76,10 +76,10 @@ pub(super) async fn inbox_raw(
     PageUser(_): PageUser,
     Path(id): Path<i64>,
 ) -> Result<Response, PageError> {
-    let raw =
-        state.store.message_raw(id).await?.ok_or_else(|| {
-            PageError::new(StatusCode::NOT_FOUND, format!("no inbox message {id}"))
-        })?;
+    let raw = match state.store.message_raw(id).await? {
+        Some(raw) => raw,
+        None => return Err(crate::web::api::missing_raw(&state, id).await?.into()),
+    };
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_string()),
