@@ -131,7 +131,10 @@ impl SourceMatch {
 
 /// Refuses a value holding a control character (a NUL, a newline…): no
 /// name, date or address has one, and PostgreSQL refuses a NUL in text.
-fn printable(parameter: &'static str, value: &Option<String>) -> Result<(), FilterError> {
+pub(crate) fn printable(
+    parameter: &'static str,
+    value: &Option<String>,
+) -> Result<(), FilterError> {
     match value {
         Some(text) if text.chars().any(char::is_control) => Err(invalid(
             parameter,
@@ -154,7 +157,7 @@ fn pass_fail(parameter: &'static str, value: &str) -> Result<bool, FilterError> 
 }
 
 /// A day (`2024-03-30`) or an instant (RFC 3339). Days are UTC.
-fn parse_time(
+pub(crate) fn parse_time(
     parameter: &'static str,
     value: &str,
     end_of_day: bool,

@@ -7,6 +7,7 @@ pub mod domains;
 pub mod failures;
 pub mod filter;
 pub mod inbox;
+pub mod json;
 pub mod plan;
 pub mod time;
 pub mod tls;

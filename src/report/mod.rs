@@ -2,6 +2,7 @@
 //! reports or typed errors out. No IO beyond the reader handed in, no clock.
 
 pub mod aggregate;
+pub mod encoded_words;
 pub mod failure;
 mod keyword;
 mod text;

@@ -19,7 +19,9 @@ use super::{ApiError, AppState};
 use crate::query::domains::{self, DomainRow};
 use crate::query::failures::{self, FailureRow};
 use crate::query::inbox::{self, InboxRow};
-use crate::query::tls::{self, TlsGroupBy, TlsReportRow, TlsSummaryRow};
+use crate::query::tls::{
+    self, TlsFilter, TlsGroupBy, TlsReportDetail, TlsReportRow, TlsSummaryRow,
+};
 use crate::query::{
     aggregate, Filter, GroupBy, Page, PageParams, RecordRow, ReportRow, SummaryRow, SummarySort,
 };
@@ -34,6 +36,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/aggregate/reports", get(reports))
         .route("/aggregate/reports/{id}", get(report))
         .route("/tls/reports", get(tls_reports))
+        .route("/tls/reports/{id}", get(tls_report))
         .route("/tls/summary", get(tls_summary))
         .route("/failure/reports", get(failures))
         .route("/failure/reports/{id}", get(failure))
@@ -191,6 +194,7 @@ list_type!(SummaryList, SummaryRow);
 list_type!(RecordList, RecordRow);
 list_type!(ReportList, ReportRow);
 list_type!(TlsReportList, TlsReportRow);
+list_type!(TlsSummaryList, TlsSummaryRow);
 list_type!(FailureList, FailureRow);
 list_type!(InboxList, InboxRow);
 
@@ -256,7 +260,11 @@ async fn summary(
     .into_response())
 }
 
-/// Aggregate records with their sources' country, AS, PTR and name.
+/// Aggregate records with their sources' country, AS, PTR and name. In
+/// JSON, `dkim_results` and `spf_results` are arrays of objects; in CSV
+/// they are compact text, one `domain:selector=result` (DKIM) or
+/// `domain:scope=result` (SPF) per check, `; ` between checks, `?` for a
+/// value the reporter left out (`example.com:s1=pass; example.net=fail`).
 #[utoipa::path(get, path = "/api/v1/aggregate/records", tag = "aggregate",
     params(Filter, RecordParams, PageParams, FormatParams),
     responses((status = 200, description = "One page as JSON, or every row as CSV with format=csv", content((RecordList = "application/json"), (String = "text/csv"))), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
@@ -329,14 +337,16 @@ async fn report(
         .ok_or_else(|| ApiError::not_found(format!("no aggregate report {id}")))
 }
 
+/// TLS reports with their session totals (sums over the policies the
+/// filter selects).
 #[utoipa::path(get, path = "/api/v1/tls/reports", tag = "tls",
-    params(Filter, PageParams, FormatParams),
+    params(TlsFilter, PageParams, FormatParams),
     responses((status = 200, description = "One page as JSON, or every row as CSV with format=csv", content((TlsReportList = "application/json"), (String = "text/csv"))), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("token" = [])))]
 async fn tls_reports(
     _: ApiToken,
     State(state): State<AppState>,
-    Params(filter): Params<Filter>,
+    Params(filter): Params<TlsFilter>,
     Params(paging): Params<PageParams>,
     Params(format): Params<FormatParams>,
 ) -> Result<Response, ApiError> {
@@ -356,23 +366,55 @@ async fn tls_reports(
     .into_response())
 }
 
+/// One TLS report whole: its policies, the sessions under each, and each
+/// policy's failure details (result type, hosts, `failure-reason-code`,
+/// additional information).
+#[utoipa::path(get, path = "/api/v1/tls/reports/{id}", tag = "tls",
+    params(("id" = i64, Path, description = "Stored TLS report id")),
+    responses((status = 200, body = TlsReportDetail), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("token" = [])))]
+async fn tls_report(
+    _: ApiToken,
+    State(state): State<AppState>,
+    Id(id): Id,
+) -> Result<Json<TlsReportDetail>, ApiError> {
+    tls::tls_report(&state.store, id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no TLS report {id}")))
+}
+
 /// Successful and failed TLS sessions per policy domain, day or org, or
 /// failed sessions per result type, sending MTA or receiving MX.
 #[utoipa::path(get, path = "/api/v1/tls/summary", tag = "tls",
-    params(Filter, TlsSummaryParams),
-    responses((status = 200, body = Vec<TlsSummaryRow>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    params(TlsFilter, TlsSummaryParams, PageParams, FormatParams),
+    responses(
+        (status = 200, description = "One page as JSON, or every row as CSV with format=csv", content((TlsSummaryList = "application/json"), (String = "text/csv"))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("token" = [])))]
 async fn tls_summary(
     _: ApiToken,
     State(state): State<AppState>,
-    Params(filter): Params<Filter>,
+    Params(filter): Params<TlsFilter>,
     Params(params): Params<TlsSummaryParams>,
-) -> Result<Json<Vec<TlsSummaryRow>>, ApiError> {
+    Params(paging): Params<PageParams>,
+    Params(format): Params<FormatParams>,
+) -> Result<Response, ApiError> {
     let filter = filter.parse()?;
     let group_by = TlsGroupBy::parse(nonempty(&params.group_by).unwrap_or("domain"))?;
-    Ok(Json(
-        tls::tls_summary(&state.store, &filter, group_by).await?,
-    ))
+    let page = page(&paging)?;
+    if format.csv()? {
+        let rows = tls::tls_summary_stream(&state.store, &filter, group_by).await?;
+        return Ok(csv_response("tls-summary.csv", rows));
+    }
+    let (items, total) = tls::tls_summary_page(&state.store, &filter, group_by, page).await?;
+    Ok(Json(TlsSummaryList {
+        total,
+        limit: page.limit,
+        offset: page.offset,
+        items,
+    })
+    .into_response())
 }
 
 #[utoipa::path(get, path = "/api/v1/failure/reports", tag = "failure",
@@ -555,7 +597,7 @@ impl utoipa::Modify for SecurityAddon {
     info(title = "dmarcd API", description = "DMARC aggregate, failure and TLS-RPT reports. \
         Every list takes the same filter parameters as the dashboard; add format=csv to stream \
         every matching row as CSV. Create a token with `dmarcd token create --name NAME`."),
-    paths(domains, summary, records, reports, report, tls_reports, tls_summary, failures, failure,
+    paths(domains, summary, records, reports, report, tls_reports, tls_report, tls_summary, failures, failure,
           inbox, inbox_message, inbox_raw, reprocess,
           super::posture::checks, super::posture::check_now, super::posture::lookup),
     // Named by the `group_by` and `sort` parameters: the document must define them.

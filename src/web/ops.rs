@@ -148,7 +148,8 @@ async fn domain_gauges(state: &AppState) -> Result<Vec<metrics::Gauge<'static>>,
         page,
     )
     .await?;
-    let tls = tls::tls_summary(&state.store, &filter, TlsGroupBy::Domain).await?;
+    let tls_filter = tls::ParsedTlsFilter::from_dmarc(&filter);
+    let tls = tls::tls_summary(&state.store, &tls_filter, TlsGroupBy::Domain).await?;
     let label = |key: &Option<String>| vec![("domain", key.clone().unwrap_or_default())];
     let per_domain = |value: fn(&SummaryRow) -> f64| {
         domains

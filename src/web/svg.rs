@@ -1,8 +1,12 @@
-//! Charts drawn on the server as SVG: stacked bars per day. No script, no
-//! library, readable without colour (each series is also in the legend
-//! with its total, and each bar has a title with its numbers).
+//! Charts drawn on the server: SVG bars over time and HTML bars by name.
+//! No script, no library, readable without colour (each series is also in
+//! the legend with its total, and each bar has a title with its numbers,
+//! which browsers show as a tooltip).
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
+
+use chrono::{Datelike, Duration, Months, NaiveDate};
 
 /// One series of a stacked bar chart.
 pub struct Series<'a> {
@@ -18,93 +22,238 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// Stacked bars, one per label (day), series bottom to top.
-pub fn stacked_bars(labels: &[String], series: &[Series<'_>]) -> String {
-    const WIDTH: f64 = 900.0;
-    const HEIGHT: f64 = 220.0;
-    const LEFT: f64 = 50.0;
-    const BOTTOM: f64 = 30.0;
-    const TOP: f64 = 24.0;
-    if labels.is_empty() {
-        return "<p class=\"muted\">No data for this period.</p>".to_string();
+/// How much time one bar stands for: a day while the bars stay wide
+/// enough to see and point at, then a week, then a month (a report dated
+/// 1979 beside this year's would otherwise make every bar a hairline).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    Day,
+    Week,
+    Month,
+}
+
+/// Days a chart shows one bar per day for, at most; weeks up to two years.
+const MAX_DAILY_SPAN: i64 = 120;
+const MAX_WEEKLY_SPAN: i64 = 2 * 366;
+
+impl Bucket {
+    fn for_span(first: NaiveDate, last: NaiveDate) -> Self {
+        let days = (last - first).num_days() + 1;
+        if days <= MAX_DAILY_SPAN {
+            Bucket::Day
+        } else if days <= MAX_WEEKLY_SPAN {
+            Bucket::Week
+        } else {
+            Bucket::Month
+        }
     }
-    let totals: Vec<i64> = (0..labels.len())
-        .map(|i| {
-            series
-                .iter()
-                .map(|s| s.values.get(i).copied().unwrap_or(0))
-                .sum()
-        })
-        .collect();
-    let max = totals.iter().copied().max().unwrap_or(0).max(1) as f64;
+
+    /// The first day of the bucket holding `day` (weeks begin on Monday).
+    fn start(self, day: NaiveDate) -> NaiveDate {
+        match self {
+            Bucket::Day => day,
+            Bucket::Week => day - Duration::days(i64::from(day.weekday().num_days_from_monday())),
+            Bucket::Month => day.with_day(1).unwrap_or(day),
+        }
+    }
+
+    fn next(self, start: NaiveDate) -> NaiveDate {
+        match self {
+            Bucket::Day => start + Duration::days(1),
+            Bucket::Week => start + Duration::days(7),
+            Bucket::Month => start + Months::new(1),
+        }
+    }
+
+    /// What one bar is, for the chart's caption.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Bucket::Day => "day",
+            Bucket::Week => "week",
+            Bucket::Month => "month",
+        }
+    }
+
+    /// A bucket as its tooltip names it.
+    fn title(self, start: NaiveDate) -> String {
+        match self {
+            Bucket::Day => start.format("%Y-%m-%d").to_string(),
+            Bucket::Week => format!("week of {}", start.format("%Y-%m-%d")),
+            Bucket::Month => start.format("%Y-%m").to_string(),
+        }
+    }
+
+    /// A bucket as the axis names it: with its year when the chart spans
+    /// more than one (or is by month), else without (the caption says it).
+    fn axis_label(self, start: NaiveDate, years: bool) -> String {
+        match (self, years) {
+            (Bucket::Month, _) => start.format("%b %Y").to_string(),
+            (_, true) => start.format("%Y-%m-%d").to_string(),
+            (_, false) => start.format("%b %-d").to_string(),
+        }
+    }
+}
+
+/// Stacked bars over a continuous time axis: one slot per day (or week,
+/// or month) from the first day with data to the last, empty ones
+/// included, series bottom to top. `days[i]` is the day of the values at
+/// `i` in each series. Bar heights follow the square root of the total,
+/// so that a day of ten messages stays visible beside one of ten thousand;
+/// the caption says so. Returns HTML: a legend, the SVG and a caption.
+pub fn daily_bars(label: &str, days: &[NaiveDate], series: &[Series<'_>]) -> String {
+    let (Some(&first), Some(&last)) = (days.iter().min(), days.iter().max()) else {
+        return "<p class=\"muted\">No data for this period.</p>".to_string();
+    };
+    let bucket = Bucket::for_span(first, last);
+    // Sums per bucket and series.
+    let mut sums: BTreeMap<NaiveDate, Vec<i64>> = BTreeMap::new();
+    let mut slot = bucket.start(first);
+    while slot <= last {
+        sums.insert(slot, vec![0; series.len()]);
+        slot = bucket.next(slot);
+    }
+    for (i, day) in days.iter().enumerate() {
+        if let Some(values) = sums.get_mut(&bucket.start(*day)) {
+            for (s, one) in series.iter().enumerate() {
+                values[s] += one.values.get(i).copied().unwrap_or(0).max(0);
+            }
+        }
+    }
+    let years = first.year() != last.year();
+    let mut html = String::from("<figure class=\"chart\"><ul class=\"legend\">");
+    for s in series {
+        let total: i64 = s.values.iter().sum();
+        let _ = write!(
+            html,
+            "<li><span class=\"swatch\" style=\"background:{}\"></span>{} ({total})</li>",
+            s.colour,
+            escape(s.name)
+        );
+    }
+    html.push_str("</ul>");
+    html.push_str(&bars_svg(label, bucket, years, &sums, series));
+    let period = if first == last {
+        first.format("%b %-d, %Y").to_string()
+    } else if years || bucket == Bucket::Month {
+        format!("{} – {}", first.format("%Y-%m-%d"), last.format("%Y-%m-%d"))
+    } else {
+        format!("{} – {}", first.format("%b %-d"), last.format("%b %-d, %Y"))
+    };
+    let _ = write!(
+        html,
+        "<figcaption class=\"muted\">{period}, one bar per {}, empty ones included. Bar heights \
+         are on a square-root scale so that small {}s stay visible; point at a bar for its numbers.\
+         </figcaption></figure>",
+        bucket.noun(),
+        bucket.noun()
+    );
+    html
+}
+
+fn bars_svg(
+    label: &str,
+    bucket: Bucket,
+    years: bool,
+    sums: &BTreeMap<NaiveDate, Vec<i64>>,
+    series: &[Series<'_>],
+) -> String {
+    const WIDTH: f64 = 900.0;
+    const HEIGHT: f64 = 240.0;
+    const LEFT: f64 = 8.0;
+    const RIGHT: f64 = 8.0;
+    // Room for the axis labels, which phones draw larger (base.html).
+    const BOTTOM: f64 = 40.0;
+    // Room above the tallest bar for its gridline's value.
+    const TOP: f64 = 32.0;
     let plot_height = HEIGHT - BOTTOM - TOP;
-    let slot = (WIDTH - LEFT) / labels.len() as f64;
+    let baseline = HEIGHT - BOTTOM;
+    let max = sums
+        .values()
+        .map(|values| values.iter().sum::<i64>())
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    let height_of = |value: f64| (value / max).sqrt() * plot_height;
+    let slot = (WIDTH - LEFT - RIGHT) / sums.len() as f64;
     let bar = (slot * 0.8).max(1.0);
     let mut svg = String::new();
     let _ = write!(
         svg,
-        "<svg viewBox=\"0 0 {WIDTH} {HEIGHT}\" width=\"100%\" role=\"img\" aria-label=\"Messages per day\" xmlns=\"http://www.w3.org/2000/svg\">"
+        "<svg class=\"chart\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" width=\"100%\" role=\"img\" \
+         aria-label=\"{}\" xmlns=\"http://www.w3.org/2000/svg\">",
+        escape(label)
     );
-    // Legend, with totals.
-    let mut x = LEFT;
-    for s in series {
-        let total: i64 = s.values.iter().sum();
+    // Gridlines at the maximum and at a quarter of it (half the height on
+    // this scale), their values written above them.
+    let quarter = (max / 4.0).round();
+    let ticks = if quarter >= 1.0 && quarter < max {
+        vec![max, quarter]
+    } else {
+        vec![max]
+    };
+    for value in ticks {
+        let y = baseline - height_of(value);
         let _ = write!(
             svg,
-            "<rect x=\"{x}\" y=\"4\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{}\" y=\"13\">{} ({total})</text>",
-            s.colour,
-            x + 14.0,
-            escape(s.name)
+            "<line x1=\"{LEFT}\" y1=\"{y:.1}\" x2=\"{}\" y2=\"{y:.1}\" stroke=\"#e0e0e0\"/>\
+             <text class=\"value\" x=\"{LEFT}\" y=\"{:.1}\">{}</text>",
+            WIDTH - RIGHT,
+            y - 3.0,
+            value as i64
         );
-        x += 150.0;
     }
-    // Axis: zero and the maximum.
     let _ = write!(
         svg,
-        "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text><text x=\"{}\" y=\"{}\" text-anchor=\"end\">0</text>",
-        LEFT - 6.0,
-        TOP + 8.0,
-        max as i64,
-        LEFT - 6.0,
-        HEIGHT - BOTTOM
+        "<line x1=\"{LEFT}\" y1=\"{baseline}\" x2=\"{}\" y2=\"{baseline}\" stroke=\"#999\"/>",
+        WIDTH - RIGHT
     );
-    let _ = write!(
-        svg,
-        "<line x1=\"{LEFT}\" y1=\"{}\" x2=\"{WIDTH}\" y2=\"{}\" stroke=\"#999\"/>",
-        HEIGHT - BOTTOM,
-        HEIGHT - BOTTOM
-    );
-    let label_every = (labels.len() / 10).max(1);
-    for (i, label) in labels.iter().enumerate() {
-        let x = LEFT + i as f64 * slot + (slot - bar) / 2.0;
-        let mut y = HEIGHT - BOTTOM;
-        let mut title = escape(label);
-        for s in series {
-            let value = s.values.get(i).copied().unwrap_or(0);
-            let _ = write!(title, ", {}: {value}", escape(s.name));
+    // About eight labels at desktop width; phones show every other one.
+    let label_every = sums.len().div_ceil(8).max(1);
+    for (i, (start, values)) in sums.iter().enumerate() {
+        let x = LEFT + i as f64 * slot;
+        let total: i64 = values.iter().sum();
+        let mut title = bucket.title(*start);
+        if total == 0 {
+            title.push_str(": no reports");
+        } else {
+            for (s, value) in series.iter().zip(values) {
+                let _ = write!(title, ", {}: {value}", escape(&s.name.replace(',', "")));
+            }
         }
-        let _ = write!(svg, "<g><title>{title}</title>");
-        for s in series {
-            let value = s.values.get(i).copied().unwrap_or(0);
-            if value == 0 {
+        // The whole column answers the pointer, not only the bar.
+        let _ = write!(
+            svg,
+            "<g><title>{title}</title><rect x=\"{x:.1}\" y=\"{TOP}\" width=\"{slot:.1}\" \
+             height=\"{plot_height}\" fill=\"transparent\"/>"
+        );
+        let column = height_of(total as f64);
+        let mut y = baseline;
+        for (s, value) in series.iter().zip(values) {
+            if *value == 0 {
                 continue;
             }
-            let h = value as f64 / max * plot_height;
+            let h = column * *value as f64 / total as f64;
             y -= h;
             let _ = write!(
                 svg,
-                "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{bar:.1}\" height=\"{h:.1}\" fill=\"{}\"/>",
+                "<rect x=\"{:.1}\" y=\"{y:.1}\" width=\"{bar:.1}\" height=\"{h:.1}\" fill=\"{}\"/>",
+                x + (slot - bar) / 2.0,
                 s.colour
             );
         }
         svg.push_str("</g>");
         if i % label_every == 0 {
+            let minor = if (i / label_every) % 2 == 1 {
+                " class=\"minor\""
+            } else {
+                ""
+            };
             let _ = write!(
                 svg,
-                "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
-                x + bar / 2.0,
-                HEIGHT - 10.0,
-                escape(label.get(5..).unwrap_or(label))
+                "<text{minor} x=\"{:.1}\" y=\"{}\" text-anchor=\"start\">{}</text>",
+                x,
+                HEIGHT - 8.0,
+                escape(&bucket.axis_label(*start, years))
             );
         }
     }
@@ -112,34 +261,158 @@ pub fn stacked_bars(labels: &[String], series: &[Series<'_>]) -> String {
     svg
 }
 
+/// One bar of a bar chart by name.
+pub struct Bar {
+    pub label: String,
+    pub value: i64,
+    pub colour: &'static str,
+    /// Where the bar's name leads.
+    pub href: Option<String>,
+}
+
+/// Horizontal bars, one per name, longest first as given, in HTML (the
+/// names stay readable at any width and wrap when long). Lengths are
+/// linear; a bar of 1 keeps a sliver so that it does not vanish.
+pub fn named_bars(label: &str, bars: &[Bar]) -> String {
+    if bars.is_empty() {
+        return "<p class=\"muted\">No sessions for this filter.</p>".to_string();
+    }
+    let max = bars.iter().map(|b| b.value).max().unwrap_or(0).max(1) as f64;
+    let mut html = format!(
+        "<table class=\"bars\" aria-label=\"{}\"><tbody>",
+        escape(label)
+    );
+    for bar in bars {
+        let name = match &bar.href {
+            Some(href) => format!("<a href=\"{}\">{}</a>", escape(href), escape(&bar.label)),
+            None => escape(&bar.label),
+        };
+        let width = bar.value.max(0) as f64 * 100.0 / max;
+        let _ = write!(
+            html,
+            "<tr><th scope=\"row\" class=\"key\">{name}</th><td class=\"bar\" title=\"{}: {}\">\
+             <span style=\"width:max({width:.1}%, 2px);background:{}\"></span></td>\
+             <td class=\"num\">{}</td></tr>",
+            escape(&bar.label),
+            bar.value,
+            bar.colour,
+            bar.value
+        );
+    }
+    html.push_str("</tbody></table>");
+    html
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn day(text: &str) -> NaiveDate {
+        text.parse().unwrap()
+    }
+
+    fn two_series(pass: Vec<i64>, fail: Vec<i64>) -> [Series<'static>; 2] {
+        [
+            Series {
+                name: "pass",
+                colour: "#2e7d32",
+                values: pass,
+            },
+            Series {
+                name: "fail <x>",
+                colour: "#c62828",
+                values: fail,
+            },
+        ]
+    }
+
     #[test]
-    fn bars_scale_to_the_largest_day_and_escape_labels() {
-        let svg = stacked_bars(
-            &["2024-03-30".into(), "2024-03-31".into()],
+    fn every_day_of_the_range_has_a_slot_and_a_title() {
+        let html = daily_bars(
+            "Messages per day",
+            &[day("2024-03-30"), day("2024-04-02")],
+            &two_series(vec![10, 5], vec![10, 0]),
+        );
+        assert!(html.contains("pass (15)") && html.contains("fail &lt;x&gt; (10)"));
+        assert!(html.contains("<title>2024-03-30, pass: 10, fail &lt;x&gt;: 10</title>"));
+        assert!(html.contains("<title>2024-03-31: no reports</title>"));
+        assert!(html.contains("<title>2024-04-01: no reports</title>"));
+        assert!(html.contains("<title>2024-04-02, pass: 5, fail &lt;x&gt;: 0</title>"));
+        assert_eq!(html.matches("<title>").count(), 4);
+        assert!(!html.contains("<x>"));
+        // Within one year the axis leaves the year out and the caption says it.
+        assert!(html.contains(">Mar 30</text>"), "{html}");
+        assert!(html.contains("Mar 30 – Apr 2, 2024"), "{html}");
+        assert!(html.contains("square-root scale"));
+        assert_eq!(
+            daily_bars("x", &[], &[]),
+            "<p class=\"muted\">No data for this period.</p>"
+        );
+    }
+
+    #[test]
+    fn small_days_stay_visible_on_the_square_root_scale() {
+        let html = daily_bars(
+            "x",
+            &[day("2024-03-30"), day("2024-03-31")],
+            &two_series(vec![10_000, 1], vec![0, 0]),
+        );
+        // 1 of 10 000 is a hundredth of the height (1.7 of 168), not a
+        // ten-thousandth (0.02).
+        let heights: Vec<f64> = html
+            .split("height=\"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next()?.parse().ok())
+            .collect();
+        assert!(heights.contains(&168.0), "{heights:?}");
+        assert!(heights.contains(&1.7), "{heights:?}");
+    }
+
+    #[test]
+    fn a_range_across_years_names_them_and_long_ranges_use_months() {
+        let html = daily_bars(
+            "x",
+            &[day("2024-12-30"), day("2025-01-02")],
+            &two_series(vec![1, 1], vec![0, 0]),
+        );
+        assert!(html.contains(">2024-12-30</text>"), "{html}");
+        assert!(html.contains("2024-12-30 – 2025-01-02"), "{html}");
+        // A 1979 report beside 2025's: one bar per month, 46 years of them.
+        let html = daily_bars(
+            "x",
+            &[day("1979-06-15"), day("2025-03-01")],
+            &two_series(vec![1, 1], vec![0, 0]),
+        );
+        assert!(html.contains("one bar per month"), "{html}");
+        assert!(html.contains("<title>1979-06, pass: 1"), "{html}");
+        assert!(html.contains("<title>1979-07: no reports</title>"));
+        assert_eq!(html.matches("<title>").count(), 12 * 46 - 5 + 3);
+        assert!(html.contains(">Jun 1979</text>"));
+        // Weeks begin on Monday.
+        assert_eq!(Bucket::Week.start(day("2024-03-31")), day("2024-03-25"));
+    }
+
+    #[test]
+    fn named_bars_link_and_keep_small_ones_visible() {
+        let html = named_bars(
+            "Sessions per result type",
             &[
-                Series {
-                    name: "pass",
-                    colour: "#2e7d32",
-                    values: vec![10, 5],
-                },
-                Series {
-                    name: "fail <x>",
+                Bar {
+                    label: "certificate-expired".into(),
+                    value: 100,
                     colour: "#c62828",
-                    values: vec![10, 0],
+                    href: Some("/tls?result_type=certificate-expired".into()),
+                },
+                Bar {
+                    label: "<b>".into(),
+                    value: 1,
+                    colour: "#c62828",
+                    href: None,
                 },
             ],
         );
-        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
-        assert!(svg.contains("pass (15)") && svg.contains("fail &lt;x&gt; (10)"));
-        assert!(svg.contains("<title>2024-03-30, pass: 10, fail &lt;x&gt;: 10</title>"));
-        assert!(!svg.contains("<x>"));
-        assert_eq!(
-            stacked_bars(&[], &[]),
-            "<p class=\"muted\">No data for this period.</p>"
-        );
+        assert!(html.contains("<a href=\"/tls?result_type=certificate-expired\">"));
+        assert!(html.contains("width:max(100.0%, 2px)") && html.contains("width:max(1.0%, 2px)"));
+        assert!(html.contains("&lt;b&gt;") && !html.contains("<b>"));
     }
 }

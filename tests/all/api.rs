@@ -376,7 +376,7 @@ async fn parameters_are_checked_before_they_reach_the_database() {
                 "header_from:",
             ),
             ("/api/v1/aggregate/reports?domain=%01example.com", "domain:"),
-            ("/api/v1/tls/reports?source=%00", "source:"),
+            ("/api/v1/tls/reports?sending_mta=%00", "sending_mta:"),
             ("/api/v1/aggregate/records?limit=", "limit:"),
             ("/api/v1/aggregate/records?offset=", "offset:"),
         ] {

@@ -243,6 +243,19 @@ async fn sign_in_filter_and_drill_down_in_chromium() {
         .await
         .unwrap();
     let base = server.url("");
+    // The pages of single reports: the first of each kind.
+    let token = server.state.accounts.create_token("ids").await.unwrap();
+    let first_id = |path: &'static str| {
+        let (server, token) = (&server, token.clone());
+        async move {
+            server.get(path, Some(&token)).await.json()["items"][0]["id"]
+                .as_i64()
+                .unwrap_or_else(|| panic!("no {path}"))
+        }
+    };
+    let report = first_id("/api/v1/aggregate/reports").await;
+    let failure = first_id("/api/v1/failure/reports").await;
+    let tls_report = first_id("/api/v1/tls/reports").await;
 
     tokio::task::spawn_blocking(move || {
         // Any page sends a stranger to the sign-in form.
@@ -292,13 +305,20 @@ async fn sign_in_filter_and_drill_down_in_chromium() {
         // At desktop and phone width nothing spills out of a page sideways,
         // and at desktop width every column of an overview card shows
         // (no card scrolls inside). A screenshot of each page at each width.
+        let report = format!("/reports/{report}");
+        let failure = format!("/failures/{failure}");
+        let tls_report = format!("/tls/reports/{tls_report}");
         let pages = [
             ("overview", "/"),
             ("explorer", "/aggregate?group_by=source"),
             ("records", "/records"),
             ("source", "/sources/11.0.0.7"),
+            ("source-failures", "/sources/10.10.10.10"),
+            ("report", report.as_str()),
             ("tls", "/tls"),
+            ("tls-report", tls_report.as_str()),
             ("failures", "/failures"),
+            ("failure", failure.as_str()),
             ("inbox", "/inbox"),
             ("domains", "/domains"),
             ("lookup", "/lookup"),
@@ -307,6 +327,11 @@ async fn sign_in_filter_and_drill_down_in_chromium() {
             driver.resize(width, height);
             for (name, page) in pages {
                 driver.go(&format!("{base}{page}"));
+                assert!(
+                    !driver.page_text().contains("Error"),
+                    "{page}: {}",
+                    driver.page_text()
+                );
                 let overflow = driver.script(
                     "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
                 );
@@ -317,6 +342,36 @@ async fn sign_in_filter_and_drill_down_in_chromium() {
                 driver.screenshot(&format!("page-{name}-{width}.png"));
             }
         }
+        // A chart's axis labels are readable on a phone: drawn at least
+        // 9 px tall, and none overlaps the next.
+        for (width, height) in [(1400, 900), (390, 844)] {
+            driver.resize(width, height);
+            for page in ["/", "/tls"] {
+                driver.go(&format!("{base}{page}"));
+                driver.script("document.querySelector('figure.chart').scrollIntoView();");
+                let labels = driver.script(
+                    "return Array.from(document.querySelectorAll('svg.chart text:not(.value)'))\
+                     .map(t => t.getBoundingClientRect()).filter(r => r.width > 0)\
+                     .map(r => [r.left, r.right, r.height]);",
+                );
+                let labels = labels.as_array().unwrap();
+                assert!(!labels.is_empty(), "{page} at {width}px: no axis labels");
+                let mut right_of_previous = f64::MIN;
+                for label in labels {
+                    let (left, right, tall) = (
+                        label[0].as_f64().unwrap(),
+                        label[1].as_f64().unwrap(),
+                        label[2].as_f64().unwrap(),
+                    );
+                    assert!(tall >= 9.0, "{page} at {width}px: labels {tall}px tall");
+                    assert!(left >= right_of_previous, "{page} at {width}px: {labels:?}");
+                    right_of_previous = right;
+                }
+                let name = if page == "/" { "overview" } else { "tls" };
+                driver.screenshot(&format!("chart-{name}-{width}.png"));
+            }
+        }
+
         driver.resize(1400, 900);
         driver.go(&format!("{base}/"));
         let clipped = driver.script(

@@ -20,6 +20,7 @@ mod https;
 mod parse_memory;
 mod posture;
 mod posture_history;
+mod report_pages;
 mod report_storage;
 mod retention;
 mod rollups;

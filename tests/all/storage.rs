@@ -556,13 +556,14 @@ async fn records_read_back_as_parsed_on_the_small_and_the_bulk_path() {
                     "{context}"
                 );
                 let json = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap();
+                // The API's arrays hold what the report said, field for field.
                 assert_eq!(
-                    json(&row.dkim_results),
+                    serde_json::to_value(&row.dkim_results).unwrap(),
                     serde_json::to_value(&record.auth_results.dkim).unwrap(),
                     "{context}"
                 );
                 assert_eq!(
-                    json(&row.spf_results),
+                    serde_json::to_value(&row.spf_results).unwrap(),
                     serde_json::to_value(&record.auth_results.spf).unwrap(),
                     "{context}"
                 );

@@ -8,8 +8,12 @@ mod summary;
 
 use serde::{Deserialize, Serialize};
 
-pub use records::{records, records_stream, records_total, RecordRow};
-pub use reports::{report, report_location, reports, reports_stream, ReportRow};
+pub use records::{
+    records, records_stream, records_total, DkimCheck, RecordCsvRow, RecordRow, SpfCheck,
+};
+pub use reports::{
+    implausible_dates, report, report_location, reports, reports_stream, ReportCsvRow, ReportRow,
+};
 pub use summary::{summary, summary_from, summary_stream, top_groups, SummaryRow, SummarySort};
 
 use super::filter::{ParsedFilter, SourceMatch};

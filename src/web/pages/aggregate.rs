@@ -7,6 +7,7 @@ use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use chrono::NaiveDate;
 
 use super::{
     csv_link, filter_form, pager, percent, plural, query_of, render, FilterForm, FirstSteps,
@@ -14,13 +15,13 @@ use super::{
 };
 use crate::inbox::MessageStatus;
 use crate::query::failures::{self, FailureRow};
-use crate::query::tls::{self, TlsGroupBy, TlsSummaryRow};
+use crate::query::tls::{self, ParsedTlsFilter, TlsGroupBy, TlsSummaryRow};
 use crate::query::{
     aggregate, Filter, GroupBy, Page, PageParams, ParsedFilter, RecordRow, ReportRow, SummaryRow,
     SummarySort,
 };
 use crate::web::api::Params;
-use crate::web::svg::{stacked_bars, Series};
+use crate::web::svg::{daily_bars, Series};
 use crate::web::AppState;
 
 /// Where a group's row leads: the records behind it.
@@ -106,14 +107,24 @@ async fn summary_table(
     })
 }
 
+/// A day key (`2024-03-30`) as a date.
+pub(super) fn day_of(key: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(key, "%Y-%m-%d").ok()
+}
+
 /// Pass / fail and quarantine / reject per day.
 async fn daily_chart(state: &AppState, parsed: &ParsedFilter) -> Result<String, PageError> {
     let page = Page::new(Some(crate::query::MAX_PAGE), None, 1)?;
     let (days, _) =
         aggregate::summary(&state.store, parsed, GroupBy::Day, SummarySort::Key, page).await?;
-    let labels: Vec<String> = days
+    // Day keys are `YYYY-MM-DD`.
+    let days: Vec<&SummaryRow> = days
         .iter()
-        .map(|d| d.key.clone().unwrap_or_default())
+        .filter(|d| d.key.as_deref().and_then(day_of).is_some())
+        .collect();
+    let dates: Vec<NaiveDate> = days
+        .iter()
+        .filter_map(|d| d.key.as_deref().and_then(day_of))
         .collect();
     let pass: Vec<i64> = days.iter().map(|d| d.dmarc_pass).collect();
     let fail_delivered: Vec<i64> = days
@@ -122,8 +133,9 @@ async fn daily_chart(state: &AppState, parsed: &ParsedFilter) -> Result<String, 
         .collect();
     let quarantine: Vec<i64> = days.iter().map(|d| d.disposition_quarantine).collect();
     let reject: Vec<i64> = days.iter().map(|d| d.disposition_reject).collect();
-    Ok(stacked_bars(
-        &labels,
+    Ok(daily_bars(
+        "Messages per day",
+        &dates,
         &[
             Series {
                 name: "DMARC pass",
@@ -232,7 +244,8 @@ pub(super) async fn overview(
         summary_table(&state, filter, group_by, SummarySort::Messages, limit)
     };
     let tls = async {
-        Ok::<_, PageError>(tls::tls_summary(&state.store, &parsed, TlsGroupBy::Domain).await?)
+        let tls_filter = ParsedTlsFilter::from_dmarc(&parsed);
+        Ok::<_, PageError>(tls::tls_summary(&state.store, &tls_filter, TlsGroupBy::Domain).await?)
     };
     let failures = async {
         let page = Page::new(Some(5), None, 5)?;
@@ -446,6 +459,9 @@ struct SourcePage {
     by_header_from: SummaryTable,
     /// How many of the latest records the breakdowns read.
     sample: usize,
+    /// The newest failure reports about mail from this source.
+    failures: Vec<FailureRow>,
+    failures_total: i64,
 }
 
 /// A summary of the sampled records by organization or header From (the
@@ -513,31 +529,21 @@ fn sample_table(filter: &Filter, rows: &[RecordRow], group_by: GroupBy) -> Summa
 /// DKIM or SPF results.
 fn auth_breakdown(rows: &[RecordRow], dkim: bool) -> Vec<(String, String, String, i64)> {
     let mut totals: BTreeMap<(String, String, String), i64> = BTreeMap::new();
+    let text = |value: &Option<String>| value.clone().unwrap_or_default();
     for row in rows {
-        let json = if dkim {
-            &row.dkim_results
+        let checks: Vec<(String, String, String)> = if dkim {
+            row.dkim_results
+                .iter()
+                .map(|c| (text(&c.domain), text(&c.selector), text(&c.result)))
+                .collect()
         } else {
-            &row.spf_results
+            row.spf_results
+                .iter()
+                .map(|c| (text(&c.domain), text(&c.scope), text(&c.result)))
+                .collect()
         };
-        let Ok(serde_json::Value::Array(results)) = serde_json::from_str(json) else {
-            continue;
-        };
-        for result in results {
-            let text = |key: &str| {
-                result
-                    .get(key)
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("")
-                    .to_string()
-            };
-            let middle = if dkim {
-                text("selector")
-            } else {
-                text("scope")
-            };
-            *totals
-                .entry((text("domain"), middle, text("result")))
-                .or_default() += row.count;
+        for check in checks {
+            *totals.entry(check).or_default() += row.count;
         }
     }
     let mut list: Vec<_> = totals
@@ -574,12 +580,19 @@ pub(super) async fn source(
         whole,
     )
     .await?;
-    let Some(total) = totals.first() else {
+    // A source known only from failure reports (their links lead here)
+    // has a page too; one nothing mentions does not.
+    let (failures, failures_total) =
+        failures::failures(&state.store, &parsed, Page::new(Some(20), None, 20)?).await?;
+    let (messages, dmarc_pass) = totals
+        .first()
+        .map_or((0, 0), |total| (total.messages, total.dmarc_pass));
+    if totals.is_empty() && failures_total == 0 && stored.is_none() {
         return Err(PageError::new(
             StatusCode::NOT_FOUND,
-            format!("no records from {address}"),
+            format!("no reports mention {address}"),
         ));
-    };
+    }
     // The breakdown reads the latest 1000 records: enough to see which
     // domains sign and which SPF checks fail.
     let (rows, _) =
@@ -608,8 +621,10 @@ pub(super) async fn source(
     };
     render(SourcePage {
         layout: Layout::new(&state, Some(user), "/records"),
-        messages: total.messages,
-        pass_rate: percent(total.dmarc_pass, total.messages),
+        messages,
+        pass_rate: percent(dmarc_pass, messages),
+        failures,
+        failures_total,
         chart: daily_chart(&state, &parsed).await?,
         dkim: auth_breakdown(&rows, true),
         spf: auth_breakdown(&rows, false),

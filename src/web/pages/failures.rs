@@ -11,6 +11,7 @@ use super::{
 };
 use crate::query::failures::{self, FailureRow};
 use crate::query::{Filter, PageParams};
+use crate::report::encoded_words::decode_encoded_words;
 use crate::web::api::Params;
 use crate::web::AppState;
 
@@ -48,12 +49,19 @@ pub(super) async fn failures(
     })
 }
 
+/// One line of a failure report's page: what, its value, and where it leads.
+struct Field {
+    name: &'static str,
+    value: String,
+    href: Option<String>,
+}
+
 #[derive(Template)]
 #[template(path = "failure.html")]
 struct FailurePage {
     layout: Layout,
     report: FailureRow,
-    fields: Vec<(&'static str, String)>,
+    fields: Vec<Field>,
     headers: String,
 }
 
@@ -74,8 +82,39 @@ fn original_headers(raw: &[u8]) -> String {
         return String::new();
     };
     let block = &text[part_headers_end..];
-    let end = block.find("\n\n").unwrap_or(block.len()).min(32 * 1024);
-    block[..end].to_string()
+    let end = floor_char_boundary(
+        block,
+        block.find("\n\n").unwrap_or(block.len()).min(32 * 1024),
+    );
+    readable_headers(&block[..end])
+}
+
+/// The largest index at most `at` that starts a character.
+fn floor_char_boundary(text: &str, at: usize) -> usize {
+    (0..=at.min(text.len()))
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0)
+}
+
+/// A header block for reading: each field on one line (folded lines
+/// joined, RFC 5322 §2.2.3) with its encoded words decoded (RFC 2047).
+fn readable_headers(block: &str) -> String {
+    let mut fields: Vec<String> = Vec::new();
+    for line in block.lines() {
+        match fields.last_mut() {
+            Some(field) if line.starts_with([' ', '\t']) => {
+                field.push(' ');
+                field.push_str(line.trim());
+            }
+            _ => fields.push(line.to_string()),
+        }
+    }
+    fields
+        .iter()
+        .map(|field| decode_encoded_words(field).into_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 pub(super) async fn failure(
@@ -95,22 +134,37 @@ pub(super) async fn failure(
             .unwrap_or_default(),
         None => String::new(),
     };
-    let o = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let field = |name, value: &Option<String>| Field {
+        name,
+        value: value.clone().unwrap_or_else(|| "-".into()),
+        href: None,
+    };
     let fields = vec![
-        ("Format", report.format.clone()),
-        ("Feedback type", o(&report.feedback_type)),
-        ("Arrival date", o(&report.arrival_date)),
-        ("Source IP", o(&report.source_ip)),
-        ("Reported domain", o(&report.reported_domain)),
-        ("Authentication failure", o(&report.auth_failure)),
-        ("Delivery result", o(&report.delivery_result)),
-        ("DKIM domain", o(&report.dkim_domain)),
-        ("Original envelope sender", o(&report.original_mail_from)),
-        ("Original From", o(&report.original_from)),
-        ("Original subject", o(&report.original_subject)),
-        ("Reporting MTA", o(&report.reporting_mta)),
-        ("User agent", o(&report.user_agent)),
-        ("Received", report.received_at.clone()),
+        Field {
+            name: "Format",
+            value: report.format.clone(),
+            href: None,
+        },
+        field("Feedback type", &report.feedback_type),
+        field("Failure type", &report.auth_failure),
+        field(ARRIVED, &report.arrival_date),
+        Field {
+            name: RECEIVED,
+            value: report.received_at.clone(),
+            href: None,
+        },
+        Field {
+            href: report.source_ip.as_ref().map(|ip| format!("/sources/{ip}")),
+            ..field("Source IP", &report.source_ip)
+        },
+        field("Reported domain", &report.reported_domain),
+        field("Delivery result", &report.delivery_result),
+        field("DKIM domain", &report.dkim_domain),
+        field("Original envelope sender", &report.original_mail_from),
+        field("Original From", &report.original_from),
+        field("Original subject", &report.original_subject),
+        field("Reporting MTA", &report.reporting_mta),
+        field("User agent", &report.user_agent),
     ];
     render(FailurePage {
         layout: Layout::new(&state, Some(user), "/failures"),
@@ -118,4 +172,25 @@ pub(super) async fn failure(
         fields,
         headers,
     })
+}
+
+/// The two times of a failure report, named the same on every page.
+const ARRIVED: &str = "Arrived at receiver";
+const RECEIVED: &str = "Received by dmarcd";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_blocks_read_unfolded_and_decoded() {
+        let raw = "Content-Type: text/rfc822-headers\r\n\r\n\
+                   From: \"=?utf-8?B?SW50ZXJha3RpdmUgV2V0dGJld2VyYmVyLcOcYmVyc2ljaHQ=?=\"\r\n \
+                   <sharepoint@domain.de>\r\n\
+                   Subject: =?ISO-8859-1?Q?Andr=E9?=\r\n\r\nbody";
+        assert_eq!(
+            original_headers(raw.as_bytes()),
+            "From: \"Interaktive Wettbewerber-Übersicht\" <sharepoint@domain.de>\nSubject: André"
+        );
+    }
 }

@@ -35,6 +35,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/reports/{id}", get(aggregate::report))
         .route("/reports/{id}/xml", get(aggregate::report_xml))
         .route("/tls", get(tls::tls))
+        .route("/tls/reports/{id}", get(tls::tls_report))
         .route("/failures", get(failures::failures))
         .route("/failures/{id}", get(failures::failure))
         .route("/inbox", get(inbox::inbox))

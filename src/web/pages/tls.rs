@@ -1,70 +1,274 @@
-//! The TLS-RPT page: sessions per day, per domain and failure, and the
-//! policies reported.
+//! The TLS-RPT pages: sessions over time, per result type and sending MTA,
+//! per domain and reporter, the reports (each with its own page: policies,
+//! sessions, failure details), filtered by what a TLS report has.
+
+use std::collections::BTreeMap;
 
 use askama::Template;
-use axum::extract::State;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::Response;
 
-use super::{filter_form, render, FilterForm, Layout, PageError, PageUser};
-use crate::query::tls::{self, TlsGroupBy, TlsPolicyRow, TlsSummaryRow};
-use crate::query::{Filter, Page};
+use super::aggregate::day_of;
+use super::{csv_link, pager, render, Layout, PageError, PageUser};
+use crate::query::tls::{
+    self, TlsFilter, TlsGroupBy, TlsKnownValues, TlsPolicyDetail, TlsPolicyRow, TlsReportDetail,
+    TlsReportRow, TlsSummaryRow, POLICY_TYPES,
+};
+use crate::query::{Page, PageParams};
 use crate::web::api::Params;
-use crate::web::svg::{stacked_bars, Series};
+use crate::web::svg::{daily_bars, named_bars, Bar, Series};
 use crate::web::AppState;
+
+const SUCCESS: &str = "#2e7d32";
+const FAILURE: &str = "#c62828";
+
+/// The TLS filter form: the values set, and the choices it offers.
+pub struct TlsForm {
+    pub filter: TlsFilter,
+    pub known: TlsKnownValues,
+    pub policy_types: &'static [&'static str],
+}
 
 #[derive(Template)]
 #[template(path = "tls.html")]
 struct TlsPage {
     layout: Layout,
-    form: FilterForm,
+    form: TlsForm,
     chart: String,
+    result_chart: String,
+    mta_chart: String,
     groups: Vec<(&'static str, Vec<TlsSummaryRow>)>,
+    reports: Vec<TlsReportRow>,
+    total: i64,
+    csv: String,
+    previous: Option<String>,
+    next: Option<String>,
     policies: Vec<TlsPolicyRow>,
+}
+
+/// `/tls?…` with `filter` and one more parameter set.
+fn narrowed(filter: &TlsFilter, set: impl FnOnce(&mut TlsFilter)) -> String {
+    let mut narrowed = filter.clone();
+    set(&mut narrowed);
+    format!("/tls?{}", narrowed.query_string())
+}
+
+/// Sessions per result type: the successful ones, then each kind of
+/// failure, each leading to the reports that have it.
+fn result_bars(filter: &TlsFilter, successful: i64, failures: &[TlsSummaryRow]) -> Vec<Bar> {
+    let mut bars = Vec::new();
+    if successful > 0 {
+        bars.push(Bar {
+            label: "successful".into(),
+            value: successful,
+            colour: SUCCESS,
+            href: None,
+        });
+    }
+    for row in failures {
+        bars.push(Bar {
+            label: row.key.clone().unwrap_or_else(|| "(not reported)".into()),
+            value: row.failed_sessions,
+            colour: FAILURE,
+            href: row
+                .key
+                .as_ref()
+                .map(|key| narrowed(filter, |f| f.result_type = Some(key.clone()))),
+        });
+    }
+    bars
+}
+
+fn mta_bars(filter: &TlsFilter, failures: &[TlsSummaryRow]) -> Vec<Bar> {
+    failures
+        .iter()
+        .take(20)
+        .map(|row| Bar {
+            label: row.key.clone().unwrap_or_else(|| "(not reported)".into()),
+            value: row.failed_sessions,
+            colour: FAILURE,
+            href: row
+                .key
+                .as_ref()
+                .map(|key| narrowed(filter, |f| f.sending_mta = Some(key.clone()))),
+        })
+        .collect()
 }
 
 pub(super) async fn tls(
     State(state): State<AppState>,
     PageUser(user): PageUser,
-    Params(filter): Params<Filter>,
+    Params(filter): Params<TlsFilter>,
+    Params(paging): Params<PageParams>,
 ) -> Result<Response, PageError> {
     let parsed = filter.parse()?;
-    let days = tls::tls_summary(&state.store, &parsed, TlsGroupBy::Day).await?;
-    let labels: Vec<String> = days
+    let summary = |group| tls::tls_summary(&state.store, &parsed, group);
+    let (days, domains, orgs, result_types, mtas, mxs) = tokio::try_join!(
+        summary(TlsGroupBy::Day),
+        summary(TlsGroupBy::Domain),
+        summary(TlsGroupBy::Org),
+        summary(TlsGroupBy::ResultType),
+        summary(TlsGroupBy::SendingMta),
+        summary(TlsGroupBy::ReceivingMx),
+    )?;
+    let dated: Vec<&TlsSummaryRow> = days
         .iter()
-        .map(|d| d.key.clone().unwrap_or_default())
+        .filter(|d| d.key.as_deref().and_then(day_of).is_some())
         .collect();
-    let chart = stacked_bars(
-        &labels,
+    let dates: Vec<_> = dated
+        .iter()
+        .filter_map(|d| d.key.as_deref().and_then(day_of))
+        .collect();
+    let chart = daily_bars(
+        "TLS sessions per day",
+        &dates,
         &[
             Series {
                 name: "successful",
-                colour: "#2e7d32",
-                values: days.iter().map(|d| d.successful_sessions).collect(),
+                colour: SUCCESS,
+                values: dated.iter().map(|d| d.successful_sessions).collect(),
             },
             Series {
                 name: "failed",
-                colour: "#c62828",
-                values: days.iter().map(|d| d.failed_sessions).collect(),
+                colour: FAILURE,
+                values: dated.iter().map(|d| d.failed_sessions).collect(),
             },
         ],
     );
-    let mut groups = Vec::new();
-    for (title, group) in [
-        ("By policy domain", TlsGroupBy::Domain),
-        ("By reporting organization", TlsGroupBy::Org),
-        ("Failures by result type", TlsGroupBy::ResultType),
-        ("Failures by sending MTA", TlsGroupBy::SendingMta),
-        ("Failures by receiving MX", TlsGroupBy::ReceivingMx),
-    ] {
-        groups.push((title, tls::tls_summary(&state.store, &parsed, group).await?));
-    }
+    let successful = domains.iter().map(|d| d.successful_sessions).sum();
+    let result_chart = named_bars(
+        "Sessions per result type",
+        &result_bars(&filter, successful, &result_types),
+    );
+    let mta_chart = named_bars("Failed sessions per sending MTA", &mta_bars(&filter, &mtas));
+    let page = paging.page(50)?;
+    let (reports, total) = tls::tls_reports(&state.store, &parsed, page).await?;
+    let query = filter.query_string();
+    let (previous, next) = pager("/tls", &query, page.offset, page.limit, total);
     let policies =
         tls::tls_policies(&state.store, &parsed, Page::new(Some(100), None, 100)?).await?;
     render(TlsPage {
         layout: Layout::new(&state, Some(user), "/tls"),
-        form: filter_form(&state, filter, Vec::new()).await?,
+        form: TlsForm {
+            filter,
+            known: tls::tls_known_values(&state.store).await?,
+            policy_types: &POLICY_TYPES,
+        },
         chart,
-        groups,
+        result_chart,
+        mta_chart,
+        groups: vec![
+            ("By policy domain", domains),
+            ("By reporting organization", orgs),
+            ("Failures by receiving MX", mxs),
+        ],
+        reports,
+        total,
+        csv: csv_link("/api/v1/tls/reports", &query),
+        previous,
+        next,
         policies,
+    })
+}
+
+/// A policy of a report as its page shows it, with a note when its
+/// failure details and its total of failed sessions disagree.
+struct PolicyView {
+    policy: TlsPolicyDetail,
+    note: Option<String>,
+}
+
+/// What to say when the details of `policy` do not add up to its failed
+/// sessions (RFC 8460 §4.3 allows both ways).
+fn details_note(policy: &TlsPolicyDetail) -> Option<String> {
+    let detailed = policy.detailed_failed_sessions;
+    let total = policy.failed_sessions;
+    if detailed > total {
+        Some(format!(
+            "The failure details add up to {detailed} failed sessions, more than the {total} \
+             the policy counts: a session can be reported under more than one failure."
+        ))
+    } else if detailed < total {
+        Some(format!(
+            "The failure details account for {detailed} of the {total} failed sessions: the \
+             reporter did not detail the other {}.",
+            total - detailed
+        ))
+    } else {
+        None
+    }
+}
+
+#[derive(Template)]
+#[template(path = "tls_report.html")]
+struct TlsReportPage {
+    layout: Layout,
+    report: TlsReportDetail,
+    policies: Vec<PolicyView>,
+    result_chart: String,
+    mta_chart: String,
+    /// Whether any policy's details disagree with its total.
+    mismatched: bool,
+}
+
+/// Failed sessions of a report's details summed by `key`, busiest first.
+fn sum_details(
+    report: &TlsReportDetail,
+    key: impl Fn(&tls::TlsFailureDetailRow) -> Option<String>,
+) -> Vec<TlsSummaryRow> {
+    let mut sums: BTreeMap<Option<String>, i64> = BTreeMap::new();
+    for detail in report.policies.iter().flat_map(|p| &p.failure_details) {
+        *sums.entry(key(detail)).or_default() += detail.failed_sessions;
+    }
+    let mut rows: Vec<TlsSummaryRow> = sums
+        .into_iter()
+        .map(|(key, failed_sessions)| TlsSummaryRow {
+            key,
+            successful_sessions: 0,
+            failed_sessions,
+        })
+        .collect();
+    rows.sort_by_key(|row| std::cmp::Reverse(row.failed_sessions));
+    rows
+}
+
+pub(super) async fn tls_report(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    Path(id): Path<i64>,
+) -> Result<Response, PageError> {
+    let report = tls::tls_report(&state.store, id)
+        .await?
+        .ok_or_else(|| PageError::new(StatusCode::NOT_FOUND, format!("no TLS report {id}")))?;
+    // The bars lead to every report with the same failure.
+    let all = TlsFilter::default();
+    let result_chart = named_bars(
+        "Sessions per result type",
+        &result_bars(
+            &all,
+            report.successful_sessions,
+            &sum_details(&report, |d| Some(d.result_type.clone())),
+        ),
+    );
+    let mta_chart = named_bars(
+        "Failed sessions per sending MTA",
+        &mta_bars(&all, &sum_details(&report, |d| d.sending_mta_ip.clone())),
+    );
+    let policies: Vec<PolicyView> = report
+        .policies
+        .iter()
+        .map(|policy| PolicyView {
+            note: details_note(policy),
+            policy: policy.clone(),
+        })
+        .collect();
+    render(TlsReportPage {
+        layout: Layout::new(&state, Some(user), "/tls"),
+        mismatched: policies.iter().any(|p| p.note.is_some()),
+        policies,
+        result_chart,
+        mta_chart,
+        report,
     })
 }

@@ -1,9 +1,16 @@
 //! SMTP TLS reports (RFC 8460) as the dashboard and the API show them:
-//! reports with their session totals, summaries, and the policies reported.
+//! reports with their session totals, summaries, the policies reported,
+//! and one report whole (`detail`).
+
+mod detail;
+mod filter;
+
+pub use detail::{tls_report, TlsFailureDetailRow, TlsPolicyDetail, TlsReportDetail};
+pub use filter::{ParsedTlsFilter, TlsFilter, POLICY_TYPES};
 
 use serde::{Deserialize, Serialize};
 
-use super::filter::ParsedFilter;
+use super::json::JsonColumn;
 use super::time::Timestamp;
 use super::{count_of, Page, QueryError, RowStream};
 use crate::store::{Sql, Store};
@@ -27,7 +34,7 @@ pub struct TlsReportRow {
 }
 
 /// Domain, organization and period apply to TLS reports through their policies.
-fn tls_reports_sql(store: &Store, filter: &ParsedFilter) -> Sql {
+fn tls_reports_sql(store: &Store, filter: &ParsedTlsFilter) -> Sql {
     let backend = store.db().backend();
     let mut sql = store.db().sql();
     sql.push(&format!(
@@ -39,29 +46,14 @@ fn tls_reports_sql(store: &Store, filter: &ParsedFilter) -> Sql {
         ok = backend.sum("p.successful_sessions"),
         failed = backend.sum("p.failed_sessions"),
     ));
-    push_tls_filter(&mut sql, filter);
+    filter.push_conditions(&mut sql, None);
     sql.push(" GROUP BY t.id, t.message_id, t.organization_name, t.report_id, t.date_begin, t.date_end, t.contact_info");
     sql
 }
 
-fn push_tls_filter(sql: &mut Sql, filter: &ParsedFilter) {
-    if let Some(domain) = &filter.domain {
-        sql.push(" AND p.policy_domain = ").bind(domain);
-    }
-    if let Some(org) = &filter.org {
-        super::filter::push_contains(sql, "t.organization_name", org);
-    }
-    if let Some(since) = filter.since {
-        sql.push(" AND t.date_begin >= ").bind(since);
-    }
-    if let Some(until) = filter.until {
-        sql.push(" AND t.date_begin < ").bind(until);
-    }
-}
-
 pub async fn tls_reports(
     store: &Store,
-    filter: &ParsedFilter,
+    filter: &ParsedTlsFilter,
     page: Page,
 ) -> Result<(Vec<TlsReportRow>, i64), QueryError> {
     let inner = tls_reports_sql(store, filter);
@@ -74,7 +66,7 @@ pub async fn tls_reports(
 
 pub async fn tls_reports_stream(
     store: &Store,
-    filter: &ParsedFilter,
+    filter: &ParsedTlsFilter,
 ) -> Result<RowStream<TlsReportRow>, QueryError> {
     let mut sql = tls_reports_sql(store, filter);
     sql.push(" ORDER BY t.date_begin DESC, t.id DESC");
@@ -142,7 +134,7 @@ impl TlsGroupBy {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct TlsSummaryRow {
     pub key: Option<String>,
     /// Sessions that negotiated TLS per the policy (0 for failure groupings).
@@ -150,11 +142,9 @@ pub struct TlsSummaryRow {
     pub failed_sessions: i64,
 }
 
-pub async fn tls_summary(
-    store: &Store,
-    filter: &ParsedFilter,
-    group_by: TlsGroupBy,
-) -> Result<Vec<TlsSummaryRow>, QueryError> {
+/// The groups of a TLS summary, unpaged, and the ORDER BY that sorts them:
+/// days in order; other groups busiest first, then by name.
+fn tls_summary_sql(store: &Store, filter: &ParsedTlsFilter, group_by: TlsGroupBy) -> (Sql, String) {
     let backend = store.db().backend();
     let mut sql = store.db().sql();
     if group_by.is_failure_detail() {
@@ -170,8 +160,9 @@ pub async fn tls_summary(
              WHERE 1 = 1",
             failed = backend.sum("f.failed_sessions")
         ));
-        push_tls_filter(&mut sql, filter);
-        sql.push(&format!(" GROUP BY {key} ORDER BY 3 DESC, 1"));
+        filter.push_conditions(&mut sql, Some("f"));
+        sql.push(&format!(" GROUP BY {key}"));
+        (sql, " ORDER BY 3 DESC, 1".to_string())
     } else {
         let day = backend.day_text("t.date_begin");
         let key = match group_by {
@@ -185,15 +176,56 @@ pub async fn tls_summary(
             ok = backend.sum("p.successful_sessions"),
             failed = backend.sum("p.failed_sessions"),
         ));
-        push_tls_filter(&mut sql, filter);
-        let order = if group_by == TlsGroupBy::Day {
-            "1"
-        } else {
-            "2 + 3 DESC, 1"
+        filter.push_conditions(&mut sql, None);
+        sql.push(&format!(" GROUP BY {key}"));
+        // A position inside an expression is a number, not a column:
+        // the sums are written out.
+        let order = match group_by {
+            TlsGroupBy::Day => " ORDER BY 1".to_string(),
+            _ => format!(
+                " ORDER BY {} + {} DESC, 1",
+                backend.sum("p.successful_sessions"),
+                backend.sum("p.failed_sessions")
+            ),
         };
-        sql.push(&format!(" GROUP BY {key} ORDER BY {order}"));
+        (sql, order)
     }
+}
+
+/// Every group of a TLS summary (the pages show them all).
+pub async fn tls_summary(
+    store: &Store,
+    filter: &ParsedTlsFilter,
+    group_by: TlsGroupBy,
+) -> Result<Vec<TlsSummaryRow>, QueryError> {
+    let (mut sql, order) = tls_summary_sql(store, filter, group_by);
+    sql.push(&order);
     Ok(store.db().fetch_all(&sql).await?)
+}
+
+/// One page of a TLS summary, with the number of groups.
+pub async fn tls_summary_page(
+    store: &Store,
+    filter: &ParsedTlsFilter,
+    group_by: TlsGroupBy,
+    page: Page,
+) -> Result<(Vec<TlsSummaryRow>, i64), QueryError> {
+    let (inner, order) = tls_summary_sql(store, filter, group_by);
+    let total = count_of(store.db(), &inner).await?;
+    let mut sql = inner;
+    sql.push(&order);
+    page.push_limit(&mut sql);
+    Ok((store.db().fetch_all(&sql).await?, total))
+}
+
+pub async fn tls_summary_stream(
+    store: &Store,
+    filter: &ParsedTlsFilter,
+    group_by: TlsGroupBy,
+) -> Result<RowStream<TlsSummaryRow>, QueryError> {
+    let (mut sql, order) = tls_summary_sql(store, filter, group_by);
+    sql.push(&order);
+    Ok(RowStream::new::<TlsSummaryRow>(store.db(), sql))
 }
 
 /// One TLS policy as reported, with its session counts.
@@ -205,10 +237,12 @@ pub struct TlsPolicyRow {
     pub date_begin: String,
     pub policy_type: String,
     pub policy_domain: String,
-    /// The policy as the reporter saw it (JSON array of lines).
-    pub policy_strings: String,
-    /// MX host patterns (JSON array).
-    pub mx_hosts: String,
+    /// The policy as the reporter saw it, line by line.
+    #[sqlx(try_from = "JsonColumn")]
+    pub policy_strings: Vec<String>,
+    /// MX host patterns of the policy.
+    #[sqlx(try_from = "JsonColumn")]
+    pub mx_hosts: Vec<String>,
     pub successful_sessions: i64,
     pub failed_sessions: i64,
 }
@@ -216,7 +250,7 @@ pub struct TlsPolicyRow {
 /// The newest policies matching the filter.
 pub async fn tls_policies(
     store: &Store,
-    filter: &ParsedFilter,
+    filter: &ParsedTlsFilter,
     page: Page,
 ) -> Result<Vec<TlsPolicyRow>, QueryError> {
     let backend = store.db().backend();
@@ -228,8 +262,57 @@ pub async fn tls_policies(
         strings = backend.list_as_json("p.policy_strings"),
         hosts = backend.list_as_json("p.mx_hosts"),
     ));
-    push_tls_filter(&mut sql, filter);
+    filter.push_conditions(&mut sql, None);
     sql.push(" ORDER BY t.date_begin DESC, p.id DESC");
     page.push_limit(&mut sql);
     Ok(store.db().fetch_all(&sql).await?)
+}
+
+/// Values the TLS filter form offers as suggestions: what the stored
+/// reports hold, at most `SUGGESTIONS` of each.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TlsKnownValues {
+    pub domains: Vec<String>,
+    pub reporters: Vec<String>,
+    pub result_types: Vec<String>,
+    pub sending_mtas: Vec<String>,
+    pub receiving_mxs: Vec<String>,
+}
+
+const SUGGESTIONS: i64 = 200;
+
+pub async fn tls_known_values(store: &Store) -> Result<TlsKnownValues, QueryError> {
+    let db = store.db();
+    let distinct = |column: &str, table: &str| {
+        let mut sql = db.sql();
+        sql.push(&format!(
+            "SELECT DISTINCT {column} FROM {table} WHERE {column} IS NOT NULL \
+             ORDER BY 1 LIMIT "
+        ))
+        .bind(SUGGESTIONS);
+        sql
+    };
+    let texts = |rows: Vec<(String,)>| rows.into_iter().map(|(text,)| text).collect();
+    Ok(TlsKnownValues {
+        domains: texts(
+            db.fetch_all(&distinct("policy_domain", "tls_policies"))
+                .await?,
+        ),
+        reporters: texts(
+            db.fetch_all(&distinct("organization_name", "tls_reports"))
+                .await?,
+        ),
+        result_types: texts(
+            db.fetch_all(&distinct("result_type", "tls_failure_details"))
+                .await?,
+        ),
+        sending_mtas: texts(
+            db.fetch_all(&distinct("sending_mta_ip", "tls_failure_details"))
+                .await?,
+        ),
+        receiving_mxs: texts(
+            db.fetch_all(&distinct("receiving_mx_hostname", "tls_failure_details"))
+                .await?,
+        ),
+    })
 }
