@@ -13,6 +13,7 @@ use serde::Deserialize;
 use crate::decode::Limits;
 use crate::dns::DnsConfig;
 use crate::enrich::EnrichConfig;
+use crate::mailbox::MailboxConfig;
 use crate::smtp::SmtpConfig;
 use crate::web::WebConfig;
 use crate::worker::WorkerConfig;
@@ -56,6 +57,9 @@ pub struct Config {
     pub web: WebConfig,
     pub log: LogConfig,
     pub retention: RetentionConfig,
+    /// IMAP mailboxes to pull reports from (`[[mailbox]]`, several allowed).
+    #[serde(rename = "mailbox")]
+    pub mailboxes: Vec<MailboxConfig>,
 }
 
 impl Default for Config {
@@ -71,6 +75,7 @@ impl Default for Config {
             web: WebConfig::default(),
             log: LogConfig::default(),
             retention: RetentionConfig::default(),
+            mailboxes: Vec::new(),
         }
     }
 }
@@ -239,6 +244,7 @@ impl Config {
                 "web.session_hours and web.tlsrpt_max_bytes must be at least 1".to_string(),
             );
         }
+        crate::mailbox::config::validate_all(&self.mailboxes)?;
         if let Some(url) = &self.database.url {
             let known = ["postgres://", "postgresql://", "sqlite:"];
             if !known.iter().any(|prefix| url.starts_with(prefix)) {

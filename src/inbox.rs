@@ -52,8 +52,22 @@ impl Inbox {
 
     /// `accept` for several messages, committed together (one fsync): for
     /// bulk intake such as `dmarcd import`, where nobody waits on each one.
+    /// Counted in `dmarcd_messages_received_total` as `accept` counts.
     pub async fn accept_many(&self, messages: &[(&[u8], &Envelope)]) -> StoreResult<Vec<Accepted>> {
-        self.store.insert_messages(messages).await
+        let result = self.store.insert_messages(messages).await;
+        for (index, (_, envelope)) in messages.iter().enumerate() {
+            let outcome = match &result {
+                Ok(accepted) if accepted.get(index).is_some_and(|a| a.is_new) => "new",
+                Ok(_) => "duplicate",
+                Err(_) => "error",
+            };
+            crate::metrics::count(
+                "dmarcd_messages_received_total",
+                &[("intake", envelope.intake.as_str()), ("outcome", outcome)],
+                1,
+            );
+        }
+        result
     }
 
     pub fn store(&self) -> &Store {
@@ -67,6 +81,8 @@ pub enum Intake {
     Smtp,
     Http,
     Import,
+    /// Pulled from a mailbox (`[[mailbox]]`).
+    Imap,
 }
 
 impl Intake {
@@ -75,6 +91,7 @@ impl Intake {
             Intake::Smtp => "smtp",
             Intake::Http => "http",
             Intake::Import => "import",
+            Intake::Imap => "imap",
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod enrich;
 pub mod extract;
 pub mod import;
 pub mod inbox;
+pub mod mailbox;
 pub mod metrics;
 pub mod query;
 pub mod report;

@@ -24,6 +24,11 @@ pub struct Migration {
     /// Derived totals whose triggers this migration replaces by the
     /// current ones, right after its SQL.
     retriggers: &'static [&'static Derived],
+    /// SQLite: run with foreign key enforcement off, for a migration that
+    /// rebuilds a table others refer to (dropping the old table would
+    /// otherwise cascade to their rows); the references are checked after
+    /// it. PostgreSQL changes tables in place and ignores this.
+    rebuilds_tables: bool,
 }
 
 /// The totals that migration 5 creates.
@@ -45,6 +50,7 @@ const POSTGRES: &[Migration] = &[
         fills: &[],
         derives: &[],
         retriggers: &[],
+        rebuilds_tables: false,
     },
     Migration {
         version: 2,
@@ -53,6 +59,7 @@ const POSTGRES: &[Migration] = &[
         fills: &[],
         derives: &[],
         retriggers: &[],
+        rebuilds_tables: false,
     },
     Migration {
         version: 3,
@@ -61,6 +68,7 @@ const POSTGRES: &[Migration] = &[
         fills: &[],
         derives: &[],
         retriggers: &[],
+        rebuilds_tables: false,
     },
     Migration {
         version: 4,
@@ -69,6 +77,7 @@ const POSTGRES: &[Migration] = &[
         fills: &[],
         derives: &[],
         retriggers: &[],
+        rebuilds_tables: false,
     },
     Migration {
         version: 5,
@@ -77,6 +86,7 @@ const POSTGRES: &[Migration] = &[
         fills: TOTALS,
         derives: &[],
         retriggers: &[],
+        rebuilds_tables: false,
     },
     Migration {
         version: 6,
@@ -85,6 +95,7 @@ const POSTGRES: &[Migration] = &[
         fills: &[],
         derives: &[],
         retriggers: &[],
+        rebuilds_tables: false,
     },
     Migration {
         version: 7,
@@ -93,6 +104,7 @@ const POSTGRES: &[Migration] = &[
         fills: &[],
         derives: &[],
         retriggers: &[],
+        rebuilds_tables: false,
     },
     Migration {
         version: 8,
@@ -101,6 +113,7 @@ const POSTGRES: &[Migration] = &[
         fills: &[],
         derives: &derived::ALL,
         retriggers: &[],
+        rebuilds_tables: false,
     },
     Migration {
         version: 9,
@@ -109,6 +122,7 @@ const POSTGRES: &[Migration] = &[
         fills: &[],
         derives: &[],
         retriggers: &[],
+        rebuilds_tables: false,
     },
     Migration {
         version: 10,
@@ -117,6 +131,7 @@ const POSTGRES: &[Migration] = &[
         fills: &[],
         derives: &[],
         retriggers: &[],
+        rebuilds_tables: false,
     },
     Migration {
         version: 11,
@@ -125,6 +140,7 @@ const POSTGRES: &[Migration] = &[
         fills: &[],
         derives: &[],
         retriggers: &derived::ALL,
+        rebuilds_tables: false,
     },
     Migration {
         version: 12,
@@ -133,6 +149,7 @@ const POSTGRES: &[Migration] = &[
         fills: &[],
         derives: &[],
         retriggers: &[],
+        rebuilds_tables: false,
     },
     Migration {
         version: 13,
@@ -141,6 +158,7 @@ const POSTGRES: &[Migration] = &[
         fills: &[],
         derives: &[],
         retriggers: &[],
+        rebuilds_tables: false,
     },
     Migration {
         version: 14,
@@ -149,6 +167,16 @@ const POSTGRES: &[Migration] = &[
         fills: &[],
         derives: &[],
         retriggers: &[],
+        rebuilds_tables: false,
+    },
+    Migration {
+        version: 15,
+        name: "mailbox_pull",
+        sql: include_str!("../../migrations/postgres/0015_mailbox_pull.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: false,
     },
 ];
 
@@ -160,6 +188,7 @@ const SQLITE: &[Migration] = &[
         fills: &[],
         derives: &[],
         retriggers: &[],
+        rebuilds_tables: false,
     },
     Migration {
         version: 2,
@@ -168,6 +197,7 @@ const SQLITE: &[Migration] = &[
         fills: &[],
         derives: &[],
         retriggers: &[],
+        rebuilds_tables: false,
     },
     Migration {
         version: 3,
@@ -176,6 +206,7 @@ const SQLITE: &[Migration] = &[
         fills: &[],
         derives: &[],
         retriggers: &[],
+        rebuilds_tables: false,
     },
     Migration {
         version: 4,
@@ -184,6 +215,7 @@ const SQLITE: &[Migration] = &[
         fills: &[],
         derives: &[],
         retriggers: &[],
+        rebuilds_tables: false,
     },
     Migration {
         version: 5,
@@ -192,6 +224,7 @@ const SQLITE: &[Migration] = &[
         fills: TOTALS,
         derives: &[],
         retriggers: &[],
+        rebuilds_tables: false,
     },
     Migration {
         version: 6,
@@ -200,6 +233,7 @@ const SQLITE: &[Migration] = &[
         fills: &[],
         derives: &[],
         retriggers: &[],
+        rebuilds_tables: false,
     },
     Migration {
         version: 7,
@@ -208,6 +242,7 @@ const SQLITE: &[Migration] = &[
         fills: &[],
         derives: &derived::ALL,
         retriggers: &[],
+        rebuilds_tables: false,
     },
     Migration {
         version: 8,
@@ -216,6 +251,7 @@ const SQLITE: &[Migration] = &[
         fills: &[],
         derives: &[],
         retriggers: &[],
+        rebuilds_tables: false,
     },
     Migration {
         version: 9,
@@ -224,6 +260,7 @@ const SQLITE: &[Migration] = &[
         fills: &[],
         derives: &[],
         retriggers: &derived::ALL,
+        rebuilds_tables: false,
     },
     Migration {
         version: 10,
@@ -232,6 +269,7 @@ const SQLITE: &[Migration] = &[
         fills: &[],
         derives: &[],
         retriggers: &[],
+        rebuilds_tables: false,
     },
     Migration {
         version: 11,
@@ -240,6 +278,7 @@ const SQLITE: &[Migration] = &[
         fills: &[],
         derives: &[],
         retriggers: &[],
+        rebuilds_tables: false,
     },
     Migration {
         version: 12,
@@ -248,6 +287,16 @@ const SQLITE: &[Migration] = &[
         fills: &[],
         derives: &[],
         retriggers: &[],
+        rebuilds_tables: false,
+    },
+    Migration {
+        version: 13,
+        name: "mailbox_pull",
+        sql: include_str!("../../migrations/sqlite/0013_mailbox_pull.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: true,
     },
 ];
 
@@ -348,6 +397,11 @@ async fn postgres(pool: &PgPool) -> StoreResult<Vec<Migration>> {
 }
 
 async fn sqlite(pool: &SqlitePool) -> StoreResult<Vec<Migration>> {
+    sqlite_until(pool, i64::MAX).await
+}
+
+/// Applies the SQLite migrations up to `version`.
+async fn sqlite_until(pool: &SqlitePool, version: i64) -> StoreResult<Vec<Migration>> {
     let mut applied = Vec::new();
     sqlx::raw_sql(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -360,41 +414,91 @@ async fn sqlite(pool: &SqlitePool) -> StoreResult<Vec<Migration>> {
     let done: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
         .fetch_all(pool)
         .await?;
-    for migration in SQLITE.iter().filter(|m| !done.contains(&m.version)) {
-        let mut transaction = pool.begin().await?;
-        sqlx::raw_sql(migration.sql)
-            .execute(&mut *transaction)
-            .await
-            .map_err(failed(migration))?;
-        for rollup in migration.fills {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(
-                rollup.fill_counters_sql(Dialect::Sqlite),
-            ))
-            .execute(&mut *transaction)
-            .await
-            .map_err(failed(migration))?;
-        }
-        for derived in migration.derives {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(derived.migration_sql(Dialect::Sqlite)))
-                .execute(&mut *transaction)
+    let pending = SQLITE
+        .iter()
+        .filter(|m| !done.contains(&m.version) && m.version <= version);
+    for migration in pending {
+        let mut connection = pool.acquire().await?;
+        if !migration.rebuilds_tables {
+            sqlite_one(&mut connection, migration).await?;
+        } else {
+            // The pragma is a no-op inside a transaction: it is set on the
+            // connection the transaction then runs on, and set back
+            // whatever happened, before the connection returns to the pool
+            // (one that cannot be set back is closed instead).
+            sqlx::raw_sql("PRAGMA foreign_keys = OFF")
+                .execute(&mut *connection)
+                .await?;
+            let result = sqlite_one(&mut connection, migration).await;
+            if sqlx::raw_sql("PRAGMA foreign_keys = ON")
+                .execute(&mut *connection)
                 .await
-                .map_err(failed(migration))?;
+                .is_err()
+            {
+                drop(connection.detach());
+            }
+            result?;
         }
-        for derived in migration.retriggers {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(derived.retrigger_sql(Dialect::Sqlite)))
-                .execute(&mut *transaction)
-                .await
-                .map_err(failed(migration))?;
-        }
-        sqlx::query("INSERT INTO schema_migrations (version, name) VALUES (?, ?)")
-            .bind(migration.version)
-            .bind(migration.name)
-            .execute(&mut *transaction)
-            .await?;
-        transaction.commit().await?;
         applied.push(*migration);
     }
     Ok(applied)
+}
+
+/// Applies one SQLite migration in a transaction on `connection`.
+async fn sqlite_one(
+    connection: &mut sqlx::SqliteConnection,
+    migration: &Migration,
+) -> StoreResult<()> {
+    let mut transaction = sqlx::Connection::begin(connection).await?;
+    sqlx::raw_sql(migration.sql)
+        .execute(&mut *transaction)
+        .await
+        .map_err(failed(migration))?;
+    for rollup in migration.fills {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(
+            rollup.fill_counters_sql(Dialect::Sqlite),
+        ))
+        .execute(&mut *transaction)
+        .await
+        .map_err(failed(migration))?;
+    }
+    for derived in migration.derives {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(derived.migration_sql(Dialect::Sqlite)))
+            .execute(&mut *transaction)
+            .await
+            .map_err(failed(migration))?;
+    }
+    for derived in migration.retriggers {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(derived.retrigger_sql(Dialect::Sqlite)))
+            .execute(&mut *transaction)
+            .await
+            .map_err(failed(migration))?;
+    }
+    if migration.rebuilds_tables {
+        // Every reference must still find its row in the rebuilt table.
+        let dangling: Vec<(String,)> =
+            sqlx::query_as("SELECT \"table\" FROM pragma_foreign_key_check")
+                .fetch_all(&mut *transaction)
+                .await
+                .map_err(failed(migration))?;
+        if let Some((table,)) = dangling.first() {
+            return Err(StoreError::Migration {
+                version: migration.version,
+                name: migration.name,
+                source: sqlx::Error::Protocol(format!(
+                    "{} rows of {table} lost the row they refer to",
+                    dangling.len()
+                )),
+            });
+        }
+    }
+    sqlx::query("INSERT INTO schema_migrations (version, name) VALUES (?, ?)")
+        .bind(migration.version)
+        .bind(migration.name)
+        .execute(&mut *transaction)
+        .await?;
+    transaction.commit().await?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -429,6 +533,52 @@ mod tests {
         list.iter()
             .map(|m| (m.version, m.name.to_owned()))
             .collect()
+    }
+
+    /// Migration 13 rebuilds inbox_messages (to allow intake 'imap'): the
+    /// raw bytes and the reports of every stored message stay linked to it.
+    #[tokio::test]
+    async fn the_sqlite_inbox_rebuild_keeps_every_message_and_its_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let Db::Sqlite { durable, .. } = super::super::sqlite::open(&dir.path().join("m.sqlite"))
+            .await
+            .unwrap()
+        else {
+            unreachable!("a SQLite file")
+        };
+        sqlite_until(&durable, 12).await.unwrap();
+        sqlx::raw_sql(
+            "INSERT INTO inbox_messages (id, sha256, size, intake, status) VALUES (7, x'07', 3, 'smtp', 'done');
+             INSERT INTO inbox_raw (message_id, seq, raw) VALUES (7, 0, x'616263');
+             INSERT INTO tls_reports (message_id, organization_name, report_id, date_begin, date_end)
+                  VALUES (7, 'Google', 'r1', '2024-01-01T00:00:00+00:00', '2024-01-02T00:00:00+00:00');",
+        )
+        .execute(&durable)
+        .await
+        .unwrap();
+        let applied = sqlite_until(&durable, i64::MAX).await.unwrap();
+        assert!(applied.iter().any(|m| m.name == "mailbox_pull"));
+        let raw: Vec<u8> = sqlx::query_scalar("SELECT raw FROM inbox_raw WHERE message_id = 7")
+            .fetch_one(&durable)
+            .await
+            .unwrap();
+        assert_eq!(raw, b"abc");
+        let linked: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM tls_reports t JOIN inbox_messages m ON m.id = t.message_id",
+        )
+        .fetch_one(&durable)
+        .await
+        .unwrap();
+        assert_eq!(linked, 1);
+        sqlx::query("INSERT INTO inbox_messages (sha256, size, intake) VALUES (x'08', 1, 'imap')")
+            .execute(&durable)
+            .await
+            .unwrap();
+        let enforced: bool = sqlx::query_scalar("PRAGMA foreign_keys")
+            .fetch_one(&durable)
+            .await
+            .unwrap();
+        assert!(enforced, "foreign keys are enforced again afterwards");
     }
 
     /// A migration file that is not listed here never runs (0013/0011 once

@@ -14,6 +14,7 @@ pub mod db;
 pub mod delta;
 pub mod derived;
 mod inbox;
+mod mailboxes;
 mod migrate;
 mod postgres;
 pub mod posture;
@@ -38,6 +39,7 @@ pub use applier::{AppliedRollups, RollupLag};
 /// The name `derived.rs` and `rollup.rs` know `Backend` by.
 use db::Backend as Dialect;
 pub use db::{Backend, Db, Sql};
+pub use mailboxes::{MailboxProgress, MailboxState};
 pub use migrate::Migration;
 pub use reports::KnownNames;
 pub use retention::{Pruned, RawRetention};
@@ -591,6 +593,54 @@ impl Store {
 
     pub async fn enrichment_counts(&self) -> StoreResult<EnrichmentCounts> {
         sources::counts(&self.db).await
+    }
+
+    /// Every mailbox's pull state, by name.
+    pub async fn mailbox_states(&self) -> StoreResult<Vec<MailboxState>> {
+        mailboxes::all(&self.db).await
+    }
+
+    pub async fn mailbox_state(&self, name: &str) -> StoreResult<Option<MailboxState>> {
+        mailboxes::one(&self.db, name).await
+    }
+
+    /// Takes or renews the lease on mailbox `name` for `owner` (one puller
+    /// per mailbox across every node sharing the database): true when
+    /// `owner` holds it for `lease` from now.
+    pub async fn take_mailbox_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> StoreResult<bool> {
+        mailboxes::take_lease(&self.db, name, owner, lease).await
+    }
+
+    pub async fn release_mailbox_lease(&self, name: &str, owner: &str) -> StoreResult<()> {
+        mailboxes::release_lease(&self.db, name, owner).await
+    }
+
+    /// Records a batch of a pull and renews the lease for `lease`; false
+    /// when `owner` lost the lease.
+    pub async fn mailbox_progress(
+        &self,
+        name: &str,
+        owner: &str,
+        progress: &MailboxProgress,
+        lease: Duration,
+    ) -> StoreResult<bool> {
+        mailboxes::progress(&self.db, name, owner, progress, lease).await
+    }
+
+    /// A pull went through; `waiting` says how the puller now waits ("idle", "poll").
+    pub async fn mailbox_succeeded(&self, name: &str, waiting: Option<&str>) -> StoreResult<()> {
+        mailboxes::succeeded(&self.db, name, waiting).await
+    }
+
+    /// A pull failed (`kind` a fixed word, `message` plain words); returns
+    /// the failures in a row.
+    pub async fn mailbox_failed(&self, name: &str, kind: &str, message: &str) -> StoreResult<i32> {
+        mailboxes::failed(&self.db, name, kind, message).await
     }
 
     /// Whether the database answers.

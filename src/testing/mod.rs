@@ -3,6 +3,7 @@
 //! on loopback (`dns`) for enrichment tests.
 
 pub mod dns;
+pub mod dovecot;
 
 use base64::Engine;
 
@@ -103,6 +104,41 @@ pub fn realistic_report(index: usize, records: usize) -> AggregateReport {
         report.records.push(row);
     }
     report
+}
+
+/// The `index`th of a run of report mails as Google sends them: a
+/// `realistic_report` of `records` rows, gzipped, base64 in lines of 76,
+/// with the headers a mailbox shows.
+pub fn report_email(index: usize, records: usize) -> Vec<u8> {
+    use std::io::Write;
+    let report = realistic_report(index, records);
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let _ = gzip.write_all(report.to_xml().as_bytes());
+    let packed = gzip.finish().unwrap_or_default();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(packed);
+    let lines: Vec<&str> = encoded
+        .as_bytes()
+        .chunks(76)
+        .map(|line| std::str::from_utf8(line).unwrap_or_default())
+        .collect();
+    let domain = &report.policy_published.domain;
+    let id = &report.metadata.report_id;
+    let file = format!(
+        "google.com!{domain}!{}!{}.xml.gz",
+        report.metadata.begin, report.metadata.end
+    );
+    format!(
+        "From: noreply-dmarc-support@google.com\r\n\
+         To: dmarc@{domain}\r\n\
+         Subject: Report domain: {domain} Submitter: google.com Report-ID: {id}\r\n\
+         Message-ID: <{id}@google.com>\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: application/gzip; name=\"{file}\"\r\n\
+         Content-Disposition: attachment; filename=\"{file}\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{}\r\n",
+        lines.join("\r\n")
+    )
+    .into_bytes()
 }
 
 fn record(index: usize) -> Record {

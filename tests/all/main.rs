@@ -17,6 +17,7 @@ mod first_run;
 mod grafana;
 mod hostile_input;
 mod https;
+mod mailbox;
 mod parse_memory;
 mod posture;
 mod posture_history;

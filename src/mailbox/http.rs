@@ -1,0 +1,100 @@
+//! One form POST to an OAuth2 token endpoint, over hyper's HTTP/1 client
+//! (already in the tree for the MTA-STS fetch); HTTPS with the mailbox's
+//! trust, plain HTTP only to loopback (the config checks that).
+
+use std::path::Path;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+
+/// POSTs `body` (`application/x-www-form-urlencoded`) to `url`; returns the
+/// status and up to `max_bytes` of the answer.
+pub async fn post_form(
+    url: &str,
+    body: String,
+    ca_file: Option<&Path>,
+    max_bytes: usize,
+) -> Result<(u16, Vec<u8>), String> {
+    let parsed = url::Url::parse(url).map_err(|error| format!("not a URL: {error}"))?;
+    let host = parsed
+        .host_str()
+        .ok_or_else(|| "the URL has no host".to_string())?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let https = parsed.scheme() == "https";
+    let port = parsed
+        .port_or_known_default()
+        .ok_or_else(|| "the URL has no port".to_string())?;
+    let path = match parsed.query() {
+        Some(query) => format!("{}?{query}", parsed.path()),
+        None => parsed.path().to_string(),
+    };
+    let tcp = TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|error| format!("cannot connect: {error}"))?;
+    let request = hyper::Request::post(path)
+        .header(hyper::header::HOST, parsed.authority())
+        .header(
+            hyper::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .header(hyper::header::ACCEPT, "application/json")
+        .header(
+            hyper::header::USER_AGENT,
+            concat!("dmarcd/", env!("CARGO_PKG_VERSION")),
+        )
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|error| error.to_string())?;
+    if https {
+        let connector = super::tls::connector(ca_file).map_err(|error| error.message)?;
+        let name = ServerName::try_from(host.clone())
+            .map_err(|_| format!("{host} is not a valid TLS server name"))?;
+        let tls = connector
+            .connect(name, tcp)
+            .await
+            .map_err(|error| format!("the TLS handshake failed: {error}"))?;
+        exchange(TokioIo::new(tls), request, max_bytes).await
+    } else {
+        exchange(TokioIo::new(tcp), request, max_bytes).await
+    }
+}
+
+async fn exchange<T>(
+    io: T,
+    request: hyper::Request<Full<Bytes>>,
+    max_bytes: usize,
+) -> Result<(u16, Vec<u8>), String>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|error| error.to_string())?;
+    let driver = tokio::spawn(connection);
+    let result = async {
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|error| error.to_string())?;
+        let status = response.status().as_u16();
+        let mut body = response.into_body();
+        let mut bytes = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|error| error.to_string())?;
+            if let Some(data) = frame.data_ref() {
+                if bytes.len() + data.len() > max_bytes {
+                    return Err(format!("the answer is larger than {max_bytes} bytes"));
+                }
+                bytes.extend_from_slice(data);
+            }
+        }
+        Ok((status, bytes))
+    }
+    .await;
+    driver.abort();
+    result
+}

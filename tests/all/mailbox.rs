@@ -1,0 +1,469 @@
+//! Mailbox pull against a real Dovecot (Debian's dovecot-imapd) started on
+//! loopback per test, with TLS from a test CA, Maildirs filled from the
+//! corpus, and dmarcd's inbox on a real SQLite file and PostgreSQL.
+
+use crate::common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dmarcd::inbox::{Inbox, MessageStatus};
+use dmarcd::mailbox::{AfterPull, MailboxConfig, MailboxErrorKind, PullEvent, Puller};
+use dmarcd::store::Store;
+use dmarcd::testing::dovecot::{Dovecot, DovecotOptions};
+use dmarcd::worker::{Worker, WorkerConfig};
+use dmarcd::Limits;
+
+const USER: &str = "alice";
+const PASSWORD: &str = "correct horse";
+
+/// A Dovecot with one user, or None (loudly; an error in CI) when it is
+/// not installed.
+pub fn dovecot_with(options: DovecotOptions) -> Option<Dovecot> {
+    if !Dovecot::installed() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "dovecot-imapd must be installed in CI (.ci/run installs it)"
+        );
+        eprintln!("NOTE: /usr/sbin/dovecot is missing: this mailbox test was SKIPPED");
+        return None;
+    }
+    let options = DovecotOptions {
+        users: vec![(USER.to_string(), PASSWORD.to_string())],
+        ..options
+    };
+    Some(Dovecot::start(options).expect("dovecot starts"))
+}
+
+pub fn dovecot() -> Option<Dovecot> {
+    dovecot_with(DovecotOptions::default())
+}
+
+/// A mailbox on the test server: implicit TLS trusting the test CA.
+pub fn mailbox(server: &Dovecot, name: &str) -> MailboxConfig {
+    MailboxConfig {
+        port: Some(server.tls_port),
+        ca_file: Some(server.ca_file.clone()),
+        password: Some(PASSWORD.to_string()),
+        ..MailboxConfig::new(name, "localhost", USER)
+    }
+}
+
+pub fn puller(store: &Store, config: MailboxConfig, owner: &str) -> Puller {
+    Puller::new(
+        Arc::new(config),
+        Inbox::new(store.clone()),
+        owner,
+        Limits::default(),
+    )
+}
+
+/// A Microsoft-style report: the XML gzipped and base64 on one line.
+fn microsoft_report() -> Vec<u8> {
+    let xml =
+        common::corpus("aggregate/protection.outlook.com!example.com!1711756800!1711843200.xml");
+    common::email_with_attachment(
+        "application/gzip",
+        "protection.outlook.com!example.com!1711756800!1711843200.xml.gz",
+        &common::gzip(&xml, flate2::Compression::default()),
+        true,
+    )
+}
+
+fn letter() -> Vec<u8> {
+    b"From: Bob <bob@example.net>\r\nTo: dmarc@example.com\r\nSubject: Lunch?\r\nMessage-ID: <lunch@example.net>\r\n\r\nAre you free on Friday?\r\n".to_vec()
+}
+
+/// The corpus mails a report mailbox receives, and one that is no report.
+fn corpus_mails() -> Vec<Vec<u8>> {
+    vec![
+        common::corpus("aggregate/twilight.eml"),
+        microsoft_report(),
+        common::corpus("smtp_tls/google.com_smtp_tls_report.eml"),
+        common::corpus("failure/dmarc_ruf_report_linkedin.eml"),
+        letter(),
+    ]
+}
+
+async fn inbox_total(store: &Store) -> i64 {
+    store.status_counts().await.unwrap().values().sum()
+}
+
+async fn process(store: &Store) {
+    Worker::new(
+        store.clone(),
+        Limits::default(),
+        "test",
+        WorkerConfig::default(),
+    )
+    .run_until_idle()
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn move_mode_commits_reports_then_moves_them_and_sorts_out_non_reports() {
+    let Some(server) = dovecot() else { return };
+    for (_dir, store) in common::db::backends().await {
+        let backend = store.backend();
+        for mail in corpus_mails() {
+            server.deliver(USER, "INBOX", &mail).unwrap();
+        }
+        let name = format!("rua-{backend}");
+        let puller = puller(&store, mailbox(&server, &name), "node-a");
+        let summary = puller.pull_once().await.unwrap();
+        assert_eq!(
+            (summary.found, summary.new, summary.not_reports),
+            (5, 5, 1),
+            "{backend}"
+        );
+        assert!(
+            server.messages(USER, "INBOX").is_empty(),
+            "{backend}: INBOX emptied"
+        );
+        assert_eq!(
+            server.messages(USER, "Archive.dmarcd").len(),
+            4,
+            "{backend}"
+        );
+        assert_eq!(
+            server.messages(USER, "Archive.dmarcd-not-reports").len(),
+            1,
+            "{backend}"
+        );
+        assert_eq!(inbox_total(&store).await, 5, "{backend}");
+        process(&store).await;
+        let counts = store.report_counts().await.unwrap();
+        assert_eq!(
+            (
+                counts.aggregate_reports,
+                counts.tls_reports,
+                counts.failure_reports
+            ),
+            (2, 1, 1),
+            "{backend}"
+        );
+        let statuses = store.status_counts().await.unwrap();
+        assert_eq!(
+            statuses.get(&MessageStatus::Ignored),
+            Some(&1),
+            "{backend}: the letter"
+        );
+        let state = store.mailbox_state(&name).await.unwrap().unwrap();
+        assert_eq!(state.messages_new, 5, "{backend}");
+        assert!(
+            state.last_uid >= 5 && state.uidvalidity.is_some(),
+            "{backend}"
+        );
+        assert!(
+            state.last_success_at.is_some() && !state.is_failing(),
+            "{backend}"
+        );
+        assert_eq!(
+            state.lease_owner, None,
+            "{backend}: the lease is given back"
+        );
+        // Nothing new: a second pass finds nothing.
+        let again = puller.pull_once().await.unwrap();
+        assert_eq!(again.found, 0, "{backend}");
+        // Emptied for the next backend's round.
+        server.clear(USER, "Archive.dmarcd").unwrap();
+        server.clear(USER, "Archive.dmarcd-not-reports").unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seen_mode_marks_messages_and_resumes_after_the_last_uid() {
+    let Some(server) = dovecot() else { return };
+    let (_dir, store) = common::db::sqlite().await;
+    let config = MailboxConfig {
+        after: AfterPull::Seen,
+        ..mailbox(&server, "seen")
+    };
+    for index in 0..3 {
+        server
+            .deliver(USER, "INBOX", &dmarcd::testing::report_email(index, 5))
+            .unwrap();
+    }
+    let puller = puller(&store, config, "node-a");
+    let first = puller.pull_once().await.unwrap();
+    assert_eq!((first.found, first.new), (3, 3));
+    let files = server.messages(USER, "INBOX");
+    assert_eq!(files.len(), 3, "left in place");
+    assert!(
+        files.iter().all(|name| name.ends_with(":2,S")),
+        "marked seen: {files:?}"
+    );
+    server
+        .deliver(USER, "INBOX", &dmarcd::testing::report_email(3, 5))
+        .unwrap();
+    let second = puller.pull_once().await.unwrap();
+    assert_eq!(
+        (second.found, second.new, second.duplicate),
+        (1, 1, 0),
+        "only the message past the last UID is fetched"
+    );
+    assert_eq!(inbox_total(&store).await, 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_mode_expunges_only_after_the_commit() {
+    let Some(server) = dovecot() else { return };
+    let (_dir, store) = common::db::sqlite().await;
+    let config = MailboxConfig {
+        after: AfterPull::Delete,
+        ..mailbox(&server, "delete")
+    };
+    for mail in corpus_mails() {
+        server.deliver(USER, "INBOX", &mail).unwrap();
+    }
+    let summary = puller(&store, config, "node-a").pull_once().await.unwrap();
+    assert_eq!(summary.new, 5);
+    assert!(server.messages(USER, "INBOX").is_empty());
+    assert!(
+        server.messages(USER, "Archive.dmarcd").is_empty(),
+        "nothing archived"
+    );
+    assert_eq!(inbox_total(&store).await, 5);
+}
+
+/// The puller is stopped dead after its first batch is committed and
+/// before anything is moved (its progress channel is full, then its task
+/// is aborted, connection and all). Its lease runs out; a new process
+/// pulls again: every message is there once, and all are moved.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_between_commit_and_move_loses_nothing_and_stores_nothing_twice() {
+    let Some(server) = dovecot() else { return };
+    for (_dir, store) in common::db::backends().await {
+        let backend = store.backend();
+        let name = format!("crash-{backend}");
+        for index in 0..6 {
+            server
+                .deliver(USER, "INBOX", &dmarcd::testing::report_email(index, 5))
+                .unwrap();
+        }
+        let config = MailboxConfig {
+            batch_size: 3,
+            lease_seconds: 10,
+            ..mailbox(&server, &name)
+        };
+        let (events, _held) = tokio::sync::mpsc::channel(1);
+        events
+            .send(PullEvent::Handled {
+                last_uid: 0,
+                remaining: 0,
+            })
+            .await
+            .unwrap();
+        let crashing = puller(&store, config.clone(), "node-crashed").with_events(events);
+        let task = tokio::spawn(async move { crashing.pull_once().await });
+        let started = Instant::now();
+        while inbox_total(&store).await < 3 {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{backend}: no commit"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        task.abort();
+        let _ = task.await;
+        assert_eq!(
+            inbox_total(&store).await,
+            3,
+            "{backend}: the first batch only"
+        );
+        assert_eq!(
+            server.messages(USER, "INBOX").len(),
+            6,
+            "{backend}: nothing moved"
+        );
+
+        let restarted = puller(&store, config, "node-restarted");
+        let refused = restarted.pull_once().await.unwrap_err();
+        assert_eq!(
+            refused.kind,
+            MailboxErrorKind::Leased,
+            "{backend}: {refused}"
+        );
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        let summary = restarted.pull_once().await.unwrap();
+        assert_eq!(
+            (summary.found, summary.new, summary.duplicate),
+            (6, 3, 3),
+            "{backend}: the committed three are recognised"
+        );
+        assert_eq!(inbox_total(&store).await, 6, "{backend}: stored once each");
+        assert!(server.messages(USER, "INBOX").is_empty(), "{backend}");
+        server.clear(USER, "Archive.dmarcd").unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_password_is_a_clear_sign_in_error_on_the_dashboard_state() {
+    let Some(server) = dovecot() else { return };
+    let (_dir, store) = common::db::sqlite().await;
+    let config = MailboxConfig {
+        password: Some("wrong".to_string()),
+        ..mailbox(&server, "wrong")
+    };
+    let error = puller(&store, config, "node-a")
+        .pull_once()
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind, MailboxErrorKind::Auth, "{error}");
+    assert!(
+        error.message.contains("refused to sign in \"alice\""),
+        "{error}"
+    );
+    assert!(error.message.contains("AUTHENTICATIONFAILED"), "{error}");
+    let state = store.mailbox_state("wrong").await.unwrap().unwrap();
+    assert!(state.is_failing());
+    assert_eq!(state.last_error_kind.as_deref(), Some("auth"));
+    assert_eq!(state.last_error.as_deref(), Some(error.message.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_folder_is_named_and_tls_needs_a_trusted_certificate() {
+    let Some(server) = dovecot() else { return };
+    let (_dir, store) = common::db::sqlite().await;
+    let missing = MailboxConfig {
+        folder: "Reports".to_string(),
+        ..mailbox(&server, "missing")
+    };
+    let error = puller(&store, missing, "node-a")
+        .pull_once()
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind, MailboxErrorKind::Folder, "{error}");
+    assert!(
+        error.message.contains("\"Reports\" does not exist"),
+        "{error}"
+    );
+
+    let untrusted = MailboxConfig {
+        ca_file: None,
+        ..mailbox(&server, "untrusted")
+    };
+    let error = puller(&store, untrusted, "node-a")
+        .pull_once()
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind, MailboxErrorKind::Tls, "{error}");
+    assert!(error.message.contains("ca_file"), "{error}");
+
+    server.deliver(USER, "INBOX", &letter()).unwrap();
+    let starttls = MailboxConfig {
+        tls: dmarcd::mailbox::TlsMode::Starttls,
+        port: Some(server.port),
+        ..mailbox(&server, "starttls")
+    };
+    let summary = puller(&store, starttls, "node-a")
+        .pull_once()
+        .await
+        .unwrap();
+    assert_eq!(summary.new, 1, "STARTTLS on the plain port works");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_uidvalidity_rescans_without_storing_twice() {
+    let Some(server) = dovecot() else { return };
+    let (_dir, store) = common::db::sqlite().await;
+    let config = MailboxConfig {
+        after: AfterPull::Seen,
+        ..mailbox(&server, "validity")
+    };
+    for index in 0..2 {
+        server
+            .deliver(USER, "INBOX", &dmarcd::testing::report_email(index, 5))
+            .unwrap();
+    }
+    let puller = puller(&store, config, "node-a");
+    assert_eq!(puller.pull_once().await.unwrap().new, 2);
+    let before = store.mailbox_state("validity").await.unwrap().unwrap();
+    server
+        .deliver(USER, "INBOX", &dmarcd::testing::report_email(2, 5))
+        .unwrap();
+    server.reset_uids(USER, "INBOX").unwrap();
+    let summary = puller.pull_once().await.unwrap();
+    assert_eq!(
+        (summary.found, summary.new, summary.duplicate),
+        (3, 1, 2),
+        "every message looked at again, the two stored before recognised"
+    );
+    let after = store.mailbox_state("validity").await.unwrap().unwrap();
+    assert_ne!(after.uidvalidity, before.uidvalidity);
+    assert_eq!(inbox_total(&store).await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_20_mb_single_line_message_is_pulled_whole_and_an_oversized_one_is_left_alone() {
+    let Some(server) = dovecot() else { return };
+    let (_dir, store) = common::db::sqlite().await;
+    // About 15 MB of report XML, base64 on one line: a 20 MB message.
+    let xml = dmarcd::testing::aggregate_report(25_000).to_xml();
+    let large = common::email_with_attachment("text/xml", "large.xml", xml.as_bytes(), true);
+    assert!(large.len() > 20_000_000, "{} bytes", large.len());
+    server.deliver(USER, "INBOX", &large).unwrap();
+    server.deliver(USER, "INBOX", &letter()).unwrap();
+    let summary = puller(&store, mailbox(&server, "large"), "node-a")
+        .pull_once()
+        .await
+        .unwrap();
+    assert_eq!(summary.new, 2);
+    let stored = store.message_raw(1).await.unwrap().unwrap();
+    assert!(stored == large, "the stored bytes are the message's");
+    process(&store).await;
+    assert_eq!(
+        store.report_counts().await.unwrap().aggregate_records,
+        25_000
+    );
+
+    for index in 0..3 {
+        server
+            .deliver(USER, "INBOX", &dmarcd::testing::report_email(index, 5))
+            .unwrap();
+    }
+    server.deliver(USER, "INBOX", &large).unwrap();
+    let limited = MailboxConfig {
+        max_message_bytes: 1_000_000,
+        ..mailbox(&server, "limited")
+    };
+    let summary = puller(&store, limited, "node-a").pull_once().await.unwrap();
+    assert_eq!(
+        (summary.new, summary.skipped),
+        (3, 1),
+        "one message never stops the mailbox"
+    );
+    assert_eq!(
+        server.messages(USER, "INBOX").len(),
+        1,
+        "the large one stays, untouched"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn five_thousand_messages_are_drained_in_batches() {
+    let Some(server) = dovecot() else { return };
+    for (_dir, store) in common::db::backends().await {
+        let backend = store.backend();
+        for index in 0..5_000 {
+            server
+                .deliver(USER, "INBOX", &dmarcd::testing::report_email(index, 3))
+                .unwrap();
+        }
+        let name = format!("large-{backend}");
+        let started = Instant::now();
+        let summary = puller(&store, mailbox(&server, &name), "node-a")
+            .pull_once()
+            .await
+            .unwrap();
+        let elapsed = started.elapsed();
+        assert_eq!((summary.found, summary.new), (5_000, 5_000), "{backend}");
+        assert_eq!(inbox_total(&store).await, 5_000, "{backend}");
+        assert!(server.messages(USER, "INBOX").is_empty(), "{backend}");
+        let state = store.mailbox_state(&name).await.unwrap().unwrap();
+        assert_eq!((state.messages_new, state.backlog), (5_000, 0), "{backend}");
+        eprintln!("{backend}: 5,000 messages pulled in {elapsed:.1?}");
+        server.clear(USER, "Archive.dmarcd").unwrap();
+    }
+}
