@@ -22,8 +22,9 @@ pub struct StoredCheck {
     pub grades: Vec<Grade>,
     pub findings: Vec<Finding>,
     pub observations: Vec<Observation>,
-    /// The SPF tree as the check expanded it (JSON, as `PostureReport.spf`).
-    #[schema(value_type = Object)]
+    /// The SPF tree as the check expanded it (JSON, as `PostureReport.spf`);
+    /// null when the domain has no SPF record to expand.
+    #[schema(value_type = Option<Object>)]
     pub spf: Option<serde_json::Value>,
 }
 
