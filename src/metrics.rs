@@ -86,6 +86,16 @@ const HELP: &[(&str, &str, &str)] = &[
         "PTR lookups, by result (name, none, failed).",
     ),
     (
+        "dmarcd_mailbox_messages_total",
+        "counter",
+        "Messages pulled from IMAP mailboxes by this process, by mailbox and outcome (new, duplicate, skipped: left on the server).",
+    ),
+    (
+        "dmarcd_mailbox_errors_total",
+        "counter",
+        "Failed mailbox pulls in this process, by mailbox and kind (connect, tls, auth, token, folder, quota, protocol, database).",
+    ),
+    (
         "dmarcd_http_requests_total",
         "counter",
         "HTTP requests, by route and status.",

@@ -90,9 +90,22 @@ pub(super) async fn serve(mut config: Config) -> anyhow::Result<ExitCode> {
             tasks.push(tokio::spawn(async move { posture.run(stopped).await }));
         }
     }
+    // Mailbox pulls are intake: any node may hold a mailbox's lease.
+    for mailbox in &config.mailboxes {
+        let puller = crate::mailbox::Puller::new(
+            Arc::new(mailbox.clone()),
+            Inbox::new(store.clone()),
+            node_name(),
+            config.decode.clone(),
+        );
+        tracing::info!(mailbox = %mailbox.name, host = %mailbox.host, folder = %mailbox.folder, "pulling a mailbox");
+        let stopped = stopped.clone();
+        tasks.push(tokio::spawn(async move { puller.run(stopped).await }));
+    }
     if config.web.enabled {
         let mut state = AppState::new(store.clone(), config.web.clone(), config.decode.clone())
             .with_dbip_attribution(dbip)
+            .with_mailboxes(config.mailboxes.clone())
             .with_intake_hints(crate::web::IntakeHints {
                 smtp: config
                     .smtp
@@ -234,6 +247,12 @@ fn reload_on_sighup(tls: Arc<TlsSource>) {
     });
     #[cfg(not(unix))]
     let _ = tls;
+}
+
+/// This process, as a mailbox lease names its holder (`host:pid`).
+pub(crate) fn node_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".to_string());
+    format!("{host}:{}", std::process::id())
 }
 
 /// Unique per process and task, readable in the inbox's `claimed_by`.

@@ -130,6 +130,8 @@ pub struct AppState {
     pub dbip_attribution: bool,
     /// Domain posture checks (none: the posture routes answer 503).
     pub posture: Option<PostureService>,
+    /// The `[[mailbox]]` entries, for the Mailboxes page.
+    pub mailboxes: Arc<Vec<crate::mailbox::MailboxConfig>>,
     /// The names the filter form offers, read at most every half minute.
     known_names: Arc<tokio::sync::Mutex<Option<(std::time::Instant, KnownNames)>>>,
     /// Where reports can be sent, for the empty pages' first steps.
@@ -159,6 +161,7 @@ impl AppState {
             limits: Arc::new(limits),
             dbip_attribution: false,
             posture: None,
+            mailboxes: Arc::default(),
             known_names: Arc::default(),
             intake: Arc::default(),
         }
@@ -179,6 +182,12 @@ impl AppState {
         let names = self.store.known_names(LIMIT).await?;
         *cached = Some((std::time::Instant::now(), names.clone()));
         Ok(names)
+    }
+
+    /// Shows these mailboxes on the Mailboxes page.
+    pub fn with_mailboxes(mut self, mailboxes: Vec<crate::mailbox::MailboxConfig>) -> Self {
+        self.mailboxes = Arc::new(mailboxes);
+        self
     }
 
     /// Serves posture checks and lookups with `schedule`.

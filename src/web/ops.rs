@@ -113,6 +113,9 @@ async fn metrics_text(State(state): State<AppState>, headers: HeaderMap) -> Resp
         Ok(per_domain) => gauges.extend(per_domain),
         Err(error) => tracing::warn!(%error, "/metrics: per-domain gauges left out"),
     }
+    if let Ok(states) = state.store.mailbox_states().await {
+        gauges.extend(mailbox_gauges(&states));
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -188,6 +191,59 @@ async fn domain_gauges(state: &AppState) -> Result<Vec<metrics::Gauge<'static>>,
                 .collect(),
         ),
     ])
+}
+
+/// Each mailbox's pull as stored (whichever node pulls it).
+fn mailbox_gauges(states: &[crate::store::MailboxState]) -> Vec<metrics::Gauge<'static>> {
+    let by_name = |value: &dyn Fn(&crate::store::MailboxState) -> f64| {
+        states
+            .iter()
+            .map(|state| (vec![("mailbox", state.name.clone())], value(state)))
+            .collect::<Vec<_>>()
+    };
+    let mut messages = Vec::new();
+    for state in states {
+        for (outcome, count) in [
+            ("new", state.messages_new),
+            ("duplicate", state.messages_duplicate),
+            ("skipped", state.messages_skipped),
+        ] {
+            messages.push((
+                vec![
+                    ("mailbox", state.name.clone()),
+                    ("outcome", outcome.to_string()),
+                ],
+                count as f64,
+            ));
+        }
+    }
+    vec![
+        (
+            "dmarcd_mailbox_last_success_timestamp_seconds",
+            "When each mailbox was last pulled without error (Unix time; 0: never).",
+            by_name(&|s| s.last_success_at.map_or(0.0, |at| at.timestamp() as f64)),
+        ),
+        (
+            "dmarcd_mailbox_failing",
+            "1 when a mailbox's last pull failed (see the Mailboxes page for why).",
+            by_name(&|s| f64::from(u8::from(s.is_failing()))),
+        ),
+        (
+            "dmarcd_mailbox_consecutive_failures",
+            "Failed pulls of a mailbox in a row.",
+            by_name(&|s| f64::from(s.consecutive_failures)),
+        ),
+        (
+            "dmarcd_mailbox_backlog",
+            "Messages found in a mailbox and not yet pulled by the pass under way.",
+            by_name(&|s| s.backlog as f64),
+        ),
+        (
+            "dmarcd_mailbox_messages",
+            "Messages pulled from each mailbox since its first pull, by outcome, across nodes.",
+            messages,
+        ),
+    ]
 }
 
 /// Counts and times every request by route template (never by raw path:

@@ -467,3 +467,168 @@ async fn five_thousand_messages_are_drained_in_batches() {
         server.clear(USER, "Archive.dmarcd").unwrap();
     }
 }
+
+/// The watcher `dmarcd serve` runs: it idles on the folder, so a report
+/// delivered later is in the inbox (and, once the worker ran, on the
+/// dashboard) within seconds; the Mailboxes page and /metrics say how the
+/// pull stands, and a wrong password shows there in plain words.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_brings_a_new_report_in_within_seconds_and_the_dashboard_shows_the_pull() {
+    let Some(server) = dovecot() else { return };
+    for (_dir, store) in common::db::backends().await {
+        let backend = store.backend();
+        let config = mailbox(&server, "rua");
+        let watcher = puller(&store, config.clone(), "node-a");
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move { watcher.run(stopped).await });
+        let started = Instant::now();
+        loop {
+            let state = store.mailbox_state("rua").await.unwrap();
+            if state.is_some_and(|s| s.waiting.as_deref() == Some("idle")) {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{backend}: never idled"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        server.deliver(USER, "INBOX", &microsoft_report()).unwrap();
+        let delivered = Instant::now();
+        while inbox_total(&store).await < 1 {
+            assert!(
+                delivered.elapsed() < Duration::from_secs(5),
+                "{backend}: IDLE did not bring the message in"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        eprintln!(
+            "{backend}: in the inbox {:?} after delivery",
+            delivered.elapsed()
+        );
+        process(&store).await;
+        assert_eq!(
+            store.report_counts().await.unwrap().aggregate_reports,
+            1,
+            "{backend}"
+        );
+        stop.send(true).unwrap();
+        task.await.unwrap();
+        let state = store.mailbox_state("rua").await.unwrap().unwrap();
+        assert_eq!(
+            state.lease_owner, None,
+            "{backend}: stopping gives the lease back"
+        );
+
+        let failing = MailboxConfig {
+            password: Some("wrong".to_string()),
+            ..mailbox(&server, "broken")
+        };
+        puller(&store, failing.clone(), "node-a")
+            .pull_once()
+            .await
+            .unwrap_err();
+        let files = tempfile::tempdir().unwrap();
+        let web = common::http::Server::start_with_state(
+            dmarcd::web::AppState::new(store.clone(), Default::default(), Limits::default())
+                .with_mailboxes(vec![config.clone(), failing]),
+        )
+        .await;
+        web.state
+            .accounts
+            .add_user("admin", "a long password 1", "admin")
+            .await
+            .unwrap();
+        let browser = crate::dashboard::sign_in(&web, "admin", "a long password 1")
+            .await
+            .unwrap_or_else(|reply| panic!("{backend}: sign-in failed: {}", reply.text()));
+        let page = browser.get(&web, "/mailboxes").await;
+        assert_eq!(page.status, 200, "{backend}");
+        let html = page.text();
+        for needle in [
+            "rua",
+            "alice@localhost",
+            "broken",
+            "failing",
+            "refused to sign in",
+            "AUTHENTICATIONFAILED",
+        ] {
+            assert!(
+                html.contains(needle),
+                "{backend}: {needle} missing from\n{html}"
+            );
+        }
+        let metrics = web.get("/metrics", None).await.text();
+        for needle in [
+            "dmarcd_mailbox_failing{mailbox=\"broken\"} 1",
+            "dmarcd_mailbox_failing{mailbox=\"rua\"} 0",
+            "dmarcd_mailbox_messages{mailbox=\"rua\",outcome=\"new\"} 1",
+            "dmarcd_mailbox_errors_total{mailbox=\"broken\",kind=\"auth\"}",
+            "dmarcd_messages_received_total{intake=\"imap\",outcome=\"new\"}",
+        ] {
+            assert!(metrics.contains(needle), "{backend}: {needle} missing");
+        }
+        drop(files);
+        server.clear(USER, "Archive.dmarcd").unwrap();
+    }
+}
+
+/// Of several nodes sharing the database, one holds a mailbox at a time;
+/// the lease passes on when its holder gives it back or stops renewing.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_nodes_never_hold_one_mailbox_at_once() {
+    for (_dir, store) in common::db::backends().await {
+        let backend = store.backend();
+        let lease = Duration::from_secs(60);
+        let attempts: Vec<_> = (0..8)
+            .map(|node| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .take_mailbox_lease("rua", &format!("node-{node}"), lease)
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut holders = 0;
+        for attempt in attempts {
+            holders += usize::from(attempt.await.unwrap());
+        }
+        assert_eq!(holders, 1, "{backend}: one of eight nodes asking at once");
+        let holder = store
+            .mailbox_state("rua")
+            .await
+            .unwrap()
+            .unwrap()
+            .lease_owner
+            .unwrap();
+        assert!(
+            store
+                .take_mailbox_lease("rua", &holder, lease)
+                .await
+                .unwrap(),
+            "{backend}: renewed"
+        );
+        store.release_mailbox_lease("rua", &holder).await.unwrap();
+        assert!(store
+            .take_mailbox_lease("rua", "node-late", Duration::from_secs(1))
+            .await
+            .unwrap());
+        assert!(
+            !store
+                .take_mailbox_lease("rua", &holder, lease)
+                .await
+                .unwrap(),
+            "{backend}"
+        );
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        assert!(
+            store
+                .take_mailbox_lease("rua", &holder, lease)
+                .await
+                .unwrap(),
+            "{backend}: a lease not renewed runs out"
+        );
+    }
+}

@@ -7,6 +7,7 @@ mod auth;
 mod domains;
 mod failures;
 mod inbox;
+mod mailboxes;
 mod notice;
 mod posture;
 mod tls;
@@ -42,6 +43,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/inbox/{id}/raw", get(inbox::inbox_raw))
         .route("/inbox/{id}/reprocess", post(inbox::reprocess))
         .route("/inbox/reprocess-failed", post(inbox::reprocess_failed))
+        .route("/mailboxes", get(mailboxes::mailboxes))
         .route("/domains", get(domains::domains).post(domains::add_domain))
         .route("/domains/remove", post(domains::remove_domain))
         .route("/domains/check", post(posture::check_now))
@@ -115,6 +117,7 @@ const NAV: &[(&str, &str)] = &[
     ("/tls", "TLS-RPT"),
     ("/failures", "Failures"),
     ("/inbox", "Inbox"),
+    ("/mailboxes", "Mailboxes"),
     ("/domains", "Domains"),
     ("/lookup", "Lookup"),
 ];
