@@ -353,6 +353,9 @@ async fn tls_pages_filter_by_what_tls_reports_have_and_show_each_report() {
         let ours = api("/api/v1/tls/reports?org=%22Example%20Reporter%22").await;
         assert_eq!(ours["total"], 1, "{backend}: {ours}");
         let id = ours["items"][0]["id"].as_i64().unwrap();
+        // The list says the details fall short of the total.
+        assert_eq!(ours["items"][0]["failed_sessions"], 10, "{backend}");
+        assert_eq!(ours["items"][0]["detailed_failed_sessions"], 7, "{backend}");
         let all = api("/api/v1/tls/reports").await["total"].as_i64().unwrap();
 
         // The TLS page's own filters, none of DMARC's.
@@ -380,6 +383,10 @@ async fn tls_pages_filter_by_what_tls_reports_have_and_show_each_report() {
         }
         assert!(
             page.contains(&format!("href=\"/tls/reports/{id}\"")),
+            "{backend}"
+        );
+        assert!(
+            row_with(&page, &format!("href=\"/tls/reports/{id}\"")).contains("7 ≠"),
             "{backend}"
         );
         // Charts of sessions per result type and per sending MTA, whose

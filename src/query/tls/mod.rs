@@ -31,6 +31,10 @@ pub struct TlsReportRow {
     pub policy_domains: String,
     pub successful_sessions: i64,
     pub failed_sessions: i64,
+    /// The failed sessions of the failure details of the same policies,
+    /// added up: when it differs from `failed_sessions`, the details
+    /// overlap or leave some failures out (RFC 8460 §4.3 allows both).
+    pub detailed_failed_sessions: i64,
 }
 
 /// Domain, organization and period apply to TLS reports through their policies.
@@ -40,11 +44,15 @@ fn tls_reports_sql(store: &Store, filter: &ParsedTlsFilter) -> Sql {
     sql.push(&format!(
         "SELECT t.id, t.message_id, t.organization_name, t.report_id, t.date_begin, t.date_end, \
          t.contact_info, coalesce({domains}, '') AS policy_domains, {ok} AS successful_sessions, \
-         {failed} AS failed_sessions \
-         FROM tls_reports t LEFT JOIN tls_policies p ON p.report_id = t.id WHERE 1 = 1",
+         {failed} AS failed_sessions, {detailed} AS detailed_failed_sessions \
+         FROM tls_reports t LEFT JOIN tls_policies p ON p.report_id = t.id \
+         LEFT JOIN (SELECT policy_id, {detail_sum} AS failed FROM tls_failure_details \
+         GROUP BY policy_id) d ON d.policy_id = p.id WHERE 1 = 1",
         domains = backend.join_distinct("p.policy_domain"),
         ok = backend.sum("p.successful_sessions"),
         failed = backend.sum("p.failed_sessions"),
+        detailed = backend.sum("d.failed"),
+        detail_sum = backend.sum("failed_sessions"),
     ));
     filter.push_conditions(&mut sql, None);
     sql.push(" GROUP BY t.id, t.message_id, t.organization_name, t.report_id, t.date_begin, t.date_end, t.contact_info");
