@@ -146,6 +146,8 @@ async fn run(url: String) {
         "/failures".into(),
         "/inbox".into(),
         "/domains".into(),
+        "/senders?domain=domain-3.example".into(),
+        format!("/senders?domain=domain-3.example&since={}", preset(30)),
     ];
     let mut api: Vec<String> = [
         "source",
@@ -167,6 +169,11 @@ async fn run(url: String) {
     api.push("/api/v1/aggregate/records?country=US".into());
     api.push("/api/v1/aggregate/reports".into());
     api.push("/api/v1/tls/summary".into());
+    api.push("/api/v1/domains/domain-3.example/senders".into());
+    api.push(format!(
+        "/api/v1/domains/domain-3.example/senders?since={}",
+        preset(30)
+    ));
 
     let clients = setting("CLIENTS", 4).max(1) as usize;
     println!("{requests} requests per URL, {clients} concurrent clients; latency in ms");

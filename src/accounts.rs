@@ -286,8 +286,14 @@ impl Accounts {
 
     /// Whether `token` is a valid, unrevoked API token (and notes its use).
     pub async fn check_token(&self, token: &str) -> Result<bool, AccountError> {
+        Ok(self.token_name(token).await?.is_some())
+    }
+
+    /// The name of `token` when it is a valid, unrevoked API token (and
+    /// notes its use): who made a change through the API.
+    pub async fn token_name(&self, token: &str) -> Result<Option<String>, AccountError> {
         let Some(row) = stored::active_token(self.db(), &hash_secret(token)).await? else {
-            return Ok(false);
+            return Ok(None);
         };
         // Written at most once a minute per token: not a write per request.
         let now = Utc::now();
@@ -297,7 +303,7 @@ impl Accounts {
         if !recent {
             stored::token_used(self.db(), row.id, now).await?;
         }
-        Ok(true)
+        Ok(Some(row.name))
     }
 }
 

@@ -14,6 +14,7 @@ use crate::decode::Limits;
 use crate::dns::DnsConfig;
 use crate::enrich::EnrichConfig;
 use crate::mailbox::MailboxConfig;
+use crate::senders::SendersConfig;
 use crate::smtp::SmtpConfig;
 use crate::web::WebConfig;
 use crate::worker::WorkerConfig;
@@ -28,6 +29,7 @@ const LIST_KEYS: &[&str] = &[
     "name_servers",
     "trusted_proxies",
     "report_https_hosts",
+    "forwarders",
 ];
 
 /// Sections of the config file (for mapping environment variables).
@@ -41,6 +43,7 @@ const SECTIONS: &[&str] = &[
     "web",
     "log",
     "retention",
+    "senders",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -60,6 +63,7 @@ pub struct Config {
     /// IMAP mailboxes to pull reports from (`[[mailbox]]`, several allowed).
     #[serde(rename = "mailbox")]
     pub mailboxes: Vec<MailboxConfig>,
+    pub senders: SendersConfig,
 }
 
 impl Default for Config {
@@ -76,6 +80,7 @@ impl Default for Config {
             log: LogConfig::default(),
             retention: RetentionConfig::default(),
             mailboxes: Vec::new(),
+            senders: SendersConfig::default(),
         }
     }
 }
@@ -239,6 +244,7 @@ impl Config {
         }
         crate::web::TrustedProxies::parse(&self.web.trusted_proxies)?;
         self.dns.validate()?;
+        self.senders.validate()?;
         if self.web.session_hours == 0 || self.web.tlsrpt_max_bytes == 0 {
             return Err(
                 "web.session_hours and web.tlsrpt_max_bytes must be at least 1".to_string(),

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod query;
 pub mod report;
 pub mod retention;
+pub mod senders;
 pub mod smtp;
 pub mod store;
 #[doc(hidden)]

@@ -106,6 +106,7 @@ pub(super) async fn serve(mut config: Config) -> anyhow::Result<ExitCode> {
         let mut state = AppState::new(store.clone(), config.web.clone(), config.decode.clone())
             .with_dbip_attribution(dbip)
             .with_mailboxes(config.mailboxes.clone())
+            .with_senders(config.senders.clone())
             .with_intake_hints(crate::web::IntakeHints {
                 smtp: config
                     .smtp

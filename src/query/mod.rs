@@ -9,6 +9,7 @@ pub mod filter;
 pub mod inbox;
 pub mod json;
 pub mod plan;
+pub mod senders;
 pub mod time;
 pub mod tls;
 

@@ -103,6 +103,20 @@ impl Backend {
         }
     }
 
+    /// `column IN (the addresses of a JSON array placeholder of IP text)`,
+    /// for an address column (PostgreSQL compares them as `inet`, so its
+    /// index is used).
+    pub fn in_ip_list(self, column: &str, parameter: &str) -> String {
+        match self {
+            Backend::Postgres => format!(
+                "{column} IN (SELECT CAST(value AS inet) FROM json_array_elements_text(CAST({parameter} AS json)))"
+            ),
+            Backend::Sqlite => {
+                format!("{column} IN (SELECT value FROM json_each({parameter}))")
+            }
+        }
+    }
+
     /// `column IN (the strings of a JSON array placeholder)`.
     pub fn in_text_list(self, column: &str, parameter: &str) -> String {
         match self {

@@ -178,6 +178,15 @@ const POSTGRES: &[Migration] = &[
         retriggers: &[],
         rebuilds_tables: false,
     },
+    Migration {
+        version: 16,
+        name: "sender_approvals",
+        sql: include_str!("../../migrations/postgres/0016_sender_approvals.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: false,
+    },
 ];
 
 const SQLITE: &[Migration] = &[
@@ -297,6 +306,15 @@ const SQLITE: &[Migration] = &[
         derives: &[],
         retriggers: &[],
         rebuilds_tables: true,
+    },
+    Migration {
+        version: 14,
+        name: "sender_approvals",
+        sql: include_str!("../../migrations/sqlite/0014_sender_approvals.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: false,
     },
 ];
 

@@ -9,6 +9,7 @@
 
 pub mod accounts;
 mod applier;
+pub mod approvals;
 mod copy;
 pub mod db;
 pub mod delta;

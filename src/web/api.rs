@@ -45,6 +45,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/inbox/messages/{id}/raw", get(inbox_raw))
         .route("/inbox/messages/{id}/reprocess", post(reprocess))
         .merge(super::posture::routes())
+        .merge(super::senders::routes())
 }
 
 /// A numeric id from the path; anything else is a JSON 400.
@@ -78,7 +79,11 @@ pub(super) fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
 /// dashboard session (the pages' CSV links export what is on screen).
 /// A session never authorizes a change through the API: that would bypass
 /// the pages' CSRF check.
-pub struct ApiToken;
+pub struct ApiToken {
+    /// Who is asking, as changes record it: `token:NAME`, or the user
+    /// name of a session.
+    pub by: String,
+}
 
 impl FromRequestParts<AppState> for ApiToken {
     type Rejection = ApiError;
@@ -88,16 +93,17 @@ impl FromRequestParts<AppState> for ApiToken {
             let reads = matches!(parts.method, Method::GET | Method::HEAD);
             return match super::pages::session_token(&parts.headers) {
                 Some(session) if reads => match state.accounts.session(&session).await? {
-                    Some(_) => Ok(ApiToken),
+                    Some(user) => Ok(ApiToken { by: user.username }),
                     None => Err(ApiError::unauthorized()),
                 },
                 _ => Err(ApiError::unauthorized()),
             };
         };
-        if state.accounts.check_token(token).await? {
-            Ok(ApiToken)
-        } else {
-            Err(ApiError::unauthorized())
+        match state.accounts.token_name(token).await? {
+            Some(name) => Ok(ApiToken {
+                by: format!("token:{name}"),
+            }),
+            None => Err(ApiError::unauthorized()),
         }
     }
 }
@@ -599,7 +605,9 @@ impl utoipa::Modify for SecurityAddon {
         every matching row as CSV. Create a token with `dmarcd token create --name NAME`."),
     paths(domains, summary, records, reports, report, tls_reports, tls_report, tls_summary, failures, failure,
           inbox, inbox_message, inbox_raw, reprocess,
-          super::posture::checks, super::posture::check_now, super::posture::lookup),
+          super::posture::checks, super::posture::check_now, super::posture::lookup,
+          super::senders::senders, super::senders::approvals, super::senders::add_approval,
+          super::senders::approval, super::senders::revoke_approval),
     // Named by the `group_by` and `sort` parameters: the document must define them.
     components(schemas(GroupBy, SummarySort, TlsGroupBy)),
     modifiers(&SecurityAddon)

@@ -11,6 +11,7 @@ mod listener;
 mod ops;
 mod pages;
 mod posture;
+pub(super) mod senders;
 
 pub use posture::PostureService;
 mod svg;
@@ -136,6 +137,8 @@ pub struct AppState {
     known_names: Arc<tokio::sync::Mutex<Option<(std::time::Instant, KnownNames)>>>,
     /// Where reports can be sent, for the empty pages' first steps.
     pub intake: Arc<IntakeHints>,
+    /// How sources are put in classes (`[senders]`).
+    pub senders: Arc<crate::senders::SendersConfig>,
 }
 
 /// How reports reach this dmarcd, as the empty dashboard tells a new user.
@@ -164,6 +167,7 @@ impl AppState {
             mailboxes: Arc::default(),
             known_names: Arc::default(),
             intake: Arc::default(),
+            senders: Arc::default(),
         }
     }
 
@@ -197,6 +201,11 @@ impl AppState {
         lookups_per_minute: u32,
     ) -> Self {
         self.posture = Some(PostureService::new(schedule, lookups_per_minute));
+        self
+    }
+
+    pub fn with_senders(mut self, config: crate::senders::SendersConfig) -> Self {
+        self.senders = Arc::new(config);
         self
     }
 

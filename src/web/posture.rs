@@ -78,7 +78,7 @@ pub struct DomainPath {
 }
 
 /// Whether `text` matches `DomainPath`'s pattern.
-fn is_path_domain(text: &str) -> bool {
+pub(super) fn is_path_domain(text: &str) -> bool {
     let labels: Vec<&str> = text.split('.').collect();
     let label_ok = |label: &&str| {
         (1..=63).contains(&label.len())

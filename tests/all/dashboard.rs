@@ -46,7 +46,7 @@ const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
 #[derive(Debug)]
 pub(crate) struct Browser {
     cookie: String,
-    csrf: String,
+    pub(crate) csrf: String,
 }
 
 /// The sign-in form filled in and sent, asking to go to `next` after.

@@ -26,6 +26,7 @@ mod report_storage;
 mod retention;
 mod rollups;
 mod roundtrip;
+mod senders;
 mod shapes;
 mod smtp;
 mod storage;

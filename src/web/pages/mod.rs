@@ -10,6 +10,7 @@ mod inbox;
 mod mailboxes;
 mod notice;
 mod posture;
+mod senders;
 mod tls;
 
 pub(super) use auth::session_token;
@@ -50,6 +51,9 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/domains/selectors", post(posture::add_selector))
         .route("/domains/{name}", get(posture::domain))
         .route("/lookup", get(posture::lookup))
+        .route("/senders", get(senders::senders))
+        .route("/senders/rules", post(senders::add_rule))
+        .route("/senders/revoke", post(senders::revoke_rule))
 }
 
 /// The section of the navigation a page belongs to: the nav entry whose
@@ -113,6 +117,7 @@ pub struct Layout {
 const NAV: &[(&str, &str)] = &[
     ("/", "Overview"),
     ("/aggregate", "Explorer"),
+    ("/senders", "Senders"),
     ("/records", "Records"),
     ("/tls", "TLS-RPT"),
     ("/failures", "Failures"),

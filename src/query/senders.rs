@@ -1,0 +1,500 @@
+//! Who sends as a domain: its sources over a period, each in a class with
+//! the line that put it there (`senders::classify`), for the Senders page
+//! and `/api/v1/domains/{domain}/senders`.
+//!
+//! Classes are worked out when read, not stored: they depend on the
+//! approvals, on the newest DNS check and on the thresholds in the config
+//! as much as on the reports, and each of those changes on its own. Read
+//! time makes every change count at once (an approval, a new SPF record,
+//! a new threshold) with nothing to backfill or keep in step. What is read
+//! is bounded whatever the database holds: the per-name totals (one row
+//! per source and day or month), the totals of the domain's 1000 busiest
+//! IPs, their `ip_sources` rows, and the newest `senders.sample_records`
+//! failing records (the failure causes and override reasons).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use ipnet::IpNet;
+use serde::Serialize;
+
+use super::aggregate::{self, GroupBy, SummaryRow, SummarySort};
+use super::filter::{Filter, ParsedFilter};
+use super::time::time_text;
+use super::{Page, QueryError};
+use crate::senders::class::FORWARDING_REASONS;
+use crate::senders::{
+    classify, matches_ip, Action, Class, IpFacts, MatchKind, RuleMatch, SendersConfig, SourceFacts,
+};
+use crate::store::approvals::{self, Approval};
+use crate::store::db::json;
+use crate::store::posture;
+use crate::store::Store;
+
+/// IPs of a domain whose totals are read (busiest first) to match IP,
+/// CIDR, AS and PTR rules and the SPF networks against named sources.
+const IP_ROWS: i64 = 1000;
+
+/// The period and class a senders query asks for.
+#[derive(Debug, Clone, Default)]
+pub struct SendersQuery {
+    pub domain: String,
+    /// `YYYY-MM-DD` or RFC 3339, as the filter parameters take them.
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub class: Option<Class>,
+}
+
+/// One source of a domain, classed.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct SenderRow {
+    /// The sender name the enrichment gives, or the IP of a source without one.
+    pub source: String,
+    /// Whether `source` is an IP.
+    pub is_ip: bool,
+    /// From the source map (`esp`, `mailbox_provider`, …).
+    pub source_type: Option<String>,
+    pub messages: i64,
+    pub dmarc_pass: i64,
+    pub dkim_aligned_pass: i64,
+    pub spf_aligned_pass: i64,
+    /// dmarc_pass / messages, 0–1.
+    pub pass_rate: f64,
+    pub class: Class,
+    /// The one line that put the source in its class.
+    pub reason: String,
+    /// Why its failing mail fails, from the sampled failing records.
+    pub cause: Option<String>,
+    /// Facts shown beside the class, not used for it (the PTR name).
+    pub signals: Vec<String>,
+    /// The approval rule that decided the class, if one did.
+    pub approval_id: Option<i64>,
+}
+
+/// Sources and messages of one class.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ClassTotal {
+    pub class: Class,
+    pub sources: i64,
+    pub messages: i64,
+}
+
+/// The settings the classes were worked out with (`[senders]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Thresholds {
+    pub authorized_pass_percent: u8,
+    pub majority_percent: u8,
+    pub forwarders: Vec<String>,
+    pub max_sources: u32,
+    pub sample_records: u32,
+}
+
+/// A domain's sources over a period, classed.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct SenderReport {
+    pub domain: String,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub thresholds: Thresholds,
+    /// When the SPF networks used were checked; null: no stored check
+    /// has an SPF record, and the "inside the published SPF" signal is skipped.
+    pub spf_checked_at: Option<String>,
+    /// The networks the published SPF authorizes, as that check expanded them.
+    pub spf_networks: Vec<String>,
+    /// Sources in the period (the busiest `max_sources` are listed).
+    pub sources_total: i64,
+    /// Failing records read for causes and override reasons.
+    pub sampled_failing_records: i64,
+    /// Per class, over the listed sources (whatever `class` asked for).
+    pub classes: Vec<ClassTotal>,
+    pub sources: Vec<SenderRow>,
+}
+
+#[derive(sqlx::FromRow)]
+struct IpRow {
+    ip: String,
+    source_name: Option<String>,
+    asn: Option<i64>,
+    ptr: Option<String>,
+    base_domain: Option<String>,
+    dns_state: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct SampleRow {
+    source: Option<String>,
+    count: i64,
+    header_from: Option<String>,
+    reasons: String,
+    dkim: String,
+    spf: String,
+}
+
+/// What the rows read say about one source.
+#[derive(Default)]
+struct Gathered {
+    /// (IP, messages) of the busiest IPs of a named source.
+    ips: Vec<(IpAddr, i64)>,
+    failing: i64,
+    forwarding: i64,
+    forwarding_reason: Option<String>,
+    causes: crate::senders::CauseTally,
+}
+
+pub async fn senders(
+    store: &Store,
+    config: &SendersConfig,
+    query: &SendersQuery,
+) -> Result<SenderReport, QueryError> {
+    let filter = Filter {
+        domain: Some(query.domain.clone()),
+        since: query.since.clone(),
+        until: query.until.clone(),
+        ..Filter::default()
+    }
+    .parse()?;
+    let domain = filter.domain.clone().unwrap_or_default();
+    let db = store.db();
+
+    let (sources, sources_total) = aggregate::summary(
+        store,
+        &filter,
+        GroupBy::SourceName,
+        SummarySort::Messages,
+        Page::new(Some(i64::from(config.max_sources.clamp(1, 1000))), None, 1)?,
+    )
+    .await?;
+    let (busiest_ips, _) = aggregate::summary(
+        store,
+        &filter,
+        GroupBy::Source,
+        SummarySort::Messages,
+        Page::new(Some(IP_ROWS), None, 1)?,
+    )
+    .await?;
+
+    // What each IP is: the busiest IPs, and the sources that are IPs.
+    let mut wanted: Vec<String> = busiest_ips.iter().filter_map(|r| r.key.clone()).collect();
+    wanted.extend(
+        sources
+            .iter()
+            .filter_map(|r| r.key.clone())
+            .filter(|key| IpAddr::from_str(key).is_ok()),
+    );
+    wanted.sort();
+    wanted.dedup();
+    let ips = ip_rows(store, &wanted).await?;
+
+    let mut gathered: HashMap<String, Gathered> = HashMap::new();
+    for row in &busiest_ips {
+        let Some(ip) = row.key.as_deref().and_then(|k| IpAddr::from_str(k).ok()) else {
+            continue;
+        };
+        let key = ips
+            .get(&ip)
+            .and_then(|info| info.source_name.clone())
+            .unwrap_or_else(|| ip.to_string());
+        gathered
+            .entry(key)
+            .or_default()
+            .ips
+            .push((ip, row.messages));
+    }
+    let sampled = sample(store, config, &filter).await?;
+    for row in &sampled {
+        let Some(key) = &row.source else { continue };
+        let entry = gathered.entry(key.clone()).or_default();
+        entry.failing += row.count;
+        if let Some(reason) = forwarding_reason(&row.reasons) {
+            entry.forwarding += row.count;
+            entry.forwarding_reason.get_or_insert(reason);
+        }
+        let from = row.header_from.as_deref().unwrap_or(&domain);
+        entry
+            .causes
+            .add_record(from, row.count, &row.dkim, &row.spf);
+    }
+
+    let rules = ordered_rules(approvals::list(db, Some(&domain), false).await?);
+    let spf_check = newest_spf(store, &domain).await?;
+    let networks: Vec<IpNet> = spf_check
+        .as_ref()
+        .map(|(_, networks)| {
+            networks
+                .iter()
+                .filter_map(|n| IpNet::from_str(n).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+
+    let mut rows = Vec::with_capacity(sources.len());
+    for summary in &sources {
+        let key = summary.key.clone().unwrap_or_else(|| "(unknown)".into());
+        let ip = IpAddr::from_str(&key).ok();
+        let mut here = gathered.remove(&key).unwrap_or_default();
+        if let Some(ip) = ip {
+            here.ips = vec![(ip, summary.messages)];
+        }
+        let ip_facts: Vec<(IpFacts, i64)> = here
+            .ips
+            .iter()
+            .map(|(ip, messages)| {
+                let info = ips.get(ip);
+                (
+                    IpFacts {
+                        ip: Some(*ip),
+                        asn: info.and_then(|i| i.asn),
+                        base_domain: info.and_then(|i| i.base_domain.clone()),
+                    },
+                    *messages,
+                )
+            })
+            .collect();
+        let inside_spf = spf_check.as_ref().map(|_| {
+            let mut first = None;
+            let inside: i64 = ip_facts
+                .iter()
+                .filter_map(|(facts, messages)| {
+                    let ip = facts.ip?;
+                    let network = networks.iter().find(|n| n.contains(&ip))?;
+                    first.get_or_insert_with(|| network.to_string());
+                    Some(*messages)
+                })
+                .sum();
+            (inside, first)
+        });
+        let rule = matching_rule(
+            &rules,
+            &key,
+            ip.is_some(),
+            &ip_facts,
+            summary.messages,
+            config,
+        );
+        let ip_info = ip.and_then(|ip| ips.get(&ip));
+        let facts = SourceFacts {
+            domain: domain.clone(),
+            key: key.clone(),
+            is_ip: ip.is_some(),
+            source_type: summary.label.clone(),
+            messages: summary.messages,
+            dmarc_pass: summary.dmarc_pass,
+            dkim_aligned_pass: summary.dkim_aligned_pass,
+            spf_aligned_pass: summary.spf_aligned_pass,
+            inside_spf,
+            failing_sampled: here.failing,
+            forwarding_reasons: here.forwarding,
+            forwarding_reason: here.forwarding_reason,
+            causes: here.causes,
+            rule,
+            ptr: ip_info.and_then(|info| info.ptr.clone()),
+            ptr_looked_up: ip_info
+                .is_some_and(|info| matches!(info.dns_state.as_str(), "done" | "none" | "failed")),
+        };
+        rows.push(row_of(summary, facts, config));
+    }
+
+    let classes = Class::ALL
+        .iter()
+        .map(|&class| {
+            let of: Vec<&SenderRow> = rows.iter().filter(|r| r.class == class).collect();
+            ClassTotal {
+                class,
+                sources: of.len() as i64,
+                messages: of.iter().map(|r| r.messages).sum(),
+            }
+        })
+        .collect();
+    if let Some(class) = query.class {
+        rows.retain(|row| row.class == class);
+    }
+    Ok(SenderReport {
+        domain,
+        since: filter.since.map(time_text),
+        until: filter.until.map(time_text),
+        thresholds: Thresholds {
+            authorized_pass_percent: config.authorized_pass_percent,
+            majority_percent: config.majority_percent,
+            forwarders: config.forwarders.clone(),
+            max_sources: config.max_sources,
+            sample_records: config.sample_records,
+        },
+        spf_checked_at: spf_check.as_ref().map(|(at, _)| time_text(*at)),
+        spf_networks: spf_check.map(|(_, n)| n).unwrap_or_default(),
+        sources_total,
+        sampled_failing_records: sampled.len() as i64,
+        classes,
+        sources: rows,
+    })
+}
+
+fn row_of(summary: &SummaryRow, facts: SourceFacts, config: &SendersConfig) -> SenderRow {
+    let classed = classify(&facts, config);
+    SenderRow {
+        source: facts.key,
+        is_ip: facts.is_ip,
+        source_type: facts.source_type,
+        messages: summary.messages,
+        dmarc_pass: summary.dmarc_pass,
+        dkim_aligned_pass: summary.dkim_aligned_pass,
+        spf_aligned_pass: summary.spf_aligned_pass,
+        pass_rate: summary.pass_rate,
+        class: classed.class,
+        reason: classed.reason,
+        cause: classed.cause,
+        signals: classed.signals,
+        approval_id: facts.rule.map(|rule| rule.id),
+    }
+}
+
+/// The rules in the order they are tried: the domain's own before those
+/// for every domain, the newest first within each.
+fn ordered_rules(mut rules: Vec<Approval>) -> Vec<Approval> {
+    rules.sort_by_key(|rule| (rule.domain.is_none(), std::cmp::Reverse(rule.id)));
+    rules
+}
+
+/// The first rule that matches a source: a name rule by its name, an IP
+/// rule (IP, CIDR, AS, PTR) by its IP, or, for a named source, by the IPs
+/// that carry at least `majority_percent` of its messages.
+fn matching_rule(
+    rules: &[Approval],
+    key: &str,
+    is_ip: bool,
+    ips: &[(IpFacts, i64)],
+    messages: i64,
+    config: &SendersConfig,
+) -> Option<RuleMatch> {
+    let rule = rules.iter().find(|rule| match rule.match_kind {
+        MatchKind::Name => !is_ip && rule.value.eq_ignore_ascii_case(key),
+        kind => {
+            let matched: i64 = ips
+                .iter()
+                .filter(|(facts, _)| matches_ip(kind, &rule.value, facts))
+                .map(|(_, messages)| messages)
+                .sum();
+            matched > 0
+                && matched.saturating_mul(100)
+                    >= messages.saturating_mul(i64::from(config.majority_percent))
+        }
+    })?;
+    let verb = match rule.action {
+        Action::Approve => "approved",
+        Action::Ignore => "ignored",
+    };
+    let scope = if rule.domain.is_none() {
+        " for every domain"
+    } else {
+        ""
+    };
+    let note = if rule.note.trim().is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", rule.note.trim())
+    };
+    Some(RuleMatch {
+        id: rule.id,
+        action: rule.action,
+        line: format!(
+            "{verb}{scope} by {} on {}: {} {}{note}",
+            rule.created_by,
+            rule.created_at.format("%Y-%m-%d"),
+            rule.match_kind.label(),
+            rule.value,
+        ),
+    })
+}
+
+/// The first forwarding override reason of a record's reasons (JSON).
+fn forwarding_reason(reasons: &str) -> Option<String> {
+    let reasons: Vec<serde_json::Value> = serde_json::from_str(reasons).ok()?;
+    reasons
+        .iter()
+        .filter_map(|reason| reason.get("type")?.as_str())
+        .map(str::to_ascii_lowercase)
+        .find(|kind| FORWARDING_REASONS.contains(&kind.as_str()))
+}
+
+/// What `ip_sources` says about each of `ips`.
+async fn ip_rows(store: &Store, ips: &[String]) -> Result<HashMap<IpAddr, IpRow>, QueryError> {
+    if ips.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let db = store.db();
+    let backend = db.backend();
+    let mut sql = db.sql();
+    let list = sql.placeholder(json(&ips));
+    sql.push(&format!(
+        "SELECT {ip} AS ip, source_name, asn, ptr, base_domain, dns_state \
+         FROM ip_sources WHERE {condition}",
+        ip = backend.ip_text("ip"),
+        condition = backend.in_ip_list("ip", &list),
+    ));
+    let rows: Vec<IpRow> = db.fetch_all(&sql).await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| Some((IpAddr::from_str(&row.ip).ok()?, row)))
+        .collect())
+}
+
+/// The newest failing records of the domain in the period, with the name
+/// of their source as the summary by source name keys it.
+async fn sample(
+    store: &Store,
+    config: &SendersConfig,
+    filter: &ParsedFilter,
+) -> Result<Vec<SampleRow>, QueryError> {
+    let db = store.db();
+    let backend = db.backend();
+    let mut inner = db.sql();
+    inner
+        .push(
+            "SELECT source_ip, invalid_source_ip, count, header_from, reasons, dkim_results, \
+             spf_results FROM aggregate_records r WHERE r.policy_domain = ",
+        )
+        .bind(filter.domain.clone().unwrap_or_default())
+        .push(" AND ")
+        .push(&backend.is_false("r.dmarc_pass"));
+    if let Some(since) = filter.since {
+        inner.push(" AND r.date_begin >= ").bind(since);
+    }
+    if let Some(until) = filter.until {
+        inner.push(" AND r.date_begin < ").bind(until);
+    }
+    inner
+        .push(" ORDER BY r.date_begin DESC LIMIT ")
+        .bind(i64::from(config.sample_records));
+    let mut sql = db.sql();
+    sql.push(&format!(
+        "SELECT coalesce(s.source_name, {ip}, f.invalid_source_ip) AS source, f.count, \
+         f.header_from, {reasons} AS reasons, {dkim} AS dkim, {spf} AS spf FROM (",
+        ip = backend.ip_text("f.source_ip"),
+        reasons = backend.json_text("f.reasons"),
+        dkim = backend.json_text("f.dkim_results"),
+        spf = backend.json_text("f.spf_results"),
+    ));
+    sql.append(&inner);
+    sql.push(") AS f LEFT JOIN ip_sources s ON s.ip = f.source_ip");
+    Ok(db.fetch_all(&sql).await?)
+}
+
+/// When the newest stored check that found an SPF record ran, and the
+/// networks it authorizes.
+async fn newest_spf(
+    store: &Store,
+    domain: &str,
+) -> Result<Option<(DateTime<Utc>, Vec<String>)>, QueryError> {
+    let checks = posture::checks_of(store.db(), domain, 1).await?;
+    let Some(check) = checks.into_iter().next() else {
+        return Ok(None);
+    };
+    let Some(spf) = check.spf else {
+        return Ok(None);
+    };
+    let tree: crate::dns::spf_tree::SpfTree = serde_json::from_value(spf).map_err(|error| {
+        crate::store::StoreError::Corrupt(format!("SPF tree of {domain}: {error}"))
+    })?;
+    Ok(Some((check.checked_at, tree.authorized_networks)))
+}
