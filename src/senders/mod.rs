@@ -45,7 +45,7 @@ impl Default for SendersConfig {
             majority_percent: 50,
             forwarders: Vec::new(),
             max_sources: 500,
-            sample_records: 5000,
+            sample_records: 2000,
         }
     }
 }

@@ -187,6 +187,15 @@ const POSTGRES: &[Migration] = &[
         retriggers: &[],
         rebuilds_tables: false,
     },
+    Migration {
+        version: 17,
+        name: "failing_records",
+        sql: include_str!("../../migrations/postgres/0017_failing_records.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: false,
+    },
 ];
 
 const SQLITE: &[Migration] = &[
@@ -311,6 +320,15 @@ const SQLITE: &[Migration] = &[
         version: 14,
         name: "sender_approvals",
         sql: include_str!("../../migrations/sqlite/0014_sender_approvals.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: false,
+    },
+    Migration {
+        version: 15,
+        name: "failing_records",
+        sql: include_str!("../../migrations/sqlite/0015_failing_records.sql"),
         fills: &[],
         derives: &[],
         retriggers: &[],
