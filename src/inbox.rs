@@ -166,3 +166,19 @@ impl MessageStatus {
         !matches!(self, MessageStatus::Pending | MessageStatus::Processing)
     }
 }
+
+/// How much of a message is read to find its Subject: a header is rarely
+/// longer, and intake must not parse whole 20 MB messages for it.
+const SUBJECT_HEAD_BYTES: usize = 16 * 1024;
+
+/// The decoded Subject (RFC 2047) of a message, from its first
+/// `SUBJECT_HEAD_BYTES` (a header cut short there still gives the lines
+/// before the cut).
+pub fn subject_of(raw: &[u8]) -> Option<String> {
+    let head = &raw[..raw.len().min(SUBJECT_HEAD_BYTES)];
+    let message = mail_parser::MessageParser::default().parse_headers(head)?;
+    // One line: the listing re-reads it as a header.
+    let subject = message.subject()?.replace(['\r', '\n'], " ");
+    let subject = subject.trim();
+    (!subject.is_empty()).then(|| subject.to_string())
+}

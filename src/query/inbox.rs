@@ -87,28 +87,31 @@ where
 
 impl From<MessageHead> for Option<String> {
     fn from(head: MessageHead) -> Self {
-        subject_of(&head.0?)
+        crate::inbox::subject_of(&head.0?)
     }
-}
-
-/// The decoded Subject of a message's header (which may be cut short).
-fn subject_of(head: &[u8]) -> Option<String> {
-    let message = mail_parser::MessageParser::default().parse_headers(head)?;
-    let subject = message.subject()?.trim();
-    (!subject.is_empty()).then(|| subject.to_string())
 }
 
 fn inbox_sql(store: &Store, status: Option<&str>) -> Result<Sql, QueryError> {
     let mut sql = store.db().sql();
-    let head = match store.db().backend() {
-        crate::store::Backend::Postgres => "substring(raw from 1 for {n})",
-        crate::store::Backend::Sqlite => "substr(raw, 1, {n})",
-    }
-    .replace("{n}", &HEAD_BYTES.to_string());
+    // The Subject stored at intake, as a header line; for a message stored
+    // before subjects were (and before compression: its chunks are as
+    // received), the head of its bytes.
+    let (stored, head) = match store.db().backend() {
+        crate::store::Backend::Postgres => (
+            "convert_to('Subject: ' || m.subject || E'\\r\\n\\r\\n', 'UTF8')",
+            "substring(raw from 1 for {n})",
+        ),
+        crate::store::Backend::Sqlite => (
+            "CAST('Subject: ' || m.subject || char(13, 10, 13, 10) AS BLOB)",
+            "substr(raw, 1, {n})",
+        ),
+    };
+    let head = head.replace("{n}", &HEAD_BYTES.to_string());
     // PostgreSQL keeps attempts in an int4.
     sql.push(&format!(
         "SELECT m.id, m.received_at, m.intake, m.source_name, {peer} AS peer_ip, m.mail_from, \
-         (SELECT {head} FROM inbox_raw r WHERE r.message_id = m.id AND r.seq = 0) AS subject, \
+         COALESCE({stored}, (SELECT {head} FROM inbox_raw r \
+          WHERE r.message_id = m.id AND r.seq = 0 AND r.compression = 'none')) AS subject, \
          m.size, m.status, m.error, CAST(m.attempts AS BIGINT) AS attempts, m.processed_at, m.raw_pruned_at, \
          (SELECT COUNT(*) FROM aggregate_reports a WHERE a.message_id = m.id) AS aggregate_reports, \
          (SELECT MIN(a.id) FROM aggregate_reports a WHERE a.message_id = m.id) AS first_aggregate_report, \
@@ -159,7 +162,7 @@ pub async fn inbox_message(store: &Store, id: i64) -> Result<Option<InboxRow>, Q
 
 #[cfg(test)]
 mod tests {
-    use super::subject_of;
+    use crate::inbox::subject_of;
 
     #[test]
     fn subjects_are_decoded_and_may_be_cut_short() {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, SubsecRound, Utc};
 
 use super::db::{json, Backend, Db, Tx, Value};
-use super::{rows, sha256, Accepted, Claimed, MessageInfo, StoreResult};
+use super::{raw_codec, rows, sha256, Accepted, Claimed, MessageInfo, StoreResult};
 use crate::inbox::{Envelope, MessageStatus};
 
 pub(super) fn now() -> DateTime<Utc> {
@@ -24,8 +24,8 @@ pub(super) async fn insert_messages(
     let backend = db.backend();
     let insert = format!(
         "INSERT INTO inbox_messages
-            (sha256, size, received_at, intake, source_name, peer_ip, helo, mail_from, rcpt_to, tls)
-         VALUES ($1, $2, $3, $4, $5, {peer}, $7, $8, {rcpt_to}, $10)
+            (sha256, size, received_at, intake, source_name, peer_ip, helo, mail_from, rcpt_to, tls, subject)
+         VALUES ($1, $2, $3, $4, $5, {peer}, $7, $8, {rcpt_to}, $10, $11)
          ON CONFLICT (sha256) DO NOTHING
          RETURNING id",
         peer = backend.inet("$6"),
@@ -49,6 +49,7 @@ pub(super) async fn insert_messages(
                     envelope.mail_from.as_deref().into(),
                     json(&envelope.rcpt_to),
                     envelope.tls.into(),
+                    crate::inbox::subject_of(raw).into(),
                 ],
             ))
             .await?;
@@ -81,9 +82,15 @@ async fn insert_raw(transaction: &mut Tx, id: i64, raw: &[u8]) -> StoreResult<()
         raw.chunks(rows::RAW_CHUNK_BYTES).collect()
     };
     for (seq, chunk) in chunks.into_iter().enumerate() {
+        let (stored, codec) = raw_codec::encode(chunk);
         let insert = transaction.statement(
-            "INSERT INTO inbox_raw (message_id, seq, raw) VALUES ($1, $2, $3)",
-            vec![id.into(), (seq as i64).into(), chunk.into()],
+            "INSERT INTO inbox_raw (message_id, seq, raw, compression) VALUES ($1, $2, $3, $4)",
+            vec![
+                id.into(),
+                (seq as i64).into(),
+                Value::Bytes(stored),
+                codec.as_str().into(),
+            ],
         );
         transaction.execute(&insert).await?;
     }
@@ -141,6 +148,7 @@ pub(super) async fn claim(
 struct RawChunk {
     message_id: i64,
     raw: Vec<u8>,
+    compression: String,
 }
 
 /// The bytes of some messages, by id.
@@ -151,16 +159,20 @@ async fn read_raw(
     let mut select = transaction.sql();
     let list = select.placeholder(json(&ids));
     select.push(&format!(
-        "SELECT message_id, raw FROM inbox_raw WHERE {} ORDER BY message_id, seq",
+        "SELECT message_id, raw, compression FROM inbox_raw WHERE {} ORDER BY message_id, seq",
         select.backend().in_int_list("message_id", &list)
     ));
     let chunks: Vec<RawChunk> = transaction.fetch_all(&select).await?;
-    Ok(rows::join_chunks(
-        chunks
-            .into_iter()
-            .map(|chunk| (chunk.message_id, chunk.raw))
-            .collect(),
-    ))
+    let chunks = chunks
+        .into_iter()
+        .map(|chunk| {
+            Ok((
+                chunk.message_id,
+                raw_codec::decode(chunk.raw, &chunk.compression)?,
+            ))
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(rows::join_chunks(chunks))
 }
 
 /// See `Store::release_claims`.
@@ -257,16 +269,20 @@ pub(super) async fn message(db: &Db, id: i64) -> StoreResult<Option<MessageInfo>
 
 /// The raw bytes of a message, reassembled from its chunks.
 pub(super) async fn message_raw(db: &Db, id: i64) -> StoreResult<Option<Vec<u8>>> {
-    let chunks: Vec<(Vec<u8>,)> = db
+    let chunks: Vec<(Vec<u8>, String)> = db
         .fetch_all(&db.statement(
-            "SELECT raw FROM inbox_raw WHERE message_id = $1 ORDER BY seq",
+            "SELECT raw, compression FROM inbox_raw WHERE message_id = $1 ORDER BY seq",
             vec![id.into()],
         ))
         .await?;
     if chunks.is_empty() {
         return Ok(None);
     }
-    Ok(Some(chunks.into_iter().flat_map(|(raw,)| raw).collect()))
+    let mut raw = Vec::new();
+    for (stored, compression) in chunks {
+        raw.extend_from_slice(&raw_codec::decode(stored, &compression)?);
+    }
+    Ok(Some(raw))
 }
 
 pub(super) async fn status_counts(db: &Db) -> StoreResult<BTreeMap<MessageStatus, i64>> {

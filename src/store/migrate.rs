@@ -196,6 +196,15 @@ const POSTGRES: &[Migration] = &[
         retriggers: &[],
         rebuilds_tables: false,
     },
+    Migration {
+        version: 18,
+        name: "raw_compression",
+        sql: include_str!("../../migrations/postgres/0018_raw_compression.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: false,
+    },
 ];
 
 const SQLITE: &[Migration] = &[
@@ -329,6 +338,15 @@ const SQLITE: &[Migration] = &[
         version: 15,
         name: "failing_records",
         sql: include_str!("../../migrations/sqlite/0015_failing_records.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: false,
+    },
+    Migration {
+        version: 16,
+        name: "raw_compression",
+        sql: include_str!("../../migrations/sqlite/0016_raw_compression.sql"),
         fills: &[],
         derives: &[],
         retriggers: &[],

@@ -19,6 +19,7 @@ mod mailboxes;
 mod migrate;
 mod postgres;
 pub mod posture;
+mod raw_codec;
 mod reports;
 mod requeue;
 mod retention;

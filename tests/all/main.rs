@@ -21,6 +21,7 @@ mod mailbox;
 mod parse_memory;
 mod posture;
 mod posture_history;
+mod raw_compression;
 mod report_pages;
 mod report_storage;
 mod retention;
