@@ -494,3 +494,67 @@ async fn tls_pages_filter_by_what_tls_reports_have_and_show_each_report() {
         store.close().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn override_reasons_are_an_array_in_json_text_in_csv_and_shown() {
+    use dmarcd::report::aggregate::{OverrideReason, OverrideType};
+    for (_dir, store) in common::db::backends().await {
+        let backend = store.backend();
+        let mut report = dmarcd::testing::aggregate_report(2);
+        report.metadata.report_id = "overrides".into();
+        report.records[0].policy_evaluated.reasons = vec![
+            OverrideReason {
+                kind: Some(OverrideType::parse("forwarded")),
+                comment: Some("list.example.org".into()),
+            },
+            OverrideReason {
+                kind: Some(OverrideType::parse("sampled_out")),
+                comment: None,
+            },
+        ];
+        ingest(&store, "overrides.xml", report.to_xml().as_bytes()).await;
+        let files = tempfile::tempdir().unwrap();
+        let server = setup(&store, files.path(), WebConfig::default()).await;
+        let token = server.state.accounts.create_token("t").await.unwrap();
+        let records = server
+            .get("/api/v1/aggregate/records?limit=1000", Some(&token))
+            .await
+            .json();
+        let with_reasons: Vec<&serde_json::Value> = records["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| !r["reasons"].as_array().expect("an array").is_empty())
+            .collect();
+        assert_eq!(with_reasons.len(), 1, "{backend}");
+        let record = with_reasons[0];
+        assert_eq!(
+            record["reasons"],
+            serde_json::json!([
+                {"type": "forwarded", "comment": "list.example.org"},
+                {"type": "sampled_out", "comment": null}
+            ]),
+            "{backend}"
+        );
+        let csv = server
+            .get(
+                &format!(
+                    "/api/v1/aggregate/records?report={}&format=csv",
+                    record["report"]
+                ),
+                Some(&token),
+            )
+            .await
+            .text();
+        assert!(
+            csv.contains("forwarded: list.example.org; sampled_out"),
+            "{backend}: {csv}"
+        );
+        let alice = sign_in(&server, "alice", PASSWORD).await.unwrap();
+        let page = alice
+            .get(&server, &format!("/reports/{}", record["report"]))
+            .await
+            .text();
+        assert!(page.contains("forwarded: list.example.org"), "{backend}");
+    }
+}

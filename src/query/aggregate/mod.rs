@@ -9,7 +9,8 @@ mod summary;
 use serde::{Deserialize, Serialize};
 
 pub use records::{
-    records, records_stream, records_total, DkimCheck, RecordCsvRow, RecordRow, SpfCheck,
+    records, records_stream, records_total, DkimCheck, PolicyOverride, RecordCsvRow, RecordRow,
+    SpfCheck,
 };
 pub use reports::{
     implausible_dates, report, report_location, reports, reports_stream, ReportCsvRow, ReportRow,

@@ -47,8 +47,31 @@ pub struct RecordRow {
     /// The SPF checks the receiver ran, as it reported them.
     #[sqlx(try_from = "JsonColumn")]
     pub spf_results: Vec<SpfCheck>,
-    /// JSON array of policy override reasons.
-    pub reasons: String,
+    /// Why the receiver applied another disposition than the policy's
+    /// (`policy_evaluated/reason`), as it reported them.
+    #[sqlx(try_from = "JsonColumn")]
+    pub reasons: Vec<PolicyOverride>,
+}
+
+/// One policy override reason of a record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PolicyOverride {
+    /// `forwarded`, `sampled_out`, `trusted_forwarder`, `mailing_list`,
+    /// `local_policy`, `other`, or another value as written.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub comment: Option<String>,
+}
+
+impl PolicyOverride {
+    /// `type` or `type: comment` (the CSV form).
+    pub fn compact(&self) -> String {
+        let kind = self.kind.as_deref().unwrap_or("?");
+        match self.comment.as_deref().filter(|c| !c.is_empty()) {
+            Some(comment) => format!("{kind}: {comment}"),
+            None => kind.to_string(),
+        }
+    }
 }
 
 /// One DKIM signature of a record (`auth_results/dkim`). Values are as
@@ -102,7 +125,8 @@ fn compact(domain: &Option<String>, middle: &Option<String>, result: &Option<Str
 
 /// A record as a CSV line: the columns of `RecordRow`, with the DKIM and
 /// SPF results in their compact form, `; ` between results
-/// (`example.com:s1=pass; example.net:s2=fail`).
+/// (`example.com:s1=pass; example.net:s2=fail`), and the override reasons
+/// as `type` or `type: comment`, `; ` between them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct RecordCsvRow {
     pub id: i64,
@@ -162,7 +186,7 @@ impl From<RecordRow> for RecordCsvRow {
             header_from: row.header_from,
             envelope_from: row.envelope_from,
             envelope_to: row.envelope_to,
-            reasons: row.reasons,
+            reasons: joined(row.reasons.iter().map(PolicyOverride::compact).collect()),
         }
     }
 }
