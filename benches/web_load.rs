@@ -118,6 +118,13 @@ async fn run(url: String) {
     .fetch_one(&mut db)
     .await
     .unwrap();
+    let top_name: String = sqlx::query_scalar(
+        "SELECT coalesce(source_name, host(source_ip)) FROM totals_domain_source_all \
+         WHERE policy_domain = 'domain-3.example' ORDER BY count DESC LIMIT 1",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
     let report: i64 = sqlx::query_scalar("SELECT max(id) FROM aggregate_reports")
         .fetch_one(&mut db)
         .await
@@ -148,6 +155,10 @@ async fn run(url: String) {
         "/domains".into(),
         "/senders?domain=domain-3.example".into(),
         format!("/senders?domain=domain-3.example&since={}", preset(30)),
+        format!(
+            "/senders/source?domain=domain-3.example&{}",
+            serde_urlencoded::to_string([("name", &top_name)]).unwrap()
+        ),
     ];
     let mut api: Vec<String> = [
         "source",

@@ -498,3 +498,172 @@ async fn newest_spf(
     })?;
     Ok(Some((check.checked_at, tree.authorized_networks)))
 }
+
+/// One DKIM or SPF result as a sender's records carry it, with its messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct AuthLine {
+    pub domain: String,
+    /// The DKIM selector (none for SPF).
+    pub selector: Option<String>,
+    pub result: String,
+    pub messages: i64,
+}
+
+/// Everything the sender page shows about one source of a domain.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SenderDetail {
+    pub domain: String,
+    /// The source as the Senders list has it (class, reason, volume).
+    pub row: Option<SenderRow>,
+    /// Its IPs (busiest first, at most 1000).
+    pub ips: Vec<SummaryRow>,
+    pub reporters: Vec<SummaryRow>,
+    pub countries: Vec<SummaryRow>,
+    pub days: Vec<SummaryRow>,
+    /// DKIM and SPF results of its newest `sample_records` records.
+    pub dkim: Vec<AuthLine>,
+    pub spf: Vec<AuthLine>,
+    pub sampled_records: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct AuthRow {
+    count: i64,
+    dkim: String,
+    spf: String,
+}
+
+/// A sender's page: `name` is a sender name or the IP of a source
+/// without one, as the Senders list keys it.
+pub async fn sender(
+    store: &Store,
+    config: &SendersConfig,
+    query: &SendersQuery,
+    name: &str,
+) -> Result<SenderDetail, QueryError> {
+    let report = senders(
+        store,
+        config,
+        &SendersQuery {
+            class: None,
+            ..query.clone()
+        },
+    )
+    .await?;
+    let row = report.sources.into_iter().find(|row| row.source == name);
+    let filter = Filter {
+        domain: Some(query.domain.clone()),
+        source: Some(format!("\"{name}\"")),
+        since: query.since.clone(),
+        until: query.until.clone(),
+        ..Filter::default()
+    }
+    .parse()?;
+    let grouped = |group_by, sort, limit| {
+        let filter = filter.clone();
+        async move {
+            let page = Page::new(Some(limit), None, 1)?;
+            aggregate::summary(store, &filter, group_by, sort, page)
+                .await
+                .map(|(rows, _)| rows)
+        }
+    };
+    let mut ips = grouped(GroupBy::Source, SummarySort::Messages, IP_ROWS).await?;
+    if let Ok(ip) = IpAddr::from_str(name) {
+        // A source without a name is its IP alone (a named one's IPs may
+        // also match the name filter by PTR).
+        ips.retain(|row| row.key.as_deref() == Some(&ip.to_string()));
+    } else {
+        // Only the IPs the name is given to.
+        let wanted: Vec<String> = ips.iter().filter_map(|r| r.key.clone()).collect();
+        let described = ip_rows(store, &wanted).await?;
+        ips.retain(|row| {
+            row.key
+                .as_deref()
+                .and_then(|k| IpAddr::from_str(k).ok())
+                .and_then(|ip| described.get(&ip))
+                .and_then(|info| info.source_name.as_deref())
+                == Some(name)
+        });
+    }
+    let reporters = grouped(GroupBy::Org, SummarySort::Messages, 50).await?;
+    let countries = grouped(GroupBy::Country, SummarySort::Messages, 50).await?;
+    let days = grouped(GroupBy::Day, SummarySort::Key, 400).await?;
+
+    // DKIM and SPF results of its newest records, read through the
+    // source IP index.
+    let db = store.db();
+    let backend = db.backend();
+    let addresses: Vec<String> = ips.iter().filter_map(|r| r.key.clone()).collect();
+    let mut auth_rows: Vec<AuthRow> = Vec::new();
+    if !addresses.is_empty() {
+        let mut sql = db.sql();
+        let list = sql.placeholder(json(&addresses));
+        sql.push(&format!(
+            "SELECT r.count, {dkim} AS dkim, {spf} AS spf FROM aggregate_records r WHERE {inside} AND r.policy_domain = ",
+            dkim = backend.json_text("r.dkim_results"),
+            spf = backend.json_text("r.spf_results"),
+            inside = backend.in_ip_list("r.source_ip", &list),
+        ))
+        .bind(query.domain.clone());
+        if let Some(since) = filter.since {
+            sql.push(" AND r.date_begin >= ").bind(since);
+        }
+        if let Some(until) = filter.until {
+            sql.push(" AND r.date_begin < ").bind(until);
+        }
+        sql.push(" ORDER BY r.date_begin DESC LIMIT ")
+            .bind(i64::from(config.sample_records));
+        auth_rows = db.fetch_all(&sql).await?;
+    }
+    let mut dkim: HashMap<(String, Option<String>, String), i64> = HashMap::new();
+    let mut spf: HashMap<(String, Option<String>, String), i64> = HashMap::new();
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        domain: Option<String>,
+        selector: Option<String>,
+        result: Option<String>,
+    }
+    for row in &auth_rows {
+        for (text, into) in [(&row.dkim, &mut dkim), (&row.spf, &mut spf)] {
+            let Ok(entries) = serde_json::from_str::<Vec<Entry>>(text) else {
+                continue;
+            };
+            for entry in entries {
+                let key = (
+                    entry.domain.unwrap_or_default().to_ascii_lowercase(),
+                    entry.selector,
+                    entry
+                        .result
+                        .unwrap_or_else(|| "none".into())
+                        .to_ascii_lowercase(),
+                );
+                *into.entry(key).or_default() += row.count;
+            }
+        }
+    }
+    let lines = |map: HashMap<(String, Option<String>, String), i64>| {
+        let mut lines: Vec<AuthLine> = map
+            .into_iter()
+            .map(|((domain, selector, result), messages)| AuthLine {
+                domain,
+                selector,
+                result,
+                messages,
+            })
+            .collect();
+        lines.sort_by(|a, b| b.messages.cmp(&a.messages).then(a.domain.cmp(&b.domain)));
+        lines
+    };
+    Ok(SenderDetail {
+        domain: report.domain,
+        row,
+        ips,
+        reporters,
+        countries,
+        days,
+        dkim: lines(dkim),
+        spf: lines(spf),
+        sampled_records: auth_rows.len() as i64,
+    })
+}

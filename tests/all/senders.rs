@@ -366,6 +366,41 @@ async fn each_class_appears_for_its_reason_and_follows_approvals_and_reprocessin
         ] {
             assert!(html.contains(shown), "{backend}: {shown} not on the page");
         }
+        // The sender page: all of Mailchimp's IPs, its DKIM and SPF
+        // results, its reporters.
+        assert!(
+            html.contains("name=Mailchimp"),
+            "{backend}: no link to the sender page"
+        );
+        let sender = alice
+            .get(
+                &server,
+                &format!("/senders/source?domain={DOMAIN}&name=Mailchimp"),
+            )
+            .await;
+        assert_eq!(sender.status, 200, "{backend}: {}", sender.text());
+        let sender = sender.text();
+        for shown in [
+            "Misconfigured",
+            "signed by mcsv.net, not senders.test",
+            "<td>mcsv.net</td><td>s1</td><td>pass</td><td class=\"num\">40</td>",
+            "<td>mail.mcsv.net</td><td>pass</td><td class=\"num\">40</td>",
+            "/sources/198.51.100.20",
+            "Receiver",
+        ] {
+            assert!(
+                sender.contains(shown),
+                "{backend}: {shown} not on the sender page"
+            );
+        }
+        let unknown = alice
+            .get(
+                &server,
+                &format!("/senders/source?domain={DOMAIN}&name=Nobody"),
+            )
+            .await;
+        assert_eq!(unknown.status, 404, "{backend}");
+
         let forged = alice
             .post(
                 &server,

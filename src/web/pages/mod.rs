@@ -52,6 +52,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/domains/{name}", get(posture::domain))
         .route("/lookup", get(posture::lookup))
         .route("/senders", get(senders::senders))
+        .route("/senders/source", get(senders::sender))
         .route("/senders/rules", post(senders::add_rule))
         .route("/senders/revoke", post(senders::revoke_rule))
 }

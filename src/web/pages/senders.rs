@@ -177,18 +177,21 @@ pub(super) async fn senders(
         .sources
         .iter()
         .map(|row| {
-            let href = if row.is_ip {
-                format!("/sources/{}", row.source)
-            } else {
-                let filter = Filter {
-                    domain: Some(domain.clone()),
-                    source: Some(format!("\"{}\"", row.source)),
-                    since: since.clone(),
-                    until: until.clone(),
-                    ..Filter::default()
-                };
-                format!("/aggregate?{}&group_by=source", filter.query_string())
-            };
+            let href = format!(
+                "/senders/source?{}",
+                serde_urlencoded::to_string(
+                    [
+                        ("domain", Some(domain.as_str())),
+                        ("name", Some(row.source.as_str())),
+                        ("since", since.as_deref()),
+                        ("until", until.as_deref()),
+                    ]
+                    .into_iter()
+                    .filter_map(|(k, v)| Some((k, v?)))
+                    .collect::<Vec<_>>()
+                )
+                .unwrap_or_default()
+            );
             SenderLine {
                 href,
                 class_key: row.class.key(),
@@ -297,4 +300,79 @@ pub(super) async fn revoke_rule(
     }
     let domain = form.domain.trim().to_lowercase();
     Ok(Redirect::to(&back_to(form.back.as_deref(), &domain)).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct SenderParams {
+    domain: Option<String>,
+    name: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "sender.html")]
+struct SenderPage {
+    layout: Layout,
+    name: String,
+    detail: senders::SenderDetail,
+    class_key: &'static str,
+    class_label: &'static str,
+    rate: String,
+    records_href: String,
+    back: String,
+}
+
+/// A sender's page: all its IPs together, its DKIM and SPF results,
+/// reporters, countries and days, with links to its records and IPs.
+pub(super) async fn sender(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    Params(params): Params<SenderParams>,
+) -> Result<Response, PageError> {
+    let domain = params
+        .domain
+        .as_deref()
+        .map(|d| d.trim().trim_end_matches('.').to_lowercase())
+        .unwrap_or_default();
+    let name = params.name.unwrap_or_default().trim().to_string();
+    if name.is_empty() || !crate::store::posture::is_monitored(state.store.db(), &domain).await? {
+        return Err(PageError::new(
+            StatusCode::NOT_FOUND,
+            "name a domain dmarcd knows and one of its senders (from the Senders page)",
+        ));
+    }
+    let since = params.since.filter(|s| !s.trim().is_empty());
+    let until = params.until.filter(|s| !s.trim().is_empty());
+    let query = SendersQuery {
+        domain: domain.clone(),
+        since: since.clone(),
+        until: until.clone(),
+        class: None,
+    };
+    let detail = senders::sender(&state.store, &state.senders, &query, &name).await?;
+    let Some(row) = detail.row.clone() else {
+        return Err(PageError::new(
+            StatusCode::NOT_FOUND,
+            format!("{name} sent no mail as {domain} in this period (or is not among the busiest sources)"),
+        ));
+    };
+    let records = Filter {
+        domain: Some(domain.clone()),
+        source: Some(format!("\"{name}\"")),
+        since: since.clone(),
+        until: until.clone(),
+        ..Filter::default()
+    };
+    render(SenderPage {
+        layout: Layout::new(&state, Some(user), "/senders"),
+        class_key: row.class.key(),
+        class_label: row.class.label(),
+        rate: percent(row.dmarc_pass, row.messages),
+        records_href: format!("/records?{}", records.query_string()),
+        back: senders_href(&domain, since.as_deref(), until.as_deref(), None),
+        name,
+        detail,
+    })
 }
