@@ -1,9 +1,10 @@
-//! Command-line interface: `serve`, `import`, `reprocess`, `enrich`, `migrate`, `parse`.
+//! Command-line interface: `serve`, `import`, `reprocess`, `enrich`, `migrate`, `parse`, `mailbox`.
 
 mod accounts;
 mod check;
 mod enrich;
 mod import;
+mod mailbox;
 mod parse;
 mod prune;
 mod serve;
@@ -63,6 +64,11 @@ pub enum Command {
         /// With --refresh: look up every PTR name again.
         #[arg(long, requires = "refresh")]
         dns: bool,
+    },
+    /// IMAP mailboxes ([[mailbox]] in the config): test one, or pull it now.
+    Mailbox {
+        #[command(subcommand)]
+        action: mailbox::MailboxAction,
     },
     /// Manage dashboard users.
     User {
@@ -154,6 +160,7 @@ pub fn main() -> ExitCode {
                 import::reprocess(&config, &selection).await
             }
             Command::Enrich { refresh, dns } => enrich::enrich(&config, refresh, dns).await,
+            Command::Mailbox { action } => mailbox::mailbox(&config, action).await,
             Command::User { action } => accounts::user(&config, action).await,
             Command::Token { action } => accounts::token(&config, action).await,
             Command::Migrate => migrate(&config).await,

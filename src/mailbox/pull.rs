@@ -85,6 +85,10 @@ impl Puller {
         &self.config
     }
 
+    pub fn inbox(&self) -> &Inbox {
+        &self.inbox
+    }
+
     /// Finds the server's separator and (with `create`) makes the archive
     /// folders exist when `after = "move"`.
     pub(super) async fn folders(

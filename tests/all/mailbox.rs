@@ -632,3 +632,205 @@ async fn two_nodes_never_hold_one_mailbox_at_once() {
         );
     }
 }
+
+/// Runs the dmarcd binary with a config file; (success, stdout + stderr).
+fn dmarcd_cli(config: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_dmarcd"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env_remove("DMARCD_DATABASE_URL")
+        .env("DMARCD_LOG", "warn")
+        .env("TEST_IMAP_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_tests_a_mailbox_without_changing_it_then_pulls_it_once() {
+    let Some(server) = dovecot() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dmarcd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\n\n[[mailbox]]\nname = \"rua\"\nhost = \"localhost\"\nport = {}\n\
+             ca_file = {:?}\nuser = \"{USER}\"\npassword_env = \"TEST_IMAP_PASSWORD\"\n",
+            dir.path().join("data"),
+            server.tls_port,
+            server.ca_file
+        ),
+    )
+    .unwrap();
+    server.deliver(USER, "INBOX", &microsoft_report()).unwrap();
+    server.deliver(USER, "INBOX", &letter()).unwrap();
+
+    let (ok, text) = dmarcd_cli(&config, &["mailbox", "test", "rua"]);
+    assert!(ok, "{text}");
+    for needle in [
+        "signed in as alice",
+        "IDLE yes",
+        "MOVE yes",
+        "\"INBOX\": 2 messages, 2 to pull",
+        "would move reports to \"Archive.dmarcd\" (would be created)",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from\n{text}");
+    }
+    assert_eq!(
+        server.messages(USER, "INBOX").len(),
+        2,
+        "the test changes nothing"
+    );
+
+    let (ok, text) = dmarcd_cli(&config, &["mailbox", "pull", "rua", "--once"]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("rua: 2 messages found, 2 stored, 0 already stored, 0 left on the server (1 not reports)"),
+        "{text}"
+    );
+    assert!(text.contains("processed 2 messages"), "{text}");
+    assert!(server.messages(USER, "INBOX").is_empty());
+
+    let (ok, text) = dmarcd_cli(&config, &["mailbox", "test", "rua"]);
+    assert!(ok && text.contains("0 messages, 0 to pull"), "{text}");
+    assert!(text.contains("(exists)"), "{text}");
+
+    let (ok, text) = dmarcd_cli(&config, &["mailbox", "pull", "nope", "--once"]);
+    assert!(
+        !ok && text.contains("no [[mailbox]] named \"nope\" in the config (configured: rua)"),
+        "{text}"
+    );
+}
+
+/// A local OAuth2 server: the client-credentials grant at /token (client
+/// `dmarcd`, secret `s3cret`), and RFC 7662 introspection at /introspect,
+/// which Dovecot's oauth2 passdb asks whether a token is valid and whose.
+async fn oauth_server() -> (std::net::SocketAddr, Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::routing::post;
+    use axum::{Form, Json};
+    let issued: Arc<std::sync::Mutex<Vec<String>>> =
+        Arc::new(std::sync::Mutex::new(vec!["command-token".to_string()]));
+    let tokens = issued.clone();
+    let introspected = issued.clone();
+    let app = axum::Router::new()
+        .route(
+            "/token",
+            post(move |Form(form): Form<std::collections::HashMap<String, String>>| {
+                let tokens = tokens.clone();
+                async move {
+                    let granted = form.get("grant_type").map(String::as_str) == Some("client_credentials")
+                        && form.get("client_id").map(String::as_str) == Some("dmarcd")
+                        && form.get("client_secret").map(String::as_str) == Some("s3cret");
+                    if !granted {
+                        return (
+                            axum::http::StatusCode::UNAUTHORIZED,
+                            Json(serde_json::json!({"error": "invalid_client", "error_description": "bad secret"})),
+                        );
+                    }
+                    let mut tokens = tokens.lock().unwrap();
+                    let token = format!("token-{}", tokens.len());
+                    tokens.push(token.clone());
+                    (
+                        axum::http::StatusCode::OK,
+                        Json(serde_json::json!({"access_token": token, "token_type": "Bearer", "expires_in": 3600})),
+                    )
+                }
+            }),
+        )
+        .route(
+            "/introspect",
+            post(move |Form(form): Form<std::collections::HashMap<String, String>>| {
+                let issued = introspected.clone();
+                async move {
+                    let token = form.get("token").cloned().unwrap_or_default();
+                    let active = issued.lock().unwrap().contains(&token);
+                    Json(if active {
+                        serde_json::json!({"active": true, "username": USER})
+                    } else {
+                        serde_json::json!({"active": false})
+                    })
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (address, issued)
+}
+
+/// XOAUTH2 and OAUTHBEARER against Dovecot's own oauth2 passdb (no fake
+/// IMAP server): tokens from the client-credentials grant and from a
+/// token command are checked by Dovecot at the test's introspection URL.
+#[tokio::test(flavor = "multi_thread")]
+async fn xoauth2_and_oauthbearer_sign_in_with_tokens_dovecot_checks() {
+    let (oauth, issued) = oauth_server().await;
+    let Some(server) = dovecot_with(DovecotOptions {
+        oauth_introspection_url: Some(format!("http://{oauth}/introspect")),
+        ..DovecotOptions::default()
+    }) else {
+        return;
+    };
+    let (_dir, store) = common::db::sqlite().await;
+    server.deliver(USER, "INBOX", &microsoft_report()).unwrap();
+    let granted = MailboxConfig {
+        auth: dmarcd::mailbox::AuthMethod::Xoauth2,
+        password: Some("s3cret".to_string()),
+        token_url: Some(format!("http://{oauth}/token")),
+        client_id: Some("dmarcd".to_string()),
+        scope: Some("https://outlook.office365.com/.default".to_string()),
+        ..mailbox(&server, "xoauth2")
+    };
+    let summary = puller(&store, granted.clone(), "node-a")
+        .pull_once()
+        .await
+        .unwrap();
+    assert_eq!(summary.new, 1, "{}", server.log());
+    assert!(issued.lock().unwrap().contains(&"token-1".to_string()));
+
+    server.deliver(USER, "INBOX", &letter()).unwrap();
+    let command = MailboxConfig {
+        auth: dmarcd::mailbox::AuthMethod::Oauthbearer,
+        token_command: Some("printf command-token".to_string()),
+        ..mailbox(&server, "oauthbearer")
+    };
+    let summary = puller(&store, command.clone(), "node-a")
+        .pull_once()
+        .await
+        .unwrap();
+    assert_eq!(summary.new, 1, "{}", server.log());
+
+    let revoked = MailboxConfig {
+        token_command: Some("echo revoked-token".to_string()),
+        ..command
+    };
+    let error = puller(&store, revoked, "node-a")
+        .pull_once()
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind, MailboxErrorKind::Auth, "{error}");
+    assert!(
+        error.message.contains("OAUTHBEARER") && error.message.contains("token"),
+        "{error}"
+    );
+
+    let bad_secret = MailboxConfig {
+        password: Some("wrong".to_string()),
+        ..granted
+    };
+    let error = puller(&store, bad_secret, "node-a")
+        .pull_once()
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind, MailboxErrorKind::Token, "{error}");
+    assert!(
+        error.message.contains("invalid_client: bad secret"),
+        "{error}"
+    );
+}
