@@ -60,15 +60,7 @@ async fn processed_raw_messages_go_after_their_days_and_nothing_else_does() {
         )
         .await;
         let broken = accept(&store, b"<feedback><report_metadata>", "broken.xml").await;
-        Worker::new(
-            store.clone(),
-            Limits::default(),
-            "w",
-            WorkerConfig::default(),
-        )
-        .run_until_idle()
-        .await
-        .unwrap();
+        process(&store).await;
         let pending = accept(&store, b"<feedback/>", "late.xml").await;
         let reports_before = store.report_counts().await.unwrap();
 
@@ -157,24 +149,34 @@ async fn processed_raw_messages_go_after_their_days_and_nothing_else_does() {
     }
 }
 
+/// The corpus's RFC 7489 example report, stored and processed; its id.
+async fn one_processed_report(store: &Store) -> i64 {
+    let id = accept(
+        store,
+        &common::corpus("aggregate/example.net!example.com!1529366400!1529452799.xml"),
+        "aggregate.xml",
+    )
+    .await;
+    process(store).await;
+    id
+}
+
+async fn process(store: &Store) {
+    Worker::new(
+        store.clone(),
+        Limits::default(),
+        "w",
+        WorkerConfig::default(),
+    )
+    .run_until_idle()
+    .await
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn zero_days_keeps_every_raw_message() {
     for (_dir, store) in common::db::backends().await {
-        let id = accept(
-            &store,
-            &common::corpus("aggregate/example.net!example.com!1529366400!1529452799.xml"),
-            "aggregate.xml",
-        )
-        .await;
-        Worker::new(
-            store.clone(),
-            Limits::default(),
-            "w",
-            WorkerConfig::default(),
-        )
-        .run_until_idle()
-        .await
-        .unwrap();
+        let id = one_processed_report(&store).await;
         processed_days_ago(&store, id, 5000).await;
         let forever = RawRetention {
             raw_days: 0,
@@ -235,21 +237,7 @@ async fn prune_from_the_command_line() {
 async fn the_server_prunes_on_its_own_and_counts_it() {
     for (_dir, store) in common::db::backends().await {
         let backend = store.backend();
-        let id = accept(
-            &store,
-            &common::corpus("aggregate/example.net!example.com!1529366400!1529452799.xml"),
-            "aggregate.xml",
-        )
-        .await;
-        Worker::new(
-            store.clone(),
-            Limits::default(),
-            "w",
-            WorkerConfig::default(),
-        )
-        .run_until_idle()
-        .await
-        .unwrap();
+        let id = one_processed_report(&store).await;
         processed_days_ago(&store, id, 91).await;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(dmarcd::retention::run(
