@@ -14,6 +14,7 @@ use crate::decode::Limits;
 use crate::dns::DnsConfig;
 use crate::enrich::EnrichConfig;
 use crate::mailbox::MailboxConfig;
+use crate::outbox::{MailOutConfig, OutboxConfig};
 use crate::senders::SendersConfig;
 use crate::smtp::SmtpConfig;
 use crate::web::WebConfig;
@@ -44,6 +45,8 @@ const SECTIONS: &[&str] = &[
     "log",
     "retention",
     "senders",
+    "mail_out",
+    "outbox",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -64,6 +67,9 @@ pub struct Config {
     #[serde(rename = "mailbox")]
     pub mailboxes: Vec<MailboxConfig>,
     pub senders: SendersConfig,
+    /// How mail leaves (alerts, digests): a relay or a sendmail binary.
+    pub mail_out: MailOutConfig,
+    pub outbox: OutboxConfig,
 }
 
 impl Default for Config {
@@ -81,6 +87,8 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             mailboxes: Vec::new(),
             senders: SendersConfig::default(),
+            mail_out: MailOutConfig::default(),
+            outbox: OutboxConfig::default(),
         }
     }
 }
@@ -251,6 +259,8 @@ impl Config {
             );
         }
         crate::mailbox::config::validate_all(&self.mailboxes)?;
+        self.mail_out.validate()?;
+        self.outbox.validate()?;
         if let Some(url) = &self.database.url {
             let known = ["postgres://", "postgresql://", "sqlite:"];
             if !known.iter().any(|prefix| url.starts_with(prefix)) {

@@ -15,6 +15,7 @@ pub mod import;
 pub mod inbox;
 pub mod mailbox;
 pub mod metrics;
+pub mod outbox;
 pub mod query;
 pub mod report;
 pub mod retention;

@@ -1,10 +1,11 @@
-//! Command-line interface: `serve`, `import`, `reprocess`, `enrich`, `migrate`, `parse`, `mailbox`.
+//! Command-line interface: `serve`, `import`, `reprocess`, `enrich`, `migrate`, `parse`, `mailbox`, `outbox`.
 
 mod accounts;
 mod check;
 mod enrich;
 mod import;
 mod mailbox;
+mod outbox;
 mod parse;
 mod prune;
 mod serve;
@@ -69,6 +70,12 @@ pub enum Command {
     Mailbox {
         #[command(subcommand)]
         action: mailbox::MailboxAction,
+    },
+    /// The outbox (mail and webhooks dmarcd sends): test [mail_out] or a
+    /// webhook, list what is queued.
+    Outbox {
+        #[command(subcommand)]
+        action: outbox::OutboxAction,
     },
     /// Manage dashboard users.
     User {
@@ -161,6 +168,7 @@ pub fn main() -> ExitCode {
             }
             Command::Enrich { refresh, dns } => enrich::enrich(&config, refresh, dns).await,
             Command::Mailbox { action } => mailbox::mailbox(&config, action).await,
+            Command::Outbox { action } => outbox::outbox(&config, action).await,
             Command::User { action } => accounts::user(&config, action).await,
             Command::Token { action } => accounts::token(&config, action).await,
             Command::Migrate => migrate(&config).await,

@@ -90,6 +90,18 @@ pub(super) async fn serve(mut config: Config) -> anyhow::Result<ExitCode> {
             tasks.push(tokio::spawn(async move { posture.run(stopped).await }));
         }
     }
+    // The outbox: any node may send; claims keep two from sending one message.
+    if config.outbox.enabled {
+        let sender = crate::outbox::OutboxSender::new(
+            store.clone(),
+            &config.mail_out,
+            &config.outbox,
+            node_name(),
+        )
+        .map_err(|error| anyhow::anyhow!("{error}"))?;
+        let stopped = stopped.clone();
+        tasks.push(tokio::spawn(async move { sender.run(stopped).await }));
+    }
     // Mailbox pulls are intake: any node may hold a mailbox's lease.
     for mailbox in &config.mailboxes {
         let puller = crate::mailbox::Puller::new(

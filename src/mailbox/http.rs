@@ -1,6 +1,7 @@
-//! One form POST to an OAuth2 token endpoint, over hyper's HTTP/1 client
-//! (already in the tree for the MTA-STS fetch); HTTPS with the mailbox's
-//! trust, plain HTTP only to loopback (the config checks that).
+//! One POST over hyper's HTTP/1 client (already in the tree for the
+//! MTA-STS fetch): a form to an OAuth2 token endpoint, a webhook's JSON.
+//! HTTPS with Mozilla's roots plus an optional CA file; plain HTTP only
+//! where the caller's config allows it (loopback).
 
 use std::path::Path;
 
@@ -14,6 +15,30 @@ use tokio::net::TcpStream;
 /// status and up to `max_bytes` of the answer.
 pub async fn post_form(
     url: &str,
+    body: String,
+    ca_file: Option<&Path>,
+    max_bytes: usize,
+) -> Result<(u16, Vec<u8>), String> {
+    post(
+        url,
+        "application/x-www-form-urlencoded",
+        &[(
+            hyper::header::ACCEPT.as_str(),
+            "application/json".to_string(),
+        )],
+        body,
+        ca_file,
+        max_bytes,
+    )
+    .await
+}
+
+/// POSTs `body` as `content_type` with `headers` to `url`; returns the
+/// status and up to `max_bytes` of the answer.
+pub(crate) async fn post(
+    url: &str,
+    content_type: &str,
+    headers: &[(&str, String)],
     body: String,
     ca_file: Option<&Path>,
     max_bytes: usize,
@@ -36,17 +61,17 @@ pub async fn post_form(
     let tcp = TcpStream::connect((host.as_str(), port))
         .await
         .map_err(|error| format!("cannot connect: {error}"))?;
-    let request = hyper::Request::post(path)
+    let mut request = hyper::Request::post(path)
         .header(hyper::header::HOST, parsed.authority())
-        .header(
-            hyper::header::CONTENT_TYPE,
-            "application/x-www-form-urlencoded",
-        )
-        .header(hyper::header::ACCEPT, "application/json")
+        .header(hyper::header::CONTENT_TYPE, content_type)
         .header(
             hyper::header::USER_AGENT,
             concat!("dmarcd/", env!("CARGO_PKG_VERSION")),
-        )
+        );
+    for (name, value) in headers {
+        request = request.header(*name, value.as_str());
+    }
+    let request = request
         .body(Full::new(Bytes::from(body)))
         .map_err(|error| error.to_string())?;
     if https {

@@ -13,7 +13,7 @@ mod check;
 pub mod config;
 mod connect;
 mod error;
-mod http;
+pub(crate) mod http;
 mod pull;
 mod sort;
 mod tls;

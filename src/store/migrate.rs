@@ -205,6 +205,15 @@ const POSTGRES: &[Migration] = &[
         retriggers: &[],
         rebuilds_tables: false,
     },
+    Migration {
+        version: 19,
+        name: "outbox",
+        sql: include_str!("../../migrations/postgres/0019_outbox.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: false,
+    },
 ];
 
 const SQLITE: &[Migration] = &[
@@ -347,6 +356,15 @@ const SQLITE: &[Migration] = &[
         version: 16,
         name: "raw_compression",
         sql: include_str!("../../migrations/sqlite/0016_raw_compression.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: false,
+    },
+    Migration {
+        version: 17,
+        name: "outbox",
+        sql: include_str!("../../migrations/sqlite/0017_outbox.sql"),
         fills: &[],
         derives: &[],
         retriggers: &[],

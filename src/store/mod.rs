@@ -17,6 +17,7 @@ pub mod derived;
 mod inbox;
 mod mailboxes;
 mod migrate;
+pub mod outbox;
 mod postgres;
 pub mod posture;
 mod raw_codec;
@@ -43,6 +44,7 @@ use db::Backend as Dialect;
 pub use db::{Backend, Db, Sql};
 pub use mailboxes::{MailboxProgress, MailboxState};
 pub use migrate::Migration;
+pub use outbox::{ClaimedOutboxItem, NewOutboxItem, OutboxEntry, OutboxResult};
 pub use reports::KnownNames;
 pub use retention::{Pruned, RawRetention};
 pub use sources::{
@@ -645,6 +647,57 @@ impl Store {
         mailboxes::failed(&self.db, name, kind, message).await
     }
 
+    /// Queues messages to send, committed (durably) before this returns;
+    /// returns the ids stored (a repeated dedup key stores nothing).
+    pub async fn enqueue_outbox(
+        &self,
+        items: &[NewOutboxItem],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<Vec<i64>> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        outbox::enqueue_now(&self.db, items, seconds(now)).await
+    }
+
+    /// Claims up to `limit` outbox rows due at `now` for `owner`, for `lease`.
+    pub async fn claim_outbox(
+        &self,
+        owner: &str,
+        limit: u32,
+        lease: Duration,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<Vec<ClaimedOutboxItem>> {
+        outbox::claim(&self.db, owner, limit, lease, seconds(now)).await
+    }
+
+    /// Records how sending a claimed outbox row ended; false when `owner`
+    /// had lost the claim.
+    pub async fn finish_outbox(
+        &self,
+        id: i64,
+        owner: &str,
+        result: &OutboxResult,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<bool> {
+        let result = match result {
+            OutboxResult::Retry {
+                next_attempt_at,
+                error,
+            } => OutboxResult::Retry {
+                next_attempt_at: seconds(*next_attempt_at),
+                error: error.clone(),
+            },
+            other => other.clone(),
+        };
+        outbox::finish(&self.db, id, owner, &result, seconds(now)).await
+    }
+
+    /// The newest `limit` outbox rows, newest first.
+    pub async fn outbox_entries(&self, limit: u32) -> StoreResult<Vec<OutboxEntry>> {
+        outbox::entries(&self.db, limit).await
+    }
+
     /// Whether the database answers.
     pub async fn ping(&self) -> StoreResult<()> {
         self.db
@@ -733,6 +786,13 @@ impl StreamedSave {
         self.transaction.commit().await?;
         Ok(summaries.into_iter().next().unwrap_or_default())
     }
+}
+
+/// A time to whole seconds: SQLite keeps times as text and compares them
+/// as text, which only orders them rightly in one fixed form.
+fn seconds(time: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    use chrono::SubsecRound;
+    time.trunc_subsecs(0)
 }
 
 /// The hex SHA-256 of a message, its identity in the inbox.

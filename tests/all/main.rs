@@ -18,6 +18,7 @@ mod grafana;
 mod hostile_input;
 mod https;
 mod mailbox;
+mod outbox;
 mod parse_memory;
 mod posture;
 mod posture_history;

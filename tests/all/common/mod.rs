@@ -78,4 +78,6 @@ pub mod db;
 pub mod http;
 pub mod mmdb;
 pub mod policy_server;
+pub mod smtp_sink;
+pub mod webhook_server;
 pub mod zone_server;
