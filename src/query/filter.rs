@@ -206,6 +206,44 @@ pub struct ParsedFilter {
     pub until: Option<DateTime<Utc>>,
     /// One stored report's records (the drill-down from a report).
     pub report: Option<i64>,
+    /// Exactly one sender as the Senders list keys it (set by code, not
+    /// a parameter): answered from the totals, which carry the name.
+    pub sender: Option<SenderKey>,
+}
+
+/// A sender as the Senders list keys it: its name, or the IP of a source
+/// the enrichment gives no name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SenderKey {
+    Name(String),
+    Ip(IpAddr),
+}
+
+impl SenderKey {
+    pub fn of(key: &str) -> SenderKey {
+        match IpAddr::from_str(key) {
+            Ok(ip) => SenderKey::Ip(ip),
+            Err(_) => SenderKey::Name(key.to_string()),
+        }
+    }
+
+    /// ` AND <the rows are this sender's>`, the description read from
+    /// `sources` (`s`, ip_sources joined, or `r`, totals that carry it).
+    pub fn push_condition(&self, sql: &mut Sql, sources: &str) {
+        match self {
+            SenderKey::Name(name) => {
+                sql.push(&format!(" AND {sources}.source_name = "))
+                    .bind(name.clone());
+            }
+            SenderKey::Ip(ip) => {
+                let address = sql.backend().inet(&sql.placeholder(ip.to_string()));
+                sql.push(&format!(
+                    " AND {sources}.source_name IS NULL AND r.source_ip = "
+                ))
+                .push(&address);
+            }
+        }
+    }
 }
 
 impl Filter {
@@ -282,6 +320,7 @@ impl Filter {
                 .map(|v| parse_time("until", v, true))
                 .transpose()?,
             report: None,
+            sender: None,
         };
         // since ≥ until is an empty period: it selects nothing.
         Ok(parsed)

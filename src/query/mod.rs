@@ -3,6 +3,7 @@
 //! the matching API call always agree.
 
 pub mod aggregate;
+pub mod compliance;
 pub mod domains;
 pub mod failures;
 pub mod filter;

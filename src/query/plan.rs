@@ -35,7 +35,9 @@ impl Plan {
             return Plan::Records;
         }
         let needs_org = filter.org.is_some() || group_by == Some(GroupBy::Org);
+        let sender = filter.sender.is_some();
         let needs_source = filter.source.is_some()
+            || sender
             || filter.uses_sources()
             || group_by.is_some_and(GroupBy::uses_sources);
         let needs_results = filter.disposition.is_some()
@@ -45,9 +47,14 @@ impl Plan {
         let needs_domain = filter.domain.is_some() || group_by == Some(GroupBy::Domain);
         // Grouped by what sources are, and filtered by nothing a source
         // alone knows: the totals keyed by it.
+        // One sender's totals and days are its rows of the totals per
+        // name, a few hundred whatever the database holds.
         let by_description = match group_by {
-            Some(GroupBy::Country) => Some(&derived::COUNTRY_TOTALS),
+            Some(GroupBy::Country) if !sender => Some(&derived::COUNTRY_TOTALS),
             Some(GroupBy::SourceName) => Some(&derived::NAME_TOTALS),
+            None | Some(GroupBy::Day) | Some(GroupBy::Domain) if sender => {
+                Some(&derived::NAME_TOTALS)
+            }
             _ => None,
         };
         if let (Some(family), None, false, false, false) = (
@@ -166,7 +173,7 @@ impl Plan {
             sql.push(family.day.table).push(" r");
             return false;
         };
-        let columns = Columns::read(family.day, filter.result, group_by);
+        let columns = Columns::read(family.day, filter, group_by);
         sql.push("(");
         push_part(sql, month, &columns, false, tiling.months);
         for days in tiling.added {
@@ -203,7 +210,8 @@ struct Columns {
 }
 
 impl Columns {
-    fn read(rollup: &Rollup, result: Option<bool>, group_by: Option<GroupBy>) -> Columns {
+    fn read(rollup: &Rollup, filter: &ParsedFilter, group_by: Option<GroupBy>) -> Columns {
+        let result = filter.result;
         let mut plain = rollup.key_columns();
         if rollup.described {
             plain.extend(match group_by {
@@ -212,6 +220,10 @@ impl Columns {
                 Some(GroupBy::Asn) => &["asn", "as_name"][..],
                 _ => &[][..],
             });
+            // One sender's rows are told by their name.
+            if filter.sender.is_some() && !plain.contains(&"source_name") {
+                plain.push("source_name");
+            }
         }
         // All messages count the plain counters and tell the passing ones
         // by `fail_count`; failing ones count the `fail_` counters; passing

@@ -21,7 +21,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use super::aggregate::{self, GroupBy, SummaryRow, SummarySort};
-use super::filter::{Filter, ParsedFilter};
+use super::filter::{Filter, ParsedFilter, SenderKey};
 use super::time::time_text;
 use super::{Page, QueryError};
 use crate::senders::class::FORWARDING_REASONS;
@@ -67,6 +67,8 @@ pub struct SenderRow {
     pub reason: String,
     /// Why its failing mail fails, from the sampled failing records.
     pub cause: Option<String>,
+    /// What fixes the commonest cause.
+    pub fix: Option<String>,
     /// Facts shown beside the class, not used for it (the PTR name).
     pub signals: Vec<String>,
     /// The approval rule that decided the class, if one did.
@@ -156,7 +158,6 @@ pub async fn senders(
     }
     .parse()?;
     let domain = filter.domain.clone().unwrap_or_default();
-    let db = store.db();
 
     let (sources, sources_total) = aggregate::summary(
         store,
@@ -205,95 +206,22 @@ pub async fn senders(
     let sampled = sample(store, config, &filter).await?;
     for row in &sampled {
         let Some(key) = &row.source else { continue };
-        let entry = gathered.entry(key.clone()).or_default();
-        entry.failing += row.count;
-        if let Some(reason) = forwarding_reason(&row.reasons) {
-            entry.forwarding += row.count;
-            entry.forwarding_reason.get_or_insert(reason);
-        }
-        let from = row.header_from.as_deref().unwrap_or(&domain);
-        entry
-            .causes
-            .add_record(from, row.count, &row.dkim, &row.spf);
+        gathered.entry(key.clone()).or_default().add_failing(
+            &domain,
+            row.count,
+            row.header_from.as_deref(),
+            &row.reasons,
+            &row.dkim,
+            &row.spf,
+        );
     }
 
-    let rules = ordered_rules(approvals::list(db, Some(&domain), false).await?);
-    let spf_check = newest_spf(store, &domain).await?;
-    let networks: Vec<IpNet> = spf_check
-        .as_ref()
-        .map(|(_, networks)| {
-            networks
-                .iter()
-                .filter_map(|n| IpNet::from_str(n).ok())
-                .collect()
-        })
-        .unwrap_or_default();
-
+    let context = Context::read(store, &domain).await?;
     let mut rows = Vec::with_capacity(sources.len());
     for summary in &sources {
         let key = summary.key.clone().unwrap_or_else(|| "(unknown)".into());
-        let ip = IpAddr::from_str(&key).ok();
-        let mut here = gathered.remove(&key).unwrap_or_default();
-        if let Some(ip) = ip {
-            here.ips = vec![(ip, summary.messages)];
-        }
-        let ip_facts: Vec<(IpFacts, i64)> = here
-            .ips
-            .iter()
-            .map(|(ip, messages)| {
-                let info = ips.get(ip);
-                (
-                    IpFacts {
-                        ip: Some(*ip),
-                        asn: info.and_then(|i| i.asn),
-                        base_domain: info.and_then(|i| i.base_domain.clone()),
-                    },
-                    *messages,
-                )
-            })
-            .collect();
-        let inside_spf = spf_check.as_ref().map(|_| {
-            let mut first = None;
-            let inside: i64 = ip_facts
-                .iter()
-                .filter_map(|(facts, messages)| {
-                    let ip = facts.ip?;
-                    let network = networks.iter().find(|n| n.contains(&ip))?;
-                    first.get_or_insert_with(|| network.to_string());
-                    Some(*messages)
-                })
-                .sum();
-            (inside, first)
-        });
-        let rule = matching_rule(
-            &rules,
-            &key,
-            ip.is_some(),
-            &ip_facts,
-            summary.messages,
-            config,
-        );
-        let ip_info = ip.and_then(|ip| ips.get(&ip));
-        let facts = SourceFacts {
-            domain: domain.clone(),
-            key: key.clone(),
-            is_ip: ip.is_some(),
-            source_type: summary.label.clone(),
-            messages: summary.messages,
-            dmarc_pass: summary.dmarc_pass,
-            dkim_aligned_pass: summary.dkim_aligned_pass,
-            spf_aligned_pass: summary.spf_aligned_pass,
-            inside_spf,
-            failing_sampled: here.failing,
-            forwarding_reasons: here.forwarding,
-            forwarding_reason: here.forwarding_reason,
-            causes: here.causes,
-            rule,
-            ptr: ip_info.and_then(|info| info.ptr.clone()),
-            ptr_looked_up: ip_info
-                .is_some_and(|info| matches!(info.dns_state.as_str(), "done" | "none" | "failed")),
-        };
-        rows.push(row_of(summary, facts, config));
+        let here = gathered.remove(&key).unwrap_or_default();
+        rows.push(context.row(config, summary, here, &ips));
     }
 
     let classes = Class::ALL
@@ -321,13 +249,139 @@ pub async fn senders(
             max_sources: config.max_sources,
             sample_records: config.sample_records,
         },
-        spf_checked_at: spf_check.as_ref().map(|(at, _)| time_text(*at)),
-        spf_networks: spf_check.map(|(_, n)| n).unwrap_or_default(),
+        spf_checked_at: context.spf_check.as_ref().map(|(at, _)| time_text(*at)),
+        spf_networks: context.spf_check.map(|(_, n)| n).unwrap_or_default(),
         sources_total,
         sampled_failing_records: sampled.len() as i64,
         classes,
         sources: rows,
     })
+}
+
+impl Gathered {
+    /// Adds one failing record: its messages, override reasons and causes.
+    fn add_failing(
+        &mut self,
+        domain: &str,
+        count: i64,
+        header_from: Option<&str>,
+        reasons: &str,
+        dkim: &str,
+        spf: &str,
+    ) {
+        self.failing += count;
+        if let Some(reason) = forwarding_reason(reasons) {
+            self.forwarding += count;
+            self.forwarding_reason.get_or_insert(reason);
+        }
+        self.causes
+            .add_record(header_from.unwrap_or(domain), count, dkim, spf);
+    }
+}
+
+/// What classes the sources of one domain besides their own rows: the
+/// admins' rules and the networks of the published SPF.
+struct Context {
+    domain: String,
+    rules: Vec<Approval>,
+    spf_check: Option<(DateTime<Utc>, Vec<String>)>,
+    networks: Vec<IpNet>,
+}
+
+impl Context {
+    async fn read(store: &Store, domain: &str) -> Result<Context, QueryError> {
+        let rules = ordered_rules(approvals::list(store.db(), Some(domain), false).await?);
+        let spf_check = newest_spf(store, domain).await?;
+        let networks = spf_check
+            .as_ref()
+            .map(|(_, networks)| {
+                networks
+                    .iter()
+                    .filter_map(|n| IpNet::from_str(n).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Context {
+            domain: domain.to_string(),
+            rules,
+            spf_check,
+            networks,
+        })
+    }
+
+    /// One source classed: its totals (`summary`, keyed by its name or
+    /// IP), what its IPs and failing records say (`here`), and what each
+    /// IP is (`ips`).
+    fn row(
+        &self,
+        config: &SendersConfig,
+        summary: &SummaryRow,
+        mut here: Gathered,
+        ips: &HashMap<IpAddr, IpRow>,
+    ) -> SenderRow {
+        let key = summary.key.clone().unwrap_or_else(|| "(unknown)".into());
+        let ip = IpAddr::from_str(&key).ok();
+        if let Some(ip) = ip {
+            here.ips = vec![(ip, summary.messages)];
+        }
+        let ip_facts: Vec<(IpFacts, i64)> = here
+            .ips
+            .iter()
+            .map(|(ip, messages)| {
+                let info = ips.get(ip);
+                (
+                    IpFacts {
+                        ip: Some(*ip),
+                        asn: info.and_then(|i| i.asn),
+                        base_domain: info.and_then(|i| i.base_domain.clone()),
+                    },
+                    *messages,
+                )
+            })
+            .collect();
+        let inside_spf = self.spf_check.as_ref().map(|_| {
+            let mut first = None;
+            let inside: i64 = ip_facts
+                .iter()
+                .filter_map(|(facts, messages)| {
+                    let ip = facts.ip?;
+                    let network = self.networks.iter().find(|n| n.contains(&ip))?;
+                    first.get_or_insert_with(|| network.to_string());
+                    Some(*messages)
+                })
+                .sum();
+            (inside, first)
+        });
+        let rule = matching_rule(
+            &self.rules,
+            &key,
+            ip.is_some(),
+            &ip_facts,
+            summary.messages,
+            config,
+        );
+        let ip_info = ip.and_then(|ip| ips.get(&ip));
+        let facts = SourceFacts {
+            domain: self.domain.clone(),
+            key,
+            is_ip: ip.is_some(),
+            source_type: summary.label.clone(),
+            messages: summary.messages,
+            dmarc_pass: summary.dmarc_pass,
+            dkim_aligned_pass: summary.dkim_aligned_pass,
+            spf_aligned_pass: summary.spf_aligned_pass,
+            inside_spf,
+            failing_sampled: here.failing,
+            forwarding_reasons: here.forwarding,
+            forwarding_reason: here.forwarding_reason,
+            causes: here.causes,
+            rule,
+            ptr: ip_info.and_then(|info| info.ptr.clone()),
+            ptr_looked_up: ip_info
+                .is_some_and(|info| matches!(info.dns_state.as_str(), "done" | "none" | "failed")),
+        };
+        row_of(summary, facts, config)
+    }
 }
 
 fn row_of(summary: &SummaryRow, facts: SourceFacts, config: &SendersConfig) -> SenderRow {
@@ -344,6 +398,7 @@ fn row_of(summary: &SummaryRow, facts: SourceFacts, config: &SendersConfig) -> S
         class: classed.class,
         reason: classed.reason,
         cause: classed.cause,
+        fix: classed.fix,
         signals: classed.signals,
         approval_id: facts.rule.map(|rule| rule.id),
     }
@@ -510,55 +565,68 @@ pub struct AuthLine {
 }
 
 /// Everything the sender page shows about one source of a domain.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SenderDetail {
     pub domain: String,
-    /// The source as the Senders list has it (class, reason, volume).
+    /// The sender name, or the IP of a source without one.
+    pub source: String,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    /// The source as the Senders list has it (class, reason, volume);
+    /// null when it sent nothing as the domain in the period.
     pub row: Option<SenderRow>,
     /// Its IPs (busiest first, at most 1000).
     pub ips: Vec<SummaryRow>,
-    pub reporters: Vec<SummaryRow>,
     pub countries: Vec<SummaryRow>,
+    /// Per day (oldest first).
     pub days: Vec<SummaryRow>,
-    /// DKIM and SPF results of its newest `sample_records` records.
+    /// Reporters of the sampled records (`sampled_records`).
+    pub reporters: Vec<SummaryRow>,
+    /// DKIM and SPF results of the sampled records.
     pub dkim: Vec<AuthLine>,
     pub spf: Vec<AuthLine>,
+    /// Records read for the results, reporters and failure causes: the
+    /// newest of each of its busiest `sampled_ips` IPs, up to
+    /// `senders.sample_records` in all.
     pub sampled_records: i64,
+    pub sampled_ips: i64,
 }
 
 #[derive(sqlx::FromRow)]
-struct AuthRow {
+struct DetailRow {
+    org_name: String,
     count: i64,
+    passed: i64,
+    header_from: Option<String>,
+    reasons: String,
     dkim: String,
     spf: String,
 }
 
+/// The IPs of a sender whose newest records are read for its page.
+const SAMPLED_IPS: usize = 50;
+
 /// A sender's page: `name` is a sender name or the IP of a source
-/// without one, as the Senders list keys it.
+/// without one, as the Senders list keys it. Its totals, IPs, countries
+/// and days come from the totals (which carry each source's name); only
+/// the DKIM and SPF detail, reporters and failure causes read records:
+/// the newest few of each of its busiest IPs, through the index by
+/// domain and source IP.
 pub async fn sender(
     store: &Store,
     config: &SendersConfig,
     query: &SendersQuery,
     name: &str,
 ) -> Result<SenderDetail, QueryError> {
-    let report = senders(
-        store,
-        config,
-        &SendersQuery {
-            class: None,
-            ..query.clone()
-        },
-    )
-    .await?;
-    let row = report.sources.into_iter().find(|row| row.source == name);
-    let filter = Filter {
+    let mut filter = Filter {
         domain: Some(query.domain.clone()),
-        source: Some(format!("\"{name}\"")),
         since: query.since.clone(),
         until: query.until.clone(),
         ..Filter::default()
     }
     .parse()?;
+    let domain = filter.domain.clone().unwrap_or_default();
+    filter.sender = Some(SenderKey::of(name));
     let grouped = |group_by, sort, limit| {
         let filter = filter.clone();
         async move {
@@ -568,54 +636,23 @@ pub async fn sender(
                 .map(|(rows, _)| rows)
         }
     };
-    let mut ips = grouped(GroupBy::Source, SummarySort::Messages, IP_ROWS).await?;
-    if let Ok(ip) = IpAddr::from_str(name) {
-        // A source without a name is its IP alone (a named one's IPs may
-        // also match the name filter by PTR).
-        ips.retain(|row| row.key.as_deref() == Some(&ip.to_string()));
-    } else {
-        // Only the IPs the name is given to.
-        let wanted: Vec<String> = ips.iter().filter_map(|r| r.key.clone()).collect();
-        let described = ip_rows(store, &wanted).await?;
-        ips.retain(|row| {
-            row.key
-                .as_deref()
-                .and_then(|k| IpAddr::from_str(k).ok())
-                .and_then(|ip| described.get(&ip))
-                .and_then(|info| info.source_name.as_deref())
-                == Some(name)
-        });
-    }
-    let reporters = grouped(GroupBy::Org, SummarySort::Messages, 50).await?;
+    let totals = grouped(GroupBy::SourceName, SummarySort::Messages, 1).await?;
+    let ips = grouped(GroupBy::Source, SummarySort::Messages, IP_ROWS).await?;
     let countries = grouped(GroupBy::Country, SummarySort::Messages, 50).await?;
     let days = grouped(GroupBy::Day, SummarySort::Key, 400).await?;
-
-    // DKIM and SPF results of its newest records, read through the
-    // source IP index.
-    let db = store.db();
-    let backend = db.backend();
     let addresses: Vec<String> = ips.iter().filter_map(|r| r.key.clone()).collect();
-    let mut auth_rows: Vec<AuthRow> = Vec::new();
-    if !addresses.is_empty() {
-        let mut sql = db.sql();
-        let list = sql.placeholder(json(&addresses));
-        sql.push(&format!(
-            "SELECT r.count, {dkim} AS dkim, {spf} AS spf FROM aggregate_records r WHERE {inside} AND r.policy_domain = ",
-            dkim = backend.json_text("r.dkim_results"),
-            spf = backend.json_text("r.spf_results"),
-            inside = backend.in_ip_list("r.source_ip", &list),
-        ))
-        .bind(query.domain.clone());
-        if let Some(since) = filter.since {
-            sql.push(" AND r.date_begin >= ").bind(since);
-        }
-        if let Some(until) = filter.until {
-            sql.push(" AND r.date_begin < ").bind(until);
-        }
-        sql.push(" ORDER BY r.date_begin DESC LIMIT ")
-            .bind(i64::from(config.sample_records));
-        auth_rows = db.fetch_all(&sql).await?;
-    }
+    let described = ip_rows(store, &addresses).await?;
+    let sampled_ips = &addresses[..addresses.len().min(SAMPLED_IPS)];
+    let records = detail_records(store, config, &filter, sampled_ips).await?;
+
+    let mut gathered = Gathered {
+        ips: ips
+            .iter()
+            .filter_map(|r| Some((IpAddr::from_str(r.key.as_deref()?).ok()?, r.messages)))
+            .collect(),
+        ..Gathered::default()
+    };
+    let mut reporters: HashMap<String, (i64, i64)> = HashMap::new();
     let mut dkim: HashMap<(String, Option<String>, String), i64> = HashMap::new();
     let mut spf: HashMap<(String, Option<String>, String), i64> = HashMap::new();
     #[derive(serde::Deserialize)]
@@ -624,7 +661,20 @@ pub async fn sender(
         selector: Option<String>,
         result: Option<String>,
     }
-    for row in &auth_rows {
+    for row in &records {
+        let reporter = reporters.entry(row.org_name.clone()).or_default();
+        reporter.0 += row.count;
+        reporter.1 += row.passed * row.count;
+        if row.passed == 0 {
+            gathered.add_failing(
+                &domain,
+                row.count,
+                row.header_from.as_deref(),
+                &row.reasons,
+                &row.dkim,
+                &row.spf,
+            );
+        }
         for (text, into) in [(&row.dkim, &mut dkim), (&row.spf, &mut spf)] {
             let Ok(entries) = serde_json::from_str::<Vec<Entry>>(text) else {
                 continue;
@@ -642,6 +692,13 @@ pub async fn sender(
             }
         }
     }
+    let row = match totals.first() {
+        Some(summary) => {
+            let context = Context::read(store, &domain).await?;
+            Some(context.row(config, summary, gathered, &described))
+        }
+        None => None,
+    };
     let lines = |map: HashMap<(String, Option<String>, String), i64>| {
         let mut lines: Vec<AuthLine> = map
             .into_iter()
@@ -655,15 +712,82 @@ pub async fn sender(
         lines.sort_by(|a, b| b.messages.cmp(&a.messages).then(a.domain.cmp(&b.domain)));
         lines
     };
+    let mut reporters: Vec<SummaryRow> = reporters
+        .into_iter()
+        .map(|(org, (messages, passed))| SummaryRow {
+            key: Some(org),
+            messages,
+            dmarc_pass: passed,
+            dmarc_fail: messages - passed,
+            pass_rate: if messages > 0 {
+                passed as f64 / messages as f64
+            } else {
+                0.0
+            },
+            ..SummaryRow::default()
+        })
+        .collect();
+    reporters.sort_by(|a, b| b.messages.cmp(&a.messages).then(a.key.cmp(&b.key)));
     Ok(SenderDetail {
-        domain: report.domain,
+        domain,
+        source: name.to_string(),
+        since: filter.since.map(time_text),
+        until: filter.until.map(time_text),
         row,
         ips,
-        reporters,
         countries,
         days,
+        reporters,
         dkim: lines(dkim),
         spf: lines(spf),
-        sampled_records: auth_rows.len() as i64,
+        sampled_records: records.len() as i64,
+        sampled_ips: sampled_ips.len() as i64,
     })
+}
+
+/// The newest records of the domain from each of `ips` in the period,
+/// an equal share of `senders.sample_records` each: one bounded read of
+/// the index by domain and source IP per address.
+async fn detail_records(
+    store: &Store,
+    config: &SendersConfig,
+    filter: &ParsedFilter,
+    ips: &[String],
+) -> Result<Vec<DetailRow>, QueryError> {
+    if ips.is_empty() {
+        return Ok(Vec::new());
+    }
+    let db = store.db();
+    let backend = db.backend();
+    let each = (i64::from(config.sample_records) / ips.len() as i64).max(1);
+    let mut sql = db.sql();
+    for (i, ip) in ips.iter().enumerate() {
+        if i > 0 {
+            sql.push(" UNION ALL ");
+        }
+        sql.push(&format!(
+            "SELECT * FROM (SELECT r.org_name, r.count, \
+             CAST(CASE WHEN {pass} THEN 1 ELSE 0 END AS BIGINT) AS passed, r.header_from, \
+             {reasons} AS reasons, {dkim} AS dkim, {spf} AS spf FROM aggregate_records r \
+             WHERE r.policy_domain = ",
+            pass = backend.is_true("r.dmarc_pass"),
+            reasons = backend.json_text("r.reasons"),
+            dkim = backend.json_text("r.dkim_results"),
+            spf = backend.json_text("r.spf_results"),
+        ))
+        .bind(filter.domain.clone().unwrap_or_default());
+        let address = backend.inet(&sql.placeholder(ip.clone()));
+        sql.push(" AND r.source_ip = ").push(&address);
+        if let Some(since) = filter.since {
+            sql.push(" AND r.date_begin >= ").bind(since);
+        }
+        if let Some(until) = filter.until {
+            sql.push(" AND r.date_begin < ").bind(until);
+        }
+        sql.push(" ORDER BY r.date_begin DESC LIMIT ")
+            .bind(each)
+            .push(") AS s");
+        sql.push(&i.to_string());
+    }
+    Ok(db.fetch_all(&sql).await?)
 }

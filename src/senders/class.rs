@@ -103,8 +103,10 @@ impl Class {
 pub enum Cause {
     /// No DKIM signature at all.
     NotSigned,
-    /// A passing DKIM signature of another organization's domain.
-    SignedByOther(String),
+    /// A passing DKIM signature of another organization's domain (with
+    /// its selector, which the service often asks the domain to publish
+    /// a CNAME for).
+    SignedByOther(String, Option<String>),
     /// A signature in the domain's own name that does not verify (the result).
     DkimFail(String),
     /// SPF passes for another domain (the envelope sender's bounce domain).
@@ -117,15 +119,40 @@ impl Cause {
     fn is_dkim(&self) -> bool {
         matches!(
             self,
-            Cause::NotSigned | Cause::SignedByOther(_) | Cause::DkimFail(_)
+            Cause::NotSigned | Cause::SignedByOther(..) | Cause::DkimFail(_)
         )
+    }
+
+    /// What to do about it, for `sender`'s mail as `domain`.
+    pub fn fix(&self, domain: &str, sender: &str) -> String {
+        match self {
+            Cause::NotSigned => format!(
+                "have {sender} sign its mail with a DKIM key in {domain}'s name"
+            ),
+            Cause::SignedByOther(signer, Some(selector)) => format!(
+                "set up DKIM for {domain} at {sender} (it signs as {signer} with selector {selector}): \
+                 publish the key it gives you, usually a CNAME for {selector}._domainkey.{domain}"
+            ),
+            Cause::SignedByOther(signer, None) => format!(
+                "set up DKIM for {domain} at {sender} (it signs as {signer}) and publish the key it gives you"
+            ),
+            Cause::DkimFail(_) => format!(
+                "its signatures in {domain}'s name do not verify: check that the key published for its selector is the one {sender} signs with"
+            ),
+            Cause::SpfNotAligned(spf) => format!(
+                "set a bounce (Return-Path) domain under {domain} at {sender} instead of {spf}, or have it sign with DKIM as {domain}"
+            ),
+            Cause::SpfFail(_) => format!(
+                "add {sender}'s addresses to {domain}'s SPF record, or have it sign with DKIM as {domain}"
+            ),
+        }
     }
 
     /// The cause as a phrase about `domain`.
     pub fn describe(&self, domain: &str) -> String {
         match self {
             Cause::NotSigned => "not DKIM-signed".to_string(),
-            Cause::SignedByOther(signer) => format!("signed by {signer}, not {domain}"),
+            Cause::SignedByOther(signer, _) => format!("signed by {signer}, not {domain}"),
             Cause::DkimFail(result) => format!("DKIM signature of {domain} fails ({result})"),
             Cause::SpfNotAligned(spf) => format!("SPF passes for {spf}, not aligned with {domain}"),
             Cause::SpfFail(result) => format!("SPF {result}"),
@@ -140,6 +167,7 @@ pub struct CauseTally(pub BTreeMap<Cause, i64>);
 #[derive(Deserialize)]
 struct DkimEntry {
     domain: Option<String>,
+    selector: Option<String>,
     result: Option<String>,
 }
 
@@ -190,7 +218,7 @@ impl CauseTally {
                 (None, Some(entry)) => entry
                     .domain
                     .as_deref()
-                    .map(|d| Cause::SignedByOther(d.to_ascii_lowercase())),
+                    .map(|d| Cause::SignedByOther(d.to_ascii_lowercase(), entry.selector.clone())),
                 (None, None) if dkim.is_empty() => Some(Cause::NotSigned),
                 (None, None) => None,
             };
@@ -225,17 +253,31 @@ impl CauseTally {
         }
     }
 
+    /// The commonest DKIM cause (`dkim`) or SPF cause.
+    fn top(&self, dkim: bool) -> Option<&Cause> {
+        self.0
+            .iter()
+            .filter(|(cause, _)| cause.is_dkim() == dkim)
+            .max_by_key(|(_, count)| **count)
+            .map(|(cause, _)| cause)
+    }
+
     /// The commonest DKIM cause and the commonest SPF cause, as one line.
     pub fn line(&self, domain: &str) -> Option<String> {
-        let top = |dkim: bool| {
-            self.0
-                .iter()
-                .filter(|(cause, _)| cause.is_dkim() == dkim)
-                .max_by_key(|(_, count)| **count)
-                .map(|(cause, _)| cause.describe(domain))
-        };
-        let parts: Vec<String> = [top(true), top(false)].into_iter().flatten().collect();
+        let parts: Vec<String> = [self.top(true), self.top(false)]
+            .into_iter()
+            .flatten()
+            .map(|cause| cause.describe(domain))
+            .collect();
         (!parts.is_empty()).then(|| parts.join("; "))
+    }
+
+    /// What fixes the commonest cause: DKIM first, since an aligned
+    /// signature survives forwarding where SPF does not.
+    pub fn fix(&self, domain: &str, sender: &str) -> Option<String> {
+        self.top(true)
+            .or_else(|| self.top(false))
+            .map(|cause| cause.fix(domain, sender))
     }
 }
 
@@ -278,12 +320,13 @@ pub struct SourceFacts {
 }
 
 /// A source's class, the line that decided it, the failure cause where
-/// there is one, and signals shown beside it.
+/// there is one and what fixes it, and signals shown beside it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Classification {
     pub class: Class,
     pub reason: String,
     pub cause: Option<String>,
+    pub fix: Option<String>,
     pub signals: Vec<String>,
 }
 
@@ -325,6 +368,9 @@ pub fn classify(facts: &SourceFacts, config: &SendersConfig) -> Classification {
     let cause = (failing > 0)
         .then(|| facts.causes.line(&facts.domain))
         .flatten();
+    let fix = (failing > 0)
+        .then(|| facts.causes.fix(&facts.domain, name))
+        .flatten();
     let mut signals = Vec::new();
     if facts.is_ip {
         match (&facts.ptr, facts.ptr_looked_up) {
@@ -337,6 +383,7 @@ pub fn classify(facts: &SourceFacts, config: &SendersConfig) -> Classification {
         class,
         reason,
         cause,
+        fix: fix.clone(),
         signals: signals.clone(),
     };
     let what = match (facts.is_ip, kind) {
@@ -510,6 +557,11 @@ mod tests {
         assert_eq!(
             tally.line("example.com").unwrap(),
             "signed by mcsv.net, not example.com; SPF passes for mail.mcsv.net, not aligned with example.com"
+        );
+        assert_eq!(
+            tally.fix("example.com", "Mailchimp").unwrap(),
+            "set up DKIM for example.com at Mailchimp (it signs as mcsv.net with selector k1): \
+             publish the key it gives you, usually a CNAME for k1._domainkey.example.com"
         );
         let mut own = CauseTally::default();
         own.add_record(

@@ -6,6 +6,7 @@
 //! PURE: facts in, classes out. `query::senders` gathers the facts.
 
 pub mod class;
+pub mod readiness;
 pub mod rule;
 
 pub use class::{classify, Cause, CauseTally, Class, Classification, RuleMatch, SourceFacts};

@@ -214,6 +214,15 @@ const POSTGRES: &[Migration] = &[
         retriggers: &[],
         rebuilds_tables: false,
     },
+    Migration {
+        version: 20,
+        name: "sender_records",
+        sql: include_str!("../../migrations/postgres/0020_sender_records.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: false,
+    },
 ];
 
 const SQLITE: &[Migration] = &[
@@ -365,6 +374,15 @@ const SQLITE: &[Migration] = &[
         version: 17,
         name: "outbox",
         sql: include_str!("../../migrations/sqlite/0017_outbox.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: false,
+    },
+    Migration {
+        version: 18,
+        name: "sender_records",
+        sql: include_str!("../../migrations/sqlite/0018_sender_records.sql"),
         fills: &[],
         derives: &[],
         retriggers: &[],

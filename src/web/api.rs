@@ -606,7 +606,8 @@ impl utoipa::Modify for SecurityAddon {
     paths(domains, summary, records, reports, report, tls_reports, tls_report, tls_summary, failures, failure,
           inbox, inbox_message, inbox_raw, reprocess,
           super::posture::checks, super::posture::check_now, super::posture::lookup,
-          super::senders::senders, super::senders::approvals, super::senders::add_approval,
+          super::senders::senders, super::senders::sender, super::senders::compliance,
+          super::senders::readiness, super::senders::approvals, super::senders::add_approval,
           super::senders::approval, super::senders::revoke_approval),
     // Named by the `group_by` and `sort` parameters: the document must define them.
     components(schemas(GroupBy, SummarySort, TlsGroupBy)),

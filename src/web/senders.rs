@@ -14,7 +14,8 @@ use super::api::{ApiToken, Id, Params};
 use super::error::ErrorBody;
 use super::posture::{is_path_domain, DomainName, DomainPath};
 use super::{ApiError, AppState};
-use crate::query::senders::{self, SenderReport, SendersQuery};
+use crate::query::compliance::{self, Compliance, Readiness};
+use crate::query::senders::{self, SenderDetail, SenderReport, SendersQuery};
 use crate::senders::{Action, Class, MatchKind};
 use crate::store::approvals::{self, Approval, NewApproval};
 use crate::store::posture;
@@ -22,6 +23,9 @@ use crate::store::posture;
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/domains/{domain}/senders", get(senders))
+        .route("/domains/{domain}/senders/source", get(sender))
+        .route("/domains/{domain}/compliance", get(compliance))
+        .route("/domains/{domain}/readiness", get(readiness))
         .route("/approvals", get(approvals).post(add_approval))
         .route("/approvals/{id}", get(approval).delete(revoke_approval))
 }
@@ -81,6 +85,130 @@ pub(super) async fn senders(
     };
     Ok(Json(
         senders::senders(&state.store, &state.senders, &query).await?,
+    ))
+}
+
+async fn known(state: &AppState, domain: &str) -> Result<(), ApiError> {
+    if posture::is_monitored(state.store.db(), domain).await? {
+        return Ok(());
+    }
+    Err(ApiError::not_found(format!(
+        "{domain} is not a domain dmarcd knows (it is listed when its first report arrives, or added under Domains)"
+    )))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(default)]
+#[into_params(parameter_in = Query)]
+pub struct SenderParams {
+    /// The sender name as the senders list gives it (`source`), or the IP
+    /// of a source without one.
+    #[param(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]+$"
+    )]
+    pub name: Option<String>,
+    /// Reports beginning on or after this day (`YYYY-MM-DD`, UTC).
+    #[param(pattern = "^([0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8]))?$")]
+    pub since: Option<String>,
+    /// Reports beginning before the end of this day (`YYYY-MM-DD`).
+    #[param(pattern = "^([0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8]))?$")]
+    pub until: Option<String>,
+}
+
+/// One sender of a domain (all its IPs together): its class and reason,
+/// totals, IPs, countries, days, and from its newest records its DKIM and
+/// SPF results and reporters.
+#[utoipa::path(get, path = "/api/v1/domains/{domain}/senders/source", tag = "senders",
+    params(DomainPath, SenderParams),
+    responses((status = 200, body = SenderDetail), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("token" = [])))]
+pub(super) async fn sender(
+    _: ApiToken,
+    State(state): State<AppState>,
+    DomainName(domain): DomainName,
+    Params(params): Params<SenderParams>,
+) -> Result<Json<SenderDetail>, ApiError> {
+    let name = params.name.unwrap_or_default().trim().to_string();
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "name: a sender name or IP as the senders list gives it",
+        ));
+    }
+    known(&state, &domain).await?;
+    let query = SendersQuery {
+        domain,
+        since: params.since,
+        until: params.until,
+        class: None,
+    };
+    let detail = senders::sender(&state.store, &state.senders, &query, &name).await?;
+    if detail.row.is_none() {
+        return Err(ApiError::not_found(format!(
+            "{name} sent no mail as {} in this period",
+            detail.domain
+        )));
+    }
+    Ok(Json(detail))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(default)]
+#[into_params(parameter_in = Query)]
+pub struct PeriodParams {
+    /// Reports beginning on or after this day (`YYYY-MM-DD`, UTC).
+    #[param(pattern = "^([0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8]))?$")]
+    pub since: Option<String>,
+    /// Reports beginning before the end of this day (`YYYY-MM-DD`).
+    #[param(pattern = "^([0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8]))?$")]
+    pub until: Option<String>,
+}
+
+/// A domain's compliance over a period (default all time): messages and
+/// sources per class, and the biggest problems first, each a sentence
+/// with its fix.
+#[utoipa::path(get, path = "/api/v1/domains/{domain}/compliance", tag = "senders",
+    params(DomainPath, PeriodParams),
+    responses((status = 200, body = Compliance), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("token" = [])))]
+pub(super) async fn compliance(
+    _: ApiToken,
+    State(state): State<AppState>,
+    DomainName(domain): DomainName,
+    Params(params): Params<PeriodParams>,
+) -> Result<Json<Compliance>, ApiError> {
+    known(&state, &domain).await?;
+    let query = SendersQuery {
+        domain,
+        since: params.since,
+        until: params.until,
+        class: None,
+    };
+    Ok(Json(
+        compliance::compliance(&state.store, &state.senders, &query).await?,
+    ))
+}
+
+/// Whether a domain can move to a stricter policy: the published policy,
+/// what quarantine and reject would have done over the last 30 days per
+/// class, the authorized mail they would lose (blockers), the verdict and
+/// the next record to publish.
+#[utoipa::path(get, path = "/api/v1/domains/{domain}/readiness", tag = "senders",
+    params(DomainPath),
+    responses((status = 200, body = Readiness), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("token" = [])))]
+pub(super) async fn readiness(
+    _: ApiToken,
+    State(state): State<AppState>,
+    DomainName(domain): DomainName,
+) -> Result<Json<Readiness>, ApiError> {
+    known(&state, &domain).await?;
+    Ok(Json(
+        compliance::readiness(&state.store, &state.senders, &domain).await?,
     ))
 }
 

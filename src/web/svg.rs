@@ -303,6 +303,95 @@ pub fn named_bars(label: &str, bars: &[Bar]) -> String {
     html
 }
 
+/// One segment of a share bar.
+pub struct Share<'a> {
+    pub name: &'a str,
+    pub colour: &'a str,
+    pub value: i64,
+}
+
+/// One horizontal bar split into shares (messages per class, say).
+pub struct ShareBar<'a> {
+    pub label: &'a str,
+    pub shares: Vec<Share<'a>>,
+}
+
+/// Bars each split by share of their total, one under the other, with a
+/// legend naming each segment once. A segment narrower than its text
+/// carries no text but keeps its title (the tooltip) with its numbers.
+pub fn share_bars(label: &str, bars: &[ShareBar<'_>]) -> String {
+    const WIDTH: f64 = 900.0;
+    const ROW: f64 = 56.0;
+    const BAR: f64 = 28.0;
+    let height = ROW * bars.len().max(1) as f64;
+    let mut html = String::from("<figure class=\"chart\"><ul class=\"legend\">");
+    if let Some(first) = bars.first() {
+        for share in &first.shares {
+            let _ = write!(
+                html,
+                "<li><span class=\"swatch\" style=\"background:{}\"></span>{}</li>",
+                share.colour,
+                escape(share.name)
+            );
+        }
+    }
+    html.push_str("</ul>");
+    let _ = write!(
+        html,
+        "<svg class=\"chart\" viewBox=\"0 0 {WIDTH} {height}\" width=\"100%\" role=\"img\" \
+         aria-label=\"{}\" xmlns=\"http://www.w3.org/2000/svg\">",
+        escape(label)
+    );
+    for (row, bar) in bars.iter().enumerate() {
+        let top = row as f64 * ROW;
+        let total: i64 = bar.shares.iter().map(|s| s.value.max(0)).sum();
+        let _ = write!(
+            html,
+            "<text x=\"0\" y=\"{:.1}\">{} ({total})</text>",
+            top + 16.0,
+            escape(bar.label)
+        );
+        let mut x = 0.0;
+        for share in &bar.shares {
+            if share.value <= 0 || total == 0 {
+                continue;
+            }
+            let width = WIDTH * share.value as f64 / total as f64;
+            let percent = share.value as f64 * 100.0 / total as f64;
+            let _ = write!(
+                html,
+                "<g><title>{}: {} ({percent:.1}%)</title><rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{width:.1}\" \
+                 height=\"{BAR}\" fill=\"{}\"/>",
+                escape(share.name),
+                share.value,
+                top + 22.0,
+                share.colour
+            );
+            // About 8 px per character at this size.
+            let text = format!("{percent:.0}%");
+            if width > 8.0 * text.len() as f64 + 8.0 {
+                let _ = write!(
+                    html,
+                    "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"#fff\">{text}</text>",
+                    x + 4.0,
+                    top + 22.0 + BAR - 9.0
+                );
+            }
+            html.push_str("</g>");
+            x += width;
+        }
+        if total == 0 {
+            let _ = write!(
+                html,
+                "<rect x=\"0\" y=\"{:.1}\" width=\"{WIDTH}\" height=\"{BAR}\" fill=\"#eee\"/>",
+                top + 22.0
+            );
+        }
+    }
+    html.push_str("</svg><figcaption class=\"muted\">Each bar is 100%; point at a segment for its numbers.</figcaption></figure>");
+    html
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -390,6 +479,44 @@ mod tests {
         assert!(html.contains(">Jun 1979</text>"));
         // Weeks begin on Monday.
         assert_eq!(Bucket::Week.start(day("2024-03-31")), day("2024-03-25"));
+    }
+
+    #[test]
+    fn share_bars_split_each_total_and_title_every_segment() {
+        let html = share_bars(
+            "Messages per class",
+            &[ShareBar {
+                label: "Messages",
+                shares: vec![
+                    Share {
+                        name: "Authorized",
+                        colour: "#2e7d32",
+                        value: 75,
+                    },
+                    Share {
+                        name: "Suspicious <x>",
+                        colour: "#c62828",
+                        value: 25,
+                    },
+                    Share {
+                        name: "Ignored",
+                        colour: "#999",
+                        value: 0,
+                    },
+                ],
+            }],
+        );
+        assert!(
+            html.contains("<title>Authorized: 75 (75.0%)</title>"),
+            "{html}"
+        );
+        assert!(html.contains("width=\"675.0\""), "{html}");
+        assert!(html.contains("<title>Suspicious &lt;x&gt;: 25 (25.0%)</title>"));
+        assert!(
+            !html.contains("<title>Ignored"),
+            "an empty share draws nothing"
+        );
+        assert!(html.contains("Messages (100)"));
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod common;
 mod api;
 mod browser;
 mod cli_import;
+mod compliance;
 mod corpus;
 mod dashboard;
 mod email_shapes;

@@ -197,7 +197,8 @@ pub(super) async fn push_from_where_in(
 ) -> Result<(), QueryError> {
     sql.push(" FROM ");
     let period_read = plan.push_relation(sql, filter, group_by);
-    if join_sources || filter.uses_sources() {
+    let sender_on = if plan.reads_descriptions() { "r" } else { "s" };
+    if join_sources || filter.uses_sources() || (filter.sender.is_some() && sender_on == "s") {
         sql.push(" LEFT JOIN ip_sources s ON s.ip = r.source_ip");
     }
     sql.push(" WHERE 1 = 1");
@@ -221,6 +222,9 @@ pub(super) async fn push_from_where_in(
         conditions.until = None;
     }
     conditions.push_conditions(sql, network.as_deref());
+    if let Some(sender) = &filter.sender {
+        sender.push_condition(sql, sender_on);
+    }
     if let (Plan::Totals(_), Some(passing)) = (plan, filter.result) {
         // A row without a record of that result adds nothing to its
         // counters: it is skipped before it is summed. Most rows of a

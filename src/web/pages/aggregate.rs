@@ -24,8 +24,39 @@ use crate::web::api::Params;
 use crate::web::svg::{daily_bars, Series};
 use crate::web::AppState;
 
-/// Where a group's row leads: the records behind it.
+/// The sender page of a named source of the filter's domain (it needs a
+/// domain; an IP without a name keeps its own page).
+fn sender_page(filter: &Filter, group_by: GroupBy, row: &SummaryRow) -> Option<String> {
+    let key = row.key.as_deref()?;
+    let domain = filter
+        .domain
+        .as_deref()
+        .map(str::trim)
+        .filter(|d| !d.is_empty())?;
+    if group_by != GroupBy::SourceName || key.parse::<std::net::IpAddr>().is_ok() {
+        return None;
+    }
+    let pairs: Vec<(&str, &str)> = [
+        ("domain", Some(domain)),
+        ("name", Some(key)),
+        ("since", filter.since.as_deref()),
+        ("until", filter.until.as_deref()),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| Some((name, value.filter(|v| !v.is_empty())?)))
+    .collect();
+    Some(format!(
+        "/senders/source?{}",
+        serde_urlencoded::to_string(pairs).unwrap_or_default()
+    ))
+}
+
+/// Where a group's row leads: the records behind it (a named sender of
+/// one domain: its sender page).
 fn drill_down(filter: &Filter, group_by: GroupBy, row: &SummaryRow) -> Option<String> {
+    if let Some(page) = sender_page(filter, group_by, row) {
+        return Some(page);
+    }
     let key = row.key.clone()?;
     let mut narrowed = filter.clone();
     match group_by {
@@ -56,6 +87,9 @@ fn drill_down(filter: &Filter, group_by: GroupBy, row: &SummaryRow) -> Option<St
 /// broken down one step further (a reporter's or a country's senders, a
 /// sender's IPs), keeping every filter that produced the row.
 fn overview_link(filter: &Filter, group_by: GroupBy, row: &SummaryRow) -> Option<String> {
+    if let Some(page) = sender_page(filter, group_by, row) {
+        return Some(page);
+    }
     let key = row.key.clone()?;
     let mut narrowed = filter.clone();
     let next = match group_by {
@@ -117,6 +151,11 @@ async fn daily_chart(state: &AppState, parsed: &ParsedFilter) -> Result<String, 
     let page = Page::new(Some(crate::query::MAX_PAGE), None, 1)?;
     let (days, _) =
         aggregate::summary(&state.store, parsed, GroupBy::Day, SummarySort::Key, page).await?;
+    Ok(days_chart(&days))
+}
+
+/// Pass / fail and quarantine / reject per day, from a summary by day.
+pub(super) fn days_chart(days: &[SummaryRow]) -> String {
     // Day keys are `YYYY-MM-DD`.
     let days: Vec<&SummaryRow> = days
         .iter()
@@ -133,7 +172,7 @@ async fn daily_chart(state: &AppState, parsed: &ParsedFilter) -> Result<String, 
         .collect();
     let quarantine: Vec<i64> = days.iter().map(|d| d.disposition_quarantine).collect();
     let reject: Vec<i64> = days.iter().map(|d| d.disposition_reject).collect();
-    Ok(daily_bars(
+    daily_bars(
         "Messages per day",
         &dates,
         &[
@@ -158,7 +197,7 @@ async fn daily_chart(state: &AppState, parsed: &ParsedFilter) -> Result<String, 
                 values: reject,
             },
         ],
-    ))
+    )
 }
 
 #[derive(Template)]

@@ -4,6 +4,7 @@
 
 mod aggregate;
 mod auth;
+mod compliance;
 mod domains;
 mod failures;
 mod inbox;
@@ -52,6 +53,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/domains/{name}", get(posture::domain))
         .route("/lookup", get(posture::lookup))
         .route("/senders", get(senders::senders))
+        .route("/compliance", get(compliance::compliance))
         .route("/senders/source", get(senders::sender))
         .route("/senders/rules", post(senders::add_rule))
         .route("/senders/revoke", post(senders::revoke_rule))
@@ -119,6 +121,7 @@ const NAV: &[(&str, &str)] = &[
     ("/", "Overview"),
     ("/aggregate", "Explorer"),
     ("/senders", "Senders"),
+    ("/compliance", "Compliance"),
     ("/records", "Records"),
     ("/tls", "TLS-RPT"),
     ("/failures", "Failures"),

@@ -322,6 +322,8 @@ struct SenderPage {
     rate: String,
     records_href: String,
     back: String,
+    chart: String,
+    json_href: String,
 }
 
 /// A sender's page: all its IPs together, its DKIM and SPF results,
@@ -355,7 +357,7 @@ pub(super) async fn sender(
     let Some(row) = detail.row.clone() else {
         return Err(PageError::new(
             StatusCode::NOT_FOUND,
-            format!("{name} sent no mail as {domain} in this period (or is not among the busiest sources)"),
+            format!("{name} sent no mail as {domain} in this period"),
         ));
     };
     let records = Filter {
@@ -372,6 +374,21 @@ pub(super) async fn sender(
         rate: percent(row.dmarc_pass, row.messages),
         records_href: format!("/records?{}", records.query_string()),
         back: senders_href(&domain, since.as_deref(), until.as_deref(), None),
+        chart: super::aggregate::days_chart(&detail.days),
+        json_href: format!(
+            "/api/v1/domains/{domain}/senders/source?{}",
+            serde_urlencoded::to_string(
+                [
+                    ("name", Some(name.as_str())),
+                    ("since", since.as_deref()),
+                    ("until", until.as_deref()),
+                ]
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, v?)))
+                .collect::<Vec<_>>()
+            )
+            .unwrap_or_default()
+        ),
         name,
         detail,
     })
