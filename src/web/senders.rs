@@ -97,8 +97,9 @@ async fn known(state: &AppState, domain: &str) -> Result<(), ApiError> {
     )))
 }
 
+/// `name` is required (no struct-wide serde default, which would make
+/// the document say it is optional).
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[serde(default)]
 #[into_params(parameter_in = Query)]
 pub struct SenderParams {
     /// The sender name as the senders list gives it (`source`), or the IP
@@ -108,12 +109,14 @@ pub struct SenderParams {
         max_length = 200,
         pattern = r"^[^\x00-\x1f\x7f-\x9f]+$"
     )]
-    pub name: Option<String>,
+    pub name: String,
     /// Reports beginning on or after this day (`YYYY-MM-DD`, UTC).
     #[param(pattern = "^([0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8]))?$")]
+    #[serde(default)]
     pub since: Option<String>,
     /// Reports beginning before the end of this day (`YYYY-MM-DD`).
     #[param(pattern = "^([0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8]))?$")]
+    #[serde(default)]
     pub until: Option<String>,
 }
 
@@ -131,7 +134,9 @@ pub(super) async fn sender(
     DomainName(domain): DomainName,
     Params(params): Params<SenderParams>,
 ) -> Result<Json<SenderDetail>, ApiError> {
-    let name = params.name.unwrap_or_default().trim().to_string();
+    // Taken as given (the pattern allows spaces): a name that is all
+    // spaces names no sender, which is a 404.
+    let name = params.name;
     if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
         return Err(ApiError::bad_request(
             "name: a sender name or IP as the senders list gives it",

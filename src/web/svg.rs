@@ -321,8 +321,11 @@ pub struct ShareBar<'a> {
 /// carries no text but keeps its title (the tooltip) with its numbers.
 pub fn share_bars(label: &str, bars: &[ShareBar<'_>]) -> String {
     const WIDTH: f64 = 900.0;
-    const ROW: f64 = 56.0;
-    const BAR: f64 = 28.0;
+    // Room for the label above each bar at phone size too (base.html
+    // draws chart text 28 units tall there).
+    const ROW: f64 = 84.0;
+    const BAR: f64 = 36.0;
+    const BAR_TOP: f64 = 40.0;
     let height = ROW * bars.len().max(1) as f64;
     let mut html = String::from("<figure class=\"chart\"><ul class=\"legend\">");
     if let Some(first) = bars.first() {
@@ -348,7 +351,7 @@ pub fn share_bars(label: &str, bars: &[ShareBar<'_>]) -> String {
         let _ = write!(
             html,
             "<text x=\"0\" y=\"{:.1}\">{} ({total})</text>",
-            top + 16.0,
+            top + 30.0,
             escape(bar.label)
         );
         let mut x = 0.0;
@@ -364,17 +367,17 @@ pub fn share_bars(label: &str, bars: &[ShareBar<'_>]) -> String {
                  height=\"{BAR}\" fill=\"{}\"/>",
                 escape(share.name),
                 share.value,
-                top + 22.0,
+                top + BAR_TOP,
                 share.colour
             );
-            // About 8 px per character at this size.
+            // About 16 units per character at phone size.
             let text = format!("{percent:.0}%");
-            if width > 8.0 * text.len() as f64 + 8.0 {
+            if width > 16.0 * text.len() as f64 + 8.0 {
                 let _ = write!(
                     html,
-                    "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"#fff\">{text}</text>",
+                    "<text x=\"{:.1}\" y=\"{:.1}\" style=\"fill:#fff\">{text}</text>",
                     x + 4.0,
-                    top + 22.0 + BAR - 9.0
+                    top + BAR_TOP + BAR - 8.0
                 );
             }
             html.push_str("</g>");
@@ -384,7 +387,7 @@ pub fn share_bars(label: &str, bars: &[ShareBar<'_>]) -> String {
             let _ = write!(
                 html,
                 "<rect x=\"0\" y=\"{:.1}\" width=\"{WIDTH}\" height=\"{BAR}\" fill=\"#eee\"/>",
-                top + 22.0
+                top + BAR_TOP
             );
         }
     }

@@ -308,6 +308,13 @@ async fn sign_in_filter_and_drill_down_in_chromium() {
         let report = format!("/reports/{report}");
         let failure = format!("/failures/{failure}");
         let tls_report = format!("/tls/reports/{tls_report}");
+        // The busiest sender's page, as the Senders list links it.
+        driver.go(&format!("{base}/senders?domain=example.com"));
+        let sender = driver
+            .script("return document.querySelector(\"a[href^='/senders/source']\").getAttribute('href');")
+            .as_str()
+            .unwrap()
+            .to_string();
         let pages = [
             ("overview", "/"),
             ("explorer", "/aggregate?group_by=source"),
@@ -322,6 +329,9 @@ async fn sign_in_filter_and_drill_down_in_chromium() {
             ("inbox", "/inbox"),
             ("domains", "/domains"),
             ("lookup", "/lookup"),
+            ("senders", "/senders?domain=example.com"),
+            ("sender", sender.as_str()),
+            ("compliance", "/compliance?domain=example.com"),
         ];
         for (width, height) in [(1400, 900), (390, 844)] {
             driver.resize(width, height);
@@ -370,6 +380,29 @@ async fn sign_in_filter_and_drill_down_in_chromium() {
                 let name = if page == "/" { "overview" } else { "tls" };
                 driver.screenshot(&format!("chart-{name}-{width}.png"));
             }
+        }
+
+        // The compliance chart's text is readable on a phone and its
+        // labels stay above their bars.
+        for (width, height) in [(1400, 900), (390, 844)] {
+            driver.resize(width, height);
+            driver.go(&format!("{base}/compliance?domain=example.com"));
+            let texts = driver.script(
+                "return Array.from(document.querySelectorAll('svg.chart text'))\
+                 .map(t => t.getBoundingClientRect()).filter(r => r.width > 0).map(r => r.height);",
+            );
+            let texts = texts.as_array().unwrap();
+            assert!(!texts.is_empty(), "compliance at {width}px: no chart text");
+            for tall in texts {
+                assert!(tall.as_f64().unwrap() >= 9.0, "compliance at {width}px: {texts:?}");
+            }
+            let overlapping = driver.script(
+                "const rects = Array.from(document.querySelectorAll('svg.chart rect')).map(r => r.getBoundingClientRect());\
+                 return Array.from(document.querySelectorAll('svg.chart > text')).map(t => t.getBoundingClientRect())\
+                 .filter(t => rects.some(r => t.bottom > r.top + 1 && t.top < r.bottom - 1 && t.right > r.left && t.left < r.right)).length;",
+            );
+            assert_eq!(overlapping, json!(0), "compliance at {width}px: a label over a bar");
+            driver.screenshot(&format!("chart-compliance-{width}.png"));
         }
 
         driver.resize(1400, 900);
