@@ -93,12 +93,41 @@ impl Default for Config {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// `postgres://user@host/db` for PostgreSQL; unset for the SQLite file
     /// `dmarcd.sqlite` in `data_dir`.
     pub url: Option<String>,
+    /// PostgreSQL streaming standbys of `url`: `serve` sends the
+    /// dashboard's and the API's reads to them while they keep up.
+    pub replica_urls: Vec<String>,
+    /// A standby is read from only while it provably trails the primary
+    /// by at most this many seconds (default 5); else reads go to the primary.
+    pub replica_max_lag_seconds: u64,
+    /// Seconds between checks of each standby's position (default 1).
+    pub replica_check_seconds: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: None,
+            replica_urls: Vec::new(),
+            replica_max_lag_seconds: 5,
+            replica_check_seconds: 1,
+        }
+    }
+}
+
+impl DatabaseConfig {
+    pub fn replicas(&self) -> crate::store::ReplicaSettings {
+        crate::store::ReplicaSettings {
+            urls: self.replica_urls.clone(),
+            max_lag: std::time::Duration::from_secs(self.replica_max_lag_seconds),
+            check_interval: std::time::Duration::from_secs(self.replica_check_seconds),
+        }
+    }
 }
 
 /// The `[retention]` section: how long stored data is kept.
@@ -267,6 +296,34 @@ impl Config {
                 return Err(format!(
                     "database.url must start with postgres:// or sqlite: (got {url:?})"
                 ));
+            }
+        }
+        if !self.database.replica_urls.is_empty() {
+            let primary_is_postgres = self.database.url.as_deref().is_some_and(|url| {
+                url.starts_with("postgres://") || url.starts_with("postgresql://")
+            });
+            if !primary_is_postgres {
+                return Err(
+                    "database.replica_urls needs database.url to be a PostgreSQL primary"
+                        .to_string(),
+                );
+            }
+            if let Some(url) =
+                self.database.replica_urls.iter().find(|url| {
+                    !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+                })
+            {
+                return Err(format!(
+                    "database.replica_urls must be postgres:// URLs (got {url:?})"
+                ));
+            }
+            if self.database.replica_max_lag_seconds == 0
+                || self.database.replica_check_seconds == 0
+            {
+                return Err(
+                    "database.replica_max_lag_seconds and replica_check_seconds must be at least 1"
+                        .to_string(),
+                );
             }
         }
         Ok(())

@@ -14,7 +14,9 @@ use crate::worker::Worker;
 
 pub(super) async fn serve(mut config: Config) -> anyhow::Result<ExitCode> {
     fit_connections_to_descriptors(&mut config)?;
-    let store = super::open_store(&config).await?;
+    let store = super::open_store(&config)
+        .await?
+        .with_replicas(&config.database.replicas())?;
     tracing::info!(backend = store.backend(), data_dir = %config.data_dir.display(), "dmarcd started");
     let (stop, stopped) = watch::channel(false);
     let mut listeners = Vec::new();

@@ -241,7 +241,7 @@ async fn published(
     store: &Store,
     domain: &str,
 ) -> Result<Option<(PublishedPolicy, String)>, QueryError> {
-    let checks = posture::checks_of(store.db(), domain, 1).await?;
+    let checks = posture::checks_of(store.reads(), domain, 1).await?;
     if let Some(check) = checks.first() {
         let record = check
             .observations
@@ -256,7 +256,7 @@ async fn published(
             )));
         }
     }
-    let db = store.db();
+    let db = store.reads();
     let mut sql = db.sql();
     sql.push(
         "SELECT p, sp, np, CAST(pct AS BIGINT) AS pct, testing, date_begin FROM aggregate_reports \
@@ -305,7 +305,7 @@ pub async fn readiness(
     let domain = report.domain.clone();
     let policy = published(store, &domain).await?;
 
-    let db = store.db();
+    let db = store.reads();
     let backend = db.backend();
     let mut sql = db.sql();
     sql.push(&format!(

@@ -77,8 +77,8 @@ where
 }
 
 fn failures_sql(store: &Store, filter: &ParsedFilter) -> Sql {
-    let backend = store.db().backend();
-    let mut sql = store.db().sql();
+    let backend = store.reads().backend();
+    let mut sql = store.reads().sql();
     // Lists leave as their items joined with commas.
     sql.push(&format!(
         "SELECT f.id, f.message_id, f.format, f.feedback_type, f.arrival_date, \
@@ -114,11 +114,11 @@ pub async fn failures(
     page: Page,
 ) -> Result<(Vec<FailureRow>, i64), QueryError> {
     let inner = failures_sql(store, filter);
-    let total = count_of(store.db(), &inner).await?;
+    let total = count_of(store.reads(), &inner).await?;
     let mut sql = inner;
     sql.push(" ORDER BY f.id DESC");
     page.push_limit(&mut sql);
-    Ok((store.db().fetch_all(&sql).await?, total))
+    Ok((store.reads().fetch_all(&sql).await?, total))
 }
 
 pub async fn failures_stream(
@@ -127,11 +127,11 @@ pub async fn failures_stream(
 ) -> Result<RowStream<FailureRow>, QueryError> {
     let mut sql = failures_sql(store, filter);
     sql.push(" ORDER BY f.id DESC");
-    Ok(RowStream::new::<FailureRow>(store.db(), sql))
+    Ok(RowStream::new::<FailureRow>(store.reads(), sql))
 }
 
 pub async fn failure(store: &Store, id: i64) -> Result<Option<FailureRow>, QueryError> {
     let mut sql = failures_sql(store, &ParsedFilter::default());
     sql.push(" AND f.id = ").bind(id);
-    Ok(store.db().fetch_optional(&sql).await?)
+    Ok(store.reads().fetch_optional(&sql).await?)
 }

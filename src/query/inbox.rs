@@ -92,11 +92,11 @@ impl From<MessageHead> for Option<String> {
 }
 
 fn inbox_sql(store: &Store, status: Option<&str>) -> Result<Sql, QueryError> {
-    let mut sql = store.db().sql();
+    let mut sql = store.reads().sql();
     // The Subject stored at intake, as a header line; for a message stored
     // before subjects were (and before compression: its chunks are as
     // received), the head of its bytes.
-    let (stored, head) = match store.db().backend() {
+    let (stored, head) = match store.reads().backend() {
         crate::store::Backend::Postgres => (
             "convert_to('Subject: ' || m.subject || E'\\r\\n\\r\\n', 'UTF8')",
             "substring(raw from 1 for {n})",
@@ -118,7 +118,7 @@ fn inbox_sql(store: &Store, status: Option<&str>) -> Result<Sql, QueryError> {
          (SELECT COUNT(*) FROM tls_reports t WHERE t.message_id = m.id) AS tls_reports, \
          (SELECT COUNT(*) FROM failure_reports f WHERE f.message_id = m.id) AS failure_reports \
          FROM inbox_messages m WHERE 1 = 1",
-        peer = store.db().backend().ip_text("m.peer_ip"),
+        peer = store.reads().backend().ip_text("m.peer_ip"),
     ));
     if let Some(status) = status.filter(|s| !s.is_empty()) {
         if !INBOX_STATUSES.contains(&status) {
@@ -138,11 +138,11 @@ pub async fn inbox(
     page: Page,
 ) -> Result<(Vec<InboxRow>, i64), QueryError> {
     let inner = inbox_sql(store, status)?;
-    let total = count_of(store.db(), &inner).await?;
+    let total = count_of(store.reads(), &inner).await?;
     let mut sql = inner;
     sql.push(" ORDER BY m.id DESC");
     page.push_limit(&mut sql);
-    Ok((store.db().fetch_all(&sql).await?, total))
+    Ok((store.reads().fetch_all(&sql).await?, total))
 }
 
 pub async fn inbox_stream(
@@ -151,13 +151,13 @@ pub async fn inbox_stream(
 ) -> Result<RowStream<InboxRow>, QueryError> {
     let mut sql = inbox_sql(store, status)?;
     sql.push(" ORDER BY m.id DESC");
-    Ok(RowStream::new::<InboxRow>(store.db(), sql))
+    Ok(RowStream::new::<InboxRow>(store.reads(), sql))
 }
 
 pub async fn inbox_message(store: &Store, id: i64) -> Result<Option<InboxRow>, QueryError> {
     let mut sql = inbox_sql(store, None)?;
     sql.push(" AND m.id = ").bind(id);
-    Ok(store.db().fetch_optional(&sql).await?)
+    Ok(store.reads().fetch_optional(&sql).await?)
 }
 
 #[cfg(test)]

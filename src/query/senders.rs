@@ -290,7 +290,7 @@ struct Context {
 
 impl Context {
     async fn read(store: &Store, domain: &str) -> Result<Context, QueryError> {
-        let rules = ordered_rules(approvals::list(store.db(), Some(domain), false).await?);
+        let rules = ordered_rules(approvals::list(store.reads(), Some(domain), false).await?);
         let spf_check = newest_spf(store, domain).await?;
         let networks = spf_check
             .as_ref()
@@ -477,7 +477,7 @@ async fn ip_rows(store: &Store, ips: &[String]) -> Result<HashMap<IpAddr, IpRow>
     if ips.is_empty() {
         return Ok(HashMap::new());
     }
-    let db = store.db();
+    let db = store.reads();
     let backend = db.backend();
     let mut sql = db.sql();
     let list = sql.placeholder(json(&ips));
@@ -501,7 +501,7 @@ async fn sample(
     config: &SendersConfig,
     filter: &ParsedFilter,
 ) -> Result<Vec<SampleRow>, QueryError> {
-    let db = store.db();
+    let db = store.reads();
     let backend = db.backend();
     let mut inner = db.sql();
     inner
@@ -541,7 +541,7 @@ async fn newest_spf(
     store: &Store,
     domain: &str,
 ) -> Result<Option<(DateTime<Utc>, Vec<String>)>, QueryError> {
-    let checks = posture::checks_of(store.db(), domain, 1).await?;
+    let checks = posture::checks_of(store.reads(), domain, 1).await?;
     let Some(check) = checks.into_iter().next() else {
         return Ok(None);
     };
@@ -757,7 +757,7 @@ async fn detail_records(
     if ips.is_empty() {
         return Ok(Vec::new());
     }
-    let db = store.db();
+    let db = store.reads();
     let backend = db.backend();
     let each = (i64::from(config.sample_records) / ips.len() as i64).max(1);
     let mut sql = db.sql();

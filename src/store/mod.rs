@@ -21,6 +21,7 @@ pub mod outbox;
 mod postgres;
 pub mod posture;
 mod raw_codec;
+mod replicas;
 mod reports;
 mod requeue;
 mod retention;
@@ -33,6 +34,7 @@ mod sqlite;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::extract::ExtractedReport;
@@ -45,6 +47,7 @@ pub use db::{Backend, Db, Sql};
 pub use mailboxes::{MailboxProgress, MailboxState};
 pub use migrate::Migration;
 pub use outbox::{ClaimedOutboxItem, NewOutboxItem, OutboxEntry, OutboxResult};
+pub use replicas::{ReplicaSettings, ReplicaStatus};
 pub use reports::KnownNames;
 pub use retention::{Pruned, RawRetention};
 pub use sources::{
@@ -248,6 +251,8 @@ pub const APPLIER_PASS_RECORDS: u64 = 200_000;
 #[derive(Clone)]
 pub struct Store {
     db: Db,
+    /// Streaming standbys for the read side, when configured.
+    replicas: Option<Arc<replicas::Replicas>>,
 }
 
 impl Store {
@@ -268,7 +273,7 @@ impl Store {
                 sqlite::open(&data_dir.join("dmarcd.sqlite")).await?
             }
         };
-        Ok(Store { db })
+        Ok(Store { db, replicas: None })
     }
 
     /// "postgres" or "sqlite".
@@ -279,9 +284,51 @@ impl Store {
         }
     }
 
-    /// The typed path to the database, for the read side (`query/`).
+    /// The typed path to the primary database: every write, and reads
+    /// that must see a write just made.
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// Where the read side (`query/`: dashboard pages, API, exports)
+    /// reads: a read replica known to trail the primary by at most
+    /// `replica_max_lag`, else the primary (`replicas.rs`).
+    pub fn reads(&self) -> &Db {
+        self.replicas
+            .as_ref()
+            .and_then(|replicas| replicas.pick())
+            .unwrap_or(&self.db)
+    }
+
+    /// Sends reads to these PostgreSQL standbys while they keep up, checked
+    /// every `settings.check_interval` by a task that lives as long as
+    /// the store. The standbys are connected on first use: one that is
+    /// down leaves reads on the primary, not dmarcd stopped.
+    pub fn with_replicas(mut self, settings: &ReplicaSettings) -> StoreResult<Store> {
+        if settings.urls.is_empty() {
+            return Ok(self);
+        }
+        if self.db.backend() != Backend::Postgres {
+            return Err(StoreError::Invalid(
+                "database.replica_urls needs a PostgreSQL primary (database.url)".to_string(),
+            ));
+        }
+        let replicas = Arc::new(replicas::Replicas::connect(settings)?);
+        tokio::spawn(replicas::Replicas::watch(
+            Arc::downgrade(&replicas),
+            self.db.clone(),
+            settings.check_interval,
+        ));
+        self.replicas = Some(replicas);
+        Ok(self)
+    }
+
+    /// Each read replica's state (empty without replicas).
+    pub fn replica_status(&self) -> Vec<ReplicaStatus> {
+        self.replicas
+            .as_ref()
+            .map(|replicas| replicas.status())
+            .unwrap_or_default()
     }
 
     /// Applies pending migrations; returns the ones applied now.

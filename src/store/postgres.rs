@@ -14,7 +14,26 @@ use super::save::NewRecords;
 use super::StoreResult;
 
 pub(super) async fn connect(url: &str) -> StoreResult<Db> {
-    let options = url
+    let pool = pool_options().connect_with(session_options(url)?).await?;
+    Ok(Db::Postgres(pool))
+}
+
+/// A read replica's pool: connected on first use, so that a standby that
+/// is down when dmarcd starts only keeps reads on the primary.
+pub(super) fn connect_lazy(url: &str) -> StoreResult<Db> {
+    Ok(Db::Postgres(
+        pool_options().connect_lazy_with(session_options(url)?),
+    ))
+}
+
+fn pool_options() -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(16)
+        .acquire_timeout(Duration::from_secs(10))
+}
+
+fn session_options(url: &str) -> StoreResult<sqlx::postgres::PgConnectOptions> {
+    Ok(url
         .parse::<sqlx::postgres::PgConnectOptions>()?
         // JIT compilation adds a second or more to every large
         // aggregate and pays off only for much longer queries. A summary
@@ -30,13 +49,7 @@ pub(super) async fn connect(url: &str) -> StoreResult<Db> {
             ("max_parallel_workers_per_gather", "0"),
             ("work_mem", "32MB"),
             ("plan_cache_mode", "force_custom_plan"),
-        ]);
-    let pool = PgPoolOptions::new()
-        .max_connections(16)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect_with(options)
-        .await?;
-    Ok(Db::Postgres(pool))
+        ]))
 }
 
 /// The claim of messages that are pending, or (`expired`) whose lease

@@ -116,6 +116,7 @@ async fn metrics_text(State(state): State<AppState>, headers: HeaderMap) -> Resp
     if let Ok(states) = state.store.mailbox_states().await {
         gauges.extend(mailbox_gauges(&states));
     }
+    gauges.extend(replica_gauges(&state.store.replica_status()));
     (
         [(
             header::CONTENT_TYPE,
@@ -124,6 +125,32 @@ async fn metrics_text(State(state): State<AppState>, headers: HeaderMap) -> Resp
         metrics::render(&gauges),
     )
         .into_response()
+}
+
+/// Whether each read replica is in use, and how far it may trail.
+fn replica_gauges(replicas: &[crate::store::ReplicaStatus]) -> Vec<metrics::Gauge<'static>> {
+    if replicas.is_empty() {
+        return Vec::new();
+    }
+    let label = |replica: &crate::store::ReplicaStatus| vec![("replica", replica.name.clone())];
+    vec![
+        (
+            "dmarcd_replica_in_use",
+            "1 while the read replica takes dashboard and API reads, 0 while they go to the primary.",
+            replicas
+                .iter()
+                .map(|replica| (label(replica), f64::from(u8::from(replica.in_use))))
+                .collect(),
+        ),
+        (
+            "dmarcd_replica_staleness_seconds",
+            "Upper bound of how far the replica trails the primary (since it was last seen caught up).",
+            replicas
+                .iter()
+                .filter_map(|replica| Some((label(replica), replica.staleness_seconds?)))
+                .collect(),
+        ),
+    ]
 }
 
 /// Days of report time the per-domain gauges cover: receivers report the

@@ -24,6 +24,7 @@ mod parse_memory;
 mod posture;
 mod posture_history;
 mod raw_compression;
+mod replicas;
 mod report_pages;
 mod report_storage;
 mod retention;

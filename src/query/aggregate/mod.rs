@@ -203,9 +203,12 @@ pub(super) async fn push_from_where_in(
     }
     sql.push(" WHERE 1 = 1");
     let network = match &filter.source {
-        Some(SourceMatch::Network(network)) => {
-            Some(store.db().in_network(sql, "r.source_ip", *network).await?)
-        }
+        Some(SourceMatch::Network(network)) => Some(
+            store
+                .reads()
+                .in_network(sql, "r.source_ip", *network)
+                .await?,
+        ),
         _ => None,
     };
     let mut conditions = match plan {

@@ -192,8 +192,8 @@ impl From<RecordRow> for RecordCsvRow {
 }
 
 async fn records_sql(store: &Store, filter: &ParsedFilter) -> Result<Sql, QueryError> {
-    let backend = store.db().backend();
-    let mut sql = store.db().sql();
+    let backend = store.reads().backend();
+    let mut sql = store.reads().sql();
     sql.push(&format!(
         "SELECT r.id, r.report_id AS report, r.org_name, r.policy_domain, r.date_begin, r.date_end, \
          {source_ip} AS source_ip, r.invalid_source_ip, s.country, s.asn, s.as_name, s.ptr, \
@@ -220,7 +220,7 @@ pub async fn records(
     let total = records_total(store, filter, true).await?;
     let mut sql = records_sql(store, filter).await?;
     page.push_limit(&mut sql);
-    Ok((store.db().fetch_all(&sql).await?, total))
+    Ok((store.reads().fetch_all(&sql).await?, total))
 }
 
 /// How many records match the filter: from a rollup when one covers it
@@ -235,7 +235,7 @@ pub async fn records_total(
     } else {
         Plan::Records
     };
-    let db = store.db();
+    let db = store.reads();
     let mut count = db.sql();
     let records = Measures::new(plan, db.backend(), filter.result).records;
     count.push(&format!("SELECT {records}"));
@@ -250,5 +250,5 @@ pub async fn records_stream(
     filter: &ParsedFilter,
 ) -> Result<RowStream<RecordCsvRow>, QueryError> {
     let sql = records_sql(store, filter).await?;
-    Ok(RowStream::new::<RecordRow>(store.db(), sql))
+    Ok(RowStream::new::<RecordRow>(store.reads(), sql))
 }

@@ -160,13 +160,13 @@ fn report_columns(store: &Store) -> String {
          a.date_begin, a.date_end, a.schema, a.adkim, a.aspf, a.p, a.sp, a.np, \
          CAST(a.pct AS BIGINT) AS pct, a.fo, CAST(a.record_count AS BIGINT) AS record_count, \
          a.message_count, a.created_at AS received_at, {warnings} AS warnings",
-        warnings = store.db().backend().json_text("a.warnings")
+        warnings = store.reads().backend().json_text("a.warnings")
     )
 }
 
 /// Reports filter on what a report has: domain, organization, period.
 fn reports_sql(store: &Store, filter: &ParsedFilter) -> Sql {
-    let mut sql = store.db().sql();
+    let mut sql = store.reads().sql();
     sql.push("SELECT ")
         .push(&report_columns(store))
         .push(" FROM aggregate_reports a WHERE 1 = 1");
@@ -191,11 +191,11 @@ pub async fn reports(
     page: Page,
 ) -> Result<(Vec<ReportRow>, i64), QueryError> {
     let inner = reports_sql(store, filter);
-    let total = count_of(store.db(), &inner).await?;
+    let total = count_of(store.reads(), &inner).await?;
     let mut sql = inner;
     sql.push(" ORDER BY a.date_begin DESC, a.id DESC");
     page.push_limit(&mut sql);
-    let rows: Vec<ReportRow> = store.db().fetch_all(&sql).await?;
+    let rows: Vec<ReportRow> = store.reads().fetch_all(&sql).await?;
     Ok((rows.into_iter().map(ReportRow::checked).collect(), total))
 }
 
@@ -206,16 +206,16 @@ pub async fn reports_stream(
 ) -> Result<RowStream<ReportCsvRow>, QueryError> {
     let mut sql = reports_sql(store, filter);
     sql.push(" ORDER BY a.date_begin DESC, a.id DESC");
-    Ok(RowStream::new::<ReportRow>(store.db(), sql))
+    Ok(RowStream::new::<ReportRow>(store.reads(), sql))
 }
 
 pub async fn report(store: &Store, id: i64) -> Result<Option<ReportRow>, QueryError> {
-    let mut sql = store.db().sql();
+    let mut sql = store.reads().sql();
     sql.push("SELECT ")
         .push(&report_columns(store))
         .push(" FROM aggregate_reports a WHERE a.id = ")
         .bind(id);
-    let row: Option<ReportRow> = store.db().fetch_optional(&sql).await?;
+    let row: Option<ReportRow> = store.reads().fetch_optional(&sql).await?;
     Ok(row.map(ReportRow::checked))
 }
 
@@ -223,10 +223,10 @@ pub async fn report(store: &Store, id: i64) -> Result<Option<ReportRow>, QueryEr
 /// report.xml`), to find it there again; `None` for an unknown report or
 /// one stored without it.
 pub async fn report_location(store: &Store, id: i64) -> Result<Option<String>, QueryError> {
-    let mut sql = store.db().sql();
+    let mut sql = store.reads().sql();
     sql.push("SELECT location FROM aggregate_reports WHERE id = ")
         .bind(id);
-    let row: Option<(Option<String>,)> = store.db().fetch_optional(&sql).await?;
+    let row: Option<(Option<String>,)> = store.reads().fetch_optional(&sql).await?;
     Ok(row.and_then(|(location,)| location))
 }
 

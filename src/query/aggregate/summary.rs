@@ -124,7 +124,7 @@ async fn summary_sql_from(
     group_by: GroupBy,
     plan: Plan,
 ) -> Result<Sql, QueryError> {
-    let mut sql = store.db().sql();
+    let mut sql = store.reads().sql();
     if plan.rows_are_groups(filter, group_by) {
         // No aggregation over tens of thousands of groups: each row is one,
         // except that rows without a valid IP share the null key.
@@ -175,7 +175,7 @@ async fn push_groups(
     plan: Plan,
     grouping: Grouping,
 ) -> Result<(), QueryError> {
-    let backend = store.db().backend();
+    let backend = store.reads().backend();
     let by_day = group_by == GroupBy::Day;
     // Totals that carry the source descriptions need no join for them.
     let described = plan.reads_descriptions();
@@ -231,9 +231,9 @@ async fn push_groups(
 /// The summary in a subquery, so that the order can use its columns in
 /// expressions (PostgreSQL allows only bare output names in ORDER BY).
 fn ordered_summary(store: &Store, inner: &Sql, group_by: GroupBy, sort: SummarySort) -> Sql {
-    let mut sql = store.db().sql();
+    let mut sql = store.reads().sql();
     sql.push("SELECT ")
-        .push(&group_by.outer_columns(store.db().backend()))
+        .push(&group_by.outer_columns(store.reads().backend()))
         .push(" FROM (");
     sql.append(inner);
     sql.push(") AS g");
@@ -258,7 +258,7 @@ fn summary_order(sort: SummarySort) -> &'static str {
 /// a database with LATERAL joins (PostgreSQL: SQLite has none, and is not
 /// for millions of records).
 fn ranks_first(store: &Store, filter: &ParsedFilter, group_by: GroupBy, plan: Plan) -> bool {
-    store.db().backend().lateral_joins()
+    store.reads().backend().lateral_joins()
         && group_by == GroupBy::Source
         && matches!(plan, Plan::Totals(_))
         && !plan.rows_are_groups(filter, group_by)
@@ -279,8 +279,8 @@ async fn ranked_page(
     page: Page,
     count_groups: bool,
 ) -> Result<Sql, QueryError> {
-    let backend = store.db().backend();
-    let mut sql = store.db().sql();
+    let backend = store.reads().backend();
+    let mut sql = store.reads().sql();
     sql.push(&format!(
         "SELECT g.key, {} AS label, g.messages, g.passed, \
          x.dkim, x.spf, x.none, x.quarantine, x.reject",
@@ -328,7 +328,7 @@ pub async fn summary_from(
     page: Page,
     use_rollups: bool,
 ) -> Result<(Vec<SummaryRow>, i64), QueryError> {
-    let db = store.db();
+    let db = store.reads();
     let plan = if use_rollups {
         Plan::for_query(filter, Some(group_by))
     } else {
@@ -385,7 +385,7 @@ pub async fn top_groups(
         page.push_limit(&mut sql);
         sql
     };
-    let rows: Vec<Group> = store.db().fetch_all(&sql).await?;
+    let rows: Vec<Group> = store.reads().fetch_all(&sql).await?;
     Ok(rows.into_iter().map(SummaryRow::from).collect())
 }
 
@@ -398,5 +398,5 @@ pub async fn summary_stream(
 ) -> Result<RowStream<SummaryRow>, QueryError> {
     let inner = summary_sql(store, filter, group_by).await?;
     let sql = ordered_summary(store, &inner, group_by, sort);
-    Ok(RowStream::new::<Group>(store.db(), sql))
+    Ok(RowStream::new::<Group>(store.reads(), sql))
 }

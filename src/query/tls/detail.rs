@@ -107,7 +107,7 @@ struct DetailRow {
 
 /// The TLS report stored as `id`, whole; `None` when there is none.
 pub async fn tls_report(store: &Store, id: i64) -> Result<Option<TlsReportDetail>, QueryError> {
-    let db = store.db();
+    let db = store.reads();
     let backend = db.backend();
     let mut sql = db.sql();
     sql.push(&format!(

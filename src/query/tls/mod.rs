@@ -39,8 +39,8 @@ pub struct TlsReportRow {
 
 /// Domain, organization and period apply to TLS reports through their policies.
 fn tls_reports_sql(store: &Store, filter: &ParsedTlsFilter) -> Sql {
-    let backend = store.db().backend();
-    let mut sql = store.db().sql();
+    let backend = store.reads().backend();
+    let mut sql = store.reads().sql();
     sql.push(&format!(
         "SELECT t.id, t.message_id, t.organization_name, t.report_id, t.date_begin, t.date_end, \
          t.contact_info, coalesce({domains}, '') AS policy_domains, {ok} AS successful_sessions, \
@@ -65,11 +65,11 @@ pub async fn tls_reports(
     page: Page,
 ) -> Result<(Vec<TlsReportRow>, i64), QueryError> {
     let inner = tls_reports_sql(store, filter);
-    let total = count_of(store.db(), &inner).await?;
+    let total = count_of(store.reads(), &inner).await?;
     let mut sql = inner;
     sql.push(" ORDER BY t.date_begin DESC, t.id DESC");
     page.push_limit(&mut sql);
-    Ok((store.db().fetch_all(&sql).await?, total))
+    Ok((store.reads().fetch_all(&sql).await?, total))
 }
 
 pub async fn tls_reports_stream(
@@ -78,7 +78,7 @@ pub async fn tls_reports_stream(
 ) -> Result<RowStream<TlsReportRow>, QueryError> {
     let mut sql = tls_reports_sql(store, filter);
     sql.push(" ORDER BY t.date_begin DESC, t.id DESC");
-    Ok(RowStream::new::<TlsReportRow>(store.db(), sql))
+    Ok(RowStream::new::<TlsReportRow>(store.reads(), sql))
 }
 
 /// What a TLS summary groups by.
@@ -153,8 +153,8 @@ pub struct TlsSummaryRow {
 /// The groups of a TLS summary, unpaged, and the ORDER BY that sorts them:
 /// days in order; other groups busiest first, then by name.
 fn tls_summary_sql(store: &Store, filter: &ParsedTlsFilter, group_by: TlsGroupBy) -> (Sql, String) {
-    let backend = store.db().backend();
-    let mut sql = store.db().sql();
+    let backend = store.reads().backend();
+    let mut sql = store.reads().sql();
     if group_by.is_failure_detail() {
         let key = match group_by {
             TlsGroupBy::ResultType => "f.result_type",
@@ -208,7 +208,7 @@ pub async fn tls_summary(
 ) -> Result<Vec<TlsSummaryRow>, QueryError> {
     let (mut sql, order) = tls_summary_sql(store, filter, group_by);
     sql.push(&order);
-    Ok(store.db().fetch_all(&sql).await?)
+    Ok(store.reads().fetch_all(&sql).await?)
 }
 
 /// One page of a TLS summary, with the number of groups.
@@ -219,11 +219,11 @@ pub async fn tls_summary_page(
     page: Page,
 ) -> Result<(Vec<TlsSummaryRow>, i64), QueryError> {
     let (inner, order) = tls_summary_sql(store, filter, group_by);
-    let total = count_of(store.db(), &inner).await?;
+    let total = count_of(store.reads(), &inner).await?;
     let mut sql = inner;
     sql.push(&order);
     page.push_limit(&mut sql);
-    Ok((store.db().fetch_all(&sql).await?, total))
+    Ok((store.reads().fetch_all(&sql).await?, total))
 }
 
 pub async fn tls_summary_stream(
@@ -233,7 +233,7 @@ pub async fn tls_summary_stream(
 ) -> Result<RowStream<TlsSummaryRow>, QueryError> {
     let (mut sql, order) = tls_summary_sql(store, filter, group_by);
     sql.push(&order);
-    Ok(RowStream::new::<TlsSummaryRow>(store.db(), sql))
+    Ok(RowStream::new::<TlsSummaryRow>(store.reads(), sql))
 }
 
 /// One TLS policy as reported, with its session counts.
@@ -261,8 +261,8 @@ pub async fn tls_policies(
     filter: &ParsedTlsFilter,
     page: Page,
 ) -> Result<Vec<TlsPolicyRow>, QueryError> {
-    let backend = store.db().backend();
-    let mut sql = store.db().sql();
+    let backend = store.reads().backend();
+    let mut sql = store.reads().sql();
     sql.push(&format!(
         "SELECT t.id AS report, t.organization_name, t.date_begin, p.policy_type, p.policy_domain, \
          {strings} AS policy_strings, {hosts} AS mx_hosts, p.successful_sessions, p.failed_sessions \
@@ -273,7 +273,7 @@ pub async fn tls_policies(
     filter.push_conditions(&mut sql, None);
     sql.push(" ORDER BY t.date_begin DESC, p.id DESC");
     page.push_limit(&mut sql);
-    Ok(store.db().fetch_all(&sql).await?)
+    Ok(store.reads().fetch_all(&sql).await?)
 }
 
 /// Values the TLS filter form offers as suggestions: what the stored
@@ -290,7 +290,7 @@ pub struct TlsKnownValues {
 const SUGGESTIONS: i64 = 200;
 
 pub async fn tls_known_values(store: &Store) -> Result<TlsKnownValues, QueryError> {
-    let db = store.db();
+    let db = store.reads();
     let distinct = |column: &str, table: &str| {
         let mut sql = db.sql();
         sql.push(&format!(
