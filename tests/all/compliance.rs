@@ -320,6 +320,15 @@ async fn compliance_problems_readiness_and_sender_page_on_both_backends() {
             assert!(html.contains(shown), "{backend}: {shown} not on the page");
         }
 
+        let senders = alice
+            .get(&server, &format!("/senders?domain={DOMAIN}"))
+            .await
+            .text();
+        assert!(
+            senders.contains("/compliance?domain=compliance.test#readiness"),
+            "{backend}: the Senders page does not lead to the readiness card"
+        );
+
         // Mailchimp ignored: nothing of the domain's own fails; test
         // quarantine first.
         let ignored = server
