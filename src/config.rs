@@ -230,13 +230,19 @@ impl Config {
             ),
             None => (toml::Table::new(), "defaults".to_string()),
         };
-        let mut origin = origin;
+        let mut overridden = false;
         for (name, value) in vars {
             if let Some((section, key)) = env_setting(name) {
                 set(&mut table, section.as_deref(), &key, value);
-                origin = format!("{origin} with environment overrides");
+                overridden = true;
             }
         }
+        // Said once, however many variables there are.
+        let origin = if overridden {
+            format!("{origin} with environment overrides")
+        } else {
+            origin
+        };
         let config: Config =
             toml::Value::Table(table)
                 .try_into()

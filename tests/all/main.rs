@@ -19,6 +19,7 @@ mod grafana;
 mod hostile_input;
 mod https;
 mod mailbox;
+mod nodes;
 mod outbox;
 mod parse_memory;
 mod posture;
