@@ -19,6 +19,14 @@
 //!   the peak resident memory of the import (records are stored in runs as
 //!   they are parsed, so it stays flat).
 //!
+//! - alert rules: the realistic set stored in 10 imports of 100 reports,
+//!   the rollup applier run after each (as `serve` applies while reports
+//!   arrive, so later batches meet known domains and new sources), once
+//!   with no alert rules and once with 50 (25 new-source and 25
+//!   failing-volume rules for every domain, the kinds evaluated on the
+//!   applier's batches); prints records/s of import + applier and of the
+//!   applier alone, and the alerts the rules opened.
+//!
 //! Each import goes into a database already migrated (as every import but
 //! a deployment's first does); migrating a fresh PostgreSQL database takes
 //! about 0.3 s of its own.
@@ -37,6 +45,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use dmarcd::report::AggregateReport;
+use dmarcd::store::Store;
 use dmarcd::testing;
 use sqlx::Connection;
 
@@ -106,6 +115,9 @@ fn main() {
         }
         if selected("1500000") {
             huge_report(postgres.as_deref()).await;
+        }
+        if selected("alert rules") {
+            alert_rules(postgres.as_deref()).await;
         }
     });
 }
@@ -385,5 +397,97 @@ impl Database {
         .execute(&mut admin)
         .await
         .unwrap();
+    }
+}
+
+/// Replaces the alert rules with `count` batch rules for every domain:
+/// half new-source (thresholds 1, 2, …), half failing-volume (windows of
+/// 1 to 7 days, thresholds 10, 20, …).
+async fn set_alert_rules(store: &Store, count: usize) {
+    use dmarcd::alerts::RuleKind;
+    use dmarcd::store::alerts::{self, NewRule};
+    for rule in alerts::rules(store.db()).await.unwrap() {
+        alerts::delete_rule(store.db(), rule.id).await.unwrap();
+    }
+    for i in 0..count {
+        let (kind, threshold, window_days) = if i % 2 == 0 {
+            (RuleKind::NewSource, (i / 2 + 1) as i64, 7)
+        } else {
+            (
+                RuleKind::FailingVolume,
+                10 * (i as i64 + 1),
+                (i % 7) as i32 + 1,
+            )
+        };
+        let rule = NewRule {
+            domain: None,
+            kind,
+            threshold,
+            window_days,
+            cooldown_minutes: 360,
+            channels: Vec::new(),
+            created_by: "bench".to_string(),
+        };
+        alerts::add_rule(store.db(), &rule).await.unwrap();
+    }
+}
+
+/// Import + applier throughput with 0 and with 50 alert rules.
+async fn alert_rules(postgres: Option<&str>) {
+    const CHUNKS: usize = 10;
+    let files: Vec<tempfile::TempDir> = (0..CHUNKS)
+        .map(|chunk| {
+            let dir = tempfile::tempdir().unwrap();
+            let reports: Vec<AggregateReport> = (chunk * 100..(chunk + 1) * 100)
+                .map(|i| testing::realistic_report(i, 100))
+                .collect();
+            write_reports(dir.path(), &reports);
+            dir
+        })
+        .collect();
+    let records = (CHUNKS * 100 * 100) as f64;
+    for backend in ["sqlite", "postgres"] {
+        if backend == "postgres" && postgres.is_none() {
+            continue;
+        }
+        for rules in [0, 50] {
+            let data = tempfile::tempdir().unwrap();
+            let database = match postgres.filter(|_| backend == "postgres") {
+                Some(url) => Some(Database::create(url).await),
+                None => None,
+            };
+            let url = database.as_ref().map(|database| database.url.clone());
+            let env: Vec<(&str, &Path)> = match &url {
+                Some(_) => Vec::new(),
+                None => vec![("DMARCD_DATA_DIR", data.path())],
+            };
+            migrate(&env, url.as_deref());
+            let store = Store::connect(url.as_deref(), data.path()).await.unwrap();
+            set_alert_rules(&store, rules).await;
+            let (mut importing, mut applying) = (0.0, 0.0);
+            for chunk in &files {
+                importing += import(&[chunk.path()], &env, url.as_deref()).unwrap();
+                let start = Instant::now();
+                store.apply_rollups_until_idle().await.unwrap();
+                applying += start.elapsed().as_secs_f64();
+            }
+            let opened = dmarcd::store::alerts::list(store.db(), false, 100_000)
+                .await
+                .unwrap()
+                .len();
+            println!(
+                "{backend}: alert rules: realistic 1000 x 100 in 10 imports, {rules} rules: \
+                 {:.0} records/s import + applier ({:.2} s), applier alone {:.2} s \
+                 ({:.0} records/s), {opened} alerts opened",
+                records / (importing + applying),
+                importing + applying,
+                applying,
+                records / applying,
+            );
+            store.close().await;
+            if let Some(database) = database {
+                database.drop().await;
+            }
+        }
     }
 }

@@ -16,7 +16,8 @@ pub(super) async fn serve(mut config: Config) -> anyhow::Result<ExitCode> {
     fit_connections_to_descriptors(&mut config)?;
     let store = super::open_store(&config)
         .await?
-        .with_replicas(&config.database.replicas())?;
+        .with_replicas(&config.database.replicas())?
+        .with_dashboard_url(&config.outbox.dashboard_url);
     tracing::info!(backend = store.backend(), data_dir = %config.data_dir.display(), "dmarcd started");
     let (stop, stopped) = watch::channel(false);
     let mut listeners = Vec::new();
@@ -103,6 +104,14 @@ pub(super) async fn serve(mut config: Config) -> anyhow::Result<ExitCode> {
         .map_err(|error| anyhow::anyhow!("{error}"))?;
         let stopped = stopped.clone();
         tasks.push(tokio::spawn(async move { sender.run(stopped).await }));
+    }
+    // The timed half of the alert rules (silence, failure and TLS reports,
+    // causes gone); nodes take turns (an advisory lock on PostgreSQL).
+    if config.worker.enabled {
+        let schedule =
+            crate::alerts::AlertSchedule::new(store.clone(), std::time::Duration::from_secs(60));
+        let stopped = stopped.clone();
+        tasks.push(tokio::spawn(async move { schedule.run(stopped).await }));
     }
     // Mailbox pulls are intake: any node may hold a mailbox's lease.
     for mailbox in &config.mailboxes {

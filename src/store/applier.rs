@@ -134,10 +134,19 @@ fn added(table: &str, rollup: &TableDelta, alias: &str) -> String {
         .join(", ")
 }
 
+/// When and with which dashboard address a pass evaluates the alert
+/// rules that watch batches (`store::alerts::on_batch`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct AlertClock<'a> {
+    pub now: DateTime<Utc>,
+    pub dashboard_url: &'a str,
+}
+
 /// One pass; `None` when another applier (another process) is at work.
 pub(super) async fn apply(
     transaction: &mut Tx,
     max_records: u64,
+    alerts: Option<AlertClock<'_>>,
 ) -> StoreResult<Option<AppliedRollups>> {
     if let Tx::Postgres(pg) = transaction {
         let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
@@ -158,7 +167,7 @@ pub(super) async fn apply(
     if reports.is_empty() {
         return Ok(Some(applied));
     }
-    count_reports(transaction, &reports, 1).await?;
+    count_reports(transaction, &reports, 1, alerts).await?;
     let delete = format!(
         "DELETE FROM rollup_pending WHERE {}",
         transaction.backend().in_int_list("report_id", "$1")
@@ -182,11 +191,13 @@ pub(super) async fn take_turn(transaction: &mut Tx) -> StoreResult<()> {
 }
 
 /// Adds (`sign` 1) or takes away (-1) the records of `reports` in every
-/// rollup. The caller has the applier's turn.
+/// rollup, evaluating the batch alert rules on what is added when given
+/// `alerts`. The caller has the applier's turn.
 pub(super) async fn count_reports(
     transaction: &mut Tx,
     reports: &[i64],
     sign: i64,
+    alerts: Option<AlertClock<'_>>,
 ) -> StoreResult<()> {
     if let Tx::Postgres(pg) = transaction {
         // Descriptions cannot change until this transaction ends, so the
@@ -219,6 +230,12 @@ pub(super) async fn count_reports(
         .fetch_all(&transaction.statement(&fine, vec![json(&reports)]))
         .await?;
     let ips = source_ips(&rows);
+    // New sources are those the rollups do not hold yet: read before
+    // this batch is counted in them.
+    let new_sources = match alerts {
+        Some(_) if sign > 0 => super::alerts::new_sources(transaction, &rows).await?,
+        _ => Vec::new(),
+    };
     if sign > 0 {
         // New sources wait to be described (enrich/). Sorted: two writers
         // inserting the same new IPs meet in one order.
@@ -270,6 +287,16 @@ pub(super) async fn count_reports(
                 .execute(&transaction.statement(&prune, Vec::new()))
                 .await?;
         }
+    }
+    if let Some(clock) = alerts.filter(|_| sign > 0) {
+        super::alerts::on_batch(
+            transaction,
+            &rows,
+            &new_sources,
+            clock.now,
+            clock.dashboard_url,
+        )
+        .await?;
     }
     Ok(())
 }

@@ -223,6 +223,15 @@ const POSTGRES: &[Migration] = &[
         retriggers: &[],
         rebuilds_tables: false,
     },
+    Migration {
+        version: 21,
+        name: "alerts",
+        sql: include_str!("../../migrations/postgres/0021_alerts.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: false,
+    },
 ];
 
 const SQLITE: &[Migration] = &[
@@ -383,6 +392,15 @@ const SQLITE: &[Migration] = &[
         version: 18,
         name: "sender_records",
         sql: include_str!("../../migrations/sqlite/0018_sender_records.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: false,
+    },
+    Migration {
+        version: 19,
+        name: "alerts",
+        sql: include_str!("../../migrations/sqlite/0019_alerts.sql"),
         fills: &[],
         derives: &[],
         retriggers: &[],

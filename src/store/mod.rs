@@ -8,6 +8,7 @@
 //! in `postgres.rs` / `sqlite.rs`.
 
 pub mod accounts;
+pub mod alerts;
 mod applier;
 pub mod approvals;
 mod copy;
@@ -253,6 +254,9 @@ pub struct Store {
     db: Db,
     /// Streaming standbys for the read side, when configured.
     replicas: Option<Arc<replicas::Replicas>>,
+    /// The dashboard's address for links in the notifications that alerts
+    /// queue (`outbox.dashboard_url`; empty: none).
+    dashboard_url: std::sync::Arc<str>,
 }
 
 impl Store {
@@ -273,7 +277,21 @@ impl Store {
                 sqlite::open(&data_dir.join("dmarcd.sqlite")).await?
             }
         };
-        Ok(Store { db, replicas: None })
+        Ok(Store {
+            db,
+            replicas: None,
+            dashboard_url: std::sync::Arc::from(""),
+        })
+    }
+
+    /// The store with `url` as the dashboard's address in notifications.
+    pub fn with_dashboard_url(mut self, url: &str) -> Store {
+        self.dashboard_url = std::sync::Arc::from(url);
+        self
+    }
+
+    pub fn dashboard_url(&self) -> &str {
+        &self.dashboard_url
     }
 
     /// "postgres" or "sqlite".
@@ -490,9 +508,23 @@ impl Store {
     /// One pass of the rollup applier: counts up to about `max_records`
     /// queued records in every rollup. `None` when another process is
     /// applying (PostgreSQL: one applier at a time per database).
+    /// Alerts of the batch rules are evaluated on each pass's deltas.
     pub async fn apply_rollups(&self, max_records: u64) -> StoreResult<Option<AppliedRollups>> {
+        self.apply_rollups_at(max_records, chrono::Utc::now()).await
+    }
+
+    /// `apply_rollups` with alerts evaluated at `now` (a test clock).
+    pub async fn apply_rollups_at(
+        &self,
+        max_records: u64,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<Option<AppliedRollups>> {
         let mut transaction = self.db.begin_derived().await?;
-        let applied = applier::apply(&mut transaction, max_records).await?;
+        let alerts = applier::AlertClock {
+            now,
+            dashboard_url: &self.dashboard_url,
+        };
+        let applied = applier::apply(&mut transaction, max_records, Some(alerts)).await?;
         transaction.commit().await?;
         Ok(applied)
     }
@@ -501,9 +533,17 @@ impl Store {
     /// applier to finish its pass, if need be): afterwards the rollups
     /// count every stored record.
     pub async fn apply_rollups_until_idle(&self) -> StoreResult<AppliedRollups> {
+        self.apply_rollups_until_idle_at(chrono::Utc::now()).await
+    }
+
+    /// `apply_rollups_until_idle` with alerts evaluated at `now`.
+    pub async fn apply_rollups_until_idle_at(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<AppliedRollups> {
         let mut total = AppliedRollups::default();
         loop {
-            match self.apply_rollups(APPLIER_PASS_RECORDS).await? {
+            match self.apply_rollups_at(APPLIER_PASS_RECORDS, now).await? {
                 Some(pass) if pass.reports == 0 => return Ok(total),
                 Some(pass) => total.add(pass),
                 None => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -743,6 +783,16 @@ impl Store {
     /// The newest `limit` outbox rows, newest first.
     pub async fn outbox_entries(&self, limit: u32) -> StoreResult<Vec<OutboxEntry>> {
         outbox::entries(&self.db, limit).await
+    }
+
+    /// The scheduled alert evaluation at `now`: failure and TLS reports
+    /// since the last pass, silence, causes gone. `None` when another node
+    /// is evaluating.
+    pub async fn evaluate_alerts(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<Option<alerts::EvaluationSummary>> {
+        alerts::scheduled(&self.db, now, &self.dashboard_url).await
     }
 
     /// Whether the database answers.

@@ -53,7 +53,7 @@ pub(super) async fn requeue(db: &Db, selection: &Requeue) -> StoreResult<u64> {
         .await?;
     if !counted.is_empty() {
         let counted: Vec<i64> = counted.into_iter().map(|(id,)| id).collect();
-        applier::count_reports(&mut transaction, &counted, -1).await?;
+        applier::count_reports(&mut transaction, &counted, -1, None).await?;
     }
     let reports = format!(
         "SELECT id FROM aggregate_reports WHERE {}",

@@ -46,6 +46,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/inbox/messages/{id}/reprocess", post(reprocess))
         .merge(super::posture::routes())
         .merge(super::senders::routes())
+        .merge(super::alerts::routes())
 }
 
 /// A numeric id from the path; anything else is a JSON 400.
@@ -608,7 +609,10 @@ impl utoipa::Modify for SecurityAddon {
           super::posture::checks, super::posture::check_now, super::posture::lookup,
           super::senders::senders, super::senders::sender, super::senders::compliance,
           super::senders::readiness, super::senders::approvals, super::senders::add_approval,
-          super::senders::approval, super::senders::revoke_approval),
+          super::senders::approval, super::senders::revoke_approval,
+          super::alerts::list_alerts, super::alerts::resolve_alert, super::alerts::list_rules,
+          super::alerts::add_rule, super::alerts::delete_rule, super::alerts::list_channels,
+          super::alerts::add_channel, super::alerts::delete_channel, super::alerts::test_channel),
     // Named by the `group_by` and `sort` parameters: the document must define them.
     components(schemas(GroupBy, SummarySort, TlsGroupBy)),
     modifiers(&SecurityAddon)

@@ -1,6 +1,7 @@
 //! The web listener: REST API (`/api/v1`), TLS-RPT intake by HTTPS POST,
 //! health and metrics, and the dashboard. One axum router, one state.
 
+mod alerts;
 mod api;
 mod client;
 mod csv;

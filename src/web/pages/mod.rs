@@ -3,6 +3,7 @@
 //! asset from the internet. Query strings are the API's parameters.
 
 mod aggregate;
+mod alerts;
 mod auth;
 mod compliance;
 mod domains;
@@ -46,6 +47,9 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/inbox/{id}/reprocess", post(inbox::reprocess))
         .route("/inbox/reprocess-failed", post(inbox::reprocess_failed))
         .route("/mailboxes", get(mailboxes::mailboxes))
+        .route("/alerts", get(alerts::alerts_page).post(alerts::change))
+        .route("/alerts/rules", post(alerts::add_rule))
+        .route("/alerts/channels", post(alerts::add_channel))
         .route("/domains", get(domains::domains).post(domains::add_domain))
         .route("/domains/remove", post(domains::remove_domain))
         .route("/domains/check", post(posture::check_now))
@@ -127,6 +131,7 @@ const NAV: &[(&str, &str)] = &[
     ("/failures", "Failures"),
     ("/inbox", "Inbox"),
     ("/mailboxes", "Mailboxes"),
+    ("/alerts", "Alerts"),
     ("/domains", "Domains"),
     ("/lookup", "Lookup"),
 ];
