@@ -159,22 +159,28 @@ pub async fn senders(
     .parse()?;
     let domain = filter.domain.clone().unwrap_or_default();
 
-    let (sources, sources_total) = aggregate::summary(
-        store,
-        &filter,
-        GroupBy::SourceName,
-        SummarySort::Messages,
-        Page::new(Some(i64::from(config.max_sources.clamp(1, 1000))), None, 1)?,
-    )
-    .await?;
-    let (busiest_ips, _) = aggregate::summary(
-        store,
-        &filter,
-        GroupBy::Source,
-        SummarySort::Messages,
-        Page::new(Some(IP_ROWS), None, 1)?,
-    )
-    .await?;
+    // The reads are independent: side by side, so that the page waits
+    // for the slowest, not for their sum.
+    let sources_page = Page::new(Some(i64::from(config.max_sources.clamp(1, 1000))), None, 1)?;
+    let ips_page = Page::new(Some(IP_ROWS), None, 1)?;
+    let ((sources, sources_total), (busiest_ips, _), sampled, context) = tokio::try_join!(
+        aggregate::summary(
+            store,
+            &filter,
+            GroupBy::SourceName,
+            SummarySort::Messages,
+            sources_page,
+        ),
+        aggregate::summary(
+            store,
+            &filter,
+            GroupBy::Source,
+            SummarySort::Messages,
+            ips_page,
+        ),
+        sample(store, config, &filter),
+        Context::read(store, &domain),
+    )?;
 
     // What each IP is: the busiest IPs, and the sources that are IPs.
     let mut wanted: Vec<String> = busiest_ips.iter().filter_map(|r| r.key.clone()).collect();
@@ -203,7 +209,6 @@ pub async fn senders(
             .ips
             .push((ip, row.messages));
     }
-    let sampled = sample(store, config, &filter).await?;
     for row in &sampled {
         let Some(key) = &row.source else { continue };
         gathered.entry(key.clone()).or_default().add_failing(
@@ -216,7 +221,6 @@ pub async fn senders(
         );
     }
 
-    let context = Context::read(store, &domain).await?;
     let mut rows = Vec::with_capacity(sources.len());
     for summary in &sources {
         let key = summary.key.clone().unwrap_or_else(|| "(unknown)".into());
@@ -636,10 +640,14 @@ pub async fn sender(
                 .map(|(rows, _)| rows)
         }
     };
-    let totals = grouped(GroupBy::SourceName, SummarySort::Messages, 1).await?;
-    let ips = grouped(GroupBy::Source, SummarySort::Messages, IP_ROWS).await?;
-    let countries = grouped(GroupBy::Country, SummarySort::Messages, 50).await?;
-    let days = grouped(GroupBy::Day, SummarySort::Key, 400).await?;
+    // Independent reads, side by side.
+    let (totals, ips, countries, days, context) = tokio::try_join!(
+        grouped(GroupBy::SourceName, SummarySort::Messages, 1),
+        grouped(GroupBy::Source, SummarySort::Messages, IP_ROWS),
+        grouped(GroupBy::Country, SummarySort::Messages, 50),
+        grouped(GroupBy::Day, SummarySort::Key, 400),
+        Context::read(store, &domain),
+    )?;
     let addresses: Vec<String> = ips.iter().filter_map(|r| r.key.clone()).collect();
     let described = ip_rows(store, &addresses).await?;
     let sampled_ips = &addresses[..addresses.len().min(SAMPLED_IPS)];
@@ -692,13 +700,9 @@ pub async fn sender(
             }
         }
     }
-    let row = match totals.first() {
-        Some(summary) => {
-            let context = Context::read(store, &domain).await?;
-            Some(context.row(config, summary, gathered, &described))
-        }
-        None => None,
-    };
+    let row = totals
+        .first()
+        .map(|summary| context.row(config, summary, gathered, &described));
     let lines = |map: HashMap<(String, Option<String>, String), i64>| {
         let mut lines: Vec<AuthLine> = map
             .into_iter()
