@@ -24,7 +24,24 @@ use sqlx::Connection;
 
 use crate::common::http::Server;
 
-const BIN: &str = "/usr/lib/postgresql/15/bin";
+/// The newest installed PostgreSQL server's programs (Debian's layout).
+fn bin_dir() -> Option<PathBuf> {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("pg_basebackup").exists().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin)
+}
+
+fn tool(name: &str) -> PathBuf {
+    bin_dir().expect("PostgreSQL server programs").join(name)
+}
 
 /// A PostgreSQL server the test owns, stopped when dropped.
 struct Cluster {
@@ -44,7 +61,7 @@ impl Cluster {
             data.parent().unwrap().display()
         );
         as_postgres(
-            Command::new(format!("{BIN}/pg_ctl"))
+            Command::new(tool("pg_ctl"))
                 .args(["-D"])
                 .arg(&data)
                 .args(["-l"])
@@ -56,7 +73,9 @@ impl Cluster {
 
     fn stop(&self) {
         let _ = Command::new("runuser")
-            .args(["-u", "postgres", "--", &format!("{BIN}/pg_ctl"), "-D"])
+            .args(["-u", "postgres", "--"])
+            .arg(tool("pg_ctl"))
+            .arg("-D")
             .arg(&self.data)
             .args(["-m", "immediate", "-w", "stop"])
             .output();
@@ -99,14 +118,14 @@ fn free_port() -> u16 {
 fn primary_and_standby(dir: &Path) -> (Cluster, Cluster) {
     let primary_data = dir.join("primary");
     as_postgres(
-        Command::new(format!("{BIN}/initdb"))
+        Command::new(tool("initdb"))
             .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
             .arg(&primary_data),
     );
     let primary = Cluster::start(primary_data, free_port());
     let standby_data = dir.join("standby");
     as_postgres(
-        Command::new(format!("{BIN}/pg_basebackup"))
+        Command::new(tool("pg_basebackup"))
             .args(["-h", "127.0.0.1", "-p", &primary.port.to_string()])
             .args(["-U", "postgres", "-R", "-X", "stream", "-D"])
             .arg(&standby_data),
@@ -117,7 +136,7 @@ fn primary_and_standby(dir: &Path) -> (Cluster, Cluster) {
 
 /// The machine can run its own PostgreSQL clusters (CI's always can).
 fn clusters_possible() -> bool {
-    let possible = Path::new(BIN).join("pg_basebackup").exists()
+    let possible = bin_dir().is_some()
         && Command::new("id")
             .arg("postgres")
             .output()
