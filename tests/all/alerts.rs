@@ -6,16 +6,15 @@
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use dmarcd::alerts::{Alert, ChannelKind, RuleKind};
-use dmarcd::inbox::{Envelope, Inbox};
 use dmarcd::outbox::{MailOutConfig, MailTls, OutboxConfig, OutboxSender, WebhookFormat};
 use dmarcd::store::alerts::{self, NewChannel};
 use dmarcd::store::Store;
 use dmarcd::web::{AppState, WebConfig};
-use dmarcd::worker::{Worker, WorkerConfig};
 use dmarcd::Limits;
 use serde_json::json;
 
 use crate::common;
+use crate::common::data::ingest;
 use crate::common::http::Server;
 use crate::common::smtp_sink::SmtpSink;
 use crate::common::webhook_server::WebhookServer;
@@ -45,23 +44,6 @@ fn report(org: &str, id: &str, day: i64, rows: &[(&str, u32, bool)]) -> String {
          <policy_published><domain>{DOMAIN}</domain><p>none</p></policy_published>{records}</feedback>",
         end = day + 86_399
     )
-}
-
-async fn ingest(store: &Store, name: &str, raw: &[u8]) {
-    Inbox::new(store.clone())
-        .accept(raw, &Envelope::import(name))
-        .await
-        .unwrap();
-    Worker::new(
-        store.clone(),
-        Limits::default(),
-        "w",
-        WorkerConfig::default(),
-    )
-    .run_until_idle()
-    .await
-    .unwrap();
-    store.apply_rollups_until_idle().await.unwrap();
 }
 
 async fn all_alerts(store: &Store) -> Vec<Alert> {

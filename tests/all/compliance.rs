@@ -10,14 +10,13 @@ use std::time::Duration;
 
 use chrono::Utc;
 use dmarcd::dns::{DnsConfig, PostureChecker, PostureSchedule, ReportTargets};
-use dmarcd::inbox::{Envelope, Inbox};
 use dmarcd::store::{PtrResult, SourceInfo, Store, StoredDnsState};
 use dmarcd::web::{AppState, WebConfig};
-use dmarcd::worker::{Worker, WorkerConfig};
 use dmarcd::Limits;
 use serde_json::{json, Value};
 
 use crate::common;
+use crate::common::data::ingest;
 use crate::common::http::Server;
 use crate::common::zone_server::ZoneServer;
 
@@ -116,23 +115,6 @@ fn report_xml(id: &str, days_ago: i64, rows: &[Row], testing: bool) -> String {
     )
 }
 
-async fn ingest(store: &Store, name: &str, xml: &str) {
-    Inbox::new(store.clone())
-        .accept(xml.as_bytes(), &Envelope::import(name))
-        .await
-        .unwrap();
-    Worker::new(
-        store.clone(),
-        Limits::default(),
-        "w",
-        WorkerConfig::default(),
-    )
-    .run_until_idle()
-    .await
-    .unwrap();
-    store.apply_rollups_until_idle().await.unwrap();
-}
-
 async fn describe(store: &Store) {
     let named = |ip: &str, name: &str, base: &str| PtrResult {
         ip: ip.parse().unwrap(),
@@ -196,7 +178,12 @@ fn class_row<'a>(body: &'a Value, class: &str) -> &'a Value {
 async fn compliance_problems_readiness_and_sender_page_on_both_backends() {
     for (_dir, store) in common::db::backends().await {
         let backend = store.backend();
-        ingest(&store, "first.xml", &report_xml("c-1", 3, FIRST, false)).await;
+        ingest(
+            &store,
+            "first.xml",
+            report_xml("c-1", 3, FIRST, false).as_bytes(),
+        )
+        .await;
         describe(&store).await;
         let server = Server::start_with_state(AppState::new(
             store.clone(),
@@ -359,7 +346,7 @@ async fn compliance_problems_readiness_and_sender_page_on_both_backends() {
         ingest(
             &store,
             "testing.xml",
-            &report_xml("c-2", 1, &FIRST[..1], true),
+            report_xml("c-2", 1, &FIRST[..1], true).as_bytes(),
         )
         .await;
         let ready = get_json(&server, &token, &readiness_path).await;

@@ -12,11 +12,11 @@ use dmarcd::dns::{DnsConfig, PostureChecker, PostureSchedule, ReportTargets};
 use dmarcd::inbox::{Envelope, Inbox};
 use dmarcd::store::{PtrResult, Requeue, SourceInfo, Store, StoredDnsState};
 use dmarcd::web::{AppState, WebConfig};
-use dmarcd::worker::{Worker, WorkerConfig};
 use dmarcd::Limits;
 use serde_json::{json, Value};
 
 use crate::common;
+use crate::common::data::process_all;
 use crate::common::http::Server;
 use crate::common::zone_server::ZoneServer;
 
@@ -130,20 +130,7 @@ async fn ingest(store: &Store) {
         .accept(report_xml().as_bytes(), &Envelope::import("senders.xml"))
         .await
         .unwrap();
-    process(store).await;
-}
-
-async fn process(store: &Store) {
-    Worker::new(
-        store.clone(),
-        Limits::default(),
-        "w",
-        WorkerConfig::default(),
-    )
-    .run_until_idle()
-    .await
-    .unwrap();
-    store.apply_rollups_until_idle().await.unwrap();
+    process_all(store).await;
 }
 
 /// What the enrichment would find: names from the source map for the
@@ -339,7 +326,7 @@ async fn each_class_appears_for_its_reason_and_follows_approvals_and_reprocessin
         // Reprocessing every message rebuilds the records; the classes,
         // the rule and the check stay as they were.
         assert!(store.requeue(&Requeue::All).await.unwrap() >= 1);
-        process(&store).await;
+        process_all(&store).await;
         assert_eq!(classes(&server, &token).await, rows, "{backend}");
 
         // An admin on the page ignores the spoofer, then revokes the CIDR rule.

@@ -77,3 +77,27 @@ pub async fn populated(store: &Store, files: &Path) {
     .await
     .unwrap();
 }
+
+/// What `serve` does with the inbox, in one call: processes every message
+/// waiting, then counts the stored reports in the rollups.
+pub async fn process_all(store: &Store) {
+    Worker::new(
+        store.clone(),
+        Limits::default(),
+        "w",
+        WorkerConfig::default(),
+    )
+    .run_until_idle()
+    .await
+    .unwrap();
+    store.apply_rollups_until_idle().await.unwrap();
+}
+
+/// Stores `raw` in the inbox as an import called `name`, then `process_all`.
+pub async fn ingest(store: &Store, name: &str, raw: &[u8]) {
+    Inbox::new(store.clone())
+        .accept(raw, &Envelope::import(name))
+        .await
+        .unwrap();
+    process_all(store).await;
+}
