@@ -39,16 +39,38 @@ pub enum RuleKind {
     FailureReport,
     /// TLS-RPT reports with at least `threshold` failed sessions.
     TlsrptFailure,
+    /// One source failing DMARC on at least `threshold` messages in
+    /// `window_days` days of reports.
+    SourceFailingVolume,
+    /// The domain's DMARC pass rate on a day at least `threshold` points
+    /// below its median over the `window_days` days before.
+    PassRateDrop,
+    /// The same for one source of the domain.
+    SourcePassRateDrop,
+    /// Failed TLS sessions after `window_days` days of TLS reports with none.
+    TlsrptFirstFailure,
+    /// A published DNS record of the domain changed (DMARC, SPF, DKIM, MX,
+    /// MTA-STS, TLS-RPT); one alert per record.
+    DnsChanged,
+    /// The domain's latest DNS check found an error (a broken record); one
+    /// alert per finding, resolved by the first check without it.
+    DnsBroken,
 }
 
 impl RuleKind {
-    pub const ALL: [RuleKind; 6] = [
+    pub const ALL: [RuleKind; 12] = [
         RuleKind::NewSource,
         RuleKind::FailingVolume,
+        RuleKind::SourceFailingVolume,
+        RuleKind::PassRateDrop,
+        RuleKind::SourcePassRateDrop,
         RuleKind::DomainSilent,
         RuleKind::ReporterSilent,
         RuleKind::FailureReport,
         RuleKind::TlsrptFailure,
+        RuleKind::TlsrptFirstFailure,
+        RuleKind::DnsChanged,
+        RuleKind::DnsBroken,
     ];
 
     pub fn key(self) -> &'static str {
@@ -59,6 +81,12 @@ impl RuleKind {
             RuleKind::ReporterSilent => "reporter_silent",
             RuleKind::FailureReport => "failure_report",
             RuleKind::TlsrptFailure => "tlsrpt_failure",
+            RuleKind::SourceFailingVolume => "source_failing_volume",
+            RuleKind::PassRateDrop => "pass_rate_drop",
+            RuleKind::SourcePassRateDrop => "source_pass_rate_drop",
+            RuleKind::TlsrptFirstFailure => "tlsrpt_first_failure",
+            RuleKind::DnsChanged => "dns_changed",
+            RuleKind::DnsBroken => "dns_broken",
         }
     }
 
@@ -75,6 +103,53 @@ impl RuleKind {
             RuleKind::ReporterSilent => "A daily reporter went silent",
             RuleKind::FailureReport => "New failure reports",
             RuleKind::TlsrptFailure => "TLS-RPT failures",
+            RuleKind::SourceFailingVolume => "Failing volume of one source",
+            RuleKind::PassRateDrop => "Pass rate below its baseline",
+            RuleKind::SourcePassRateDrop => "Pass rate of one source below its baseline",
+            RuleKind::TlsrptFirstFailure => "First TLS failures after a clean period",
+            RuleKind::DnsChanged => "DNS record changed",
+            RuleKind::DnsBroken => "DNS record broken",
+        }
+    }
+
+    /// What `threshold` counts, for pages and the API document.
+    pub fn threshold_meaning(self) -> &'static str {
+        match self {
+            RuleKind::NewSource => "messages from the new source in one batch",
+            RuleKind::FailingVolume | RuleKind::SourceFailingVolume => "failing messages",
+            RuleKind::PassRateDrop | RuleKind::SourcePassRateDrop => {
+                "percentage points below the median"
+            }
+            RuleKind::TlsrptFailure | RuleKind::TlsrptFirstFailure => "failed TLS sessions",
+            RuleKind::FailureReport => "failure reports",
+            RuleKind::DomainSilent
+            | RuleKind::ReporterSilent
+            | RuleKind::DnsChanged
+            | RuleKind::DnsBroken => "(not used)",
+        }
+    }
+
+    /// The threshold a new rule gets when none is given.
+    pub fn default_threshold(self) -> i64 {
+        match self {
+            RuleKind::FailingVolume | RuleKind::SourceFailingVolume => 100,
+            RuleKind::PassRateDrop => 15,
+            RuleKind::SourcePassRateDrop => 25,
+            _ => 1,
+        }
+    }
+
+    /// The window a new rule gets when none is given: the days the cause
+    /// is counted over (silence: days quiet; baselines: days before).
+    pub fn default_window_days(self) -> i32 {
+        match self {
+            RuleKind::NewSource
+            | RuleKind::PassRateDrop
+            | RuleKind::SourcePassRateDrop
+            | RuleKind::TlsrptFirstFailure
+            | RuleKind::DnsChanged => 7,
+            RuleKind::DomainSilent | RuleKind::ReporterSilent => 3,
+            _ => 1,
         }
     }
 
@@ -82,7 +157,10 @@ impl RuleKind {
     /// resolves once the rule has not fired for its window. The others
     /// (silence) resolve when their condition is false again.
     pub fn resolves_after_window(self) -> bool {
-        !matches!(self, RuleKind::DomainSilent | RuleKind::ReporterSilent)
+        !matches!(
+            self,
+            RuleKind::DomainSilent | RuleKind::ReporterSilent | RuleKind::DnsBroken
+        )
     }
 }
 

@@ -194,7 +194,7 @@ impl OutboxSender {
             mail,
             owner,
             // lettre's timeout is per command: a message takes several.
-            lease: Duration::from_secs(slowest.saturating_mul(6).max(60)),
+            lease: Duration::from_secs(slowest.saturating_mul(6).max(10)),
         })
     }
 

@@ -19,6 +19,9 @@ use super::{StoreError, StoreResult};
 use crate::alerts::{self, Alert, Channel, ChannelKind, Finding, Rule, RuleKind};
 use crate::outbox::WebhookFormat;
 
+mod dns;
+pub mod rates;
+
 /// Held by the scheduled evaluation on PostgreSQL: one node at a time.
 const ALERT_SCHEDULE_LOCK: i64 = 7_363_012_950;
 /// New-source alerts one batch opens per domain, at most: a report from
@@ -502,6 +505,103 @@ async fn raise(
     })
 }
 
+/// `raise` for many findings at once: those with no alert yet (the rule
+/// never fired for that domain and subject: every new source, nearly
+/// always) are opened by one statement; the rest one by one.
+async fn raise_all(
+    transaction: &mut Tx,
+    context: &Context,
+    findings: &[(&Rule, Finding)],
+) -> StoreResult<EvaluationSummary> {
+    let mut summary = EvaluationSummary::default();
+    if findings.len() < 2 {
+        for (rule, finding) in findings {
+            summary.add(raise(transaction, context, rule, finding).await?);
+        }
+        return Ok(summary);
+    }
+    let backend = transaction.backend();
+    let rows: Vec<serde_json::Value> = findings
+        .iter()
+        .map(|(rule, finding)| {
+            serde_json::json!({
+                "r": rule.id, "k": rule.kind.key(), "d": finding.domain, "s": finding.subject,
+                "t": finding.title, "x": finding.detail, "l": finding.link,
+            })
+        })
+        .collect();
+    let list = |alias: &str| {
+        backend.json_rows(
+            "$1",
+            alias,
+            &[
+                ("r", ColumnType::Int),
+                ("k", ColumnType::Text),
+                ("d", ColumnType::Text),
+                ("s", ColumnType::Text),
+                ("t", ColumnType::Text),
+                ("x", ColumnType::Text),
+                ("l", ColumnType::Text),
+            ],
+        )
+    };
+    let known: Vec<(i64, String, String)> = transaction
+        .fetch_all(&transaction.statement(
+            &format!(
+                "SELECT DISTINCT a.rule_id, a.domain, a.subject FROM alerts a JOIN {} \
+                 ON a.rule_id = u.r AND a.domain = u.d AND a.subject = u.s",
+                list("u")
+            ),
+            vec![json(&rows)],
+        ))
+        .await?;
+    let known: BTreeSet<(i64, &str, &str)> = known
+        .iter()
+        .map(|(rule, domain, subject)| (*rule, domain.as_str(), subject.as_str()))
+        .collect();
+    let (seen, fresh): (Vec<_>, Vec<_>) =
+        findings.iter().zip(rows).partition(|((rule, finding), _)| {
+            known.contains(&(rule.id, finding.domain.as_str(), finding.subject.as_str()))
+        });
+    for ((rule, finding), _) in seen {
+        summary.add(raise(transaction, context, rule, finding).await?);
+    }
+    if fresh.is_empty() {
+        return Ok(summary);
+    }
+    let fresh_rows: Vec<serde_json::Value> = fresh.into_iter().map(|(_, row)| row).collect();
+    let opened: Vec<AlertRow> = transaction
+        .fetch_all(&transaction.statement(
+            &format!(
+                "INSERT INTO alerts (rule_id, kind, domain, subject, state, title, detail, link, \
+                 opened_at, last_seen_at) SELECT u.r, u.k, u.d, u.s, 'open', u.t, u.x, u.l, $2, $2 \
+                 FROM {} RETURNING {ALERT_COLUMNS}",
+                list("u")
+            ),
+            vec![json(&fresh_rows), context.now.into()],
+        ))
+        .await?;
+    let mut items = Vec::new();
+    for row in opened {
+        let alert = row.decode()?;
+        let rule = context.rules.iter().find(|rule| rule.id == alert.rule_id);
+        items.extend(alerts::outbox_items(
+            &alert,
+            true,
+            &context.channels_of(rule),
+            &context.dashboard_url,
+        ));
+        crate::metrics::count(
+            "dmarcd_alerts_opened_total",
+            &[("kind", alert.kind.key())],
+            1,
+        );
+        summary.opened += 1;
+    }
+    outbox::enqueue(transaction, &items, context.now).await?;
+    Ok(summary)
+}
+
 async fn resolve(
     transaction: &mut Tx,
     context: &Context,
@@ -639,6 +739,7 @@ pub(super) async fn on_batch(
     }
     let context = Context::load(transaction, now, dashboard_url).await?;
     let mut per_domain: HashMap<&str, usize> = HashMap::new();
+    let mut new_source_findings: Vec<(&Rule, Finding)> = Vec::new();
     for (domain, ip, count) in new {
         let opened = per_domain.entry(domain.as_str()).or_default();
         if *opened >= NEW_SOURCES_PER_DOMAIN {
@@ -658,10 +759,11 @@ pub(super) async fn on_batch(
                 ),
                 link: link("/aggregate", &[("domain", domain), ("source", ip)]),
             };
-            summary.add(raise(transaction, &context, rule, &finding).await?);
+            new_source_findings.push((rule, finding));
             *opened += 1;
         }
     }
+    summary.add(raise_all(transaction, &context, &new_source_findings).await?);
     // One sum per domain and window, however many rules share it.
     let mut sums: HashMap<(&str, i32), i64> = HashMap::new();
     for (domain, last_day) in &failing_domains {
@@ -718,6 +820,8 @@ pub(super) async fn on_batch(
             summary.add(raise(transaction, &context, rule, &finding).await?);
         }
     }
+    summary.add(rates::source_failing_volume(transaction, &context, rows).await?);
+    summary.add(rates::pass_rate_drops(transaction, &context, rows).await?);
     Ok(summary)
 }
 
@@ -743,6 +847,8 @@ pub(super) async fn scheduled(
     let mut summary = EvaluationSummary::default();
     summary.add(failure_reports(&mut transaction, &context).await?);
     summary.add(tls_failures(&mut transaction, &context).await?);
+    summary.add(dns::changed(&mut transaction, &context).await?);
+    summary.add(dns::broken(&mut transaction, &context).await?);
     summary.add(silence(&mut transaction, &context).await?);
     summary.add(gone(&mut transaction, &context).await?);
     transaction.commit().await?;
@@ -825,22 +931,29 @@ async fn failure_reports(
 async fn tls_failures(transaction: &mut Tx, context: &Context) -> StoreResult<EvaluationSummary> {
     let mut summary = EvaluationSummary::default();
     let after = cursor(transaction, "tls_reports").await?;
-    let rows: Vec<(i64, String, i64)> = transaction
+    let rows: Vec<(i64, String, i64, DateTime<Utc>)> = transaction
         .fetch_all(&transaction.statement(
-            "SELECT r.id, p.policy_domain, p.failed_sessions
+            "SELECT r.id, p.policy_domain, p.failed_sessions, r.date_begin
                FROM tls_reports r JOIN tls_policies p ON p.report_id = r.id
               WHERE r.id > $1 ORDER BY r.id",
             vec![after.into()],
         ))
         .await?;
-    let Some(last) = rows.iter().map(|(id, _, _)| *id).max() else {
+    let Some(last) = rows.iter().map(|(id, _, _, _)| *id).max() else {
         return Ok(summary);
     };
-    let mut per_domain: BTreeMap<String, i64> = BTreeMap::new();
-    for (_, domain, failed) in &rows {
-        *per_domain.entry(domain.to_ascii_lowercase()).or_default() += failed;
+    // Per domain: failed sessions, and the start of the earliest report
+    // that has some.
+    let mut per_domain: BTreeMap<String, (i64, Option<DateTime<Utc>>)> = BTreeMap::new();
+    for (_, domain, failed, begin) in &rows {
+        let entry = per_domain.entry(domain.to_ascii_lowercase()).or_default();
+        entry.0 += failed;
+        if *failed > 0 {
+            entry.1 = Some(entry.1.map_or(*begin, |first| first.min(*begin)));
+        }
     }
-    for (domain, failed) in &per_domain {
+    for (domain, (failed, first_failing)) in &per_domain {
+        let link = link("/tls", &[("domain", domain)]);
         for rule in context.rules_of(RuleKind::TlsrptFailure) {
             if !rule.applies_to(domain) || *failed < rule.threshold.max(1) {
                 continue;
@@ -853,13 +966,61 @@ async fn tls_failures(transaction: &mut Tx, context: &Context) -> StoreResult<Ev
                     "New TLS reports count {failed} failed session{} delivering mail to {domain}.",
                     if *failed == 1 { "" } else { "s" }
                 ),
-                link: link("/tls", &[("domain", domain)]),
+                link: link.clone(),
+            };
+            summary.add(raise(transaction, context, rule, &finding).await?);
+        }
+        let Some(first_failing) = first_failing else {
+            continue;
+        };
+        for rule in context.rules_of(RuleKind::TlsrptFirstFailure) {
+            if !rule.applies_to(domain) || *failed < rule.threshold.max(1) {
+                continue;
+            }
+            let days = i64::from(rule.window_days.max(1));
+            let clean_since = *first_failing - Duration::days(days);
+            if !clean_before(transaction, domain, after, clean_since).await? {
+                continue;
+            }
+            let finding = Finding {
+                domain: domain.clone(),
+                subject: String::new(),
+                title: format!("First TLS failures delivering to {domain} in {days} days"),
+                detail: format!(
+                    "New TLS reports count {failed} failed session{} delivering mail to {domain}, \
+                     after {days} days of reports without any.",
+                    if *failed == 1 { "" } else { "s" }
+                ),
+                link: link.clone(),
             };
             summary.add(raise(transaction, context, rule, &finding).await?);
         }
     }
     advance(transaction, "tls_reports", last).await?;
     Ok(summary)
+}
+
+/// Whether the TLS reports for `domain` read before (ids up to `read`)
+/// that cover time since `since` exist and count no failed session.
+async fn clean_before(
+    transaction: &mut Tx,
+    domain: &str,
+    read: i64,
+    since: DateTime<Utc>,
+) -> StoreResult<bool> {
+    let backend = transaction.backend();
+    let (reports, failed): (i64, i64) = transaction
+        .fetch_one(&transaction.statement(
+            &format!(
+                "SELECT count(*), {failed} FROM tls_reports r \
+                 JOIN tls_policies p ON p.report_id = r.id \
+                 WHERE lower(p.policy_domain) = $1 AND r.id <= $2 AND r.date_end > $3",
+                failed = backend.sum("p.failed_sessions"),
+            ),
+            vec![domain.into(), read.into(), since.into()],
+        ))
+        .await?;
+    Ok(reports > 0 && failed == 0)
 }
 
 /// Days a reporter must have reported on, of the 7 before its last report,

@@ -232,6 +232,15 @@ const POSTGRES: &[Migration] = &[
         retriggers: &[],
         rebuilds_tables: false,
     },
+    Migration {
+        version: 22,
+        name: "alert_rule_kinds",
+        sql: include_str!("../../migrations/postgres/0022_alert_rule_kinds.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: false,
+    },
 ];
 
 const SQLITE: &[Migration] = &[
@@ -405,6 +414,15 @@ const SQLITE: &[Migration] = &[
         derives: &[],
         retriggers: &[],
         rebuilds_tables: false,
+    },
+    Migration {
+        version: 20,
+        name: "alert_rule_kinds",
+        sql: include_str!("../../migrations/sqlite/0020_alert_rule_kinds.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: true,
     },
 ];
 

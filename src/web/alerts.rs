@@ -23,7 +23,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/alerts", get(list_alerts))
         .route("/alerts/{id}/resolve", post(resolve_alert))
         .route("/alert-rules", get(list_rules).post(add_rule))
-        .route("/alert-rules/{id}", delete(delete_rule))
+        .route("/alert-rules/{id}", delete(delete_rule).patch(change_rule))
         .route("/alert-channels", get(list_channels).post(add_channel))
         .route("/alert-channels/{id}", delete(delete_channel))
         .route("/alert-channels/{id}/test", post(test_channel))
@@ -151,20 +151,22 @@ pub(crate) fn new_rule(request: RuleRequest, by: String) -> Result<NewRule, Stri
         Some(other) => return Err(format!("domain: {other:?} is not a domain name")),
         None => None,
     };
-    let default_threshold = match request.kind {
-        RuleKind::FailingVolume => 100,
-        _ => 1,
-    };
-    let default_window = match request.kind {
-        RuleKind::NewSource => 7,
-        RuleKind::DomainSilent | RuleKind::ReporterSilent => 3,
-        _ => 1,
-    };
-    let threshold = request.threshold.unwrap_or(default_threshold);
+    let threshold = request
+        .threshold
+        .unwrap_or(request.kind.default_threshold());
     if !(1..=1_000_000_000_000).contains(&threshold) {
         return Err("threshold: from 1 to 10^12".to_string());
     }
-    let window_days = request.window_days.unwrap_or(default_window);
+    if matches!(
+        request.kind,
+        RuleKind::PassRateDrop | RuleKind::SourcePassRateDrop
+    ) && threshold > 100
+    {
+        return Err("threshold: percentage points, from 1 to 100".to_string());
+    }
+    let window_days = request
+        .window_days
+        .unwrap_or(i64::from(request.kind.default_window_days()));
     if !(1..=366).contains(&window_days) {
         return Err("window_days: from 1 to 366".to_string());
     }
@@ -226,6 +228,35 @@ pub(super) async fn add_rule(
     }
     let stored = alerts::add_rule(state.store.db(), &new).await?;
     Ok((StatusCode::CREATED, Json(stored)).into_response())
+}
+
+/// What to change of a rule.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuleChange {
+    /// Whether the rule is evaluated; a rule switched off keeps its
+    /// alerts, and its open ones are resolved when their cause goes.
+    pub enabled: bool,
+}
+
+/// Switches an alert rule on or off.
+#[utoipa::path(patch, path = "/api/v1/alert-rules/{id}", tag = "alerts",
+    params(("id" = i64, Path, description = "Alert rule id")),
+    request_body = RuleChange,
+    responses((status = 200, body = Rule), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 415, body = ErrorBody)),
+    security(("token" = [])))]
+pub(super) async fn change_rule(
+    _: ApiToken,
+    State(state): State<AppState>,
+    Id(id): Id,
+    JsonBody(change): JsonBody<RuleChange>,
+) -> Result<Json<Rule>, ApiError> {
+    alerts::set_rule_enabled(state.store.db(), id, change.enabled)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no alert rule {id}")))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

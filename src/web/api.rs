@@ -611,7 +611,7 @@ impl utoipa::Modify for SecurityAddon {
           super::senders::readiness, super::senders::approvals, super::senders::add_approval,
           super::senders::approval, super::senders::revoke_approval,
           super::alerts::list_alerts, super::alerts::resolve_alert, super::alerts::list_rules,
-          super::alerts::add_rule, super::alerts::delete_rule, super::alerts::list_channels,
+          super::alerts::add_rule, super::alerts::delete_rule, super::alerts::change_rule, super::alerts::list_channels,
           super::alerts::add_channel, super::alerts::delete_channel, super::alerts::test_channel),
     // Named by the `group_by` and `sort` parameters: the document must define them.
     components(schemas(GroupBy, SummarySort, TlsGroupBy)),

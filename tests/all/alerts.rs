@@ -19,12 +19,12 @@ use crate::common::http::Server;
 use crate::common::smtp_sink::SmtpSink;
 use crate::common::webhook_server::WebhookServer;
 
-const DOMAIN: &str = "alerts.test";
-const DASHBOARD: &str = "https://dmarc.example.com";
+pub(crate) const DOMAIN: &str = "alerts.test";
+pub(crate) const DASHBOARD: &str = "https://dmarc.example.com";
 
 /// An aggregate report for DOMAIN from `org`, for the day starting
 /// `day` (Unix time), with (source, messages, passes DMARC) rows.
-fn report(org: &str, id: &str, day: i64, rows: &[(&str, u32, bool)]) -> String {
+pub(crate) fn report(org: &str, id: &str, day: i64, rows: &[(&str, u32, bool)]) -> String {
     let records: String = rows
         .iter()
         .map(|(ip, count, pass)| {
@@ -46,15 +46,15 @@ fn report(org: &str, id: &str, day: i64, rows: &[(&str, u32, bool)]) -> String {
     )
 }
 
-async fn all_alerts(store: &Store) -> Vec<Alert> {
+pub(crate) async fn all_alerts(store: &Store) -> Vec<Alert> {
     alerts::list(store.db(), false, 1000).await.unwrap()
 }
 
-fn of_kind(alerts: &[Alert], kind: RuleKind) -> Vec<Alert> {
+pub(crate) fn of_kind(alerts: &[Alert], kind: RuleKind) -> Vec<Alert> {
     alerts.iter().filter(|a| a.kind == kind).cloned().collect()
 }
 
-fn sender(store: &Store, smtp_port: u16) -> OutboxSender {
+pub(crate) fn sender(store: &Store, smtp_port: u16) -> OutboxSender {
     OutboxSender::new(
         store.clone(),
         &MailOutConfig {
@@ -70,7 +70,7 @@ fn sender(store: &Store, smtp_port: u16) -> OutboxSender {
     .unwrap()
 }
 
-async fn channels(store: &Store, hook: &WebhookServer, to: &str) {
+pub(crate) async fn channels(store: &Store, hook: &WebhookServer, to: &str) {
     alerts::add_channel(
         store.db(),
         &NewChannel {
@@ -99,7 +99,7 @@ async fn channels(store: &Store, hook: &WebhookServer, to: &str) {
     .unwrap();
 }
 
-const DAY: i64 = 1_733_011_200; // 2024-12-01
+pub(crate) const DAY: i64 = 1_733_011_200; // 2024-12-01
 
 #[tokio::test]
 async fn new_sources_and_failing_volume_fire_once_reach_mail_and_webhook_and_resolve() {
@@ -456,9 +456,32 @@ async fn rules_and_channels_are_managed_over_the_api_and_the_page() {
                 "failure_report",
                 "tlsrpt_failure",
                 "domain_silent",
-                "reporter_silent"
+                "reporter_silent",
+                "pass_rate_drop",
+                "dns_changed",
+                "dns_broken",
+                "source_failing_volume",
+                "source_pass_rate_drop",
+                "tlsrpt_first_failure"
             ],
             "{backend}"
+        );
+        // The finer rules start switched off (the domain-wide ones tell
+        // of the same causes).
+        let off: Vec<&str> = rules
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|rule| rule["enabled"] == false)
+            .map(|rule| rule["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            off,
+            [
+                "source_failing_volume",
+                "source_pass_rate_drop",
+                "tlsrpt_first_failure"
+            ]
         );
         assert!(rules
             .as_array()
@@ -500,6 +523,42 @@ async fn rules_and_channels_are_managed_over_the_api_and_the_page() {
         )
         .await;
         assert_eq!(missing.status, 404, "{}", missing.text());
+        let too_many_points = post(
+            "/api/v1/alert-rules",
+            json!({"kind": "pass_rate_drop", "threshold": 101}),
+        )
+        .await;
+        assert_eq!(too_many_points.status, 400, "{}", too_many_points.text());
+
+        // Switched off and on again.
+        let rule_id = rule["id"].as_i64().unwrap();
+        let patch = |id: i64, body: serde_json::Value| {
+            let server = &server;
+            let token = token.clone();
+            async move {
+                server
+                    .request(
+                        "PATCH",
+                        &format!("/api/v1/alert-rules/{id}"),
+                        Some(&token),
+                        Some("application/json"),
+                        body.to_string().into_bytes(),
+                        &[],
+                    )
+                    .await
+            }
+        };
+        let off = patch(rule_id, json!({"enabled": false})).await;
+        assert_eq!(off.status, 200, "{}", off.text());
+        assert_eq!(off.json()["enabled"], false);
+        let stored = alerts::rules(store.db()).await.unwrap();
+        assert!(!stored.iter().find(|r| r.id == rule_id).unwrap().enabled);
+        assert_eq!(
+            patch(rule_id, json!({"enabled": true})).await.json()["enabled"],
+            true
+        );
+        assert_eq!(patch(99_999, json!({"enabled": true})).await.status, 404);
+        assert_eq!(patch(rule_id, json!({"enabled": "yes"})).await.status, 400);
 
         let test = server
             .request(
@@ -531,6 +590,12 @@ async fn rules_and_channels_are_managed_over_the_api_and_the_page() {
                 "{path} is not documented"
             );
         }
+        assert!(
+            document["paths"]["/api/v1/alert-rules/{id}"]
+                .get("patch")
+                .is_some(),
+            "switching a rule is documented"
+        );
 
         // The page: an admin adds an email channel and a rule, sees them.
         server
@@ -582,5 +647,22 @@ async fn rules_and_channels_are_managed_over_the_api_and_the_page() {
         assert!(text.contains("example.org"));
         assert!(text.contains("webhook (teams, signed)"));
         assert!(text.contains("No alert has fired yet."));
+
+        // The page switches a rule off.
+        let switched = alice
+            .post(
+                &server,
+                "/alerts",
+                &[
+                    ("csrf", &alice.csrf),
+                    ("id", &rule_id.to_string()),
+                    ("action", "disable_rule"),
+                ],
+            )
+            .await;
+        assert_eq!(switched.status, 303, "{}", switched.text());
+        let stored = alerts::rules(store.db()).await.unwrap();
+        assert!(!stored.iter().find(|r| r.id == rule_id).unwrap().enabled);
+        assert!(alice.get(&server, "/alerts").await.text().contains("(off)"));
     }
 }

@@ -5,6 +5,7 @@
 
 mod common;
 
+mod alert_rules;
 mod alerts;
 mod api;
 mod browser;
@@ -22,6 +23,7 @@ mod https;
 mod mailbox;
 mod nodes;
 mod outbox;
+mod outbox_crash;
 mod parse_memory;
 mod posture;
 mod posture_history;

@@ -204,6 +204,13 @@ pub(super) async fn change(
             }
             "/alerts#rules".to_string()
         }
+        "enable_rule" | "disable_rule" => {
+            let enabled = form.action == "enable_rule";
+            alerts::set_rule_enabled(db, form.id, enabled)
+                .await?
+                .ok_or_else(missing)?;
+            "/alerts#rules".to_string()
+        }
         "delete_channel" => {
             if !alerts::delete_channel(db, form.id).await? {
                 return Err(missing());

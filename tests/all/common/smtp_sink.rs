@@ -1,7 +1,9 @@
 //! A real SMTP server on loopback for mail dmarcd sends: Debian's
 //! python3-aiosmtpd, started per test, writing each message it accepts to
 //! a directory (`NNNN.eml`, its envelope beside it in `NNNN.json`).
-//! It can answer `451` to the first messages, as a greylisting relay does.
+//! It can answer `451` to the first messages, as a greylisting relay does,
+//! or take in the first messages whole and never answer (`NNNN.hung`
+//! holds what it took), as a relay stuck at the final dot does.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -13,7 +15,7 @@ const SERVER: &str = r#"
 import asyncio, json, os, sys
 from aiosmtpd.smtp import SMTP
 
-out, refuse_first = sys.argv[1], int(sys.argv[2])
+out, refuse_first, hang_first = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 seen = 0
 
 class Sink:
@@ -23,6 +25,11 @@ class Sink:
         if seen <= refuse_first:
             return "451 4.7.1 Greylisted, try again later"
         name = os.path.join(out, "%04d" % seen)
+        if seen <= refuse_first + hang_first:
+            with open(name + ".tmp", "wb") as f:
+                f.write(envelope.original_content)
+            os.rename(name + ".tmp", name + ".hung")
+            await asyncio.sleep(3600)
         with open(name + ".json", "w") as f:
             json.dump({"from": envelope.mail_from, "to": envelope.rcpt_tos}, f)
         with open(name + ".tmp", "wb") as f:
@@ -48,6 +55,16 @@ pub struct SmtpSink {
 impl SmtpSink {
     /// None (loudly; an error in CI) when aiosmtpd is not installed.
     pub async fn start(refuse_first: u32) -> Option<SmtpSink> {
+        SmtpSink::start_with(refuse_first, 0).await
+    }
+
+    /// A sink that takes in the first `hang_first` messages and never
+    /// answers them.
+    pub async fn start_hanging(hang_first: u32) -> Option<SmtpSink> {
+        SmtpSink::start_with(0, hang_first).await
+    }
+
+    async fn start_with(refuse_first: u32, hang_first: u32) -> Option<SmtpSink> {
         let installed = std::process::Command::new("/usr/bin/python3")
             .args(["-c", "import aiosmtpd"])
             .status()
@@ -65,6 +82,7 @@ impl SmtpSink {
             .args(["-c", SERVER])
             .arg(dir.path())
             .arg(refuse_first.to_string())
+            .arg(hang_first.to_string())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
@@ -101,6 +119,20 @@ impl SmtpSink {
                         .unwrap();
                 (envelope, std::fs::read(&eml).unwrap())
             })
+            .collect()
+    }
+
+    /// The messages taken in and never answered so far, in order.
+    pub fn hung(&self) -> Vec<Vec<u8>> {
+        let mut names: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "hung"))
+            .collect();
+        names.sort();
+        names
+            .into_iter()
+            .map(|path| std::fs::read(path).unwrap())
             .collect()
     }
 

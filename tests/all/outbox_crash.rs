@@ -1,0 +1,156 @@
+//! Crash safety of the outbox with a real `dmarcd serve`: the process is
+//! killed (SIGKILL) while a committed message is on the wire, stuck at the
+//! relay's final dot. After a restart the message is sent again once the
+//! dead node's claim has run out, with the same Message-ID (the dedup id a
+//! receiver drops a repeat by), and accepted exactly once; nothing more
+//! is sent. Both backends.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use dmarcd::outbox::{Notification, OutboxItem};
+use dmarcd::store::Store;
+
+use crate::common;
+use crate::common::smtp_sink::SmtpSink;
+
+/// A `dmarcd serve` whose outbox sends to the sink: quick passes and
+/// short timeouts, so that a dead node's claim runs out within seconds
+/// (6 × the 3 s mail timeout: 18 s).
+fn serve(database_url: Option<&str>, data: &Path, sink_port: u16) -> Child {
+    let free = || -> SocketAddr {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    };
+    let web = free();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dmarcd"));
+    command
+        .arg("serve")
+        .env_remove("DATABASE_URL")
+        .env("DMARCD_DATA_DIR", data)
+        .env("DMARCD_LOG", "warn")
+        .env("DMARCD_SMTP_LISTEN", free().to_string())
+        .env("DMARCD_WEB_LISTEN", web.to_string())
+        .env("DMARCD_ENRICH_REVERSE_DNS", "false")
+        .env("DMARCD_MAIL_OUT_RELAY", "127.0.0.1")
+        .env("DMARCD_MAIL_OUT_PORT", sink_port.to_string())
+        .env("DMARCD_MAIL_OUT_TLS", "none")
+        .env("DMARCD_MAIL_OUT_FROM", "dmarcd@dmarc.example.com")
+        .env("DMARCD_MAIL_OUT_TIMEOUT_SECONDS", "3")
+        .env("DMARCD_OUTBOX_INTERVAL_SECONDS", "1")
+        .env("DMARCD_OUTBOX_WEBHOOK_TIMEOUT_SECONDS", "1")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(data.join(format!("stderr-{}.log", web.port()))).unwrap());
+    if let Some(url) = database_url {
+        command.env("DATABASE_URL", url);
+    }
+    let child = command.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(web).is_err() {
+        assert!(Instant::now() < deadline, "dmarcd did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+fn message_id(raw: &[u8]) -> String {
+    mail_parser::MessageParser::default()
+        .parse(raw)
+        .unwrap()
+        .message_id()
+        .unwrap()
+        .to_string()
+}
+
+async fn wait_until(what: &str, seconds: u64, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while !done() {
+        assert!(Instant::now() < deadline, "waited {seconds} s for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn status(store: &Store, id: i64) -> String {
+    store
+        .outbox_entries(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|entry| entry.id == id)
+        .unwrap()
+        .status
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_killed_while_sending_sends_again_after_restart_with_the_same_id() {
+    let postgres = common::db::postgres_named().await;
+    let sqlite = common::db::sqlite().await;
+    let mut cases: Vec<(Option<String>, &Path, Store)> =
+        vec![(None, sqlite.0.path(), sqlite.1.clone())];
+    if let Some((dir, store, name)) = &postgres {
+        let url = common::db::with_database(&std::env::var("DATABASE_URL").unwrap(), name);
+        cases.push((Some(url), dir.path(), store.clone()));
+    }
+    for (round, (url, data, store)) in cases.into_iter().enumerate() {
+        let backend = store.backend();
+        let Some(sink) = SmtpSink::start_hanging(1).await else {
+            return;
+        };
+        let notification = Notification {
+            event: "test".to_string(),
+            title: format!("Crash test {round}"),
+            text: "Sent once, whatever happens to the sender.".to_string(),
+            link: None,
+            details: serde_json::json!({}),
+        };
+        let item = OutboxItem::Mail(notification.mail(vec!["ops@example.com".to_string()], None))
+            .queued(Some(format!("crash-test-{round}")));
+        let id = store.enqueue_outbox(&[item], Utc::now()).await.unwrap()[0];
+
+        let mut first = serve(url.as_deref(), data, sink.port);
+        // The relay has the whole message and will never answer: kill
+        // the node now, between sending and recording it.
+        wait_until("the relay to take the message", 20, || {
+            !sink.hung().is_empty()
+        })
+        .await;
+        first.kill().unwrap();
+        first.wait().unwrap();
+        assert_eq!(status(&store, id).await, "sending", "{backend}: claimed");
+        assert!(sink.messages().is_empty(), "{backend}: nothing accepted");
+
+        let mut second = serve(url.as_deref(), data, sink.port);
+        // Sent again once the dead node's claim has run out (18 s).
+        let mut sent = String::new();
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while sent != "sent" {
+            assert!(Instant::now() < deadline, "{backend}: not sent again");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            sent = status(&store, id).await;
+        }
+        let accepted = sink.wait_for(1).await;
+        assert_eq!(accepted.len(), 1, "{backend}");
+        let repeat = &accepted[0].1;
+        let hung = &sink.hung()[0];
+        assert_eq!(
+            message_id(repeat),
+            message_id(hung),
+            "{backend}: a repeat carries the same Message-ID"
+        );
+        assert_eq!(
+            message_id(repeat),
+            format!("dmarcd.outbox.{id}@dmarc.example.com")
+        );
+
+        // Nothing more goes out.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(sink.messages().len(), 1, "{backend}: sent once");
+        second.kill().unwrap();
+        second.wait().unwrap();
+    }
+}
