@@ -426,6 +426,7 @@ async fn set_alert_rules(store: &Store, count: usize) {
             window_days,
             cooldown_minutes: 360,
             channels: Vec::new(),
+            classes: Vec::new(),
             created_by: "bench".to_string(),
         };
         alerts::add_rule(store.db(), &rule).await.unwrap();

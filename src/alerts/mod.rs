@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::outbox::{Notification, OutboxItem, WebhookFormat};
+use crate::senders::Class;
 use crate::store::{NewOutboxItem, Store};
 
 /// What a rule watches.
@@ -176,6 +177,9 @@ pub struct Rule {
     pub cooldown_minutes: i32,
     /// Channel ids to tell; empty: every channel.
     pub channels: Vec<i64>,
+    /// New-source rules: only sources of these classes (as the batch that
+    /// first reports them shows them); empty: every new source.
+    pub classes: Vec<Class>,
     pub enabled: bool,
     pub created_by: String,
     #[schema(value_type = String, format = DateTime)]

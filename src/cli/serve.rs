@@ -17,7 +17,8 @@ pub(super) async fn serve(mut config: Config) -> anyhow::Result<ExitCode> {
     let store = super::open_store(&config)
         .await?
         .with_replicas(&config.database.replicas())?
-        .with_dashboard_url(&config.outbox.dashboard_url);
+        .with_dashboard_url(&config.outbox.dashboard_url)
+        .with_senders_config(config.senders.clone());
     tracing::info!(backend = store.backend(), data_dir = %config.data_dir.display(), "dmarcd started");
     let (stop, stopped) = watch::channel(false);
     let mut listeners = Vec::new();

@@ -26,7 +26,7 @@ use super::time::time_text;
 use super::{Page, QueryError};
 use crate::senders::class::FORWARDING_REASONS;
 use crate::senders::{
-    classify, matches_ip, Action, Class, IpFacts, MatchKind, RuleMatch, SendersConfig, SourceFacts,
+    classify, matching_rule, ordered_rules, Class, IpFacts, SendersConfig, SourceFacts,
 };
 use crate::store::approvals::{self, Approval};
 use crate::store::db::json;
@@ -406,64 +406,6 @@ fn row_of(summary: &SummaryRow, facts: SourceFacts, config: &SendersConfig) -> S
         signals: classed.signals,
         approval_id: facts.rule.map(|rule| rule.id),
     }
-}
-
-/// The rules in the order they are tried: the domain's own before those
-/// for every domain, the newest first within each.
-fn ordered_rules(mut rules: Vec<Approval>) -> Vec<Approval> {
-    rules.sort_by_key(|rule| (rule.domain.is_none(), std::cmp::Reverse(rule.id)));
-    rules
-}
-
-/// The first rule that matches a source: a name rule by its name, an IP
-/// rule (IP, CIDR, AS, PTR) by its IP, or, for a named source, by the IPs
-/// that carry at least `majority_percent` of its messages.
-fn matching_rule(
-    rules: &[Approval],
-    key: &str,
-    is_ip: bool,
-    ips: &[(IpFacts, i64)],
-    messages: i64,
-    config: &SendersConfig,
-) -> Option<RuleMatch> {
-    let rule = rules.iter().find(|rule| match rule.match_kind {
-        MatchKind::Name => !is_ip && rule.value.eq_ignore_ascii_case(key),
-        kind => {
-            let matched: i64 = ips
-                .iter()
-                .filter(|(facts, _)| matches_ip(kind, &rule.value, facts))
-                .map(|(_, messages)| messages)
-                .sum();
-            matched > 0
-                && matched.saturating_mul(100)
-                    >= messages.saturating_mul(i64::from(config.majority_percent))
-        }
-    })?;
-    let verb = match rule.action {
-        Action::Approve => "approved",
-        Action::Ignore => "ignored",
-    };
-    let scope = if rule.domain.is_none() {
-        " for every domain"
-    } else {
-        ""
-    };
-    let note = if rule.note.trim().is_empty() {
-        String::new()
-    } else {
-        format!(" ({})", rule.note.trim())
-    };
-    Some(RuleMatch {
-        id: rule.id,
-        action: rule.action,
-        line: format!(
-            "{verb}{scope} by {} on {}: {} {}{note}",
-            rule.created_by,
-            rule.created_at.format("%Y-%m-%d"),
-            rule.match_kind.label(),
-            rule.value,
-        ),
-    })
 }
 
 /// The first forwarding override reason of a record's reasons (JSON).

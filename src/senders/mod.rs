@@ -10,7 +10,7 @@ pub mod readiness;
 pub mod rule;
 
 pub use class::{classify, Cause, CauseTally, Class, Classification, RuleMatch, SourceFacts};
-pub use rule::{matches_ip, Action, IpFacts, MatchKind, RuleError};
+pub use rule::{matches_ip, matching_rule, ordered_rules, Action, IpFacts, MatchKind, RuleError};
 
 use serde::Deserialize;
 

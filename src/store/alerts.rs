@@ -18,7 +18,9 @@ use super::outbox;
 use super::{StoreError, StoreResult};
 use crate::alerts::{self, Alert, Channel, ChannelKind, Finding, Rule, RuleKind};
 use crate::outbox::WebhookFormat;
+use crate::senders::{Class, SendersConfig};
 
+mod classes;
 mod dns;
 pub mod rates;
 
@@ -53,6 +55,7 @@ struct RuleRow {
     window_days: i32,
     cooldown_minutes: i32,
     channels: String,
+    classes: String,
     enabled: bool,
     created_by: String,
     created_at: DateTime<Utc>,
@@ -67,6 +70,9 @@ impl RuleRow {
             channels: serde_json::from_str(&self.channels).map_err(|_| {
                 StoreError::Corrupt(format!("alert rule {} has unreadable channels", self.id))
             })?,
+            classes: serde_json::from_str(&self.classes).map_err(|_| {
+                StoreError::Corrupt(format!("alert rule {} has unreadable classes", self.id))
+            })?,
             id: self.id,
             domain: self.domain,
             threshold: self.threshold,
@@ -80,7 +86,7 @@ impl RuleRow {
 }
 
 const RULE_COLUMNS: &str = "id, domain, kind, threshold, window_days, cooldown_minutes, channels, \
-                            enabled, created_by, created_at";
+                            classes, enabled, created_by, created_at";
 
 #[derive(sqlx::FromRow)]
 struct ChannelRow {
@@ -170,6 +176,8 @@ pub struct NewRule {
     pub window_days: i32,
     pub cooldown_minutes: i32,
     pub channels: Vec<i64>,
+    /// New-source rules: only these classes; empty: all.
+    pub classes: Vec<Class>,
     pub created_by: String,
 }
 
@@ -199,7 +207,7 @@ pub async fn add_rule(db: &Db, new: &NewRule) -> StoreResult<Rule> {
         .fetch_one(&db.statement(
             &format!(
                 "INSERT INTO alert_rules (domain, kind, threshold, window_days, cooldown_minutes, \
-                 channels, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 channels, created_by, created_at, classes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
                  RETURNING {RULE_COLUMNS}"
             ),
             vec![
@@ -211,6 +219,7 @@ pub async fn add_rule(db: &Db, new: &NewRule) -> StoreResult<Rule> {
                 json(&new.channels),
                 new.created_by.as_str().into(),
                 super::seconds(Utc::now()).into(),
+                json(&new.classes),
             ],
         ))
         .await?;
@@ -724,6 +733,7 @@ pub(super) async fn on_batch(
     new: &[(String, String, i64)],
     now: DateTime<Utc>,
     dashboard_url: &str,
+    senders: &SendersConfig,
 ) -> StoreResult<EvaluationSummary> {
     let mut summary = EvaluationSummary::default();
     let failing_domains: BTreeMap<String, DateTime<Utc>> = rows
@@ -738,6 +748,17 @@ pub(super) async fn on_batch(
         return Ok(summary);
     }
     let context = Context::load(transaction, now, dashboard_url).await?;
+    // Classes only when a rule asks for some: classifying costs lookups.
+    let classed: Vec<(String, String)> = new
+        .iter()
+        .filter(|(domain, _, _)| {
+            context
+                .rules_of(RuleKind::NewSource)
+                .any(|rule| !rule.classes.is_empty() && rule.applies_to(domain))
+        })
+        .map(|(domain, ip, _)| (domain.clone(), ip.clone()))
+        .collect();
+    let classes = classes::of_new_sources(transaction, &classed, rows, senders).await?;
     let mut per_domain: HashMap<&str, usize> = HashMap::new();
     let mut new_source_findings: Vec<(&Rule, Finding)> = Vec::new();
     for (domain, ip, count) in new {
@@ -749,12 +770,20 @@ pub(super) async fn on_batch(
             if !rule.applies_to(domain) || *count < rule.threshold {
                 continue;
             }
+            let class = classes.get(&(domain.clone(), ip.clone())).copied();
+            if !rule.classes.is_empty() && !class.is_some_and(|class| rule.classes.contains(&class))
+            {
+                continue;
+            }
+            let class_note = class
+                .map(|class| format!(" Its class as first reported: {}.", class.label()))
+                .unwrap_or_default();
             let finding = Finding {
                 domain: domain.clone(),
                 subject: ip.clone(),
                 title: format!("New source sending as {domain}: {ip}"),
                 detail: format!(
-                    "{ip} sent {count} message{} as {domain}, the first reported from it.",
+                    "{ip} sent {count} message{} as {domain}, the first reported from it.{class_note}",
                     if *count == 1 { "" } else { "s" }
                 ),
                 link: link("/aggregate", &[("domain", domain), ("source", ip)]),

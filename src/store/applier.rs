@@ -140,6 +140,7 @@ fn added(table: &str, rollup: &TableDelta, alias: &str) -> String {
 pub(super) struct AlertClock<'a> {
     pub now: DateTime<Utc>,
     pub dashboard_url: &'a str,
+    pub senders: &'a crate::senders::SendersConfig,
 }
 
 /// One pass; `None` when another applier (another process) is at work.
@@ -295,6 +296,7 @@ pub(super) async fn count_reports(
             &new_sources,
             clock.now,
             clock.dashboard_url,
+            clock.senders,
         )
         .await?;
     }

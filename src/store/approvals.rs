@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::db::Db;
+use super::db::{Db, Tx};
 use super::{StoreError, StoreResult};
 use crate::senders::{Action, MatchKind};
 
@@ -118,6 +118,19 @@ pub async fn list(db: &Db, domain: Option<&str>, revoked: bool) -> StoreResult<V
     }
     sql.push(" ORDER BY id DESC");
     let rows: Vec<ApprovalRow> = db.fetch_all(&sql).await?;
+    rows.into_iter().map(ApprovalRow::decode).collect()
+}
+
+/// The rules in force, read in `transaction` (the rollup applier's).
+pub(super) async fn in_force(transaction: &mut Tx) -> StoreResult<Vec<Approval>> {
+    let rows: Vec<ApprovalRow> = transaction
+        .fetch_all(&transaction.statement(
+            &format!(
+                "SELECT {COLUMNS} FROM sender_approvals WHERE revoked_at IS NULL ORDER BY id DESC"
+            ),
+            Vec::new(),
+        ))
+        .await?;
     rows.into_iter().map(ApprovalRow::decode).collect()
 }
 

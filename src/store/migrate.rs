@@ -241,6 +241,15 @@ const POSTGRES: &[Migration] = &[
         retriggers: &[],
         rebuilds_tables: false,
     },
+    Migration {
+        version: 23,
+        name: "alert_rule_classes",
+        sql: include_str!("../../migrations/postgres/0023_alert_rule_classes.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: false,
+    },
 ];
 
 const SQLITE: &[Migration] = &[
@@ -423,6 +432,15 @@ const SQLITE: &[Migration] = &[
         derives: &[],
         retriggers: &[],
         rebuilds_tables: true,
+    },
+    Migration {
+        version: 21,
+        name: "alert_rule_classes",
+        sql: include_str!("../../migrations/sqlite/0021_alert_rule_classes.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: false,
     },
 ];
 

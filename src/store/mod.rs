@@ -257,6 +257,8 @@ pub struct Store {
     /// The dashboard's address for links in the notifications that alerts
     /// queue (`outbox.dashboard_url`; empty: none).
     dashboard_url: std::sync::Arc<str>,
+    /// The source-class thresholds new-source alert rules classify with.
+    senders: Arc<crate::senders::SendersConfig>,
 }
 
 impl Store {
@@ -281,12 +283,19 @@ impl Store {
             db,
             replicas: None,
             dashboard_url: std::sync::Arc::from(""),
+            senders: Arc::new(crate::senders::SendersConfig::default()),
         })
     }
 
     /// The store with `url` as the dashboard's address in notifications.
     pub fn with_dashboard_url(mut self, url: &str) -> Store {
         self.dashboard_url = std::sync::Arc::from(url);
+        self
+    }
+
+    /// The store with `config` as the source-class thresholds alerts use.
+    pub fn with_senders_config(mut self, config: crate::senders::SendersConfig) -> Store {
+        self.senders = Arc::new(config);
         self
     }
 
@@ -523,6 +532,7 @@ impl Store {
         let alerts = applier::AlertClock {
             now,
             dashboard_url: &self.dashboard_url,
+            senders: &self.senders,
         };
         let applied = applier::apply(&mut transaction, max_records, Some(alerts)).await?;
         transaction.commit().await?;

@@ -16,6 +16,7 @@ use super::senders::JsonBody;
 use super::{ApiError, AppState};
 use crate::alerts::{Alert, Channel, ChannelKind, Rule, RuleKind};
 use crate::outbox::{Notification, OutboxConfig, WebhookFormat};
+use crate::senders::Class;
 use crate::store::alerts::{self, NewChannel, NewRule};
 
 pub(super) fn routes() -> Router<AppState> {
@@ -96,14 +97,19 @@ pub struct RuleRequest {
     #[serde(default)]
     pub domain: Option<String>,
     pub kind: RuleKind,
-    /// failing_volume: failing messages in the window; new_source: messages
-    /// from the source in a report batch; tlsrpt_failure: failed sessions;
-    /// failure_report: reports per pass (default 1, or 100 for failing_volume).
+    /// failing_volume, source_failing_volume: failing messages in the
+    /// window; new_source: messages from the source in a report batch;
+    /// tlsrpt_failure, tlsrpt_first_failure: failed sessions;
+    /// failure_report: reports per pass; pass_rate_drop,
+    /// source_pass_rate_drop: percentage points below the median (above
+    /// 100 never fires). Default 1, or 100 for the failing volumes, 15 and
+    /// 25 for the pass rates.
     #[schema(minimum = 1, maximum = 1000000000000_i64)]
     #[serde(default, deserialize_with = "whole_number")]
     pub threshold: Option<i64>,
-    /// The window in days (silence: days without reports). Default 1, or 3
-    /// for silence, 7 for new sources.
+    /// The window in days (silence: days without reports; pass rates: the
+    /// days of the median). Default 1, or 3 for silence, 7 for new
+    /// sources, pass rates, first TLS failures and DNS changes.
     #[schema(minimum = 1, maximum = 366, value_type = Option<i32>)]
     #[serde(default, deserialize_with = "whole_number")]
     pub window_days: Option<i64>,
@@ -117,6 +123,11 @@ pub struct RuleRequest {
     #[schema(value_type = Option<Vec<i64>>)]
     #[serde(default)]
     pub channels: Option<Vec<serde_json::Value>>,
+    /// new_source only (other kinds ignore it): fire only for sources of
+    /// these classes, as the report that first shows them classes them;
+    /// empty or absent: every new source.
+    #[serde(default)]
+    pub classes: Option<Vec<Class>>,
 }
 
 /// A JSON number that is whole (`4` or `4.0`, as JSON allows), within i64.
@@ -157,13 +168,7 @@ pub(crate) fn new_rule(request: RuleRequest, by: String) -> Result<NewRule, Stri
     if !(1..=1_000_000_000_000).contains(&threshold) {
         return Err("threshold: from 1 to 10^12".to_string());
     }
-    if matches!(
-        request.kind,
-        RuleKind::PassRateDrop | RuleKind::SourcePassRateDrop
-    ) && threshold > 100
-    {
-        return Err("threshold: percentage points, from 1 to 100".to_string());
-    }
+
     let window_days = request
         .window_days
         .unwrap_or(i64::from(request.kind.default_window_days()));
@@ -188,6 +193,15 @@ pub(crate) fn new_rule(request: RuleRequest, by: String) -> Result<NewRule, Stri
         window_days: window_days as i32,
         cooldown_minutes: cooldown_minutes as i32,
         channels,
+        classes: match request.kind {
+            RuleKind::NewSource => {
+                let mut classes = request.classes.unwrap_or_default();
+                classes.sort();
+                classes.dedup();
+                classes
+            }
+            _ => Vec::new(),
+        },
         created_by: by,
     })
 }

@@ -404,3 +404,93 @@ async fn a_dns_record_changed_or_broken_fires_and_resolves_with_the_next_checks(
             .all(|alert| alert.state == "resolved"));
     }
 }
+
+#[tokio::test]
+async fn a_new_source_rule_for_suspicious_sources_leaves_out_authorized_and_approved_ones() {
+    use dmarcd::senders::{Action, Class, MatchKind};
+    use dmarcd::store::alerts::NewRule;
+    use dmarcd::store::approvals::{self, NewApproval};
+    for (_dir, store) in common::db::backends().await {
+        let backend = store.backend();
+        let suspicious_only = alerts::add_rule(
+            store.db(),
+            &NewRule {
+                domain: Some("alerts.test".to_string()),
+                kind: RuleKind::NewSource,
+                threshold: 1,
+                window_days: 7,
+                cooldown_minutes: 360,
+                channels: Vec::new(),
+                classes: vec![Class::Suspicious],
+                created_by: "test".to_string(),
+            },
+        )
+        .await
+        .unwrap();
+        approvals::add(
+            store.db(),
+            &NewApproval {
+                domain: Some("alerts.test".to_string()),
+                action: Action::Approve,
+                match_kind: MatchKind::Cidr,
+                value: "203.0.113.0/24".to_string(),
+                note: "our relay".to_string(),
+                created_by: "alice".to_string(),
+            },
+        )
+        .await
+        .unwrap();
+
+        let first = report("google.com", "g-1", DAY, &[(STEADY, 50, true)]);
+        ingest(&store, "1.xml", first.as_bytes()).await;
+        // Three new sources: one passing DMARC, one failing from the
+        // approved block, one failing and unknown.
+        let second = report(
+            "google.com",
+            "g-2",
+            DAY + 86_400,
+            &[
+                (STEADY, 50, true),
+                ("198.51.100.20", 30, true),
+                ("203.0.113.5", 30, false),
+                ("198.51.100.66", 30, false),
+            ],
+        );
+        ingest(&store, "2.xml", second.as_bytes()).await;
+        let new = of_kind(&all_alerts(&store).await, RuleKind::NewSource);
+        let every: Vec<&str> = new
+            .iter()
+            .filter(|alert| alert.rule_id != suspicious_only.id)
+            .map(|alert| alert.subject.as_str())
+            .collect();
+        assert_eq!(
+            every.len(),
+            3,
+            "{backend}: the default rule names each: {new:#?}"
+        );
+        let only: Vec<&Alert> = new
+            .iter()
+            .filter(|alert| alert.rule_id == suspicious_only.id)
+            .collect();
+        assert_eq!(only.len(), 1, "{backend}: {new:#?}");
+        assert_eq!(only[0].subject, "198.51.100.66");
+        assert!(
+            only[0]
+                .detail
+                .ends_with("Its class as first reported: Suspicious / unknown."),
+            "{}",
+            only[0].detail
+        );
+        let approved = new
+            .iter()
+            .find(|alert| alert.subject == "203.0.113.5")
+            .unwrap();
+        assert!(
+            approved
+                .detail
+                .ends_with("Its class as first reported: Authorized."),
+            "{backend}: classed for every rule once any rule asks: {}",
+            approved.detail
+        );
+    }
+}

@@ -523,12 +523,26 @@ async fn rules_and_channels_are_managed_over_the_api_and_the_page() {
         )
         .await;
         assert_eq!(missing.status, 404, "{}", missing.text());
-        let too_many_points = post(
+        let classed = post(
             "/api/v1/alert-rules",
-            json!({"kind": "pass_rate_drop", "threshold": 101}),
+            json!({"kind": "new_source", "classes": ["suspicious", "misconfigured", "suspicious"]}),
         )
         .await;
-        assert_eq!(too_many_points.status, 400, "{}", too_many_points.text());
+        assert_eq!(classed.status, 201, "{}", classed.text());
+        assert_eq!(classed.json()["classes"], json!(["misconfigured", "suspicious"]));
+        let unclassed = post(
+            "/api/v1/alert-rules",
+            json!({"kind": "pass_rate_drop", "classes": ["suspicious"]}),
+        )
+        .await;
+        assert_eq!(unclassed.json()["classes"], json!([]), "new_source only");
+        assert_eq!(unclassed.json()["threshold"], 15);
+        let not_a_class = post(
+            "/api/v1/alert-rules",
+            json!({"kind": "new_source", "classes": ["evil"]}),
+        )
+        .await;
+        assert_eq!(not_a_class.status, 400, "{}", not_a_class.text());
 
         // Switched off and on again.
         let rule_id = rule["id"].as_i64().unwrap();
@@ -637,6 +651,22 @@ async fn rules_and_channels_are_managed_over_the_api_and_the_page() {
             )
             .await;
         assert_eq!(added.status, 303, "{}", added.text());
+        let added = alice
+            .post(
+                &server,
+                "/alerts/rules",
+                &[
+                    ("csrf", &alice.csrf),
+                    ("kind", "new_source"),
+                    ("domain", ""),
+                    ("threshold", ""),
+                    ("window_days", ""),
+                    ("classes", "suspicious+misconfigured"),
+                    ("channel", ""),
+                ],
+            )
+            .await;
+        assert_eq!(added.status, 303, "{}", added.text());
         let page = alice.get(&server, "/alerts").await;
         assert_eq!(page.status, 200);
         let text = page.text();
@@ -645,6 +675,10 @@ async fn rules_and_channels_are_managed_over_the_api_and_the_page() {
             "{backend}"
         );
         assert!(text.contains("example.org"));
+        assert!(
+            text.contains("(only misconfigured, suspicious / unknown)"),
+            "{backend}"
+        );
         assert!(text.contains("webhook (teams, signed)"));
         assert!(text.contains("No alert has fired yet."));
 

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use super::{check_csrf, render, require_admin, Layout, PageError, PageUser};
 use crate::alerts::{Alert, Channel, ChannelKind, Rule, RuleKind};
 use crate::outbox::WebhookFormat;
+use crate::senders::Class;
 use crate::store::alerts;
 use crate::web::alerts::{new_channel, new_rule, queue_test, ChannelRequest, RuleRequest};
 use crate::web::AppState;
@@ -33,6 +34,16 @@ struct AlertsPage {
 impl AlertsPage {
     fn kind_label(&self, kind: &RuleKind) -> &'static str {
         kind.label()
+    }
+
+    /// "only suspicious / unknown, misconfigured" for a rule that watches
+    /// some classes; empty otherwise.
+    fn classes_note(&self, rule: &Rule) -> String {
+        if rule.classes.is_empty() {
+            return String::new();
+        }
+        let labels: Vec<&str> = rule.classes.iter().map(|class| class.label()).collect();
+        format!("only {}", labels.join(", ").to_lowercase())
     }
 
     fn channel_names(&self, rule: &Rule) -> String {
@@ -100,6 +111,9 @@ pub(super) struct RuleForm {
     window_days: Option<String>,
     #[serde(default)]
     channel: Option<String>,
+    /// New-source rules: a class key, or several joined by `+`; empty: all.
+    #[serde(default)]
+    classes: Option<String>,
 }
 
 fn number<T: std::str::FromStr>(field: &str, text: Option<&str>) -> Result<Option<T>, PageError> {
@@ -129,6 +143,18 @@ pub(super) async fn add_rule(
         window_days: number("window_days", form.window_days.as_deref())?,
         cooldown_minutes: None,
         channels: channel.map(|id| vec![serde_json::json!(id)]),
+        classes: Some(
+            form.classes
+                .as_deref()
+                .unwrap_or_default()
+                .split('+')
+                .filter(|key| !key.trim().is_empty())
+                .map(|key| {
+                    Class::parse(key.trim())
+                        .ok_or_else(|| bad(format!("{key:?} is not a class of source")))
+                })
+                .collect::<Result<_, _>>()?,
+        ),
     };
     let new = new_rule(request, user.username.clone()).map_err(bad)?;
     alerts::add_rule(state.store.db(), &new).await?;
