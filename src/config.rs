@@ -47,6 +47,7 @@ const SECTIONS: &[&str] = &[
     "senders",
     "mail_out",
     "outbox",
+    "digests",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -70,6 +71,8 @@ pub struct Config {
     /// How mail leaves (alerts, digests): a relay or a sendmail binary.
     pub mail_out: MailOutConfig,
     pub outbox: OutboxConfig,
+    /// Digest mails: how often due ones are looked for, how much they list.
+    pub digests: crate::digests::DigestsConfig,
 }
 
 impl Default for Config {
@@ -89,6 +92,7 @@ impl Default for Config {
             senders: SendersConfig::default(),
             mail_out: MailOutConfig::default(),
             outbox: OutboxConfig::default(),
+            digests: crate::digests::DigestsConfig::default(),
         }
     }
 }
@@ -296,6 +300,7 @@ impl Config {
         crate::mailbox::config::validate_all(&self.mailboxes)?;
         self.mail_out.validate()?;
         self.outbox.validate()?;
+        self.digests.validate()?;
         if let Some(url) = &self.database.url {
             let known = ["postgres://", "postgresql://", "sqlite:"];
             if !known.iter().any(|prefix| url.starts_with(prefix)) {

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod connections;
 pub mod decode;
+pub mod digests;
 pub mod dns;
 pub mod domain;
 pub mod enrich;

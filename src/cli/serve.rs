@@ -114,6 +114,14 @@ pub(super) async fn serve(mut config: Config) -> anyhow::Result<ExitCode> {
         let stopped = stopped.clone();
         tasks.push(tokio::spawn(async move { schedule.run(stopped).await }));
     }
+    // Digests: any node may queue a due one; the schedule's last period
+    // and the outbox's dedup key keep it to one.
+    if config.worker.enabled && config.digests.enabled {
+        let digests =
+            crate::digests::DigestSchedule::new(store.clone(), &config.digests, &config.senders);
+        let stopped = stopped.clone();
+        tasks.push(tokio::spawn(async move { digests.run(stopped).await }));
+    }
     // Mailbox pulls are intake: any node may hold a mailbox's lease.
     for mailbox in &config.mailboxes {
         let puller = crate::mailbox::Puller::new(
@@ -131,6 +139,7 @@ pub(super) async fn serve(mut config: Config) -> anyhow::Result<ExitCode> {
             .with_dbip_attribution(dbip)
             .with_mailboxes(config.mailboxes.clone())
             .with_senders(config.senders.clone())
+            .with_digests(config.digests.clone())
             .with_intake_hints(crate::web::IntakeHints {
                 smtp: config
                     .smtp

@@ -250,6 +250,15 @@ const POSTGRES: &[Migration] = &[
         retriggers: &[],
         rebuilds_tables: false,
     },
+    Migration {
+        version: 24,
+        name: "digests",
+        sql: include_str!("../../migrations/postgres/0024_digests.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: false,
+    },
 ];
 
 const SQLITE: &[Migration] = &[
@@ -437,6 +446,15 @@ const SQLITE: &[Migration] = &[
         version: 21,
         name: "alert_rule_classes",
         sql: include_str!("../../migrations/sqlite/0021_alert_rule_classes.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: false,
+    },
+    Migration {
+        version: 22,
+        name: "digests",
+        sql: include_str!("../../migrations/sqlite/0022_digests.sql"),
         fills: &[],
         derives: &[],
         retriggers: &[],

@@ -15,6 +15,7 @@ mod copy;
 pub mod db;
 pub mod delta;
 pub mod derived;
+pub mod digests;
 mod inbox;
 mod mailboxes;
 mod migrate;

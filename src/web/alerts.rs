@@ -131,7 +131,7 @@ pub struct RuleRequest {
 }
 
 /// A JSON number that is whole (`4` or `4.0`, as JSON allows), within i64.
-fn as_whole(value: &serde_json::Value) -> Option<i64> {
+pub(super) fn as_whole(value: &serde_json::Value) -> Option<i64> {
     value.as_i64().or_else(|| {
         value
             .as_f64()
@@ -140,7 +140,7 @@ fn as_whole(value: &serde_json::Value) -> Option<i64> {
     })
 }
 
-fn whole_number<'de, D: serde::Deserializer<'de>>(
+pub(super) fn whole_number<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<i64>, D::Error> {
     use serde::de::Error;
@@ -312,8 +312,8 @@ pub struct ChannelRequest {
     pub secret: Option<String>,
 }
 
-const NAME_PATTERN: &str = r"^[^\x00-\x1f\x7f-\x9f]{1,100}$";
-const ADDRESS: &str = r"[A-Za-z0-9_%+-]{1,20}(\.[A-Za-z0-9_%+-]{1,20}){0,2}@([A-Za-z0-9]([A-Za-z0-9-]{0,40}[A-Za-z0-9])?\.){1,4}[A-Za-z]{2,24}";
+pub(super) const NAME_PATTERN: &str = r"^[^\x00-\x1f\x7f-\x9f]{1,100}$";
+pub(super) const ADDRESS: &str = r"[A-Za-z0-9_%+-]{1,20}(\.[A-Za-z0-9_%+-]{1,20}){0,2}@([A-Za-z0-9]([A-Za-z0-9-]{0,40}[A-Za-z0-9])?\.){1,4}[A-Za-z]{2,24}";
 const HOST: &str =
     r"([A-Za-z0-9]([A-Za-z0-9-]{0,40}[A-Za-z0-9])?\.){0,5}[A-Za-z]([A-Za-z0-9-]{0,40}[A-Za-z0-9])?";
 const PATH_AND_QUERY: &str = r"(:[0-9]{1,5})?(/[A-Za-z0-9._~%/-]*)?(\?[A-Za-z0-9._~%&=+/-]*)?";
@@ -409,7 +409,7 @@ fn is_label(label: &str) -> bool {
 }
 
 /// ADDRESS, checked as its pattern reads.
-fn is_address(address: &str) -> bool {
+pub(super) fn is_address(address: &str) -> bool {
     let Some((local, domain)) = address.split_once('@') else {
         return false;
     };

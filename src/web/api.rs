@@ -47,6 +47,7 @@ pub(super) fn routes() -> Router<AppState> {
         .merge(super::posture::routes())
         .merge(super::senders::routes())
         .merge(super::alerts::routes())
+        .merge(super::digests::routes())
 }
 
 /// A numeric id from the path; anything else is a JSON 400.
@@ -612,7 +613,9 @@ impl utoipa::Modify for SecurityAddon {
           super::senders::approval, super::senders::revoke_approval,
           super::alerts::list_alerts, super::alerts::resolve_alert, super::alerts::list_rules,
           super::alerts::add_rule, super::alerts::delete_rule, super::alerts::change_rule, super::alerts::list_channels,
-          super::alerts::add_channel, super::alerts::delete_channel, super::alerts::test_channel),
+          super::alerts::add_channel, super::alerts::delete_channel, super::alerts::test_channel,
+          super::digests::list, super::digests::add, super::digests::read, super::digests::change,
+          super::digests::remove, super::digests::send_now, super::digests::preview),
     // Named by the `group_by` and `sort` parameters: the document must define them.
     components(schemas(GroupBy, SummarySort, TlsGroupBy)),
     modifiers(&SecurityAddon)

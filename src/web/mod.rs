@@ -5,6 +5,7 @@ mod alerts;
 mod api;
 mod client;
 mod csv;
+mod digests;
 mod error;
 mod headers;
 mod limiter;
@@ -140,6 +141,8 @@ pub struct AppState {
     pub intake: Arc<IntakeHints>,
     /// How sources are put in classes (`[senders]`).
     pub senders: Arc<crate::senders::SendersConfig>,
+    /// How digests are made (`[digests]`), for "send now" and previews.
+    pub digests: Arc<crate::digests::DigestsConfig>,
 }
 
 /// How reports reach this dmarcd, as the empty dashboard tells a new user.
@@ -169,6 +172,7 @@ impl AppState {
             known_names: Arc::default(),
             intake: Arc::default(),
             senders: Arc::default(),
+            digests: Arc::default(),
         }
     }
 
@@ -207,6 +211,11 @@ impl AppState {
 
     pub fn with_senders(mut self, config: crate::senders::SendersConfig) -> Self {
         self.senders = Arc::new(config);
+        self
+    }
+
+    pub fn with_digests(mut self, config: crate::digests::DigestsConfig) -> Self {
+        self.digests = Arc::new(config);
         self
     }
 

@@ -13,6 +13,7 @@ mod cli_import;
 mod compliance;
 mod corpus;
 mod dashboard;
+mod digests;
 mod email_shapes;
 mod enrich;
 mod filters;

@@ -6,6 +6,7 @@ mod aggregate;
 mod alerts;
 mod auth;
 mod compliance;
+mod digests;
 mod domains;
 mod failures;
 mod inbox;
@@ -50,6 +51,12 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/alerts", get(alerts::alerts_page).post(alerts::change))
         .route("/alerts/rules", post(alerts::add_rule))
         .route("/alerts/channels", post(alerts::add_channel))
+        .route(
+            "/alerts/digests",
+            get(digests::digests_page).post(digests::save),
+        )
+        .route("/alerts/digests/change", post(digests::change))
+        .route("/alerts/digests/{id}/preview", get(digests::preview))
         .route("/domains", get(domains::domains).post(domains::add_domain))
         .route("/domains/remove", post(domains::remove_domain))
         .route("/domains/check", post(posture::check_now))
