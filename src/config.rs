@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::decode::Limits;
 use crate::dns::DnsConfig;
-use crate::enrich::EnrichConfig;
+use crate::enrich::{EnrichConfig, GeoUpdateConfig};
 use crate::mailbox::MailboxConfig;
 use crate::outbox::{MailOutConfig, OutboxConfig};
 use crate::senders::SendersConfig;
@@ -40,6 +40,7 @@ const SECTIONS: &[&str] = &[
     "worker",
     "smtp",
     "enrich",
+    "geo",
     "dns",
     "web",
     "log",
@@ -60,6 +61,8 @@ pub struct Config {
     pub worker: WorkerConfig,
     pub smtp: SmtpConfig,
     pub enrich: EnrichConfig,
+    /// `dmarcd geo update`: DB-IP's free databases, downloaded and checked.
+    pub geo: GeoUpdateConfig,
     pub dns: DnsConfig,
     pub web: WebConfig,
     pub log: LogConfig,
@@ -84,6 +87,7 @@ impl Default for Config {
             worker: WorkerConfig::default(),
             smtp: SmtpConfig::default(),
             enrich: EnrichConfig::default(),
+            geo: GeoUpdateConfig::default(),
             dns: DnsConfig::default(),
             web: WebConfig::default(),
             log: LogConfig::default(),
@@ -260,7 +264,19 @@ impl Config {
         Ok(config)
     }
 
+    /// The `[enrich]` settings as the enricher uses them: with no
+    /// `enrich.databases` listed, the files `dmarcd geo update` keeps in
+    /// `geo.directory` (read once they are there).
+    pub fn enrich_effective(&self) -> EnrichConfig {
+        let mut enrich = self.enrich.clone();
+        if enrich.databases.is_empty() {
+            enrich.databases = self.geo.files(&self.data_dir);
+        }
+        enrich
+    }
+
     fn validate(&self) -> Result<(), String> {
+        self.geo.validate()?;
         if self.worker.concurrency == 0 {
             return Err("worker.concurrency must be at least 1".to_string());
         }

@@ -9,7 +9,11 @@ use crate::store::{DnsRefresh, Store, StoredDnsState};
 
 /// The enrichment task for `config`.
 pub(super) fn service(config: &Config, store: Store) -> anyhow::Result<EnrichService> {
-    service_with(config, store, Enricher::from_config(&config.enrich)?)
+    service_with(
+        config,
+        store,
+        Enricher::from_config(&config.enrich_effective())?,
+    )
 }
 
 pub(super) fn service_with(
@@ -18,12 +22,15 @@ pub(super) fn service_with(
     enricher: Enricher,
 ) -> anyhow::Result<EnrichService> {
     if config.enrich.databases.is_empty() {
-        tracing::info!("no IP databases configured (enrich.databases): country and ASN stay empty");
+        tracing::info!(
+            directory = %config.geo.directory(&config.data_dir).display(),
+            "no IP databases listed (enrich.databases): reading the ones `dmarcd geo update` keeps"
+        );
     }
     if !config.enrich.reverse_dns {
         tracing::info!("reverse DNS is off (enrich.reverse_dns = false)");
     }
-    EnrichService::new(store, enricher, config.enrich.clone()).map_err(anyhow::Error::msg)
+    EnrichService::new(store, enricher, config.enrich_effective()).map_err(anyhow::Error::msg)
 }
 
 pub(super) async fn enrich(config: &Config, refresh: bool, dns: bool) -> anyhow::Result<ExitCode> {

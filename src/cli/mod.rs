@@ -1,8 +1,9 @@
-//! Command-line interface: `serve`, `import`, `reprocess`, `enrich`, `migrate`, `parse`, `mailbox`, `outbox`.
+//! Command-line interface: `serve`, `import`, `reprocess`, `enrich`, `geo`, `migrate`, `parse`, `mailbox`, `outbox`.
 
 mod accounts;
 mod check;
 mod enrich;
+mod geo;
 mod import;
 mod mailbox;
 mod outbox;
@@ -65,6 +66,12 @@ pub enum Command {
         /// With --refresh: look up every PTR name again.
         #[arg(long, requires = "refresh")]
         dns: bool,
+    },
+    /// IP databases for country and ASN: `dmarcd geo update` downloads
+    /// DB-IP's free ones (the `[geo]` section says where from and to).
+    Geo {
+        #[command(subcommand)]
+        action: geo::GeoAction,
     },
     /// IMAP mailboxes ([[mailbox]] in the config): test one, or pull it now.
     Mailbox {
@@ -167,6 +174,7 @@ pub fn main() -> ExitCode {
                 import::reprocess(&config, &selection).await
             }
             Command::Enrich { refresh, dns } => enrich::enrich(&config, refresh, dns).await,
+            Command::Geo { action } => geo::geo(&config, action).await,
             Command::Mailbox { action } => mailbox::mailbox(&config, action).await,
             Command::Outbox { action } => outbox::outbox(&config, action).await,
             Command::User { action } => accounts::user(&config, action).await,

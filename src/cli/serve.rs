@@ -67,8 +67,27 @@ pub(super) async fn serve(mut config: Config) -> anyhow::Result<ExitCode> {
         tasks.push(tokio::spawn(async move { applier.run(stopped).await }));
     }
     // Enrichment is worker work: an intake-only node leaves it to the others.
-    let enricher = crate::enrich::Enricher::from_config(&config.enrich)?;
-    let dbip = enricher.geo().includes_dbip();
+    let enricher = crate::enrich::Enricher::from_config(&config.enrich_effective())?;
+    let geo = crate::web::GeoStatus {
+        databases: enricher.geo_shared(),
+        directory: config.geo.directory(&config.data_dir),
+        listed: !config.enrich.databases.is_empty(),
+    };
+    if !config.worker.enabled {
+        // The enrichment task reloads changed files; a node without it
+        // still shows whether databases are there (the dashboard's banner
+        // and the DB-IP attribution).
+        let (enricher, stopped) = (enricher.clone(), stopped.clone());
+        tasks.push(tokio::spawn(async move {
+            super::geo::reload_until_stopped(enricher, stopped).await
+        }));
+    }
+    if config.geo.monthly {
+        let (config, stopped) = (config.clone(), stopped.clone());
+        tasks.push(tokio::spawn(async move {
+            super::geo::monthly(config, stopped).await
+        }));
+    }
     if config.worker.enabled {
         let enrich = super::enrich::service_with(&config, store.clone(), enricher)?;
         let stopped = stopped.clone();
@@ -136,7 +155,7 @@ pub(super) async fn serve(mut config: Config) -> anyhow::Result<ExitCode> {
     }
     if config.web.enabled {
         let mut state = AppState::new(store.clone(), config.web.clone(), config.decode.clone())
-            .with_dbip_attribution(dbip)
+            .with_geo(geo)
             .with_mailboxes(config.mailboxes.clone())
             .with_senders(config.senders.clone())
             .with_digests(config.digests.clone())

@@ -132,6 +132,8 @@ impl GeoDatabases {
 
     /// Whether a loaded database comes from DB-IP (its licence, CC BY 4.0,
     /// requires an attribution link wherever its data is shown).
+    /// Only loaded files count: `dmarcd geo update`'s file names are
+    /// configured before anything is downloaded.
     pub fn includes_dbip(&self) -> bool {
         self.files.iter().any(|file| {
             let named = file
@@ -139,17 +141,17 @@ impl GeoDatabases {
                 .to_string_lossy()
                 .to_ascii_lowercase()
                 .contains("dbip");
-            named
-                || file.current().is_some_and(|loaded| {
-                    let meta = loaded.reader.metadata();
-                    let kind = meta.database_type.to_ascii_lowercase();
-                    kind.contains("dbip")
-                        || kind.contains("db-ip")
-                        || meta
-                            .description
-                            .values()
-                            .any(|text| text.to_ascii_lowercase().contains("db-ip"))
-                })
+            file.current().is_some_and(|loaded| {
+                let meta = loaded.reader.metadata();
+                let kind = meta.database_type.to_ascii_lowercase();
+                named
+                    || kind.contains("dbip")
+                    || kind.contains("db-ip")
+                    || meta
+                        .description
+                        .values()
+                        .any(|text| text.to_ascii_lowercase().contains("db-ip"))
+            })
         })
     }
 
@@ -186,6 +188,20 @@ impl GeoFile {
     fn reload_if_changed(&self) -> bool {
         let stamp = match FileStamp::of(&self.path) {
             Ok(stamp) => stamp,
+            Err(error)
+                if error.kind() == std::io::ErrorKind::NotFound && self.current().is_none() =>
+            {
+                // Not downloaded yet: said once, as information.
+                let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
+                if warned.is_none() {
+                    tracing::info!(
+                        path = %self.path.display(),
+                        "IP database not there (yet): country and ASN stay empty until it is; `dmarcd geo update` downloads DB-IP's free ones"
+                    );
+                    *warned = Some("missing".into());
+                }
+                return false;
+            }
             Err(error) => {
                 // A file that disappears keeps serving from memory.
                 self.warn_once(format!(
@@ -257,6 +273,17 @@ impl Loaded {
         }
         decoded.insert(offset, info.clone());
         info
+    }
+}
+
+/// What `reader` says about `ip`, uncached: the check of a new download.
+pub(super) fn read_record<S: AsRef<[u8]>>(reader: &maxminddb::Reader<S>, ip: IpAddr) -> GeoInfo {
+    match reader
+        .lookup(ip)
+        .and_then(|result| result.decode::<RawRecord<'_>>())
+    {
+        Ok(Some(raw)) => raw.into_info(),
+        _ => GeoInfo::default(),
     }
 }
 

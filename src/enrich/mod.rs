@@ -10,9 +10,11 @@
 //! persistent cache) so a restart does not redo them.
 
 mod dns;
+mod fetch;
 mod geo;
 mod names;
 mod service;
+mod update;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -26,6 +28,9 @@ pub use dns::{PtrAnswer, PtrResolver};
 pub use geo::{GeoDatabases, GeoInfo};
 pub use names::{base_domain, SourceMap, SourceMapError, SourceName, SOURCE_TYPES};
 pub use service::{EnrichProgress, EnrichService};
+pub use update::{
+    built_month, GeoKind, GeoUpdateConfig, GeoUpdateError, GeoUpdater, Month, Outcome,
+};
 
 /// The `[enrich]` section of the config.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -153,6 +158,11 @@ impl Enricher {
 
     pub fn geo(&self) -> &GeoDatabases {
         &self.geo
+    }
+
+    /// The databases, shared (the dashboard reads whether any is loaded).
+    pub fn geo_shared(&self) -> Arc<GeoDatabases> {
+        Arc::clone(&self.geo)
     }
 
     pub fn names(&self) -> &SourceMap {

@@ -18,6 +18,7 @@ pub(super) mod senders;
 pub use posture::PostureService;
 mod svg;
 mod tlsrpt;
+mod world_map;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -131,6 +132,9 @@ pub struct AppState {
     trusted_proxies: Arc<TrustedProxies>,
     /// A DB-IP database is in use: its licence requires an attribution link.
     pub dbip_attribution: bool,
+    /// The IP databases, when this server has them: a DB-IP one loaded
+    /// shows the attribution, none loaded shows how to get them.
+    pub geo: Option<Arc<GeoStatus>>,
     /// Domain posture checks (none: the posture routes answer 503).
     pub posture: Option<PostureService>,
     /// The `[[mailbox]]` entries, for the Mailboxes page.
@@ -143,6 +147,15 @@ pub struct AppState {
     pub senders: Arc<crate::senders::SendersConfig>,
     /// How digests are made (`[digests]`), for "send now" and previews.
     pub digests: Arc<crate::digests::DigestsConfig>,
+}
+
+/// The IP databases as the dashboard tells of them.
+pub struct GeoStatus {
+    pub databases: Arc<crate::enrich::GeoDatabases>,
+    /// Where `dmarcd geo update` puts its files (`geo.directory`).
+    pub directory: std::path::PathBuf,
+    /// `enrich.databases` lists files (rather than the downloads).
+    pub listed: bool,
 }
 
 /// How reports reach this dmarcd, as the empty dashboard tells a new user.
@@ -167,6 +180,7 @@ impl AppState {
             config: Arc::new(config),
             limits: Arc::new(limits),
             dbip_attribution: false,
+            geo: None,
             posture: None,
             mailboxes: Arc::default(),
             known_names: Arc::default(),
@@ -227,6 +241,21 @@ impl AppState {
     pub fn with_dbip_attribution(mut self, shown: bool) -> Self {
         self.dbip_attribution = shown;
         self
+    }
+
+    pub fn with_geo(mut self, geo: GeoStatus) -> Self {
+        self.geo = Some(Arc::new(geo));
+        self
+    }
+
+    /// Whether the DB-IP attribution is due now (a database downloaded
+    /// while serving counts from when it is loaded).
+    pub fn shows_dbip(&self) -> bool {
+        self.dbip_attribution
+            || self
+                .geo
+                .as_ref()
+                .is_some_and(|geo| geo.databases.includes_dbip())
     }
 }
 

@@ -417,3 +417,129 @@ async fn sign_in_filter_and_drill_down_in_chromium() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_world_map_draws_countries_and_leads_to_the_explorer_in_chromium() {
+    let Some(driver) = tokio::task::spawn_blocking(Driver::start).await.unwrap() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium and chromium-driver must be installed in CI (.ci/run installs them)"
+        );
+        eprintln!("NOTE: chromium/chromedriver not installed: the browser test was SKIPPED");
+        return;
+    };
+    let (_dir, store) = common::db::sqlite().await;
+    let files = tempfile::tempdir().unwrap();
+    common::data::populated(&store, files.path()).await;
+    let config = WebConfig {
+        secure_cookies: false,
+        ..WebConfig::default()
+    };
+    let server = Server::start(store.clone(), config).await;
+    server
+        .state
+        .accounts
+        .add_user("alice", PASSWORD, "admin")
+        .await
+        .unwrap();
+    let base = server.url("");
+    tokio::task::spawn_blocking(move || {
+        driver.go(&format!("{base}/"));
+        driver.wait_for_url(|url| url.contains("/login?next="));
+        driver.type_into("#username", "alice");
+        driver.type_into("#password", PASSWORD);
+        driver.click("button[type=submit]");
+        driver.wait_for_url(|url| url.ends_with('/'));
+
+        for (width, height) in [(1400, 900), (390, 844)] {
+            driver.resize(width, height);
+            driver.go(&format!("{base}/"));
+            driver.script("document.getElementById('map').scrollIntoView();");
+            // Drawn: well over a hundred country shapes with a real size,
+            // the map as wide as its column, inside the window.
+            let shapes = driver.script(
+                "return Array.from(document.querySelectorAll('figure.world-map path'))\
+                 .filter(p => { const r = p.getBoundingClientRect(); return r.width > 0 && r.height > 0; }).length;",
+            );
+            assert!(shapes.as_u64().unwrap() > 150, "{width}px: {shapes} shapes drawn");
+            let map = driver.script(
+                "const r = document.querySelector('figure.world-map svg').getBoundingClientRect();\
+                 const card = document.getElementById('map').getBoundingClientRect();\
+                 return [r.left, r.right, r.width, r.height, window.innerWidth, card.width];",
+            );
+            let map = map.as_array().unwrap();
+            let number = |i: usize| map[i].as_f64().unwrap();
+            assert!(number(0) >= 0.0 && number(1) <= number(4), "{width}px: {map:?}");
+            // Beside the table at desktop width, the card's full width on a phone.
+            let share = if width > 900 { 0.5 } else { 0.9 };
+            assert!(number(2) >= number(5) * share, "{width}px: the map is {map:?}");
+            assert!(
+                (number(2) / number(3) - 1000.0 / 438.0).abs() < 0.05,
+                "{width}px: the map keeps its shape {map:?}"
+            );
+            // The countries with mail are coloured, the others grey; the
+            // US is as large on screen as a country should be.
+            let fills = driver.script(
+                "return ['US', 'DE', 'FR'].map(c => getComputedStyle(document.querySelector(\
+                 `figure.world-map [data-country=${c}]`)).fill);",
+            );
+            let fills = fills.as_array().unwrap();
+            assert_ne!(fills[0], json!("rgb(229, 231, 235)"), "{fills:?}");
+            assert_ne!(fills[1], json!("rgb(229, 231, 235)"), "{fills:?}");
+            assert_eq!(fills[2], json!("rgb(229, 231, 235)"), "{fills:?}");
+            let us = driver.script(
+                "const r = document.querySelector('figure.world-map [data-country=US]').getBoundingClientRect();\
+                 const m = document.querySelector('figure.world-map svg').getBoundingClientRect();\
+                 return r.width / m.width;",
+            );
+            assert!(us.as_f64().unwrap() > 0.1, "the US spans {us} of the map");
+            // Nothing spills sideways at either width.
+            let overflow = driver.script(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+            );
+            assert!(overflow.as_i64().unwrap() <= 1, "{width}px: {overflow}");
+            let path = driver.screenshot(&format!("map-overview-{width}.png"));
+            eprintln!("screenshot: {}", path.display());
+        }
+
+        // The tooltip names the country; a click on Germany opens the
+        // explorer filtered by it.
+        driver.resize(1400, 900);
+        driver.go(&format!("{base}/"));
+        let title = driver.script(
+            "return document.querySelector('figure.world-map [data-country=DE] title').textContent;",
+        );
+        assert!(
+            title.as_str().unwrap().starts_with("Germany (DE): "),
+            "{title}"
+        );
+        driver.script("document.getElementById('map').scrollIntoView();");
+        driver.click("figure.world-map [data-country=DE]");
+        let url = driver.wait_for_url(|url| url.contains("/aggregate?"));
+        assert!(url.contains("country=DE"), "{url}");
+        let filter = driver.script("return document.querySelector('input[name=country]').value;");
+        assert_eq!(filter, json!("DE"));
+        let text = driver.page_text();
+        assert!(text.contains("Aggregate explorer"), "{text}");
+
+        // The failing map, switched by its link, and on the compliance page.
+        driver.go(&format!("{base}/"));
+        driver.click("#map a[href*='map=failing']");
+        driver.wait_for_url(|url| url.contains("map=failing"));
+        let current = driver.script("return document.querySelector('#map a.current').innerText;");
+        assert_eq!(current, json!("failing messages"));
+        driver.screenshot("map-failing-1400.png");
+        for (width, height) in [(1400, 900), (390, 844)] {
+            driver.resize(width, height);
+            driver.go(&format!("{base}/compliance?domain=example.com"));
+            driver.script("document.getElementById('map').scrollIntoView();");
+            let shapes = driver.script(
+                "return document.querySelectorAll('figure.world-map a path, figure.world-map a circle').length;",
+            );
+            assert!(shapes.as_u64().unwrap() >= 2, "compliance at {width}px: {shapes}");
+            driver.screenshot(&format!("map-compliance-{width}.png"));
+        }
+    })
+    .await
+    .unwrap();
+}

@@ -22,6 +22,7 @@ use crate::query::{
 };
 use crate::web::api::Params;
 use crate::web::svg::{daily_bars, Series};
+use crate::web::world_map::{country_name, world_map, CountryCount, MapMeasure};
 use crate::web::AppState;
 
 /// The sender page of a named source of the filter's domain (it needs a
@@ -214,17 +215,149 @@ struct OverviewPage {
     top_sources: SummaryTable,
     failing_sources: SummaryTable,
     top_orgs: SummaryTable,
-    top_countries: SummaryTable,
+    map: CountryMap,
+    geo_banner: Option<GeoBanner>,
     tls: Vec<TlsSummaryRow>,
     failures: Vec<FailureRow>,
     totals_note: Option<String>,
 }
 
+/// Said while no IP database is loaded: countries and ASNs stay empty
+/// until one is, and here is how.
+pub(super) struct GeoBanner {
+    /// Where `dmarcd geo update` puts the files.
+    pub directory: String,
+    /// `enrich.databases` lists files, none of which loads.
+    pub listed: bool,
+}
+
+impl GeoBanner {
+    pub(super) fn of(state: &AppState) -> Option<GeoBanner> {
+        let geo = state.geo.as_ref()?;
+        (geo.databases.loaded() == 0).then(|| GeoBanner {
+            directory: geo.directory.display().to_string(),
+            listed: geo.listed,
+        })
+    }
+}
+
+/// Countries the world map can shade: more than there are countries.
+const MAP_COUNTRIES: i64 = 300;
+/// Countries the table beside the map lists.
+const TABLE_COUNTRIES: usize = 10;
+
+/// The world map with its switch between messages and failing messages.
+pub(super) struct CountryMap {
+    pub svg: String,
+    pub measures: Vec<PeriodLink>,
+    /// The countries with the most mail, named: the map's accessible form.
+    pub table: SummaryTable,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+pub(super) struct MapParams {
+    /// `failing`: shade by messages failing DMARC.
+    pub map: Option<String>,
+}
+
+/// The map of the filter's mail by country, with the table beside it.
+pub(super) async fn load_country_map(
+    state: &AppState,
+    path: &str,
+    filter: &Filter,
+    measure: MapMeasure,
+) -> Result<CountryMap, PageError> {
+    let rows = aggregate::top_groups(
+        &state.store,
+        &filter.parse()?,
+        GroupBy::Country,
+        SummarySort::Messages,
+        MAP_COUNTRIES,
+    )
+    .await?;
+    Ok(country_map(path, filter, &rows, measure))
+}
+
+/// The map of `rows` (a summary by country), each country linking to the
+/// explorer filtered by it (and by failing mail on the failing map).
+fn country_map(
+    path: &str,
+    filter: &Filter,
+    rows: &[SummaryRow],
+    measure: MapMeasure,
+) -> CountryMap {
+    let counts: Vec<CountryCount> = rows
+        .iter()
+        .filter_map(|row| {
+            Some(CountryCount {
+                code: row.key.clone()?,
+                messages: row.messages,
+                failing: row.dmarc_fail,
+            })
+        })
+        .collect();
+    let svg = world_map(&counts, measure, |code| {
+        let mut narrowed = filter.clone();
+        narrowed.country = Some(code.to_string());
+        if measure == MapMeasure::Failing {
+            narrowed.result = Some("fail".into());
+        }
+        format!(
+            "/aggregate?{}&group_by={}",
+            narrowed.query_string(),
+            GroupBy::SourceName.as_str()
+        )
+    });
+    let measures = [MapMeasure::Messages, MapMeasure::Failing]
+        .into_iter()
+        .map(|choice| {
+            let query = filter.query_string();
+            let separator = if query.is_empty() { "" } else { "&" };
+            PeriodLink {
+                href: format!("{path}?{query}{separator}map={}#map", choice.as_str()),
+                label: match choice {
+                    MapMeasure::Messages => "messages".into(),
+                    MapMeasure::Failing => "failing messages".into(),
+                },
+                current: choice == measure,
+            }
+        })
+        .collect();
+    CountryMap {
+        svg,
+        measures,
+        table: countries_table(filter, rows),
+    }
+}
+
+/// The countries table beside the map: the first rows of the same
+/// summary, each named ("DE Germany").
+fn countries_table(filter: &Filter, rows: &[SummaryRow]) -> SummaryTable {
+    SummaryTable {
+        heading: GroupBy::Country.label(),
+        compact: true,
+        rows: rows
+            .iter()
+            .take(TABLE_COUNTRIES)
+            .map(|row| {
+                let mut line = SummaryLine::new(row, overview_link(filter, GroupBy::Country, row));
+                line.label = row
+                    .key
+                    .as_deref()
+                    .and_then(country_name)
+                    .map(str::to_string);
+                line
+            })
+            .collect(),
+    }
+}
+
 /// One of the overview's period shortcuts; the one in force is marked.
-struct PeriodLink {
-    href: String,
-    label: String,
-    current: bool,
+pub(super) struct PeriodLink {
+    pub href: String,
+    pub label: String,
+    pub current: bool,
 }
 
 /// "As of" when the rollups (which the totals here read) have not yet
@@ -247,6 +380,7 @@ pub(super) async fn overview(
     State(state): State<AppState>,
     PageUser(user): PageUser,
     Params(filter): Params<Filter>,
+    Params(map_params): Params<MapParams>,
 ) -> Result<Response, PageError> {
     let parsed = filter.parse()?;
     let today = chrono::Utc::now().date_naive();
@@ -291,13 +425,14 @@ pub(super) async fn overview(
         Ok::<_, PageError>(failures::failures(&state.store, &parsed, page).await?.0)
     };
     // Independent queries, each on its own pooled connection.
-    let (chart, domains_table, top_sources, failing_sources, top_orgs, top_countries) = tokio::try_join!(
+    let measure = MapMeasure::parse(map_params.map.as_deref());
+    let (chart, domains_table, top_sources, failing_sources, top_orgs, map) = tokio::try_join!(
         daily_chart(&state, &parsed),
         top(&filter, GroupBy::Domain, 50),
         top(&filter, GroupBy::SourceName, 10),
         top(&failing, GroupBy::SourceName, 10),
         top(&filter, GroupBy::Org, 10),
-        top(&filter, GroupBy::Country, 10),
+        load_country_map(&state, "/", &filter, measure),
     )?;
     let (tls, failures, inbox_counts, form, totals_note) = tokio::try_join!(
         tls,
@@ -319,7 +454,8 @@ pub(super) async fn overview(
         top_sources,
         failing_sources,
         top_orgs,
-        top_countries,
+        map,
+        geo_banner: GeoBanner::of(&state),
         tls,
         failures,
         layout: Layout::new(&state, Some(user), "/"),

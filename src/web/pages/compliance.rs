@@ -11,13 +11,16 @@ use axum::response::Response;
 use chrono::Utc;
 use serde::Deserialize;
 
+use super::aggregate::{load_country_map, CountryMap};
 use super::{render, Layout, PageError, PageUser};
 use crate::query::compliance::{self, grouped, Blocker, Compliance, Problem, Readiness};
 use crate::query::senders::SendersQuery;
+use crate::query::Filter;
 use crate::senders::readiness::{PolicyOrigin, Verdict};
 use crate::senders::Class;
 use crate::web::api::Params;
 use crate::web::svg::{share_bars, Share, ShareBar};
+use crate::web::world_map::MapMeasure;
 use crate::web::AppState;
 
 #[derive(Deserialize, Default)]
@@ -26,6 +29,8 @@ pub(super) struct ComplianceParams {
     domain: Option<String>,
     since: Option<String>,
     until: Option<String>,
+    /// `failing`: the map shades by failing messages.
+    map: Option<String>,
 }
 
 /// A class's colour in charts (the class labels' colours in base.html).
@@ -77,6 +82,8 @@ struct CompliancePage {
     policy_origin: &'static str,
     impact: Vec<(&'static str, &'static str, String, String)>,
     blockers: Vec<(Blocker, String)>,
+    /// The domain's mail by country.
+    map: Option<CountryMap>,
 }
 
 fn href(path: &str, pairs: &[(&str, Option<&str>)]) -> String {
@@ -118,6 +125,7 @@ pub(super) async fn compliance(
         policy_origin: "",
         impact: Vec::new(),
         blockers: Vec::new(),
+        map: None,
     };
     let Some(domain) = domain else {
         return render(page);
@@ -151,13 +159,22 @@ pub(super) async fn compliance(
         until: until.clone(),
         class: None,
     };
-    // Two reads of the classed sources (the period, the last 30 days),
-    // side by side.
-    let (report, readiness) = tokio::join!(
+    let map_filter = Filter {
+        domain: Some(domain.clone()),
+        since: since.clone(),
+        until: until.clone(),
+        ..Filter::default()
+    };
+    let measure = MapMeasure::parse(params.map.as_deref());
+    // Two reads of the classed sources (the period, the last 30 days) and
+    // the map, side by side.
+    let (report, readiness, map) = tokio::join!(
         compliance::compliance(&state.store, &state.senders, &query),
-        compliance::readiness(&state.store, &state.senders, &domain)
+        compliance::readiness(&state.store, &state.senders, &domain),
+        load_country_map(&state, "/compliance", &map_filter, measure)
     );
     let (report, readiness) = (report?, readiness?);
+    page.map = Some(map?);
 
     let messages: i64 = report.classes.iter().map(|c| c.messages).sum();
     page.classes = report

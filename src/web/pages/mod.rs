@@ -150,7 +150,7 @@ impl Layout {
             active,
             nav: NAV,
             version: env!("CARGO_PKG_VERSION"),
-            dbip: state.dbip_attribution,
+            dbip: state.shows_dbip(),
         }
     }
 }

@@ -7,7 +7,29 @@ use serde_json::{json, Value};
 
 /// Builds a database from (network, record) pairs.
 pub fn build(kind: &str, networks: &[(&str, Value)]) -> Vec<u8> {
-    let mut writer = Writer::new(kind);
+    build_at(kind, std::time::SystemTime::now(), networks)
+}
+
+/// Likewise, stamped as built at `built` (the metadata's build_epoch).
+pub fn build_at(kind: &str, built: std::time::SystemTime, networks: &[(&str, Value)]) -> Vec<u8> {
+    let mut writer = Writer::builder(kind).build_epoch(built).build();
+    for (network, record) in networks {
+        let network: IpNet = network.parse().unwrap();
+        writer.insert(network, record).unwrap();
+    }
+    writer.to_bytes().unwrap()
+}
+
+/// Stamped as built at `built`, with a description as DB-IP's files have.
+pub fn build_described(
+    kind: &str,
+    built: std::time::SystemTime,
+    networks: &[(&str, Value)],
+) -> Vec<u8> {
+    let mut writer = Writer::builder(kind)
+        .build_epoch(built)
+        .description(&[("en", "IP to location test database, in DB-IP's layout")])
+        .build();
     for (network, record) in networks {
         let network: IpNet = network.parse().unwrap();
         writer.insert(network, record).unwrap();

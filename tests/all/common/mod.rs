@@ -75,6 +75,7 @@ pub fn email_with_attachment(
 }
 pub mod data;
 pub mod db;
+pub mod download_server;
 pub mod http;
 pub mod mmdb;
 pub mod policy_server;
