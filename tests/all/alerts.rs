@@ -529,7 +529,10 @@ async fn rules_and_channels_are_managed_over_the_api_and_the_page() {
         )
         .await;
         assert_eq!(classed.status, 201, "{}", classed.text());
-        assert_eq!(classed.json()["classes"], json!(["misconfigured", "suspicious"]));
+        assert_eq!(
+            classed.json()["classes"],
+            json!(["misconfigured", "suspicious"])
+        );
         let unclassed = post(
             "/api/v1/alert-rules",
             json!({"kind": "pass_rate_drop", "classes": ["suspicious"]}),

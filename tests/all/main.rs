@@ -25,7 +25,7 @@ mod https;
 mod mailbox;
 mod nodes;
 mod outbox;
-mod outbox_crash;
+mod outbox_process;
 mod parse_memory;
 mod posture;
 mod posture_history;

@@ -1,9 +1,14 @@
-//! Crash safety of the outbox with a real `dmarcd serve`: the process is
+//! The outbox in a real `dmarcd serve` process.
+//!
+//! Crash safety: the process is
 //! killed (SIGKILL) while a committed message is on the wire, stuck at the
 //! relay's final dot. After a restart the message is sent again once the
 //! dead node's claim has run out, with the same Message-ID (the dedup id a
 //! receiver drops a repeat by), and accepted exactly once; nothing more
 //! is sent. Both backends.
+//!
+//! A sendmail binary instead of a relay: Debian's msmtp (a sendmail
+//! replacement) hands the message to the SMTP sink.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -21,6 +26,20 @@ use crate::common::smtp_sink::SmtpSink;
 /// short timeouts, so that a dead node's claim runs out within seconds
 /// (6 × the 3 s mail timeout: 18 s).
 fn serve(database_url: Option<&str>, data: &Path, sink_port: u16) -> Child {
+    serve_with(
+        database_url,
+        data,
+        &[
+            ("DMARCD_MAIL_OUT_RELAY", "127.0.0.1".to_string()),
+            ("DMARCD_MAIL_OUT_PORT", sink_port.to_string()),
+            ("DMARCD_MAIL_OUT_TLS", "none".to_string()),
+            ("DMARCD_MAIL_OUT_TIMEOUT_SECONDS", "3".to_string()),
+        ],
+    )
+}
+
+/// `dmarcd serve` with quick outbox passes and `mail` settings.
+fn serve_with(database_url: Option<&str>, data: &Path, mail: &[(&str, String)]) -> Child {
     let free = || -> SocketAddr {
         std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -37,11 +56,8 @@ fn serve(database_url: Option<&str>, data: &Path, sink_port: u16) -> Child {
         .env("DMARCD_SMTP_LISTEN", free().to_string())
         .env("DMARCD_WEB_LISTEN", web.to_string())
         .env("DMARCD_ENRICH_REVERSE_DNS", "false")
-        .env("DMARCD_MAIL_OUT_RELAY", "127.0.0.1")
-        .env("DMARCD_MAIL_OUT_PORT", sink_port.to_string())
-        .env("DMARCD_MAIL_OUT_TLS", "none")
         .env("DMARCD_MAIL_OUT_FROM", "dmarcd@dmarc.example.com")
-        .env("DMARCD_MAIL_OUT_TIMEOUT_SECONDS", "3")
+        .envs(mail.iter().map(|(key, value)| (*key, value.as_str())))
         .env("DMARCD_OUTBOX_INTERVAL_SECONDS", "1")
         .env("DMARCD_OUTBOX_WEBHOOK_TIMEOUT_SECONDS", "1")
         .stdout(Stdio::null())
@@ -153,4 +169,78 @@ async fn a_node_killed_while_sending_sends_again_after_restart_with_the_same_id(
         second.kill().unwrap();
         second.wait().unwrap();
     }
+}
+
+const MSMTP: &str = "/usr/bin/msmtp";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mail_goes_out_through_a_sendmail_binary() {
+    if !Path::new(MSMTP).exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "msmtp must be installed in CI (.ci/run installs it)"
+        );
+        eprintln!("NOTE: msmtp is missing: the sendmail test was SKIPPED");
+        return;
+    }
+    let Some(sink) = SmtpSink::start(0).await else {
+        return;
+    };
+    let (data, store) = common::db::sqlite().await;
+    // msmtp reads its relay from $HOME/.msmtprc (private to its owner).
+    let home = tempfile::tempdir().unwrap();
+    let rc = home.path().join(".msmtprc");
+    std::fs::write(
+        &rc,
+        format!(
+            "defaults\nauth off\ntls off\nlogfile {}\naccount default\nhost 127.0.0.1\nport {}\n",
+            home.path().join("msmtp.log").display(),
+            sink.port
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&rc, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+
+    let notification = Notification {
+        event: "test".to_string(),
+        title: "Through sendmail".to_string(),
+        text: "Handed to a local sendmail binary.".to_string(),
+        link: None,
+        details: serde_json::json!({}),
+    };
+    let item =
+        OutboxItem::Mail(notification.mail(vec!["ops@example.com".to_string()], None)).queued(None);
+    let id = store.enqueue_outbox(&[item], Utc::now()).await.unwrap()[0];
+    let mut node = serve_with(
+        None,
+        data.path(),
+        &[
+            ("DMARCD_MAIL_OUT_SENDMAIL", MSMTP.to_string()),
+            ("HOME", home.path().display().to_string()),
+        ],
+    );
+    let delivered = sink.wait_for(1).await;
+    // Recorded as sent once msmtp has exited.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status(&store, id).await != "sent" && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    node.kill().unwrap();
+    node.wait().unwrap();
+    assert_eq!(
+        delivered.len(),
+        1,
+        "msmtp log: {:?}",
+        std::fs::read_to_string(home.path().join("msmtp.log"))
+    );
+    let (envelope, raw) = &delivered[0];
+    assert_eq!(envelope["from"], "dmarcd@dmarc.example.com");
+    assert_eq!(envelope["to"], serde_json::json!(["ops@example.com"]));
+    let parsed = mail_parser::MessageParser::default().parse(raw).unwrap();
+    assert_eq!(parsed.subject(), Some("Through sendmail"));
+    assert_eq!(
+        parsed.message_id().unwrap(),
+        format!("dmarcd.outbox.{id}@dmarc.example.com")
+    );
+    assert_eq!(status(&store, id).await, "sent");
 }
