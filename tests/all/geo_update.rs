@@ -412,3 +412,102 @@ async fn a_download_past_the_size_limits_is_refused() {
     assert_eq!(std::fs::read(&target).unwrap(), old);
     assert_clean(dir.path());
 }
+
+/// `geo.monthly`: a running `serve` downloads the databases itself and its
+/// enrichment picks them up without a restart: IPs stored before there was
+/// any database get their country.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_downloads_monthly_and_enriches_without_a_restart() {
+    let server = DownloadServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let geo = dir.path().join("geo");
+    let config = write_config(dir.path(), &server, &geo);
+    let mut text_config = std::fs::read_to_string(&config).unwrap();
+    text_config.push_str("monthly = true\n");
+    std::fs::write(&config, text_config).unwrap();
+    let today = Utc::now().date_naive();
+    let this_month = Month::of(today);
+    server.put(
+        &file_path("dbip-country-lite", this_month),
+        Served::File(gz(&country_db("US", today.with_day(1).unwrap()))),
+    );
+    server.put(
+        &file_path("dbip-asn-lite", this_month),
+        Served::File(gz(&asn_db(64500, today.with_day(1).unwrap()))),
+    );
+    // A report from 11.0.0.x, stored while no database exists.
+    let report = dir.path().join("report.xml");
+    std::fs::write(&report, dmarcd::testing::aggregate_report(5).to_xml()).unwrap();
+    let output = dmarcd(&config, &["import", report.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", text(&output));
+    let output = dmarcd(&config, &["token", "create", "--name", "test"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let token = String::from_utf8(output.stdout).unwrap().trim().to_string();
+
+    let web = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dmarcd"))
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .env_remove("DATABASE_URL")
+        .env_remove("DMARCD_DATABASE_URL")
+        .env("DMARCD_LOG", "warn")
+        .env("DMARCD_SMTP_ENABLED", "false")
+        .env("DMARCD_ENRICH_REVERSE_DNS", "false")
+        .env("DMARCD_WEB_LISTEN", web.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let countries = move || -> Option<serde_json::Value> {
+        let mut reply = agent
+            .get(format!(
+                "http://{web}/api/v1/aggregate/summary?group_by=country"
+            ))
+            .header("Authorization", format!("Bearer {token}"))
+            .call()
+            .ok()?;
+        serde_json::from_str(&reply.body_mut().read_to_string().ok()?).ok()
+    };
+    // The enrichment task looks at the files every 30 seconds.
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let mut last = None;
+    let found = tokio::task::spawn_blocking(move || loop {
+        if let Some(summary) = countries() {
+            if summary["items"]
+                .as_array()
+                .is_some_and(|items| items.iter().any(|item| item["key"] == "US"))
+            {
+                return Ok(summary);
+            }
+            last = Some(summary);
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(last);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    })
+    .await
+    .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let summary = found.unwrap_or_else(|last| panic!("no country after 90 s: {last:?}"));
+    assert_eq!(summary["items"][0]["key"], "US", "{summary}");
+    assert!(geo.join("dbip-country-lite.mmdb").exists());
+    assert!(geo.join("dbip-asn-lite.mmdb").exists());
+    assert_clean(&geo);
+    assert_eq!(
+        server.asked(),
+        [
+            file_path("dbip-country-lite", this_month),
+            file_path("dbip-asn-lite", this_month)
+        ]
+    );
+}
