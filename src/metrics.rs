@@ -36,6 +36,11 @@ static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(|| {
 /// Help text per metric name, in output order.
 const HELP: &[(&str, &str, &str)] = &[
     (
+        "dmarcd_digests_queued_total",
+        "counter",
+        "Scheduled digests queued in the outbox.",
+    ),
+    (
         "dmarcd_retention_pruned_messages_total",
         "counter",
         "Messages whose raw bytes retention deleted, by kind of data.",
