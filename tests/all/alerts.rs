@@ -261,8 +261,13 @@ async fn arrived(store: &Store, id: &str, at: DateTime<Utc>) {
 
 #[tokio::test]
 async fn a_daily_reporter_and_the_domain_going_silent_fire_and_resolve_when_reports_return() {
+    let Some(sink) = SmtpSink::start(0).await else {
+        return;
+    };
     for (_dir, store) in common::db::backends().await {
         let backend = store.backend();
+        let hook = WebhookServer::start(&[200]).await;
+        channels(&store, &hook, "ops@example.com").await;
         let start = Utc::now().trunc_subsecs(0);
         // Google reported every day for a week, the last a day ago;
         // Yahoo once, ten days ago (not daily: its silence is no news).
@@ -333,14 +338,56 @@ async fn a_daily_reporter_and_the_domain_going_silent_fire_and_resolve_when_repo
             .await
             .iter()
             .all(|alert| alert.state == "resolved"));
+
+        // Two opened and two resolved, by mail and webhook.
+        let before = sink.messages().len();
+        let pass = sender(&store, sink.port)
+            .deliver_due(silent_at + Duration::hours(4))
+            .await
+            .unwrap();
+        assert_eq!(pass.sent, 8, "{backend}");
+        let mails = sink.wait_for(before + 4).await;
+        let told: Vec<String> = mails[before..]
+            .iter()
+            .map(|(_, raw)| {
+                mail_parser::MessageParser::default()
+                    .parse(raw)
+                    .unwrap()
+                    .subject()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert!(
+            told.contains(&"google.com stopped reporting alerts.test".to_string())
+                && told.contains(&"Resolved: google.com stopped reporting alerts.test".to_string()),
+            "{backend}: {told:?}"
+        );
+        assert_eq!(hook.received().len(), 4);
     }
 }
 
 #[tokio::test]
 async fn failure_reports_and_tls_failures_are_batched_into_one_alert_per_domain() {
+    let Some(sink) = SmtpSink::start(0).await else {
+        return;
+    };
     for (_dir, store) in common::db::backends().await {
         let backend = store.backend();
         let hook = WebhookServer::start(&[200]).await;
+        alerts::add_channel(
+            store.db(),
+            &NewChannel {
+                name: "ops mail".to_string(),
+                kind: ChannelKind::Email,
+                target: "ops@example.com".to_string(),
+                format: WebhookFormat::Json,
+                secret: None,
+                created_by: "test".to_string(),
+            },
+        )
+        .await
+        .unwrap();
         alerts::add_channel(
             store.db(),
             &NewChannel {
@@ -384,8 +431,29 @@ async fn failure_reports_and_tls_failures_are_batched_into_one_alert_per_domain(
             .unwrap();
         assert_eq!((summary.opened, summary.refreshed), (0, 0), "{backend}");
 
-        let pass = sender(&store, 9).deliver_due(now).await.unwrap();
-        assert_eq!(pass.sent, 2);
+        let before = sink.messages().len();
+        let pass = sender(&store, sink.port).deliver_due(now).await.unwrap();
+        assert_eq!(pass.sent, 4, "{backend}: two alerts, mail and webhook");
+        let mails = sink.wait_for(before + 2).await;
+        let told: Vec<String> = mails[before..]
+            .iter()
+            .map(|(_, raw)| {
+                mail_parser::MessageParser::default()
+                    .parse(raw)
+                    .unwrap()
+                    .subject()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert!(
+            told.iter()
+                .any(|t| t.starts_with("New failure reports for "))
+                && told
+                    .iter()
+                    .any(|t| t.starts_with("TLS failures delivering to ")),
+            "{backend}: {told:?}"
+        );
         let texts: Vec<String> = hook
             .received()
             .iter()
