@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
 
 use super::content::{Digest, DnsNote, DomainDigest, FailingSource, OpenAlert};
 use super::period::Period;
@@ -18,6 +19,11 @@ use crate::store::{alerts, digests as stored, posture, Store};
 /// Record changes read per domain, newest first (a digest shows those
 /// of its period).
 const RECORD_EVENTS: u32 = 50;
+/// Domains whose parts are read side by side (each reads a few things at
+/// once itself): a weekly digest of the 25 domains of the 1M-record load
+/// seed took 2.1 s one domain after the other, 1.1 s four at a time
+/// (debug build, 2 cores); one domain, 40 ms.
+const DOMAINS_AT_ONCE: usize = 4;
 
 pub async fn digest(
     store: &Store,
@@ -73,38 +79,63 @@ pub async fn digest(
     let base = store.dashboard_url().trim_end_matches('/').to_string();
     let link = |path: String| (!base.is_empty()).then(|| format!("{base}{path}"));
     let range = format!("since={}&until={}", period.first, period.last());
-    let mut parts = Vec::with_capacity(shown);
-    for (domain, here) in ranked.into_iter().take(shown) {
-        let (new_sources_total, new_sources) =
-            stored::new_sources(db, &domain, &period, config.top_sources).await?;
-        let failing = if here.failing() > 0 {
-            failing_sources(store, senders_config, &domain, &period, config.top_sources).await?
-        } else {
-            Vec::new()
-        };
-        let alerts = open
-            .iter()
-            .filter(|alert| alert.domain == domain)
-            .map(|alert| OpenAlert {
-                title: alert.title.clone(),
-                link: link(alert.link.clone()),
-                opened_at: alert.opened_at,
-            })
-            .collect();
-        let encoded = url_encode(&domain);
-        parts.push(DomainDigest {
-            new_sources,
-            new_sources_total,
-            failing,
-            tls: tls.get(&domain).cloned().unwrap_or_default(),
-            alerts,
-            dns: dns_notes(store, &domain, &period).await?,
-            link: link(format!("/aggregate?domain={encoded}&{range}")),
-            senders_link: link(format!("/senders?domain={encoded}&{range}")),
-            totals: here,
-            domain,
-        });
-    }
+    // A few domains at a time: each part is several independent reads.
+    let parts: Vec<DomainDigest> = futures_util::stream::iter(ranked.into_iter().take(shown))
+        .map(|(domain, here)| {
+            let (link, range, open, tls) = (&link, &range, &open, &tls);
+            async move {
+                let (new_sources, failing, dns) = tokio::try_join!(
+                    async {
+                        Ok::<_, QueryError>(
+                            stored::new_sources(db, &domain, &period, config.top_sources).await?,
+                        )
+                    },
+                    async {
+                        if here.failing() > 0 {
+                            failing_sources(
+                                store,
+                                senders_config,
+                                &domain,
+                                &period,
+                                config.top_sources,
+                            )
+                            .await
+                        } else {
+                            Ok(Vec::new())
+                        }
+                    },
+                    dns_notes(store, &domain, &period),
+                )?;
+                let (new_sources_total, new_sources) = new_sources;
+                let alerts = open
+                    .iter()
+                    .filter(|alert| alert.domain == domain)
+                    .map(|alert| OpenAlert {
+                        title: alert.title.clone(),
+                        link: link(alert.link.clone()),
+                        opened_at: alert.opened_at,
+                    })
+                    .collect();
+                let encoded = url_encode(&domain);
+                Ok::<_, QueryError>(DomainDigest {
+                    new_sources,
+                    new_sources_total,
+                    failing,
+                    tls: tls.get(&domain).cloned().unwrap_or_default(),
+                    alerts,
+                    dns,
+                    link: link(format!("/aggregate?domain={encoded}&{range}")),
+                    senders_link: link(format!("/senders?domain={encoded}&{range}")),
+                    totals: here,
+                    domain,
+                })
+            }
+        })
+        .buffered(DOMAINS_AT_ONCE)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
     Ok(Digest {
         schedule: schedule.name.clone(),
         frequency: schedule.frequency,
