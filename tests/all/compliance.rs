@@ -241,6 +241,35 @@ async fn compliance_problems_readiness_and_sender_page_on_both_backends() {
             "{backend}"
         );
 
+        // The page's 30 days read the classed sources once for both its
+        // halves: the same numbers as reading them apart.
+        let config = dmarcd::senders::SendersConfig::default();
+        let thirty_days = dmarcd::query::senders::SendersQuery {
+            domain: DOMAIN.to_string(),
+            since: Some(dmarcd::query::compliance::readiness_since()),
+            until: None,
+            class: None,
+        };
+        let (together, ready_together) =
+            dmarcd::query::compliance::compliance_and_readiness(&store, &config, &thirty_days)
+                .await
+                .unwrap();
+        assert_eq!(
+            together,
+            dmarcd::query::compliance::compliance(&store, &config, &thirty_days)
+                .await
+                .unwrap(),
+            "{backend}"
+        );
+        assert_eq!(
+            ready_together,
+            dmarcd::query::compliance::readiness(&store, &config, DOMAIN)
+                .await
+                .unwrap(),
+            "{backend}"
+        );
+        assert!(together.messages > 0, "{backend}");
+
         // Readiness: Mailchimp's failing mail blocks quarantine.
         let readiness_path = format!("/api/v1/domains/{DOMAIN}/readiness");
         let ready = get_json(&server, &token, &readiness_path).await;

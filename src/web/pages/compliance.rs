@@ -166,14 +166,13 @@ pub(super) async fn compliance(
         ..Filter::default()
     };
     let measure = MapMeasure::parse(params.map.as_deref());
-    // Two reads of the classed sources (the period, the last 30 days) and
-    // the map, side by side.
-    let (report, readiness, map) = tokio::join!(
-        compliance::compliance(&state.store, &state.senders, &query),
-        compliance::readiness(&state.store, &state.senders, &domain),
+    // The classed sources (read once when the period is readiness's 30
+    // days) and the map, side by side.
+    let (both, map) = tokio::join!(
+        compliance::compliance_and_readiness(&state.store, &state.senders, &query),
         load_country_map(&state, "/compliance", &map_filter, measure)
     );
-    let (report, readiness) = (report?, readiness?);
+    let (report, readiness) = both?;
     page.map = Some(map?);
 
     let messages: i64 = report.classes.iter().map(|c| c.messages).sum();
