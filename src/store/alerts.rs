@@ -572,8 +572,34 @@ async fn raise_all(
         findings.iter().zip(rows).partition(|((rule, finding), _)| {
             known.contains(&(rule.id, finding.domain.as_str(), finding.subject.as_str()))
         });
+    // Those open already are refreshed by one statement; those resolved
+    // (reopened within the cooldown, or opened anew) one by one.
+    let seen_rows: Vec<&serde_json::Value> = seen.iter().map(|(_, row)| row).collect();
+    let refreshed: Vec<(i64, String, String)> = if seen_rows.is_empty() {
+        Vec::new()
+    } else {
+        transaction
+            .fetch_all(&transaction.statement(
+                &format!(
+                    "UPDATE alerts SET last_seen_at = $2, occurrences = occurrences + 1, \
+                     detail = u.x FROM {} WHERE alerts.rule_id = u.r AND alerts.domain = u.d \
+                     AND alerts.subject = u.s AND alerts.state = 'open' \
+                     RETURNING alerts.rule_id, alerts.domain, alerts.subject",
+                    list("u")
+                ),
+                vec![json(&seen_rows), context.now.into()],
+            ))
+            .await?
+    };
+    summary.refreshed += refreshed.len() as u64;
+    let refreshed: BTreeSet<(i64, &str, &str)> = refreshed
+        .iter()
+        .map(|(rule, domain, subject)| (*rule, domain.as_str(), subject.as_str()))
+        .collect();
     for ((rule, finding), _) in seen {
-        summary.add(raise(transaction, context, rule, finding).await?);
+        if !refreshed.contains(&(rule.id, finding.domain.as_str(), finding.subject.as_str())) {
+            summary.add(raise(transaction, context, rule, finding).await?);
+        }
     }
     if fresh.is_empty() {
         return Ok(summary);
@@ -793,33 +819,18 @@ pub(super) async fn on_batch(
         }
     }
     summary.add(raise_all(transaction, &context, &new_source_findings).await?);
-    // One sum per domain and window, however many rules share it.
-    let mut sums: HashMap<(&str, i32), i64> = HashMap::new();
+    let failing_days = failing_per_day(transaction, &context, &failing_domains).await?;
+    let mut failing_findings: Vec<(&Rule, Finding)> = Vec::new();
     for (domain, last_day) in &failing_domains {
         for rule in context.rules_of(RuleKind::FailingVolume) {
             if !rule.applies_to(domain) {
                 continue;
             }
             let first_day = *last_day - Duration::days(i64::from(rule.window_days.max(1) - 1));
-            let failing = match sums.get(&(domain.as_str(), rule.window_days)) {
-                Some(failing) => *failing,
-                None => {
-                    let backend = transaction.backend();
-                    let (failing,): (i64,) = transaction
-                        .fetch_one(&transaction.statement(
-                            &format!(
-                                "SELECT {sum} FROM rollup_domain_day WHERE policy_domain = $1 \
-                                 AND {failed} AND date_begin >= $2 AND date_begin <= $3",
-                                sum = backend.sum("count"),
-                                failed = backend.is_false("dmarc_pass"),
-                            ),
-                            vec![domain.as_str().into(), first_day.into(), (*last_day).into()],
-                        ))
-                        .await?;
-                    sums.insert((domain.as_str(), rule.window_days), failing);
-                    failing
-                }
-            };
+            let failing: i64 = failing_days
+                .range((domain.clone(), first_day)..=(domain.clone(), *last_day))
+                .map(|(_, count)| count)
+                .sum();
             if failing < rule.threshold {
                 continue;
             }
@@ -846,12 +857,54 @@ pub(super) async fn on_batch(
                     ],
                 ),
             };
-            summary.add(raise(transaction, &context, rule, &finding).await?);
+            failing_findings.push((rule, finding));
         }
     }
+    summary.add(raise_all(transaction, &context, &failing_findings).await?);
     summary.add(rates::source_failing_volume(transaction, &context, rows).await?);
     summary.add(rates::pass_rate_drops(transaction, &context, rows).await?);
     Ok(summary)
+}
+
+/// Failing messages per domain and day, over the longest window of the
+/// failing-volume rules before each domain's last day in the batch: one
+/// statement for the batch, however many rules and windows.
+async fn failing_per_day(
+    transaction: &mut Tx,
+    context: &Context,
+    failing_domains: &BTreeMap<String, DateTime<Utc>>,
+) -> StoreResult<BTreeMap<(String, DateTime<Utc>), i64>> {
+    let longest = context
+        .rules_of(RuleKind::FailingVolume)
+        .map(|rule| rule.window_days.max(1))
+        .max();
+    let (Some(longest), Some(first), Some(last)) = (
+        longest,
+        failing_domains.values().min(),
+        failing_domains.values().max(),
+    ) else {
+        return Ok(BTreeMap::new());
+    };
+    let first = *first - Duration::days(i64::from(longest - 1));
+    let domains: Vec<&String> = failing_domains.keys().collect();
+    let backend = transaction.backend();
+    let rows: Vec<(String, DateTime<Utc>, i64)> = transaction
+        .fetch_all(&transaction.statement(
+            &format!(
+                "SELECT policy_domain, date_begin, {sum} FROM rollup_domain_day \
+                 WHERE {listed} AND {failed} AND date_begin >= $2 AND date_begin <= $3 \
+                 GROUP BY policy_domain, date_begin",
+                sum = backend.sum("count"),
+                listed = backend.in_text_list("policy_domain", "$1"),
+                failed = backend.is_false("dmarc_pass"),
+            ),
+            vec![json(&domains), first.into(), (*last).into()],
+        ))
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(domain, day, count)| ((domain, day), count))
+        .collect())
 }
 
 /// The scheduled evaluation: failure and TLS reports past their cursors,

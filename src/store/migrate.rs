@@ -259,6 +259,15 @@ const POSTGRES: &[Migration] = &[
         retriggers: &[],
         rebuilds_tables: false,
     },
+    Migration {
+        version: 25,
+        name: "alerts_by_key",
+        sql: include_str!("../../migrations/postgres/0025_alerts_by_key.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: false,
+    },
 ];
 
 const SQLITE: &[Migration] = &[
@@ -455,6 +464,15 @@ const SQLITE: &[Migration] = &[
         version: 22,
         name: "digests",
         sql: include_str!("../../migrations/sqlite/0022_digests.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: false,
+    },
+    Migration {
+        version: 23,
+        name: "alerts_by_key",
+        sql: include_str!("../../migrations/sqlite/0023_alerts_by_key.sql"),
         fills: &[],
         derives: &[],
         retriggers: &[],

@@ -514,3 +514,78 @@ async fn a_new_source_rule_for_suspicious_sources_leaves_out_authorized_and_appr
         );
     }
 }
+
+#[tokio::test]
+async fn several_rules_firing_in_one_batch_are_opened_refreshed_and_reopened_together() {
+    use dmarcd::store::alerts::NewRule;
+    for (_dir, store) in common::db::backends().await {
+        let backend = store.backend();
+        let mut ids = Vec::new();
+        for threshold in [10, 20, 30] {
+            let rule = alerts::add_rule(
+                store.db(),
+                &NewRule {
+                    domain: Some("alerts.test".to_string()),
+                    kind: RuleKind::FailingVolume,
+                    threshold,
+                    window_days: 1,
+                    cooldown_minutes: 360,
+                    channels: Vec::new(),
+                    classes: Vec::new(),
+                    created_by: "test".to_string(),
+                },
+            )
+            .await
+            .unwrap();
+            ids.push(rule.id);
+        }
+        let ours = |alerts: Vec<Alert>| -> Vec<Alert> {
+            let mut ours: Vec<Alert> = alerts
+                .into_iter()
+                .filter(|alert| ids.contains(&alert.rule_id))
+                .collect();
+            ours.sort_by_key(|alert| alert.rule_id);
+            ours
+        };
+        let first = report("google.com", "g-1", DAY, &[(SLIPPING, 40, false)]);
+        ingest(&store, "1.xml", first.as_bytes()).await;
+        let opened = ours(all_alerts(&store).await);
+        assert_eq!(opened.len(), 3, "{backend}: {opened:#?}");
+        assert!(opened
+            .iter()
+            .all(|a| a.state == "open" && a.occurrences == 1));
+
+        // The same day again: all three refreshed at once, details follow.
+        let second = report("yahoo.com", "y-1", DAY, &[(SLIPPING, 5, false)]);
+        ingest(&store, "2.xml", second.as_bytes()).await;
+        let refreshed = ours(all_alerts(&store).await);
+        assert_eq!(refreshed.len(), 3, "{backend}");
+        for alert in &refreshed {
+            assert_eq!(alert.occurrences, 2, "{backend}: {alert:?}");
+            assert!(alert.detail.starts_with("45 messages"), "{}", alert.detail);
+        }
+
+        // One resolved by hand fires again within its cooldown: reopened
+        // beside the two refreshed.
+        alerts::resolve_by_hand(store.db(), refreshed[1].id, "alice", Utc::now(), DASHBOARD)
+            .await
+            .unwrap()
+            .unwrap();
+        let third = report("mail.ru", "m-1", DAY, &[(SLIPPING, 5, false)]);
+        ingest(&store, "3.xml", third.as_bytes()).await;
+        let after = ours(all_alerts(&store).await);
+        assert_eq!(after.len(), 3, "{backend}: no second alert for a rule");
+        for alert in &after {
+            assert_eq!(
+                (alert.state.as_str(), alert.occurrences),
+                ("open", 3),
+                "{backend}: {alert:?}"
+            );
+            assert!(alert.detail.starts_with("50 messages"), "{}", alert.detail);
+        }
+        assert_eq!(
+            after[1].id, refreshed[1].id,
+            "{backend}: the same alert reopened"
+        );
+    }
+}
