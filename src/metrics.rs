@@ -41,6 +41,16 @@ const HELP: &[(&str, &str, &str)] = &[
         "Scheduled digests queued in the outbox.",
     ),
     (
+        "dmarcd_alerts_opened_total",
+        "counter",
+        "Alerts opened, by kind of rule.",
+    ),
+    (
+        "dmarcd_outbox_attempts_total",
+        "counter",
+        "Outbox sending attempts, by kind (mail, webhook) and result.",
+    ),
+    (
         "dmarcd_retention_pruned_messages_total",
         "counter",
         "Messages whose raw bytes retention deleted, by kind of data.",

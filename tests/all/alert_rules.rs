@@ -587,5 +587,10 @@ async fn several_rules_firing_in_one_batch_are_opened_refreshed_and_reopened_tog
             after[1].id, refreshed[1].id,
             "{backend}: the same alert reopened"
         );
+        let metrics = dmarcd::metrics::render(&[]);
+        assert!(
+            metrics.contains("dmarcd_alerts_opened_total{kind=\"failing_volume\"}"),
+            "{metrics}"
+        );
     }
 }
