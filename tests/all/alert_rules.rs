@@ -13,7 +13,7 @@ use dmarcd::dns::{DnsConfig, PostureChecker, PostureSchedule, ReportTargets};
 use dmarcd::store::alerts;
 use dmarcd::store::Store;
 
-use crate::alerts::{all_alerts, channels, of_kind, report, sender, DASHBOARD, DAY};
+use crate::alerts::{all_alerts, channels, of_kind, report, sender, subjects, DASHBOARD, DAY};
 use crate::common;
 use crate::common::data::ingest;
 use crate::common::smtp_sink::SmtpSink;
@@ -38,20 +38,6 @@ fn one(alerts: &[Alert], kind: RuleKind) -> Alert {
     let found = of_kind(alerts, kind);
     assert_eq!(found.len(), 1, "{kind:?}: {alerts:#?}");
     found[0].clone()
-}
-
-fn subjects(mails: &[(serde_json::Value, Vec<u8>)]) -> Vec<String> {
-    mails
-        .iter()
-        .map(|(_, raw)| {
-            mail_parser::MessageParser::default()
-                .parse(raw)
-                .unwrap()
-                .subject()
-                .unwrap()
-                .to_string()
-        })
-        .collect()
 }
 
 const STEADY: &str = "192.0.2.1";

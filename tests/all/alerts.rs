@@ -50,6 +50,21 @@ pub(crate) async fn all_alerts(store: &Store) -> Vec<Alert> {
     alerts::list(store.db(), false, 1000).await.unwrap()
 }
 
+/// The subjects of delivered mail, in order.
+pub(crate) fn subjects(mails: &[(serde_json::Value, Vec<u8>)]) -> Vec<String> {
+    mails
+        .iter()
+        .map(|(_, raw)| {
+            mail_parser::MessageParser::default()
+                .parse(raw)
+                .unwrap()
+                .subject()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
 pub(crate) fn of_kind(alerts: &[Alert], kind: RuleKind) -> Vec<Alert> {
     alerts.iter().filter(|a| a.kind == kind).cloned().collect()
 }
@@ -175,17 +190,7 @@ async fn new_sources_and_failing_volume_fire_once_reach_mail_and_webhook_and_res
         assert_eq!((pass.sent, pass.failed), (4, 0), "{backend}");
         delivered_mail += 2;
         let mails = sink.wait_for(delivered_mail).await;
-        let subjects: Vec<String> = mails[delivered_mail - 2..]
-            .iter()
-            .map(|(_, raw)| {
-                mail_parser::MessageParser::default()
-                    .parse(raw)
-                    .unwrap()
-                    .subject()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect();
+        let subjects = subjects(&mails[delivered_mail - 2..]);
         assert!(
             subjects.contains(&"New source sending as alerts.test: 203.0.113.66".to_string()),
             "{subjects:?}"
@@ -347,17 +352,7 @@ async fn a_daily_reporter_and_the_domain_going_silent_fire_and_resolve_when_repo
             .unwrap();
         assert_eq!(pass.sent, 8, "{backend}");
         let mails = sink.wait_for(before + 4).await;
-        let told: Vec<String> = mails[before..]
-            .iter()
-            .map(|(_, raw)| {
-                mail_parser::MessageParser::default()
-                    .parse(raw)
-                    .unwrap()
-                    .subject()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect();
+        let told = subjects(&mails[before..]);
         assert!(
             told.contains(&"google.com stopped reporting alerts.test".to_string())
                 && told.contains(&"Resolved: google.com stopped reporting alerts.test".to_string()),
@@ -435,17 +430,7 @@ async fn failure_reports_and_tls_failures_are_batched_into_one_alert_per_domain(
         let pass = sender(&store, sink.port).deliver_due(now).await.unwrap();
         assert_eq!(pass.sent, 4, "{backend}: two alerts, mail and webhook");
         let mails = sink.wait_for(before + 2).await;
-        let told: Vec<String> = mails[before..]
-            .iter()
-            .map(|(_, raw)| {
-                mail_parser::MessageParser::default()
-                    .parse(raw)
-                    .unwrap()
-                    .subject()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect();
+        let told = subjects(&mails[before..]);
         assert!(
             told.iter()
                 .any(|t| t.starts_with("New failure reports for "))
