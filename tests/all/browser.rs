@@ -189,6 +189,25 @@ impl Driver {
         }
     }
 
+    /// The page text once it contains `expected`: a form posting back to
+    /// the page it is on leaves the URL as it was, so the URL cannot tell
+    /// the new page from the old.
+    fn wait_for_text(&self, expected: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let text = self.page_text();
+            let ready = self.script("return document.readyState;") == json!("complete");
+            if ready && text.contains(expected) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{expected:?} never shown: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn page_text(&self) -> String {
         self.script("return document.body.innerText;")
             .as_str()
@@ -588,9 +607,7 @@ async fn a_digest_schedule_is_added_and_previewed_in_chromium() {
         driver.type_into("input[name=recipients]", "pm@example.com");
         driver.script("document.querySelector('select[name=frequency]').value = 'daily';");
         driver.click("form[action='/alerts/digests'] button[type=submit]");
-        driver.wait_for_url(|url| url.ends_with("/alerts/digests"));
-        let text = driver.page_text();
-        assert!(text.contains("morning summary"), "{text}");
+        let text = driver.wait_for_text("morning summary");
         assert!(text.contains("every day at 08:00 UTC"), "{text}");
         driver.screenshot("dashboard-digests.png");
 
