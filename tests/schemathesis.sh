@@ -31,7 +31,19 @@ unset DATABASE_URL DMARCD_DATABASE_URL
 TOKEN="$("$BIN" token create --name schemathesis 2>/dev/null)"
 "$BIN" serve >"$WORK/serve.log" 2>&1 &
 SERVER=$!
-trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
+# serve finishes the outbox pass it is in before stopping, and the run
+# queues thousands of test messages to unreachable hosts: give it 30 s.
+stop_server() {
+    kill "$SERVER" 2>/dev/null || true
+    for _ in $(seq 1 300); do
+        kill -0 "$SERVER" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -9 "$SERVER" 2>/dev/null || true
+    wait "$SERVER" 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap stop_server EXIT
 
 for _ in $(seq 1 100); do
     curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break
