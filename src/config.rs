@@ -31,6 +31,7 @@ const LIST_KEYS: &[&str] = &[
     "trusted_proxies",
     "report_https_hosts",
     "forwarders",
+    "nameservers",
 ];
 
 /// Sections of the config file (for mapping environment variables).
@@ -41,6 +42,8 @@ const SECTIONS: &[&str] = &[
     "smtp",
     "enrich",
     "geo",
+    // Before "dns": DMARCD_DNS_SERVER_LISTEN is [dns_server], not [dns] server_listen.
+    "dns_server",
     "dns",
     "web",
     "log",
@@ -49,6 +52,7 @@ const SECTIONS: &[&str] = &[
     "mail_out",
     "outbox",
     "digests",
+    "mta_sts",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -76,6 +80,10 @@ pub struct Config {
     pub outbox: OutboxConfig,
     /// Digest mails: how often due ones are looked for, how much they list.
     pub digests: crate::digests::DigestsConfig,
+    /// Hosted MTA-STS: the policy listener, its certificates (files or ACME).
+    pub mta_sts: crate::hosted::MtaStsConfig,
+    /// The authoritative DNS listener for the delegated hosted zone.
+    pub dns_server: crate::hosted::DnsServerConfig,
 }
 
 impl Default for Config {
@@ -97,6 +105,8 @@ impl Default for Config {
             mail_out: MailOutConfig::default(),
             outbox: OutboxConfig::default(),
             digests: crate::digests::DigestsConfig::default(),
+            mta_sts: crate::hosted::MtaStsConfig::default(),
+            dns_server: crate::hosted::DnsServerConfig::default(),
         }
     }
 }
@@ -315,6 +325,8 @@ impl Config {
         }
         crate::mailbox::config::validate_all(&self.mailboxes)?;
         self.mail_out.validate()?;
+        self.mta_sts.validate()?;
+        self.dns_server.validate()?;
         self.outbox.validate()?;
         self.digests.validate()?;
         if let Some(url) = &self.database.url {

@@ -13,6 +13,7 @@ pub mod dns;
 pub mod domain;
 pub mod enrich;
 pub mod extract;
+pub mod hosted;
 pub mod import;
 pub mod inbox;
 pub mod mailbox;

@@ -36,6 +36,16 @@ static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(|| {
 /// Help text per metric name, in output order.
 const HELP: &[(&str, &str, &str)] = &[
     (
+        "dmarcd_acme_orders_total",
+        "counter",
+        "ACME certificate orders for hosted MTA-STS hosts, by result (issued, failed).",
+    ),
+    (
+        "dmarcd_hosted_dns_queries_total",
+        "counter",
+        "Queries the hosted zone's DNS listener answered, by answer (answered, nxdomain, refused, servfail).",
+    ),
+    (
         "dmarcd_digests_queued_total",
         "counter",
         "Scheduled digests queued in the outbox.",

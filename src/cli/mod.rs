@@ -10,6 +10,7 @@ mod outbox;
 mod parse;
 mod prune;
 mod serve;
+mod serve_hosted;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -153,6 +153,7 @@ pub(super) async fn serve(mut config: Config) -> anyhow::Result<ExitCode> {
         let stopped = stopped.clone();
         tasks.push(tokio::spawn(async move { puller.run(stopped).await }));
     }
+    let hosted = super::serve_hosted::start(&config, &store, &stopped, &mut listeners).await?;
     if config.web.enabled {
         let mut state = AppState::new(store.clone(), config.web.clone(), config.decode.clone())
             .with_geo(geo)
@@ -167,6 +168,9 @@ pub(super) async fn serve(mut config: Config) -> anyhow::Result<ExitCode> {
             });
         if let Some(posture) = posture {
             state = state.with_posture(posture, config.dns.lookups_per_minute);
+        }
+        if let Some(hosted) = hosted {
+            state = state.with_hosted(hosted);
         }
         if let Some(password) = state.accounts.ensure_first_admin().await? {
             // The one time this password is shown.

@@ -20,6 +20,37 @@ use super::resolver::{Answer, DnsClient};
 /// RFC 8461 section 3.2: the policy's path on the policy host.
 pub const POLICY_PATH: &str = "/.well-known/mta-sts.txt";
 
+/// A TLS client that verifies certificates as an MTA-STS sender does:
+/// Mozilla's roots and those of `dns.mta_sts_ca_file`.
+pub fn trusted_connector(config: &DnsConfig) -> Result<TlsConnector, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = &config.mta_sts_ca_file {
+        let certs = CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|error| format!("dns.mta_sts_ca_file {}: {error}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!(
+                "dns.mta_sts_ca_file {} holds no certificate",
+                path.display()
+            ));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|error| format!("dns.mta_sts_ca_file {}: {error}", path.display()))?;
+        }
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|error| format!("cannot set up TLS: {error}"))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(tls)))
+}
+
 pub struct PolicyFetcher {
     tls: TlsConnector,
     port: u16,
@@ -30,33 +61,9 @@ pub struct PolicyFetcher {
 impl PolicyFetcher {
     /// A fetcher trusting Mozilla's roots and `dns.mta_sts_ca_file`'s.
     pub fn new(config: &DnsConfig) -> Result<Self, String> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        if let Some(path) = &config.mta_sts_ca_file {
-            let certs = CertificateDer::pem_file_iter(path)
-                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                .map_err(|error| format!("dns.mta_sts_ca_file {}: {error}", path.display()))?;
-            if certs.is_empty() {
-                return Err(format!(
-                    "dns.mta_sts_ca_file {} holds no certificate",
-                    path.display()
-                ));
-            }
-            for cert in certs {
-                roots
-                    .add(cert)
-                    .map_err(|error| format!("dns.mta_sts_ca_file {}: {error}", path.display()))?;
-            }
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|error| format!("cannot set up TLS: {error}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let tls = trusted_connector(config)?;
         Ok(PolicyFetcher {
-            tls: TlsConnector::from(Arc::new(tls)),
+            tls,
             port: config.mta_sts_https_port,
             max_bytes: config.mta_sts_max_bytes,
             timeout: config.mta_sts_timeout(),

@@ -268,6 +268,15 @@ const POSTGRES: &[Migration] = &[
         retriggers: &[],
         rebuilds_tables: false,
     },
+    Migration {
+        version: 26,
+        name: "hosted_mta_sts",
+        sql: include_str!("../../migrations/postgres/0026_hosted_mta_sts.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: false,
+    },
 ];
 
 const SQLITE: &[Migration] = &[
@@ -473,6 +482,15 @@ const SQLITE: &[Migration] = &[
         version: 23,
         name: "alerts_by_key",
         sql: include_str!("../../migrations/sqlite/0023_alerts_by_key.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: false,
+    },
+    Migration {
+        version: 24,
+        name: "hosted_mta_sts",
+        sql: include_str!("../../migrations/sqlite/0024_hosted_mta_sts.sql"),
         fills: &[],
         derives: &[],
         retriggers: &[],

@@ -48,6 +48,7 @@ pub(super) fn routes() -> Router<AppState> {
         .merge(super::senders::routes())
         .merge(super::alerts::routes())
         .merge(super::digests::routes())
+        .merge(super::hosted::routes())
 }
 
 /// A numeric id from the path; anything else is a JSON 400.
@@ -615,7 +616,9 @@ impl utoipa::Modify for SecurityAddon {
           super::alerts::add_rule, super::alerts::delete_rule, super::alerts::change_rule, super::alerts::list_channels,
           super::alerts::add_channel, super::alerts::delete_channel, super::alerts::test_channel,
           super::digests::list, super::digests::add, super::digests::read, super::digests::change,
-          super::digests::remove, super::digests::send_now, super::digests::preview),
+          super::digests::remove, super::digests::send_now, super::digests::preview,
+          super::hosted::read, super::hosted::change, super::hosted::checks, super::hosted::renew,
+          super::hosted::read_dmarc, super::hosted::set_dmarc, super::hosted::remove_dmarc),
     // Named by the `group_by` and `sort` parameters: the document must define them.
     components(schemas(GroupBy, SummarySort, TlsGroupBy)),
     modifiers(&SecurityAddon)

@@ -28,7 +28,17 @@ use tokio::task::JoinSet;
 
 use super::{TrustedProxies, WebConfig};
 use crate::connections::{IpSlot, PerIpLimit};
+use crate::hosted::certs::HostCertificates;
 use crate::tls::TlsSource;
+
+/// How a listener does TLS: one certificate (files, reloaded), or a
+/// configuration chosen per connection from its ClientHello (the hosted
+/// MTA-STS hosts, by SNI).
+#[derive(Clone)]
+pub enum Tls {
+    Fixed(Arc<TlsSource>),
+    PerHost(Arc<HostCertificates>),
+}
 
 /// The client's address, for the rate limits on sign-in and TLS-RPT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +78,7 @@ impl ConnectionLimits {
 /// What the web app listens on, and how.
 pub struct WebListener {
     tcp: TcpListener,
-    tls: Option<Arc<TlsSource>>,
+    tls: Option<Tls>,
     limits: ConnectionLimits,
 }
 
@@ -84,7 +94,13 @@ impl WebListener {
 
     /// HTTPS with certificates from `tls`.
     pub fn with_tls(mut self, tls: Arc<TlsSource>) -> Self {
-        self.tls = Some(tls);
+        self.tls = Some(Tls::Fixed(tls));
+        self
+    }
+
+    /// HTTPS with a certificate per host name (`hosted::certs`).
+    pub fn with_host_certificates(mut self, certificates: Arc<HostCertificates>) -> Self {
+        self.tls = Some(Tls::PerHost(certificates));
         self
     }
 
@@ -195,6 +211,36 @@ fn refuse(stream: TcpStream, plain: bool) {
     }
 }
 
+/// Reads the ClientHello, then finishes the handshake with the
+/// configuration its server name and ALPN call for.
+async fn per_host_handshake(
+    stream: TcpStream,
+    certificates: &HostCertificates,
+) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+    let start =
+        tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
+    let (server_name, alpn) = {
+        let hello = start.client_hello();
+        let server_name = hello.server_name().map(str::to_string);
+        let alpn: Vec<Vec<u8>> = hello
+            .alpn()
+            .map(|protocols| protocols.map(<[u8]>::to_vec).collect())
+            .unwrap_or_default();
+        (server_name, alpn)
+    };
+    let offered: Vec<&[u8]> = alpn.iter().map(Vec::as_slice).collect();
+    let Some(config) = certificates
+        .config_for(server_name.as_deref(), &offered)
+        .await
+    else {
+        return Err(std::io::Error::other(format!(
+            "no certificate for {}",
+            server_name.as_deref().unwrap_or("a client without SNI")
+        )));
+    };
+    start.into_stream(config).await
+}
+
 /// One accepted connection and what it holds.
 struct Connection {
     peer: SocketAddr,
@@ -206,12 +252,17 @@ struct Connection {
 }
 
 impl Connection {
-    async fn run(self, stream: TcpStream, tls: Option<Arc<TlsSource>>) {
+    async fn run(self, stream: TcpStream, tls: Option<Tls>) {
         let _ = stream.set_nodelay(true);
         let Some(tls) = tls else {
             return self.http(TokioIo::new(stream)).await;
         };
-        let handshake = tls.acceptor().accept(stream);
+        let handshake = async {
+            match tls {
+                Tls::Fixed(source) => source.acceptor().accept(stream).await,
+                Tls::PerHost(certificates) => per_host_handshake(stream, &certificates).await,
+            }
+        };
         match tokio::time::timeout(self.limits.tls_handshake_timeout, handshake).await {
             Ok(Ok(stream)) => self.http(TokioIo::new(stream)).await,
             Ok(Err(error)) => {

@@ -8,6 +8,7 @@ mod csv;
 mod digests;
 mod error;
 mod headers;
+mod hosted;
 mod limiter;
 mod listener;
 mod ops;
@@ -147,6 +148,8 @@ pub struct AppState {
     pub senders: Arc<crate::senders::SendersConfig>,
     /// How digests are made (`[digests]`), for "send now" and previews.
     pub digests: Arc<crate::digests::DigestsConfig>,
+    /// Hosted MTA-STS and records (none: those routes answer 503).
+    pub hosted: Option<Arc<crate::hosted::HostedService>>,
 }
 
 /// The IP databases as the dashboard tells of them.
@@ -187,6 +190,7 @@ impl AppState {
             intake: Arc::default(),
             senders: Arc::default(),
             digests: Arc::default(),
+            hosted: None,
         }
     }
 
@@ -220,6 +224,12 @@ impl AppState {
         lookups_per_minute: u32,
     ) -> Self {
         self.posture = Some(PostureService::new(schedule, lookups_per_minute));
+        self
+    }
+
+    /// Serves hosted MTA-STS pages and API with `service`.
+    pub fn with_hosted(mut self, service: Arc<crate::hosted::HostedService>) -> Self {
+        self.hosted = Some(service);
         self
     }
 

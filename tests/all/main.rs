@@ -23,6 +23,7 @@ mod grafana;
 mod hostile_input;
 mod https;
 mod mailbox;
+mod mta_sts;
 mod nodes;
 mod outbox;
 mod outbox_process;

@@ -158,6 +158,16 @@ impl PostureChecker {
         self.config.domain_timeout()
     }
 
+    /// The resolver the checks ask (MX hosts for hosted MTA-STS too).
+    pub fn dns(&self) -> &DnsClient {
+        &self.dns
+    }
+
+    /// `[dns]` as the checks use it.
+    pub fn config(&self) -> &DnsConfig {
+        &self.config
+    }
+
     /// DNS questions asked so far.
     pub fn queries(&self) -> u64 {
         self.dns.queries()

@@ -11,6 +11,7 @@ mod domains;
 mod failures;
 mod inbox;
 mod mailboxes;
+mod mta_sts;
 mod notice;
 mod posture;
 mod senders;
@@ -62,6 +63,11 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/domains/check", post(posture::check_now))
         .route("/domains/selectors", post(posture::add_selector))
         .route("/domains/{name}", get(posture::domain))
+        .route(
+            "/domains/{name}/mta-sts",
+            get(mta_sts::page).post(mta_sts::change),
+        )
+        .route("/domains/{name}/hosted-dmarc", post(mta_sts::set_dmarc))
         .route("/lookup", get(posture::lookup))
         .route("/senders", get(senders::senders))
         .route("/compliance", get(compliance::compliance))

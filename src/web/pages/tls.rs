@@ -20,8 +20,8 @@ use crate::web::api::Params;
 use crate::web::svg::{daily_bars, named_bars, Bar, Series};
 use crate::web::AppState;
 
-const SUCCESS: &str = "#2e7d32";
-const FAILURE: &str = "#c62828";
+pub(super) const SUCCESS: &str = "#2e7d32";
+pub(super) const FAILURE: &str = "#c62828";
 
 /// The TLS filter form: the values set, and the choices it offers.
 pub struct TlsForm {
@@ -56,7 +56,11 @@ fn narrowed(filter: &TlsFilter, set: impl FnOnce(&mut TlsFilter)) -> String {
 
 /// Sessions per result type: the successful ones, then each kind of
 /// failure, each leading to the reports that have it.
-fn result_bars(filter: &TlsFilter, successful: i64, failures: &[TlsSummaryRow]) -> Vec<Bar> {
+pub(super) fn result_bars(
+    filter: &TlsFilter,
+    successful: i64,
+    failures: &[TlsSummaryRow],
+) -> Vec<Bar> {
     let mut bars = Vec::new();
     if successful > 0 {
         bars.push(Bar {
@@ -80,7 +84,7 @@ fn result_bars(filter: &TlsFilter, successful: i64, failures: &[TlsSummaryRow]) 
     bars
 }
 
-fn mta_bars(filter: &TlsFilter, failures: &[TlsSummaryRow]) -> Vec<Bar> {
+pub(super) fn mta_bars(filter: &TlsFilter, failures: &[TlsSummaryRow]) -> Vec<Bar> {
     failures
         .iter()
         .take(20)
