@@ -204,6 +204,9 @@ fn single_cert_config(
 
 /// RFC 8737 section 3: a self-signed certificate for `host` whose
 /// critical acmeIdentifier extension holds SHA-256 of the key authorization.
+/// rustls refuses to load a certificate with an extension it does not
+/// know (`with_single_cert` checks it), so the key is handed over as it
+/// is: only the CA's validator ever sees this certificate.
 fn challenge_certificate(host: &str, key_authorization: &str) -> Result<Arc<ServerConfig>, String> {
     let digest = ring::digest::digest(&ring::digest::SHA256, key_authorization.as_bytes());
     let mut params =
@@ -214,5 +217,17 @@ fn challenge_certificate(host: &str, key_authorization: &str) -> Result<Arc<Serv
     let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
     let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
     let key = PrivateKeyDer::try_from(key.serialize_der()).map_err(|e| e.to_string())?;
-    single_cert_config(vec![cert.der().clone()], key, &[ACME_TLS_ALPN])
+    let provider = rustls::crypto::ring::default_provider();
+    let signing_key = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| e.to_string())?;
+    let certified = rustls::sign::CertifiedKey::new(vec![cert.der().clone()], signing_key);
+    let mut config = ServerConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|error| error.to_string())?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)));
+    config.alpn_protocols = vec![ACME_TLS_ALPN.to_vec()];
+    Ok(Arc::new(config))
 }

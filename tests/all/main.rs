@@ -5,6 +5,7 @@
 
 mod common;
 
+mod acme;
 mod alert_rules;
 mod alerts;
 mod api;
