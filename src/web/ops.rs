@@ -117,6 +117,9 @@ async fn metrics_text(State(state): State<AppState>, headers: HeaderMap) -> Resp
         gauges.extend(mailbox_gauges(&states));
     }
     gauges.extend(replica_gauges(&state.store.replica_status()));
+    if let Ok(certificates) = crate::store::certificates::certificates(state.store.db()).await {
+        gauges.extend(certificate_gauges(&certificates, chrono::Utc::now()));
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -125,6 +128,40 @@ async fn metrics_text(State(state): State<AppState>, headers: HeaderMap) -> Resp
         metrics::render(&gauges),
     )
         .into_response()
+}
+
+/// The hosted MTA-STS certificates: time left, and failed orders in a
+/// row (an alert on `> 0` catches a renewal that keeps failing).
+fn certificate_gauges(
+    certificates: &[crate::store::certificates::StoredCertificate],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<metrics::Gauge<'static>> {
+    if certificates.is_empty() {
+        return Vec::new();
+    }
+    let label = |host: &str| vec![("host", host.to_string())];
+    vec![
+        (
+            "dmarcd_mta_sts_certificate_expiry_seconds",
+            "Seconds until the hosted MTA-STS host's certificate expires (negative: expired).",
+            certificates
+                .iter()
+                .filter(|stored| stored.cert_pem.is_some())
+                .filter_map(|stored| {
+                    let left = (stored.not_after? - now).num_seconds() as f64;
+                    Some((label(&stored.host), left))
+                })
+                .collect(),
+        ),
+        (
+            "dmarcd_mta_sts_certificate_failures",
+            "Failed ACME orders in a row for the host (0 after a success).",
+            certificates
+                .iter()
+                .map(|stored| (label(&stored.host), f64::from(stored.failures)))
+                .collect(),
+        ),
+    ]
 }
 
 /// Whether each read replica is in use, and how far it may trail.

@@ -339,6 +339,22 @@ async fn issue_and_renew(
     )
     .unwrap();
     assert_ne!(served, served_again, "the renewed certificate is served");
+    // /metrics tells how long the certificate has left and how orders went.
+    let metrics = ureq::get(&format!("http://{web}/metrics"))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        metrics.contains("dmarcd_mta_sts_certificate_expiry_seconds{host=\"mta-sts.acme.test\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("dmarcd_mta_sts_certificate_failures{host=\"mta-sts.acme.test\"} 0"));
+    assert!(
+        metrics.contains("dmarcd_acme_orders_total{result=\"issued\"} 2"),
+        "{metrics}"
+    );
     // The account and both certificates were made by one account, stored once.
     let db = store.db();
     let (accounts,): (i64,) = db

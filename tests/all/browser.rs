@@ -629,3 +629,115 @@ async fn a_digest_schedule_is_added_and_previewed_in_chromium() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_mta_sts_page_switches_modes_in_chromium() {
+    let Some(driver) = tokio::task::spawn_blocking(Driver::start).await.unwrap() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium and chromium-driver must be installed in CI (.ci/run installs them)"
+        );
+        eprintln!("NOTE: chromium/chromedriver not installed: the browser test was SKIPPED");
+        return;
+    };
+    let (_dir, store) = common::db::sqlite().await;
+    assert!(dmarcd::query::domains::add_domain(&store, "example.test")
+        .await
+        .unwrap());
+    // The domain's MX answers on no port: its STARTTLS probe fails.
+    let zone = common::zone_server::ZoneServer::start(
+        "example.test. MX 10 mx.example.test.\nmx.example.test. A 127.0.0.1\n",
+        &[],
+    )
+    .await;
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config = dmarcd::config::Config::default();
+    config.dns.name_servers = vec![zone.address().to_string()];
+    config.dns.timeout_ms = 500;
+    config.mta_sts.probe_port = closed;
+    config.mta_sts.probe_timeout_seconds = 2;
+    config.mta_sts.host = Some("reports.test".to_string());
+    config.dns_server.zone = Some("_hosted.reports.test".to_string());
+    config.dns_server.listen = Some("127.0.0.1:0".to_string());
+    config.smtp.recipients = vec!["dmarc@reports.test".to_string()];
+    let hosted = dmarcd::hosted::HostedService::from_config(store.clone(), &config).unwrap();
+    let web = WebConfig {
+        secure_cookies: false,
+        ..WebConfig::default()
+    };
+    let state = dmarcd::web::AppState::new(store.clone(), web, dmarcd::Limits::default())
+        .with_hosted(std::sync::Arc::new(hosted));
+    let server = Server::start_with_state(state).await;
+    server
+        .state
+        .accounts
+        .add_user("alice", PASSWORD, "admin")
+        .await
+        .unwrap();
+    let base = server.url("");
+    tokio::task::spawn_blocking(move || {
+        driver.go(&format!("{base}/domains/example.test/mta-sts"));
+        driver.wait_for_url(|url| url.contains("/login?next="));
+        driver.type_into("#username", "alice");
+        driver.type_into("#password", PASSWORD);
+        driver.click("button[type=submit]");
+        driver.wait_for_url(|url| url.ends_with("/mta-sts"));
+        let text = driver.page_text();
+        assert!(text.contains("No policy is hosted"), "{text}");
+        assert!(
+            text.contains("_mta-sts.example.test.\tCNAME\texample.test._mta-sts._hosted.reports.test."),
+            "{text}"
+        );
+        let unlabelled = driver.script(
+            "return Array.from(document.querySelectorAll('input:not([type=hidden]), select, textarea'))\
+             .filter(el => el.labels.length === 0).map(el => el.name);",
+        );
+        assert_eq!(unlabelled, json!([]), "fields without a label");
+
+        // testing: the MX patterns come from the domain's MX record.
+        driver.script("document.querySelector('#policy-form select[name=mode]').value = 'testing';");
+        driver.click("#policy-form button[type=submit]");
+        let text = driver.wait_for_text("Policy changed");
+        assert!(text.contains("mode: testing"), "{text}");
+        assert!(text.contains("mx: mx.example.test"), "{text}");
+
+        // enforce is refused while the MX host offers no STARTTLS …
+        driver.script("document.querySelector('#policy-form select[name=mode]').value = 'enforce';");
+        driver.click("#policy-form button[type=submit]");
+        let text = driver.wait_for_text("Not enforced");
+        assert!(text.contains("mx.example.test: cannot connect"), "{text}");
+        driver.screenshot("mta-sts-refused.png");
+        // … unless forced.
+        driver.script("document.querySelector('#policy-form select[name=mode]').value = 'enforce';");
+        driver.click("#policy-form input[name=force]");
+        driver.click("#policy-form button[type=submit]");
+        let text = driver.wait_for_text("Policy changed");
+        assert!(text.contains("mode: enforce"), "{text}");
+        assert!(text.contains("forced"), "{text}");
+
+        // One click back to testing.
+        driver.click("#back-to-testing button[type=submit]");
+        let text = driver.wait_for_text("mode: testing");
+        assert!(text.contains("Policy changed"), "{text}");
+
+        for (width, height) in [(1400, 900), (390, 844)] {
+            driver.resize(width, height);
+            driver.go(&format!("{base}/domains/example.test/mta-sts"));
+            let overflow = driver.script(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+            );
+            assert!(
+                overflow.as_i64().unwrap() <= 1,
+                "{overflow}px wider than the window at {width}px"
+            );
+            driver.screenshot(&format!("page-mta-sts-{width}.png"));
+        }
+    })
+    .await
+    .unwrap();
+    drop(zone);
+}
