@@ -161,8 +161,18 @@ pub struct RetentionConfig {
     /// Days for the raw message of a failure report (ruf), which carries
     /// other people's mail (0: as `raw_days`).
     pub failure_raw_days: u32,
+    /// Days of aggregate records, by their report's begin date (0: for
+    /// ever). The reports' rows stay, and so do every rollup's counts:
+    /// the month and all-time totals keep the history.
+    pub aggregate_days: u32,
+    /// Days of the day rows of the totals per source, per domain and
+    /// source, per country and per source name (0: for ever); their month
+    /// and all-time rows, and the per-domain and per-reporter day rollups,
+    /// are kept for ever.
+    pub day_rollup_days: u32,
     pub interval_minutes: u64,
-    /// Messages per delete transaction, so that ingestion never waits long.
+    /// Messages, records or rollup rows per delete transaction, so that
+    /// ingestion never waits long.
     pub batch: u32,
 }
 
@@ -172,6 +182,8 @@ impl Default for RetentionConfig {
             enabled: true,
             raw_days: 90,
             failure_raw_days: 30,
+            aggregate_days: 0,
+            day_rollup_days: 0,
             interval_minutes: 60,
             batch: 500,
         }
@@ -179,6 +191,35 @@ impl Default for RetentionConfig {
 }
 
 impl RetentionConfig {
+    pub fn records(&self) -> crate::store::RecordRetention {
+        crate::store::RecordRetention {
+            aggregate_days: self.aggregate_days,
+            day_rollup_days: self.day_rollup_days,
+            batch: self.batch,
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.batch == 0 || self.interval_minutes == 0 {
+            return Err(
+                "retention.batch and retention.interval_minutes must be at least 1".to_string(),
+            );
+        }
+        // A stored record's day rows are what a reprocess of its message
+        // takes its counts from: they must outlive the records.
+        if self.day_rollup_days != 0
+            && (self.aggregate_days == 0 || self.day_rollup_days < self.aggregate_days)
+        {
+            return Err(format!(
+                "retention.day_rollup_days ({}) must be 0 (keep for ever) or at least \
+                 retention.aggregate_days ({}, which must then be set too): the day rollups \
+                 of the records still stored must stay",
+                self.day_rollup_days, self.aggregate_days
+            ));
+        }
+        Ok(())
+    }
+
     pub fn raw(&self) -> crate::store::RawRetention {
         crate::store::RawRetention {
             raw_days: self.raw_days,
@@ -290,11 +331,7 @@ impl Config {
         if self.worker.concurrency == 0 {
             return Err("worker.concurrency must be at least 1".to_string());
         }
-        if self.retention.batch == 0 || self.retention.interval_minutes == 0 {
-            return Err(
-                "retention.batch and retention.interval_minutes must be at least 1".to_string(),
-            );
-        }
+        self.retention.validate()?;
         if self.worker.lease_seconds < 10 {
             return Err("worker.lease_seconds must be at least 10".to_string());
         }
@@ -509,6 +546,30 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.web.trusted_proxies, vec!["127.0.0.1", "10.0.0.0/8"]);
+    }
+
+    #[test]
+    fn day_rollups_must_outlive_the_records() {
+        let with = |pairs: &[(&str, &str)]| Config::load_with_env(None, &env(pairs));
+        let config = with(&[("DMARCD_RETENTION_AGGREGATE_DAYS", "400")]).unwrap();
+        assert_eq!(config.retention.records().aggregate_days, 400);
+        assert_eq!(config.retention.records().day_rollup_days, 0);
+        with(&[
+            ("DMARCD_RETENTION_AGGREGATE_DAYS", "90"),
+            ("DMARCD_RETENTION_DAY_ROLLUP_DAYS", "400"),
+        ])
+        .unwrap();
+        for pairs in [
+            &[
+                ("DMARCD_RETENTION_AGGREGATE_DAYS", "400"),
+                ("DMARCD_RETENTION_DAY_ROLLUP_DAYS", "90"),
+            ][..],
+            &[("DMARCD_RETENTION_DAY_ROLLUP_DAYS", "90")][..],
+        ] {
+            let error = with(pairs).unwrap_err().to_string();
+            assert!(error.contains("retention.day_rollup_days (90)"), "{error}");
+            assert!(error.contains("retention.aggregate_days"), "{error}");
+        }
     }
 
     #[test]

@@ -71,6 +71,16 @@ const HELP: &[(&str, &str, &str)] = &[
         "Bytes (as received) of those messages.",
     ),
     (
+        "dmarcd_retention_pruned_reports_total",
+        "counter",
+        "Aggregate reports whose records retention deleted (the report rows and every rollup count stay).",
+    ),
+    (
+        "dmarcd_retention_pruned_records_total",
+        "counter",
+        "Rows retention deleted: aggregate records (data=aggregate), day rows of the totals (data=day_rollups).",
+    ),
+    (
         "dmarcd_messages_received_total",
         "counter",
         "Messages offered to the inbox, by intake path and outcome (new, duplicate, error).",

@@ -1,19 +1,74 @@
 //! Retention as a service: `serve` prunes every `retention.interval_minutes`
 //! (every node may; batches skip what another node holds), `dmarcd prune`
-//! once. What is pruned and how is in `store::retention`.
+//! once. What is pruned and how is in `store::retention` (raw messages)
+//! and `store::record_retention` (aggregate records, day rollups).
 
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
 use crate::config::RetentionConfig;
 use crate::metrics;
-use crate::store::{Pruned, Store, StoreResult};
+use crate::store::{Pruned, PrunedRecords, Store, StoreResult};
 
 /// Prunes what the policy no longer keeps, now; logs and counts it.
-pub async fn prune_once(store: &Store, config: &RetentionConfig) -> StoreResult<Pruned> {
-    let pruned = store.prune_raw(&config.raw(), Utc::now()).await?;
+pub async fn prune_once(
+    store: &Store,
+    config: &RetentionConfig,
+) -> StoreResult<(Pruned, PrunedRecords)> {
+    let now = Utc::now();
+    let pruned = prune_raw(store, config, now).await?;
+    let records = prune_records(store, config, now).await?;
+    Ok((pruned, records))
+}
+
+async fn prune_records(
+    store: &Store,
+    config: &RetentionConfig,
+    now: DateTime<Utc>,
+) -> StoreResult<PrunedRecords> {
+    let started = std::time::Instant::now();
+    let pruned = store.prune_records(&config.records(), now).await?;
+    if pruned.reports > 0 {
+        metrics::count(
+            "dmarcd_retention_pruned_reports_total",
+            &[("data", "aggregate")],
+            pruned.reports,
+        );
+        metrics::count(
+            "dmarcd_retention_pruned_records_total",
+            &[("data", "aggregate")],
+            pruned.records,
+        );
+    }
+    if pruned.day_rollup_rows > 0 {
+        metrics::count(
+            "dmarcd_retention_pruned_records_total",
+            &[("data", "day_rollups")],
+            pruned.day_rollup_rows,
+        );
+    }
+    if pruned != PrunedRecords::default() {
+        tracing::info!(
+            reports = pruned.reports,
+            records = pruned.records,
+            day_rollup_rows = pruned.day_rollup_rows,
+            aggregate_days = config.aggregate_days,
+            day_rollup_days = config.day_rollup_days,
+            seconds = started.elapsed().as_secs_f64(),
+            "retention: deleted aggregate records and day rollups (the month and all-time totals keep their counts)"
+        );
+    }
+    Ok(pruned)
+}
+
+async fn prune_raw(
+    store: &Store,
+    config: &RetentionConfig,
+    now: DateTime<Utc>,
+) -> StoreResult<Pruned> {
+    let pruned = store.prune_raw(&config.raw(), now).await?;
     if pruned.messages > 0 {
         metrics::count(
             "dmarcd_retention_pruned_messages_total",

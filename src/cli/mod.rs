@@ -98,7 +98,9 @@ pub enum Command {
     /// Apply database migrations and exit.
     Migrate,
     /// Delete what the `[retention]` settings no longer keep (the raw bytes
-    /// of processed messages past `retention.raw_days`), in small batches;
+    /// of processed messages past `retention.raw_days`, aggregate records
+    /// past `retention.aggregate_days`, day rollups past
+    /// `retention.day_rollup_days`), in small batches;
     /// `serve` does this on its own every `retention.interval_minutes`.
     Prune {
         /// Only say what would be deleted.

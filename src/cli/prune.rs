@@ -8,21 +8,32 @@ use crate::config::Config;
 pub async fn prune(config: &Config, dry_run: bool) -> anyhow::Result<ExitCode> {
     let store = super::open_store(config).await?;
     let retention = &config.retention;
-    let what = format!(
+    let raw = format!(
         "raw messages (retention.raw_days = {}, retention.failure_raw_days = {}; 0 keeps for ever)",
         retention.raw_days, retention.failure_raw_days
     );
-    if dry_run {
-        let prunable = store
-            .prunable_raw(&retention.raw(), chrono::Utc::now())
-            .await?;
-        println!(
-            "would delete {} {what}, {} bytes",
-            prunable.messages, prunable.bytes
-        );
+    let records = format!(
+        "(retention.aggregate_days = {}, retention.day_rollup_days = {}; 0 keeps for ever; \
+         the month and all-time totals keep every count)",
+        retention.aggregate_days, retention.day_rollup_days
+    );
+    let now = chrono::Utc::now();
+    let started = std::time::Instant::now();
+    let (verb, pruned, pruned_records) = if dry_run {
+        let raw = store.prunable_raw(&retention.raw(), now).await?;
+        let records = store.prunable_records(&retention.records(), now).await?;
+        ("would delete", raw, records)
     } else {
-        let pruned = crate::retention::prune_once(&store, retention).await?;
-        println!("deleted {} {what}, {} bytes", pruned.messages, pruned.bytes);
+        let (raw, records) = crate::retention::prune_once(&store, retention).await?;
+        ("deleted", raw, records)
+    };
+    println!("{verb} {} {raw}, {} bytes", pruned.messages, pruned.bytes);
+    println!(
+        "{verb} {} aggregate records of {} reports and {} day rollup rows {records}",
+        pruned_records.records, pruned_records.reports, pruned_records.day_rollup_rows
+    );
+    if !dry_run {
+        println!("in {:.1} s", started.elapsed().as_secs_f64());
     }
     store.close().await;
     Ok(ExitCode::SUCCESS)

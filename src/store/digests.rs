@@ -317,6 +317,9 @@ pub async fn new_sources(
                     AND NOT EXISTS (SELECT 1 FROM totals_domain_source_day o \
                                      WHERE o.source_ip = t.source_ip AND o.policy_domain = t.policy_domain \
                                        AND o.date_begin < $2 AND o.records > 0) \
+                    AND NOT EXISTS (SELECT 1 FROM totals_domain_source_month o \
+                                     WHERE o.source_ip = t.source_ip AND o.policy_domain = t.policy_domain \
+                                       AND o.date_begin < $4 AND o.records > 0) \
                   GROUP BY t.source_ip ORDER BY messages DESC, source",
                 ip = backend.ip_text("t.source_ip"),
                 messages = backend.sum("t.count"),
@@ -326,6 +329,9 @@ pub async fn new_sources(
                 domain.into(),
                 period.start_utc().into(),
                 period.end_utc().into(),
+                // The months before the period's: what was seen before the
+                // days retention pruned (retention.day_rollup_days).
+                month_start(period.start_utc()).into(),
             ],
         ))
         .await?;
@@ -389,4 +395,13 @@ pub async fn tls(
             .push((result_type, failed));
     }
     Ok(tls)
+}
+
+/// The start of `time`'s month (UTC).
+fn month_start(time: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::Datelike;
+    time.date_naive()
+        .with_day(1)
+        .and_then(|day| day.and_hms_opt(0, 0, 0))
+        .map_or(time, |start| start.and_utc())
 }

@@ -277,6 +277,15 @@ const POSTGRES: &[Migration] = &[
         retriggers: &[],
         rebuilds_tables: false,
     },
+    Migration {
+        version: 27,
+        name: "record_retention",
+        sql: include_str!("../../migrations/postgres/0027_record_retention.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: false,
+    },
 ];
 
 const SQLITE: &[Migration] = &[
@@ -491,6 +500,15 @@ const SQLITE: &[Migration] = &[
         version: 24,
         name: "hosted_mta_sts",
         sql: include_str!("../../migrations/sqlite/0024_hosted_mta_sts.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: false,
+    },
+    Migration {
+        version: 25,
+        name: "record_retention",
+        sql: include_str!("../../migrations/sqlite/0025_record_retention.sql"),
         fills: &[],
         derives: &[],
         retriggers: &[],

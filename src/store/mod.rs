@@ -25,6 +25,7 @@ pub mod outbox;
 mod postgres;
 pub mod posture;
 mod raw_codec;
+mod record_retention;
 mod replicas;
 mod reports;
 mod requeue;
@@ -51,6 +52,9 @@ pub use db::{Backend, Db, Sql};
 pub use mailboxes::{MailboxProgress, MailboxState};
 pub use migrate::Migration;
 pub use outbox::{ClaimedOutboxItem, NewOutboxItem, OutboxEntry, OutboxResult};
+pub use record_retention::{
+    cutoff as record_cutoff, PrunedRecords, RecordRetention, PRUNED_DAY_ROLLUPS,
+};
 pub use replicas::{ReplicaSettings, ReplicaStatus};
 pub use reports::KnownNames;
 pub use retention::{Pruned, RawRetention};
@@ -618,6 +622,45 @@ impl Store {
         now: chrono::DateTime<chrono::Utc>,
     ) -> StoreResult<Pruned> {
         retention::count_prunable(&self.db, policy, now).await
+    }
+
+    /// Deletes the aggregate records and day rollups past `policy` at
+    /// `now`, batch by batch (see `record_retention`: the rollups keep
+    /// every count); returns what went.
+    pub async fn prune_records(
+        &self,
+        policy: &RecordRetention,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<PrunedRecords> {
+        let mut total = PrunedRecords::default();
+        loop {
+            let batch = record_retention::prune_records_batch(&self.db, policy, now).await?;
+            if batch.reports == 0 {
+                break;
+            }
+            total.reports += batch.reports;
+            total.records += batch.records;
+        }
+        for table in PRUNED_DAY_ROLLUPS {
+            loop {
+                let rows =
+                    record_retention::prune_day_rollup_batch(&self.db, table, policy, now).await?;
+                total.day_rollup_rows += rows;
+                if rows < u64::from(policy.batch.max(1)) {
+                    break;
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    /// What `prune_records` would delete at `now`.
+    pub async fn prunable_records(
+        &self,
+        policy: &RecordRetention,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<PrunedRecords> {
+        record_retention::count_prunable(&self.db, policy, now).await
     }
 
     /// Messages per status.

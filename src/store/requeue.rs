@@ -11,9 +11,14 @@ pub(super) async fn requeue(db: &Db, selection: &Requeue) -> StoreResult<u64> {
     // off its queue; the others are taken away from the rollups.
     applier::take_turn(&mut transaction).await?;
     let mut select = transaction.sql();
-    // A message whose bytes retention deleted cannot be read again: its
-    // reports stay as they are.
-    select.push("SELECT id FROM inbox_messages WHERE raw_pruned_at IS NULL AND ");
+    // A message whose bytes retention deleted cannot be read again, and
+    // one whose records retention deleted cannot have its counts taken
+    // from the rollups (record_retention.rs): its reports stay as they are.
+    select.push(
+        "SELECT id FROM inbox_messages m WHERE raw_pruned_at IS NULL \
+         AND NOT EXISTS (SELECT 1 FROM aggregate_reports r \
+                          WHERE r.message_id = m.id AND r.records_pruned_at IS NOT NULL) AND ",
+    );
     match selection {
         Requeue::Ids(ids) if ids.is_empty() => return Ok(0),
         Requeue::Ids(ids) => {

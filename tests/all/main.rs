@@ -32,6 +32,7 @@ mod parse_memory;
 mod posture;
 mod posture_history;
 mod raw_compression;
+mod record_retention;
 mod replicas;
 mod report_pages;
 mod report_storage;

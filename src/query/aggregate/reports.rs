@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::query::filter::ParsedFilter;
 use crate::query::json::JsonColumn;
-use crate::query::time::Timestamp;
+use crate::query::time::{MaybeTimestamp, Timestamp};
 use crate::query::{count_of, Page, QueryError, RowStream};
 use crate::store::{Sql, Store};
 
@@ -41,6 +41,11 @@ pub struct ReportRow {
     /// the report arrived).
     #[sqlx(try_from = "JsonColumn")]
     pub warnings: Vec<String>,
+    /// When retention deleted the report's records
+    /// (`retention.aggregate_days`): the report stays, and the dashboard's
+    /// totals keep its counts.
+    #[sqlx(try_from = "MaybeTimestamp")]
+    pub records_pruned_at: Option<String>,
 }
 
 /// No DMARC report can be older: the specification appeared in 2012.
@@ -122,6 +127,7 @@ pub struct ReportCsvRow {
     pub message_count: i64,
     pub received_at: String,
     pub warnings: String,
+    pub records_pruned_at: Option<String>,
 }
 
 impl From<ReportRow> for ReportCsvRow {
@@ -148,6 +154,7 @@ impl From<ReportRow> for ReportCsvRow {
             record_count: row.record_count,
             message_count: row.message_count,
             received_at: row.received_at,
+            records_pruned_at: row.records_pruned_at,
         }
     }
 }
@@ -159,7 +166,8 @@ fn report_columns(store: &Store) -> String {
         "a.id, a.message_id, a.org_name, a.email, a.report_id, a.policy_domain, \
          a.date_begin, a.date_end, a.schema, a.adkim, a.aspf, a.p, a.sp, a.np, \
          CAST(a.pct AS BIGINT) AS pct, a.fo, CAST(a.record_count AS BIGINT) AS record_count, \
-         a.message_count, a.created_at AS received_at, {warnings} AS warnings",
+         a.message_count, a.created_at AS received_at, {warnings} AS warnings, \
+         a.records_pruned_at",
         warnings = store.reads().backend().json_text("a.warnings")
     )
 }
