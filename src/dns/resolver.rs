@@ -137,6 +137,21 @@ impl DnsClient {
         .await
     }
 
+    /// The target of a CNAME at `name` (lower case, no final dot).
+    pub async fn cname(&self, name: &str) -> Answer<String> {
+        self.lookup(name, RecordType::CNAME, |data| match data {
+            RData::CNAME(target) => Some(
+                target
+                    .0
+                    .to_utf8()
+                    .trim_end_matches('.')
+                    .to_ascii_lowercase(),
+            ),
+            _ => None,
+        })
+        .await
+    }
+
     /// A and AAAA together: found if either has addresses, failed if
     /// either failed and the other found nothing.
     pub async fn addresses(&self, name: &str) -> Answer<IpAddr> {

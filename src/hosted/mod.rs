@@ -83,6 +83,8 @@ pub struct PolicyChanged {
 /// Whether the published `_mta-sts` record announces the served policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct DnsState {
+    /// With a hosted zone: whether `_mta-sts.<domain>` is a CNAME into it.
+    pub delegated: Option<bool>,
     /// The TXT text at `_mta-sts.<domain>` (through any CNAME), if any.
     pub published: Option<String>,
     /// Its id is the served policy's.
@@ -283,6 +285,16 @@ impl HostedService {
     /// What `_mta-sts.<domain>` publishes now, against the served id.
     pub async fn dns_state(&self, domain: &str, served_id: Option<&str>) -> DnsState {
         let name = format!("_mta-sts.{domain}");
+        let delegated = match self.zone.as_deref().filter(|_| self.serves_dns()) {
+            Some(zone) => {
+                let target = records::mta_sts_name(zone, domain);
+                Some(matches!(
+                    self.dns.cname(&name).await,
+                    Answer::Found(targets) if targets.contains(&target)
+                ))
+            }
+            None => None,
+        };
         let (published, summary) = match self.dns.txt(&name).await {
             Answer::Found(records) => {
                 let text = records
@@ -310,7 +322,16 @@ impl HostedService {
             (Some(id), None) => format!("{name} announces id {id}, but no policy is served here"),
             (None, _) => format!("{name} cannot be read"),
         };
+        let summary = match delegated {
+            Some(true) => format!("{name} is delegated here; {summary}"),
+            Some(false) => format!(
+                "{name} is not a CNAME to {} yet; {summary}",
+                records::mta_sts_name(self.zone.as_deref().unwrap_or_default(), domain)
+            ),
+            None => summary,
+        };
         DnsState {
+            delegated,
             published,
             id_matches,
             summary,

@@ -144,6 +144,7 @@ fn domain_zone() -> String {
 {DOMAIN}. MX 10 mx.{DOMAIN}.
 mx.{DOMAIN}. A 127.0.0.1
 mta-sts.{DOMAIN}. A 127.0.0.1
+_mta-sts.{DOMAIN}. CNAME {DOMAIN}._mta-sts.{ZONE}.
 badtls.test. MX 10 mx-bad.{DOMAIN}.
 mx-bad.{DOMAIN}. A 127.0.0.1
 uncovered.test. MX 10 mx.{DOMAIN}.
@@ -539,6 +540,16 @@ async fn enforce_is_refused_when_mail_would_be_lost(setup: &Setup) {
     assert_eq!(status, 200, "{checks}");
     assert_eq!(checks["mx_hosts"], json!([format!("mx.{DOMAIN}")]));
     assert_eq!(checks["probes"][0]["ok"], true, "{checks}");
+    assert_eq!(checks["dns"]["delegated"], true, "{checks}");
+    let (_, checks) = api(setup, "GET", "/domains/badtls.test/mta-sts/checks", None);
+    assert_eq!(checks["dns"]["delegated"], false, "{checks}");
+    assert!(
+        checks["dns"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("is not a CNAME to badtls.test._mta-sts."),
+        "{checks}"
+    );
 }
 
 async fn bad_input_is_refused_clearly(setup: &Setup) {
