@@ -5,7 +5,9 @@
 //! certificate is issued, served by SNI to a client that trusts only
 //! Pebble's root, and renewed when asked; on SQLite with TLS-ALPN-01 (the
 //! policy listener answers the validation), on PostgreSQL with HTTP-01
-//! (the plain-HTTP listener answers it).
+//! (the plain-HTTP listener answers it). With the certificate in place the
+//! dashboard moves the policy through every mode, each step served over
+//! HTTPS with it and announced by the DNS listener with a fresh id.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -24,6 +26,46 @@ use crate::common::zone_server::ZoneServer;
 
 const PEBBLE: &str = "/usr/bin/pebble";
 const DOMAIN: &str = "acme.test";
+const ZONE: &str = "_hosted.reports.test";
+
+/// A port free for both UDP and TCP (the DNS listener takes both).
+fn free_udp_and_tcp_port() -> SocketAddr {
+    for _ in 0..50 {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let address = udp.local_addr().unwrap();
+        if std::net::TcpListener::bind(address).is_ok() {
+            return address;
+        }
+    }
+    panic!("no port free for UDP and TCP");
+}
+
+/// The TXT text at `name`, asked over UDP.
+fn dig_txt(server: SocketAddr, name: &str) -> String {
+    use hickory_proto::op::{Message, MessageType, OpCode, Query};
+    use hickory_proto::rr::{Name, RData, RecordType};
+    let mut query = Message::new(7, MessageType::Query, OpCode::Query);
+    query.add_query(Query::query(
+        Name::from_utf8(name).unwrap(),
+        RecordType::TXT,
+    ));
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    socket.send_to(&query.to_vec().unwrap(), server).unwrap();
+    let mut answer = vec![0u8; 4096];
+    let (length, _) = socket.recv_from(&mut answer).unwrap();
+    let answer = Message::from_vec(&answer[..length]).unwrap();
+    answer
+        .answers
+        .iter()
+        .find_map(|record| match &record.data {
+            RData::TXT(txt) => Some(txt.to_string()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
 
 /// A child process, killed when dropped.
 struct Process(Child);
@@ -252,6 +294,7 @@ async fn issue_and_renew(
     )
     .await;
     let (web, mta_sts, http) = (free_port(), free_port(), free_port());
+    let dns = free_udp_and_tcp_port();
     let pebble = start_pebble(data, zone.address(), http.port(), mta_sts.port());
     let log = data.join("serve.log");
     let mut command = Command::new(env!("CARGO_BIN_EXE_dmarcd"));
@@ -270,6 +313,8 @@ async fn issue_and_renew(
         .env("DMARCD_MTA_STS_ACME_CA_FILE", &pebble.ca_file)
         .env("DMARCD_MTA_STS_ACME_CONTACT", "mailto:admin@acme.test")
         .env("DMARCD_MTA_STS_ACME_CHALLENGE", challenge)
+        .env("DMARCD_DNS_SERVER_LISTEN", dns.to_string())
+        .env("DMARCD_DNS_SERVER_ZONE", ZONE)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap());
     match database_url {
@@ -279,7 +324,7 @@ async fn issue_and_renew(
             .env_remove("DMARCD_DATABASE_URL"),
     };
     let mut serve = Process(command.spawn().unwrap());
-    for address in [web, mta_sts, http] {
+    for address in [web, mta_sts, http, dns] {
         wait_for(address, &mut serve.0, &log);
     }
     let host = format!("mta-sts.{DOMAIN}");
@@ -355,6 +400,75 @@ async fn issue_and_renew(
         metrics.contains("dmarcd_acme_orders_total{result=\"issued\"} 2"),
         "{metrics}"
     );
+    // The dashboard moves the policy testing → enforce (forced: this test
+    // has no MX listener) → testing → none; each step is served at once with
+    // the ACME certificate, and announced by the DNS listener with its id.
+    let accounts = dmarcd::accounts::Accounts::new(store.clone());
+    accounts
+        .add_user("alice", "correct horse battery", "admin")
+        .await
+        .unwrap();
+    let (session, user) = accounts
+        .login("alice", "correct horse battery", chrono::Duration::hours(1))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut previous = String::new();
+    for (mode, force) in [
+        ("enforce", true),
+        ("testing", false),
+        ("none", false),
+        ("testing", false),
+    ] {
+        let form = format!(
+            "csrf={}&mode={mode}&mx=mx.{DOMAIN}{}",
+            user.csrf_token,
+            if force { "&force=1" } else { "" }
+        );
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .build()
+            .into();
+        let response = agent
+            .post(&format!("http://{web}/domains/{DOMAIN}/mta-sts"))
+            .header("Cookie", &format!("dmarcd_session={session}"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .send(form)
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 303, "{mode}");
+        let (policy, presented) = https_get(
+            client(std::slice::from_ref(&pebble_root)),
+            mta_sts,
+            &host,
+            "/.well-known/mta-sts.txt",
+        )
+        .unwrap();
+        assert!(policy.contains(&format!("mode: {mode}\r\n")), "{policy}");
+        assert_eq!(presented, served_again, "served with the ACME certificate");
+        let (_, view) = api(
+            web,
+            &token,
+            "GET",
+            &format!("/domains/{DOMAIN}/mta-sts"),
+            None,
+        );
+        let id = view["policy"]["policy_id"].as_str().unwrap().to_string();
+        assert_ne!(id, previous);
+        let txt = dig_txt(dns, &format!("{DOMAIN}._mta-sts.{ZONE}."));
+        assert_eq!(txt, format!("v=STSv1; id={id}"));
+        previous = id;
+    }
+    let (_, view) = api(
+        web,
+        &token,
+        "GET",
+        &format!("/domains/{DOMAIN}/mta-sts"),
+        None,
+    );
+    assert_eq!(view["history"][3]["changed_by"], "alice");
+    assert_eq!(view["history"][3]["forced"], true);
+
     // The account and both certificates were made by one account, stored once.
     let db = store.db();
     let (accounts,): (i64,) = db
