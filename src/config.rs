@@ -170,6 +170,10 @@ pub struct RetentionConfig {
     /// and all-time rows, and the per-domain and per-reporter day rollups,
     /// are kept for ever.
     pub day_rollup_days: u32,
+    /// Failure reports stored with the local part of every address
+    /// replaced (domains kept), and without their raw message (which holds
+    /// the original body): report/failure/redact.rs.
+    pub redact_failure_reports: bool,
     pub interval_minutes: u64,
     /// Messages, records or rollup rows per delete transaction, so that
     /// ingestion never waits long.
@@ -184,6 +188,7 @@ impl Default for RetentionConfig {
             failure_raw_days: 30,
             aggregate_days: 0,
             day_rollup_days: 0,
+            redact_failure_reports: false,
             interval_minutes: 60,
             batch: 500,
         }
@@ -302,7 +307,7 @@ impl Config {
         } else {
             origin
         };
-        let config: Config =
+        let mut config: Config =
             toml::Value::Table(table)
                 .try_into()
                 .map_err(|error: toml::de::Error| ConfigError::Invalid {
@@ -312,6 +317,8 @@ impl Config {
         config
             .validate()
             .map_err(|message| ConfigError::Invalid { origin, message })?;
+        // Every worker (serve, import, reprocess, mailbox pulls) redacts.
+        config.worker.redact_failure_reports = config.retention.redact_failure_reports;
         Ok(config)
     }
 

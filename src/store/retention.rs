@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::db::{json, Backend, Db};
+use super::db::{json, Backend, Db, Tx};
 use super::StoreResult;
 
 /// How long raw messages are kept; zero days keeps them for ever.
@@ -115,6 +115,21 @@ pub(super) async fn prune_batch(
         return Ok(Pruned::default());
     }
     let ids: Vec<i64> = batch.iter().map(|(id, _)| *id).collect();
+    delete_raw(&mut transaction, &ids, now).await?;
+    transaction.commit().await?;
+    Ok(Pruned {
+        messages: ids.len() as u64,
+        bytes: batch.iter().map(|(_, size)| *size as u64).sum(),
+    })
+}
+
+/// Deletes the raw bytes of messages `ids` and marks them deleted at `now`
+/// (also for redacted failure reports, store/save.rs).
+pub(super) async fn delete_raw(
+    transaction: &mut Tx,
+    ids: &[i64],
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
     let backend = transaction.backend();
     let delete = transaction.statement(
         &format!(
@@ -132,11 +147,7 @@ pub(super) async fn prune_batch(
         vec![json(&ids), now.into()],
     );
     transaction.execute(&mark).await?;
-    transaction.commit().await?;
-    Ok(Pruned {
-        messages: ids.len() as u64,
-        bytes: batch.iter().map(|(_, size)| *size as u64).sum(),
-    })
+    Ok(())
 }
 
 #[cfg(test)]

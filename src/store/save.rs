@@ -233,6 +233,39 @@ pub(super) async fn save_batch(
     if !domains.is_empty() {
         reports::add_domains(transaction, &domains.into_iter().collect::<Vec<_>>()).await?;
     }
+    // A redacted failure report keeps no copy of the mail it reports
+    // (retention.redact_failure_reports): the raw message, which holds the
+    // original's addresses and body, goes with this transaction, marked as
+    // retention marks it (its download answers 410; it is not
+    // reprocessed), and the subject kept from its header (which may name
+    // an address) becomes the redacted one. The first copy, new or a
+    // duplicate, alike.
+    let mut redacted: Vec<(i64, Option<&str>)> = Vec::new();
+    for (index, (id, outcome)) in items.iter().enumerate() {
+        let Outcome::Reports(reports) = outcome else {
+            continue;
+        };
+        let failure = reports
+            .iter()
+            .find_map(|extracted| match &extracted.report {
+                Report::Failure(report) if report.redacted => Some(report),
+                _ => None,
+            });
+        if let (true, Some(report)) = (summaries[index].written, failure) {
+            redacted.push((*id, report.report_subject.as_deref()));
+        }
+    }
+    if !redacted.is_empty() {
+        let ids: Vec<i64> = redacted.iter().map(|(id, _)| *id).collect();
+        super::retention::delete_raw(transaction, &ids, super::inbox::now()).await?;
+        for (id, subject) in redacted {
+            let update = transaction.statement(
+                "UPDATE inbox_messages SET subject = $2 WHERE id = $1",
+                vec![id.into(), subject.into()],
+            );
+            transaction.execute(&update).await?;
+        }
+    }
 
     let mut statuses = Vec::with_capacity(items.len());
     for (index, (id, outcome)) in items.iter().enumerate() {

@@ -555,7 +555,7 @@ pub(super) async fn missing_raw(state: &AppState, id: i64) -> Result<ApiError, A
             Some(at) => ApiError::new(
                 StatusCode::GONE,
                 format!(
-                    "the raw bytes of inbox message {id} were deleted on {} by retention (retention.raw_days); its reports stay",
+                    "the raw bytes of inbox message {id} were deleted on {} by retention (retention.raw_days, or retention.redact_failure_reports for a failure report); its reports stay",
                     at.format("%Y-%m-%d %H:%M UTC")
                 ),
             ),

@@ -49,6 +49,10 @@ pub struct WorkerConfig {
     pub stream_from_bytes: u64,
     /// Records per run of such a message (default 20000, about 20 MB).
     pub stream_run_records: usize,
+    /// `retention.redact_failure_reports`, copied here when the config is
+    /// loaded: failure reports are redacted before they are stored.
+    #[serde(skip)]
+    pub redact_failure_reports: bool,
 }
 
 impl Default for WorkerConfig {
@@ -64,6 +68,7 @@ impl Default for WorkerConfig {
             max_retry_interval_ms: 30_000,
             stream_from_bytes: 256 * 1024,
             stream_run_records: 20_000,
+            redact_failure_reports: false,
         }
     }
 }
@@ -159,6 +164,7 @@ impl Worker {
     async fn run_together(&self, claimed: Vec<Claimed>) -> StoreResult<Vec<Processed>> {
         let limits = Arc::clone(&self.limits);
         let max_attempts = self.config.max_attempts;
+        let redact = self.config.redact_failure_reports;
         let sources: Vec<(i64, Option<String>)> = claimed
             .iter()
             .map(|m| (m.id, m.source_name.clone()))
@@ -181,10 +187,9 @@ impl Worker {
                         .source_name
                         .clone()
                         .unwrap_or_else(|| format!("message {}", message.id));
-                    (
-                        message.id,
-                        classify(extract_reports_from_bytes(&message.raw, &name, &limits)),
-                    )
+                    let outcome =
+                        classify(extract_reports_from_bytes(&message.raw, &name, &limits));
+                    (message.id, redacted(outcome, redact))
                 })
                 .collect::<Vec<_>>()
         })
@@ -360,6 +365,19 @@ pub fn classify(result: Result<Vec<ExtractedReport>, ExtractError>) -> Outcome {
         Err(error) if error.is_not_a_report() => Outcome::Ignored(error.to_string()),
         Err(error) => Outcome::Failed(error.to_string()),
     }
+}
+
+/// The outcome with its failure reports redacted when `redact` is on
+/// (`retention.redact_failure_reports`), before anything of them is stored.
+pub(crate) fn redacted(mut outcome: Outcome, redact: bool) -> Outcome {
+    if let (true, Outcome::Reports(reports)) = (redact, &mut outcome) {
+        for extracted in reports.iter_mut() {
+            if let crate::report::Report::Failure(report) = &mut extracted.report {
+                report.redact();
+            }
+        }
+    }
+    outcome
 }
 
 /// Keeps the rollups up to date with the stored reports (`store::applier`):

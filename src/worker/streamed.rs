@@ -34,18 +34,20 @@ impl Worker {
         let name = source_name
             .clone()
             .unwrap_or_else(|| format!("message {id}"));
+        let redact = self.config.redact_failure_reports;
         let parsing = tokio::task::spawn_blocking(move || {
             let mut hand_over = |location: &str, run: AggregateReport| {
                 runs.blocking_send((location.to_string(), run))
                     .map_err(|_| "the database stopped taking this report's records".to_string())
             };
-            classify(extract_reports_streaming(
+            let outcome = classify(extract_reports_streaming(
                 &mut &message.raw[..],
                 &name,
                 &limits,
                 run_records,
                 &mut hand_over,
-            ))
+            ));
+            super::redacted(outcome, redact)
         });
         let mut refused: Option<StoreError> = None;
         while let Some((location, run)) = received.recv().await {

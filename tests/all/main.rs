@@ -17,6 +17,7 @@ mod dashboard;
 mod digests;
 mod email_shapes;
 mod enrich;
+mod failure_redaction;
 mod filters;
 mod first_run;
 mod geo_update;

@@ -17,8 +17,10 @@ use super::keyword::keyword_enum;
 
 mod hygiene;
 mod key;
+mod redact;
 
 pub use key::dedupe_key;
+pub use redact::{redact_addresses, REDACTED};
 
 keyword_enum!(
     /// `Delivery-Result` (RFC 6591 §3.2). Non-standard values such as
@@ -81,6 +83,11 @@ pub struct FailureReport {
     /// clean report.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Whether `redact` took the local parts of its addresses away
+    /// (`retention.redact_failure_reports`): the store then keeps no raw
+    /// copy of the message either.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub redacted: bool,
 }
 
 /// Headers of the message that failed DMARC.
@@ -395,5 +402,6 @@ fn empty_report(format: FailureFormat) -> FailureReport {
         report_subject: None,
         original: None,
         warnings: Vec::new(),
+        redacted: false,
     }
 }
