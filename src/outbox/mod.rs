@@ -10,6 +10,9 @@
 //! it is sent again. Each message carries its outbox id for the receiver
 //! to drop such a repeat: `Message-ID: <dmarcd.outbox.ID@from-domain>`,
 //! `X-Dmarcd-Delivery: ID`.
+//!
+//! A node asked to stop sends nothing new and gives back what it had
+//! claimed but not sent within `SHUTDOWN_GRACE` (`deliver_until`).
 
 pub mod config;
 mod mail;
@@ -159,6 +162,10 @@ impl SendError {
     }
 }
 
+/// How long the sends under way may still take once the server is asked
+/// to stop (SIGTERM), before they are abandoned and given back.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
 /// What one delivery pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DeliveryPass {
@@ -201,8 +208,28 @@ impl OutboxSender {
     /// Sends every row due at `now`, a batch at a time, the rows of a batch
     /// at once (a webhook that hangs holds up only itself).
     pub async fn deliver_due(&self, now: DateTime<Utc>) -> StoreResult<DeliveryPass> {
+        let (_never, running) = watch::channel(false);
+        self.deliver_until(now, running).await
+    }
+
+    /// `deliver_due`, until `stopped` turns true: then no further batch is
+    /// claimed, the sends under way get `SHUTDOWN_GRACE` to finish, and
+    /// the rest are abandoned and given back (`Store::release_outbox`:
+    /// pending again, for the next pass of any node, without waiting for
+    /// the lease). A relay that does not answer (minutes of timeouts per
+    /// batch) never holds up a shutdown. Delivery stays at least once: a
+    /// send cut off after the relay had the whole message is sent again
+    /// later, with the same Message-ID for the receiver to drop it.
+    pub async fn deliver_until(
+        &self,
+        now: DateTime<Utc>,
+        mut stopped: watch::Receiver<bool>,
+    ) -> StoreResult<DeliveryPass> {
         let mut pass = DeliveryPass::default();
         loop {
+            if *stopped.borrow() {
+                return Ok(pass);
+            }
             let claimed = self
                 .store
                 .claim_outbox(&self.owner, self.config.batch, self.lease, now)
@@ -210,6 +237,8 @@ impl OutboxSender {
             if claimed.is_empty() {
                 return Ok(pass);
             }
+            let mut unfinished: std::collections::BTreeSet<i64> =
+                claimed.iter().map(|item| item.id).collect();
             let mut sends = tokio::task::JoinSet::new();
             for item in claimed {
                 let sender = self.clone();
@@ -218,10 +247,44 @@ impl OutboxSender {
                     (item, result)
                 });
             }
-            while let Some(joined) = sends.join_next().await {
+            // Armed once `stopped` turns true.
+            let mut give_up_at: Option<tokio::time::Instant> = None;
+            let mut watching = true;
+            loop {
+                let grace_over = async move {
+                    match give_up_at {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let joined = tokio::select! {
+                    joined = sends.join_next() => joined,
+                    changed = stopped.changed(), if watching => {
+                        match changed {
+                            Ok(()) if *stopped.borrow() => {
+                                give_up_at = Some(tokio::time::Instant::now() + SHUTDOWN_GRACE);
+                                watching = false;
+                            }
+                            Ok(()) => {}
+                            Err(_) => watching = false,
+                        }
+                        continue;
+                    }
+                    () = grace_over => {
+                        sends.abort_all();
+                        let ids: Vec<i64> = unfinished.into_iter().collect();
+                        let released = self.store.release_outbox(&ids, &self.owner).await?;
+                        tracing::info!(released, "outbox: stopping; messages not sent yet are pending again");
+                        return Ok(pass);
+                    }
+                };
+                let Some(joined) = joined else {
+                    break;
+                };
                 let Ok((item, result)) = joined else {
                     continue;
                 };
+                unfinished.remove(&item.id);
                 let outcome = self.outcome(&item, result, now);
                 let label = match &outcome {
                     OutboxResult::Sent => {
@@ -302,7 +365,7 @@ impl OutboxSender {
     pub async fn run(self, mut stopped: watch::Receiver<bool>) {
         let interval = Duration::from_secs(self.config.interval_seconds);
         loop {
-            if let Err(error) = self.deliver_due(Utc::now()).await {
+            if let Err(error) = self.deliver_until(Utc::now(), stopped.clone()).await {
                 tracing::warn!(%error, "outbox: cannot read the queue");
             }
             tokio::select! {

@@ -814,6 +814,12 @@ impl Store {
         outbox::claim(&self.db, owner, limit, lease, seconds(now)).await
     }
 
+    /// Gives back claimed outbox rows `owner` did not finish sending (a
+    /// stopping node): pending again at once; returns how many.
+    pub async fn release_outbox(&self, ids: &[i64], owner: &str) -> StoreResult<u64> {
+        outbox::release(&self.db, ids, owner).await
+    }
+
     /// Records how sending a claimed outbox row ended; false when `owner`
     /// had lost the claim.
     pub async fn finish_outbox(

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::db::{Backend, Db, Tx};
+use super::db::{json, Backend, Db, Tx};
 use super::StoreResult;
 
 /// A message to queue.
@@ -177,6 +177,27 @@ pub(super) async fn finish(
         ),
     };
     Ok(db.execute(&statement).await? == 1)
+}
+
+/// Gives back rows `ids` that `owner` claimed and did not finish sending
+/// (it is stopping): pending again, due as they were, the attempt not
+/// counted, so that the next pass of any node takes them at once instead
+/// of after the lease. Returns how many it gave back.
+pub(super) async fn release(db: &Db, ids: &[i64], owner: &str) -> StoreResult<u64> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let backend = db.backend();
+    db.execute(&db.statement(
+        &format!(
+            "UPDATE outbox SET status = 'pending', claimed_by = NULL, claimed_until = NULL,
+                    attempts = attempts - 1
+              WHERE {} AND claimed_by = $2 AND status = 'sending'",
+            backend.in_int_list("id", "$1")
+        ),
+        vec![json(&ids), owner.into()],
+    ))
+    .await
 }
 
 /// The newest `limit` rows, newest first.

@@ -7,6 +7,11 @@
 //! receiver drops a repeat by), and accepted exactly once; nothing more
 //! is sent. Both backends.
 //!
+//! Shutdown: SIGTERM while a relay hangs on a batch of messages stops the
+//! process within seconds (it waited for every send of the batch to time
+//! out, minutes); the messages are pending again at once and the next
+//! node delivers each once. Both backends.
+//!
 //! A sendmail binary instead of a relay: Debian's msmtp (a sendmail
 //! replacement) hands the message to the SMTP sink.
 
@@ -168,6 +173,115 @@ async fn a_node_killed_while_sending_sends_again_after_restart_with_the_same_id(
         assert_eq!(sink.messages().len(), 1, "{backend}: sent once");
         second.kill().unwrap();
         second.wait().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_serve_within_seconds_while_a_relay_hangs_and_nothing_is_lost() {
+    const QUEUED: usize = 30;
+    let postgres = common::db::postgres_named().await;
+    let sqlite = common::db::sqlite().await;
+    let mut cases: Vec<(Option<String>, &Path, Store)> =
+        vec![(None, sqlite.0.path(), sqlite.1.clone())];
+    if let Some((dir, store, name)) = &postgres {
+        let url = common::db::with_database(&std::env::var("DATABASE_URL").unwrap(), name);
+        cases.push((Some(url), dir.path(), store.clone()));
+    }
+    for (round, (url, data, store)) in cases.into_iter().enumerate() {
+        let backend = store.backend();
+        // Takes every message in and never answers its final dot.
+        let Some(hanging) = SmtpSink::start_hanging(1000).await else {
+            return;
+        };
+        let items: Vec<_> = (0..QUEUED)
+            .map(|index| {
+                let notification = Notification {
+                    event: "test".to_string(),
+                    title: format!("Shutdown test {round}.{index}"),
+                    text: "Sent once, after the restart.".to_string(),
+                    link: None,
+                    details: serde_json::json!({}),
+                };
+                OutboxItem::Mail(notification.mail(vec!["ops@example.com".to_string()], None))
+                    .queued(None)
+            })
+            .collect();
+        store.enqueue_outbox(&items, Utc::now()).await.unwrap();
+
+        // A minute-long mail timeout: waiting out the batch would take it.
+        let mut node = serve_with(
+            url.as_deref(),
+            data,
+            &[
+                ("DMARCD_MAIL_OUT_RELAY", "127.0.0.1".to_string()),
+                ("DMARCD_MAIL_OUT_PORT", hanging.port.to_string()),
+                ("DMARCD_MAIL_OUT_TLS", "none".to_string()),
+                ("DMARCD_MAIL_OUT_TIMEOUT_SECONDS", "60".to_string()),
+            ],
+        );
+        wait_until("the relay to hang on messages", 20, || {
+            !hanging.hung().is_empty()
+        })
+        .await;
+        let asked = Instant::now();
+        let killed = Command::new("kill")
+            .args(["-TERM", &node.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let exited = loop {
+            if let Some(status) = node.try_wait().unwrap() {
+                break status;
+            }
+            if asked.elapsed() > Duration::from_secs(20) {
+                node.kill().unwrap();
+                node.wait().unwrap();
+                panic!("{backend}: dmarcd serve was still running 20 s after SIGTERM");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let took = asked.elapsed();
+        assert!(exited.success(), "{backend}: {exited:?}");
+        assert!(
+            took < Duration::from_secs(6),
+            "{backend}: stopped {took:?} after SIGTERM"
+        );
+
+        // Nothing was sent, nothing is left claimed: every message is
+        // pending again, its cut-off attempt not counted.
+        let entries = store.outbox_entries(100).await.unwrap();
+        assert_eq!(entries.len(), QUEUED, "{backend}");
+        for entry in &entries {
+            assert_eq!(entry.status, "pending", "{backend}: {entry:?}");
+            assert_eq!(entry.attempts, 0, "{backend}: {entry:?}");
+        }
+
+        // The next node delivers each once, without waiting for a lease.
+        let Some(sink) = SmtpSink::start(0).await else {
+            return;
+        };
+        let mut next = serve(url.as_deref(), data, sink.port);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let entries = store.outbox_entries(100).await.unwrap();
+            if entries.iter().all(|entry| entry.status == "sent") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{backend}: not all sent: {entries:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        next.kill().unwrap();
+        next.wait().unwrap();
+        let delivered = sink.messages();
+        let mut ids: Vec<String> = delivered.iter().map(|(_, raw)| message_id(raw)).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(delivered.len(), QUEUED, "{backend}: each sent once");
+        assert_eq!(ids.len(), QUEUED, "{backend}");
     }
 }
 
