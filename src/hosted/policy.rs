@@ -156,7 +156,7 @@ pub const MX_PATTERN: &str = r"^(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9
 
 /// At least two LDH labels of 1..=63 characters, the last beginning with
 /// a letter (an IDN as A-labels).
-fn is_host_name(host: &str) -> bool {
+pub fn is_host_name(host: &str) -> bool {
     let labels: Vec<&str> = host.split('.').collect();
     labels.len() >= 2
         && labels.iter().all(|label| {

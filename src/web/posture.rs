@@ -77,22 +77,10 @@ pub struct DomainPath {
     pub domain: String,
 }
 
-/// Whether `text` matches `DomainPath`'s pattern.
+/// Whether `text` matches `DomainPath`'s pattern: a host name as MTA-STS
+/// patterns take it (`hosted::policy::is_host_name`), wildcards aside.
 pub(super) fn is_path_domain(text: &str) -> bool {
-    let labels: Vec<&str> = text.split('.').collect();
-    let label_ok = |label: &&str| {
-        (1..=63).contains(&label.len())
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !label.starts_with('-')
-            && !label.ends_with('-')
-    };
-    labels.len() >= 2
-        && labels.iter().all(label_ok)
-        && labels
-            .last()
-            .is_some_and(|top| top.starts_with(|c: char| c.is_ascii_alphabetic()))
+    crate::hosted::policy::is_host_name(text)
 }
 
 /// A domain name from the path (see `DomainPath`), lower-cased.

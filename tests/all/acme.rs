@@ -12,7 +12,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,23 +22,12 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{json, Value};
 
 use crate::common;
+use crate::common::process::{api, free_port, free_udp_and_tcp_port, wait_for, Process};
 use crate::common::zone_server::ZoneServer;
 
 const PEBBLE: &str = "/usr/bin/pebble";
 const DOMAIN: &str = "acme.test";
 const ZONE: &str = "_hosted.reports.test";
-
-/// A port free for both UDP and TCP (the DNS listener takes both).
-fn free_udp_and_tcp_port() -> SocketAddr {
-    for _ in 0..50 {
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let address = udp.local_addr().unwrap();
-        if std::net::TcpListener::bind(address).is_ok() {
-            return address;
-        }
-    }
-    panic!("no port free for UDP and TCP");
-}
 
 /// The TXT text at `name`, asked over UDP.
 fn dig_txt(server: SocketAddr, name: &str) -> String {
@@ -65,37 +54,6 @@ fn dig_txt(server: SocketAddr, name: &str) -> String {
             _ => None,
         })
         .unwrap_or_default()
-}
-
-/// A child process, killed when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-fn wait_for(address: SocketAddr, child: &mut Child, log: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(address).is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "a process exited ({status}): {}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        assert!(Instant::now() < deadline, "nothing listens on {address}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// A strict TLS client trusting `roots` only.
@@ -224,31 +182,6 @@ impl Pebble {
         let (pem, _) = https_get(config, self.management, "localhost", "/roots/0").unwrap();
         CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
     }
-}
-
-/// An API call with the token; the status and the JSON body.
-fn api(
-    web: SocketAddr,
-    token: &str,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let request = ureq::http::Request::builder()
-        .method(method)
-        .uri(format!("http://{web}/api/v1{path}"))
-        .header("Authorization", format!("Bearer {token}"))
-        .header("Content-Type", "application/json")
-        .body(body.map(|b| b.to_string()).unwrap_or_default().into_bytes())
-        .unwrap();
-    let mut response = agent.run(request).unwrap();
-    let status = response.status().as_u16();
-    let text = response.body_mut().read_to_string().unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 /// Waits for the certificate to be valid and issued after `after`.

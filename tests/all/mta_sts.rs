@@ -10,11 +10,11 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
@@ -24,6 +24,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{json, Value};
 
 use crate::common;
+use crate::common::process::{free_port, free_udp_and_tcp_port, wait_for};
 use crate::common::zone_server::ZoneServer;
 
 const ZONE: &str = "_hosted.reports.test";
@@ -91,39 +92,6 @@ impl Drop for Serve {
 impl Serve {
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-/// A port free for both UDP and TCP (the DNS listener takes both).
-fn free_udp_and_tcp_port() -> SocketAddr {
-    for _ in 0..50 {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let address = udp.local_addr().unwrap();
-        if std::net::TcpListener::bind(address).is_ok() {
-            return address;
-        }
-    }
-    panic!("no port free for UDP and TCP");
-}
-
-fn wait_for(address: SocketAddr, serve: &mut Child, log: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(address).is_err() {
-        if let Ok(Some(status)) = serve.try_wait() {
-            panic!(
-                "dmarcd serve exited ({status}): {}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        assert!(Instant::now() < deadline, "nothing listens on {address}");
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -235,25 +203,9 @@ async fn start(
     }
 }
 
-/// An API call; the status and the JSON body.
+/// An API call with the test's token; the status and the JSON body.
 fn api(setup: &Setup, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let url = format!("http://{}/api/v1{path}", setup.serve.web);
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into();
-    let request = ureq::http::Request::builder()
-        .method(method)
-        .uri(&url)
-        .header("Authorization", format!("Bearer {}", setup.token))
-        .header("Content-Type", "application/json")
-        .body(body.map(|b| b.to_string()).unwrap_or_default().into_bytes())
-        .unwrap();
-    let mut response = agent.run(request).unwrap();
-    let status = response.status().as_u16();
-    let text = response.body_mut().read_to_string().unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    common::process::api(setup.serve.web, &setup.token, method, path, body)
 }
 
 /// GET the policy over HTTPS with SNI `sni` and Host `host`, trusting

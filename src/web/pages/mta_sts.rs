@@ -13,16 +13,15 @@ use axum::Form;
 use chrono::{Duration, Utc};
 use serde::Deserialize;
 
-use super::aggregate::day_of;
-use super::tls::{mta_bars, result_bars, FAILURE, SUCCESS};
+use super::tls::{mta_bars, result_bars, sessions_per_day};
 use super::{check_csrf, render, require_admin, Layout, PageError, PageUser};
 use crate::hosted::dmarc::HostedDmarc;
 use crate::hosted::policy::Mode;
 use crate::hosted::probe::MxProbe;
 use crate::hosted::{HostedError, PolicyRequest};
-use crate::query::tls::{self, TlsFilter, TlsGroupBy, TlsSummaryRow};
+use crate::query::tls::{self, TlsFilter, TlsGroupBy};
 use crate::web::hosted::{service, view, MtaStsView};
-use crate::web::svg::{daily_bars, named_bars, Series};
+use crate::web::svg::named_bars;
 use crate::web::AppState;
 
 #[derive(Template)]
@@ -162,30 +161,7 @@ async fn tls_beside(
         summary(TlsGroupBy::ResultType),
         summary(TlsGroupBy::SendingMta),
     )?;
-    let dated: Vec<&TlsSummaryRow> = days
-        .iter()
-        .filter(|d| d.key.as_deref().and_then(day_of).is_some())
-        .collect();
-    let dates: Vec<_> = dated
-        .iter()
-        .filter_map(|d| d.key.as_deref().and_then(day_of))
-        .collect();
-    let chart = daily_bars(
-        "TLS sessions per day",
-        &dates,
-        &[
-            Series {
-                name: "successful",
-                colour: SUCCESS,
-                values: dated.iter().map(|d| d.successful_sessions).collect(),
-            },
-            Series {
-                name: "failed",
-                colour: FAILURE,
-                values: dated.iter().map(|d| d.failed_sessions).collect(),
-            },
-        ],
-    );
+    let chart = sessions_per_day(&days);
     let successful = days.iter().map(|d| d.successful_sessions).sum();
     let results = named_bars(
         "Sessions per result type",

@@ -20,8 +20,8 @@ use crate::web::api::Params;
 use crate::web::svg::{daily_bars, named_bars, Bar, Series};
 use crate::web::AppState;
 
-pub(super) const SUCCESS: &str = "#2e7d32";
-pub(super) const FAILURE: &str = "#c62828";
+const SUCCESS: &str = "#2e7d32";
+const FAILURE: &str = "#c62828";
 
 /// The TLS filter form: the values set, and the choices it offers.
 pub struct TlsForm {
@@ -100,6 +100,34 @@ pub(super) fn mta_bars(filter: &TlsFilter, failures: &[TlsSummaryRow]) -> Vec<Ba
         .collect()
 }
 
+/// Successful and failed sessions per day, from a summary by day.
+pub(super) fn sessions_per_day(days: &[TlsSummaryRow]) -> String {
+    let dated: Vec<&TlsSummaryRow> = days
+        .iter()
+        .filter(|d| d.key.as_deref().and_then(day_of).is_some())
+        .collect();
+    let dates: Vec<_> = dated
+        .iter()
+        .filter_map(|d| d.key.as_deref().and_then(day_of))
+        .collect();
+    daily_bars(
+        "TLS sessions per day",
+        &dates,
+        &[
+            Series {
+                name: "successful",
+                colour: SUCCESS,
+                values: dated.iter().map(|d| d.successful_sessions).collect(),
+            },
+            Series {
+                name: "failed",
+                colour: FAILURE,
+                values: dated.iter().map(|d| d.failed_sessions).collect(),
+            },
+        ],
+    )
+}
+
 pub(super) async fn tls(
     State(state): State<AppState>,
     PageUser(user): PageUser,
@@ -116,30 +144,7 @@ pub(super) async fn tls(
         summary(TlsGroupBy::SendingMta),
         summary(TlsGroupBy::ReceivingMx),
     )?;
-    let dated: Vec<&TlsSummaryRow> = days
-        .iter()
-        .filter(|d| d.key.as_deref().and_then(day_of).is_some())
-        .collect();
-    let dates: Vec<_> = dated
-        .iter()
-        .filter_map(|d| d.key.as_deref().and_then(day_of))
-        .collect();
-    let chart = daily_bars(
-        "TLS sessions per day",
-        &dates,
-        &[
-            Series {
-                name: "successful",
-                colour: SUCCESS,
-                values: dated.iter().map(|d| d.successful_sessions).collect(),
-            },
-            Series {
-                name: "failed",
-                colour: FAILURE,
-                values: dated.iter().map(|d| d.failed_sessions).collect(),
-            },
-        ],
-    );
+    let chart = sessions_per_day(&days);
     let successful = domains.iter().map(|d| d.successful_sessions).sum();
     let result_chart = named_bars(
         "Sessions per result type",

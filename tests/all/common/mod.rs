@@ -79,6 +79,7 @@ pub mod download_server;
 pub mod http;
 pub mod mmdb;
 pub mod policy_server;
+pub mod process;
 pub mod smtp_sink;
 pub mod webhook_server;
 pub mod zone_server;
