@@ -176,17 +176,9 @@ pub(super) async fn prune_records_batch(
     }
     let (reports, _) = take_within(&candidates, budget);
     let backend = transaction.backend();
-    // PostgreSQL's generic plan for `IN (SELECT … json_array_elements_text)`
-    // (sqlx prepares statements; after five runs the plan is generic)
-    // hash-joins a scan of every record: 240 ms per batch at 10^6 records,
-    // growing with the table. `= ANY (ARRAY(…))` reads the report index:
-    // 5 ms.
-    let of_reports = match backend {
-        Backend::Postgres => "report_id = ANY (ARRAY(SELECT CAST(value AS int8) \
-                              FROM json_array_elements_text(CAST($1 AS json))))"
-            .to_string(),
-        Backend::Sqlite => backend.in_int_list("report_id", "$1"),
-    };
+    // Through the report index on PostgreSQL too (`in_int_list` says why):
+    // 5 ms per batch at 10^6 records, where a table scan took 240 ms.
+    let of_reports = backend.in_int_list("report_id", "$1");
     let records = transaction
         .execute(&transaction.statement(
             &format!("DELETE FROM aggregate_records WHERE {of_reports}"),
