@@ -463,5 +463,26 @@ async fn each_class_appears_for_its_reason_and_follows_approvals_and_reprocessin
             .request("DELETE", &path, Some(&token), None, Vec::new(), &[])
             .await;
         assert_eq!(again.status, 404, "{backend}");
+
+        // A rule on the network of a named sender's IPs approves the
+        // sender: its busiest IPs are gathered under its name.
+        let network = server
+            .request(
+                "POST",
+                "/api/v1/approvals",
+                Some(&token),
+                Some("application/json"),
+                br#"{"action":"approve","match":{"cidr":"198.51.100.16/28"}}"#.to_vec(),
+                &[],
+            )
+            .await;
+        assert_eq!(network.status, 201, "{backend}: {}", network.text());
+        let rows = classes(&server, &token).await;
+        let (class, why) = class_of(&rows, "Mailchimp");
+        assert_eq!(class, "authorized", "{backend}: {why}");
+        assert!(
+            why.contains("CIDR block 198.51.100.16/28"),
+            "{backend}: {why}"
+        );
     }
 }

@@ -15,7 +15,9 @@ pub use records::{
 pub use reports::{
     implausible_dates, report, report_location, reports, reports_stream, ReportCsvRow, ReportRow,
 };
-pub use summary::{summary, summary_from, summary_stream, top_groups, SummaryRow, SummarySort};
+pub use summary::{
+    busiest_sources, summary, summary_from, summary_stream, top_groups, SummaryRow, SummarySort,
+};
 
 use super::filter::{ParsedFilter, SourceMatch};
 use super::plan::Plan;

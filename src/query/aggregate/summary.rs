@@ -1,6 +1,9 @@
 //! Grouped summaries: message counts and pass rates per source,
 //! organization, country, AS, domain, day, disposition or header From.
 
+use std::net::IpAddr;
+use std::str::FromStr;
+
 use serde::{Deserialize, Serialize};
 
 use super::{push_from_where_in, GroupBy, Measures};
@@ -387,6 +390,45 @@ pub async fn top_groups(
     };
     let rows: Vec<Group> = store.reads().fetch_all(&sql).await?;
     Ok(rows.into_iter().map(SummaryRow::from).collect())
+}
+
+/// The `limit` source IPs with the most messages, and their messages:
+/// the ranking alone, without the other counters or the number of groups.
+/// The sender pages gather the busiest IPs under their names and need no
+/// more; summing DKIM, SPF and dispositions for each of 1,000 IPs was half
+/// of the 30-day senders query at 10M records (74 ms, 42 of them that).
+pub async fn busiest_sources(
+    store: &Store,
+    filter: &ParsedFilter,
+    limit: i64,
+) -> Result<Vec<(IpAddr, i64)>, QueryError> {
+    let plan = Plan::for_query(filter, Some(GroupBy::Source));
+    let inner = if plan.rows_are_groups(filter, GroupBy::Source) {
+        summary_sql_from(store, filter, GroupBy::Source, plan).await?
+    } else {
+        let mut sql = store.reads().sql();
+        push_groups(
+            store,
+            &mut sql,
+            filter,
+            GroupBy::Source,
+            plan,
+            Grouping::Ranking,
+        )
+        .await?;
+        sql
+    };
+    let mut sql = store.reads().sql();
+    sql.push("SELECT n.key, n.messages FROM (");
+    sql.append(&inner);
+    sql.push(") AS n WHERE n.key IS NOT NULL ORDER BY n.messages DESC, n.key LIMIT ")
+        .bind(limit.max(0));
+    let rows: Vec<(String, i64)> = store.reads().fetch_all(&sql).await?;
+    // Keys are the stored IPs as text; anything else is not a source IP.
+    Ok(rows
+        .into_iter()
+        .filter_map(|(key, messages)| Some((IpAddr::from_str(&key).ok()?, messages)))
+        .collect())
 }
 
 /// Every group, streamed (CSV export).
