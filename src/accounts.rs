@@ -44,6 +44,32 @@ pub struct TokenInfo {
     pub revoked: bool,
 }
 
+/// Where a session was signed in from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SignedInFrom {
+    pub address: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// A live session as its user sees it listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionInfo {
+    /// Names the session in a sign-out form: derived from the stored hash
+    /// of its token, so that neither the token nor the stored hash is ever
+    /// sent to a browser.
+    pub handle: String,
+    /// The session asking.
+    pub current: bool,
+    pub created_at: String,
+    pub expires_at: String,
+    pub address: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+fn session_handle(token_hash: &str) -> String {
+    hash_secret(&format!("session-handle:{token_hash}"))[..24].to_string()
+}
+
 /// 32 random bytes, URL-safe base64.
 pub fn random_secret() -> String {
     use ring::rand::SecureRandom;
@@ -197,6 +223,19 @@ impl Accounts {
         password: &str,
         lifetime: Duration,
     ) -> Result<Option<(String, SessionUser)>, AccountError> {
+        self.login_from(name, password, lifetime, &SignedInFrom::default())
+            .await
+    }
+
+    /// `login`, noting where the session was signed in from (shown to its
+    /// user on the Account page).
+    pub async fn login_from(
+        &self,
+        name: &str,
+        password: &str,
+        lifetime: Duration,
+        from: &SignedInFrom,
+    ) -> Result<Option<(String, SessionUser)>, AccountError> {
         // No user name holds a control character; PostgreSQL would refuse a NUL.
         let user = if name.chars().any(char::is_control) {
             None
@@ -218,10 +257,14 @@ impl Accounts {
         let csrf_token = random_secret();
         stored::insert_session(
             self.db(),
-            &hash_secret(&token),
-            user.id,
-            &csrf_token,
-            Utc::now() + lifetime,
+            &stored::NewSession {
+                token_hash: &hash_secret(&token),
+                user_id: user.id,
+                csrf_token: &csrf_token,
+                expires_at: Utc::now() + lifetime,
+                address: from.address.as_deref(),
+                user_agent: from.user_agent.as_deref(),
+            },
         )
         .await?;
         Ok(Some((
@@ -244,6 +287,82 @@ impl Accounts {
                 role: row.role,
                 csrf_token: row.csrf_token,
             }))
+    }
+
+    /// The user's live sessions, newest first; `current` is the asking
+    /// session's token.
+    pub async fn sessions_of(
+        &self,
+        user_id: i64,
+        current: &str,
+    ) -> Result<Vec<SessionInfo>, AccountError> {
+        let current = hash_secret(current);
+        Ok(stored::sessions_of(self.db(), user_id)
+            .await?
+            .into_iter()
+            .map(|row| SessionInfo {
+                handle: session_handle(&row.token_hash),
+                current: row.token_hash == current,
+                created_at: time_text(row.created_at),
+                expires_at: time_text(row.expires_at),
+                address: row.address,
+                user_agent: row.user_agent,
+            })
+            .collect())
+    }
+
+    /// Ends the user's session that `handle` names; false when the user has
+    /// none by that handle (ended already, or someone else's).
+    pub async fn end_session_of(&self, user_id: i64, handle: &str) -> Result<bool, AccountError> {
+        let sessions = stored::sessions_of(self.db(), user_id).await?;
+        let Some(row) = sessions
+            .iter()
+            .find(|row| crate::web::same_secret(&session_handle(&row.token_hash), handle))
+        else {
+            return Ok(false);
+        };
+        Ok(stored::delete_session_of(self.db(), user_id, &row.token_hash).await?)
+    }
+
+    /// Ends every session of the user but the asking one; how many ended.
+    pub async fn end_other_sessions(
+        &self,
+        user_id: i64,
+        current: &str,
+    ) -> Result<u64, AccountError> {
+        Ok(stored::delete_other_sessions(self.db(), user_id, &hash_secret(current)).await?)
+    }
+
+    /// A user changes their own password: the current one must match; the
+    /// new one follows the usual rules; every other session of theirs ends
+    /// (whoever knew the old password is signed out), the asking one stays.
+    pub async fn change_own_password(
+        &self,
+        user_id: i64,
+        current_token: &str,
+        current_password: &str,
+        new_password: &str,
+    ) -> Result<(), AccountError> {
+        let Some(user) = stored::user_by_id(self.db(), user_id).await? else {
+            return Err(AccountError::Invalid("the user no longer exists".into()));
+        };
+        if !verify_password(user.password_hash, current_password.to_string()).await {
+            return Err(AccountError::Invalid(
+                "the current password is not right".into(),
+            ));
+        }
+        check_password(new_password)?;
+        if new_password == current_password {
+            return Err(AccountError::Invalid(
+                "the new password is the current one".into(),
+            ));
+        }
+        let hash = hash_password(new_password.to_string()).await;
+        if !stored::set_password_hash_of(self.db(), user_id, &hash).await? {
+            return Err(AccountError::Invalid("the user no longer exists".into()));
+        }
+        self.end_other_sessions(user_id, current_token).await?;
+        Ok(())
     }
 
     pub async fn end_session(&self, token: &str) -> Result<(), AccountError> {

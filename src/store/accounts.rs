@@ -25,6 +25,16 @@ pub struct SessionRow {
     pub csrf_token: String,
 }
 
+/// A live session as its user sees it listed (never the token).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SessionInfoRow {
+    pub token_hash: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub address: Option<String>,
+    pub user_agent: Option<String>,
+}
+
 /// An API token as listed (never the token).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TokenRow {
@@ -110,24 +120,30 @@ pub async fn user(db: &Db, name: &str) -> StoreResult<Option<UserRow>> {
     .await
 }
 
+/// A new session: whose, until when, and where it was signed in from.
+pub struct NewSession<'a> {
+    pub token_hash: &'a str,
+    pub user_id: i64,
+    pub csrf_token: &'a str,
+    pub expires_at: DateTime<Utc>,
+    pub address: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+}
+
 /// Stores a new session, and clears the expired ones as it begins.
-pub async fn insert_session(
-    db: &Db,
-    token_hash: &str,
-    user_id: i64,
-    csrf_token: &str,
-    expires_at: DateTime<Utc>,
-) -> StoreResult<()> {
+pub async fn insert_session(db: &Db, new: &NewSession<'_>) -> StoreResult<()> {
     let now = Utc::now();
     db.execute(&db.statement(
-        "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at, \
+         address, user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         vec![
-            token_hash.into(),
-            user_id.into(),
-            csrf_token.into(),
+            new.token_hash.into(),
+            new.user_id.into(),
+            new.csrf_token.into(),
             now.into(),
-            expires_at.into(),
+            new.expires_at.into(),
+            new.address.into(),
+            new.user_agent.into(),
         ],
     ))
     .await?;
@@ -147,6 +163,56 @@ pub async fn session(db: &Db, token_hash: &str) -> StoreResult<Option<SessionRow
         vec![token_hash.into(), Utc::now().into()],
     ))
     .await
+}
+
+/// The user's live sessions, newest first.
+pub async fn sessions_of(db: &Db, user_id: i64) -> StoreResult<Vec<SessionInfoRow>> {
+    db.fetch_all(&db.statement(
+        "SELECT token_hash, created_at, expires_at, address, user_agent FROM sessions \
+         WHERE user_id = $1 AND expires_at > $2 ORDER BY created_at DESC, token_hash",
+        vec![user_id.into(), Utc::now().into()],
+    ))
+    .await
+}
+
+/// Ends one of the user's sessions; false when the user has no such session.
+pub async fn delete_session_of(db: &Db, user_id: i64, token_hash: &str) -> StoreResult<bool> {
+    let deleted = db
+        .execute(&db.statement(
+            "DELETE FROM sessions WHERE user_id = $1 AND token_hash = $2",
+            vec![user_id.into(), token_hash.into()],
+        ))
+        .await?;
+    Ok(deleted > 0)
+}
+
+/// Ends every session of the user but `keep` (the one asking); returns
+/// how many ended.
+pub async fn delete_other_sessions(db: &Db, user_id: i64, keep: &str) -> StoreResult<u64> {
+    db.execute(&db.statement(
+        "DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2",
+        vec![user_id.into(), keep.into()],
+    ))
+    .await
+}
+
+pub async fn user_by_id(db: &Db, id: i64) -> StoreResult<Option<UserRow>> {
+    db.fetch_optional(&db.statement(
+        "SELECT id, username, password_hash, role FROM users WHERE id = $1",
+        vec![id.into()],
+    ))
+    .await
+}
+
+/// Sets the user's own password hash; the caller ends the other sessions.
+pub async fn set_password_hash_of(db: &Db, user_id: i64, password_hash: &str) -> StoreResult<bool> {
+    let updated = db
+        .execute(&db.statement(
+            "UPDATE users SET password_hash = $1 WHERE id = $2",
+            vec![password_hash.into(), user_id.into()],
+        ))
+        .await?;
+    Ok(updated > 0)
 }
 
 pub async fn delete_session(db: &Db, token_hash: &str) -> StoreResult<()> {

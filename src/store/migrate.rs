@@ -286,6 +286,15 @@ const POSTGRES: &[Migration] = &[
         retriggers: &[],
         rebuilds_tables: false,
     },
+    Migration {
+        version: 28,
+        name: "session_origin",
+        sql: include_str!("../../migrations/postgres/0028_session_origin.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: false,
+    },
 ];
 
 const SQLITE: &[Migration] = &[
@@ -509,6 +518,15 @@ const SQLITE: &[Migration] = &[
         version: 25,
         name: "record_retention",
         sql: include_str!("../../migrations/sqlite/0025_record_retention.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: false,
+    },
+    Migration {
+        version: 26,
+        name: "session_origin",
+        sql: include_str!("../../migrations/sqlite/0026_session_origin.sql"),
         fills: &[],
         derives: &[],
         retriggers: &[],

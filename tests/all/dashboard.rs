@@ -51,6 +51,17 @@ pub(crate) struct Browser {
 
 /// The sign-in form filled in and sent, asking to go to `next` after.
 async fn submit_sign_in(server: &Server, user: &str, password: &str, next: &str) -> Reply {
+    submit_sign_in_with(server, user, password, next, None).await
+}
+
+/// `submit_sign_in` from a browser that names itself `user_agent`.
+async fn submit_sign_in_with(
+    server: &Server,
+    user: &str,
+    password: &str,
+    next: &str,
+    user_agent: Option<&str>,
+) -> Reply {
     let page = server.get("/login?next=/domains", None).await;
     assert_eq!(page.status, 200);
     let login_cookie = cookie_value(set_cookie(&page, "dmarcd_login").unwrap());
@@ -67,13 +78,26 @@ async fn submit_sign_in(server: &Server, user: &str, password: &str, next: &str)
                 ("csrf", &csrf),
                 ("next", next),
             ]),
-            &[("Cookie", &format!("dmarcd_login={login_cookie}"))],
+            &[
+                ("Cookie", &format!("dmarcd_login={login_cookie}")),
+                ("User-Agent", user_agent.unwrap_or("dmarcd-tests")),
+            ],
         )
         .await
 }
 
 pub(crate) async fn sign_in(server: &Server, user: &str, password: &str) -> Result<Browser, Reply> {
-    let reply = submit_sign_in(server, user, password, "/domains").await;
+    sign_in_with(server, user, password, None).await
+}
+
+/// `sign_in` from a browser that names itself `user_agent`.
+pub(crate) async fn sign_in_with(
+    server: &Server,
+    user: &str,
+    password: &str,
+    user_agent: Option<&str>,
+) -> Result<Browser, Reply> {
+    let reply = submit_sign_in_with(server, user, password, "/domains", user_agent).await;
     if reply.status != 303 {
         return Err(reply);
     }

@@ -5,6 +5,7 @@
 
 mod common;
 
+mod account;
 mod acme;
 mod alert_rules;
 mod alerts;

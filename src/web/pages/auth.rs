@@ -90,6 +90,14 @@ fn cookie_refused(state: &AppState, headers: &HeaderMap) -> &'static str {
     }
 }
 
+/// The browser's User-Agent as the Account page lists it: printable
+/// characters only, at most 200 of them.
+fn user_agent(headers: &HeaderMap) -> Option<String> {
+    let text = headers.get(header::USER_AGENT)?.to_str().ok()?;
+    let kept: String = text.chars().filter(|c| !c.is_control()).take(200).collect();
+    Some(kept.trim().to_string()).filter(|kept| !kept.is_empty())
+}
+
 #[derive(Template)]
 #[template(path = "login.html")]
 struct LoginPage {
@@ -176,9 +184,13 @@ pub(super) async fn login(
         );
     }
     let lifetime = chrono::Duration::hours(state.config.session_hours as i64);
+    let from = crate::accounts::SignedInFrom {
+        address: Some(client.to_string()),
+        user_agent: user_agent(&headers),
+    };
     let signed_in = state
         .accounts
-        .login(form.username.trim(), &form.password, lifetime)
+        .login_from(form.username.trim(), &form.password, lifetime, &from)
         .await
         .map_err(|error| PageError::from(crate::web::ApiError::from(error)))?;
     let Some((token, user)) = signed_in else {

@@ -2,6 +2,7 @@
 //! plain GET forms for filters, SVG charts drawn here, no script and no
 //! asset from the internet. Query strings are the API's parameters.
 
+mod account;
 mod aggregate;
 mod alerts;
 mod auth;
@@ -58,6 +59,9 @@ pub(super) fn routes() -> Router<AppState> {
         )
         .route("/alerts/digests/change", post(digests::change))
         .route("/alerts/digests/{id}/preview", get(digests::preview))
+        .route("/account", get(account::account))
+        .route("/account/password", post(account::change_password))
+        .route("/account/sessions/end", post(account::end_sessions))
         .route("/domains", get(domains::domains).post(domains::add_domain))
         .route("/domains/remove", post(domains::remove_domain))
         .route("/domains/check", post(posture::check_now))

@@ -18,10 +18,15 @@ pub enum Notice {
     DomainRemoved,
     DomainNotMonitored,
     NotADomainName,
+    PasswordChanged,
+    /// `n` other sessions were signed out.
+    SessionsEnded,
+    /// The session to end was not (or no longer) one of the user's.
+    NoSuchSession,
 }
 
 impl Notice {
-    const ALL: [Notice; 8] = [
+    const ALL: [Notice; 11] = [
         Notice::Requeued,
         Notice::NoSuchMessage,
         Notice::FailedRequeued,
@@ -30,6 +35,9 @@ impl Notice {
         Notice::DomainRemoved,
         Notice::DomainNotMonitored,
         Notice::NotADomainName,
+        Notice::PasswordChanged,
+        Notice::SessionsEnded,
+        Notice::NoSuchSession,
     ];
 
     fn key(self) -> &'static str {
@@ -42,6 +50,9 @@ impl Notice {
             Notice::DomainRemoved => "domain_removed",
             Notice::DomainNotMonitored => "domain_not_monitored",
             Notice::NotADomainName => "not_a_domain_name",
+            Notice::PasswordChanged => "password_changed",
+            Notice::SessionsEnded => "sessions_ended",
+            Notice::NoSuchSession => "no_such_session",
         }
     }
 
@@ -61,12 +72,22 @@ impl Notice {
                 "That is not a domain name (letters, digits and hyphens, in labels separated by dots)."
                     .to_string()
             }
+            Notice::PasswordChanged => {
+                "Your password is changed; your other sessions are signed out.".to_string()
+            }
+            Notice::SessionsEnded => {
+                let sessions = super::plural(n as i64, "session", "sessions");
+                format!("{sessions} signed out.")
+            }
+            Notice::NoSuchSession => {
+                "That session had ended already (or was not yours).".to_string()
+            }
         }
     }
 
     /// Whether the page shows it as an error.
     pub fn is_error(self) -> bool {
-        self == Notice::NotADomainName
+        matches!(self, Notice::NotADomainName | Notice::NoSuchSession)
     }
 
     /// A redirect to `path` that shows this notice there.

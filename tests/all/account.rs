@@ -1,0 +1,236 @@
+//! The Account page over HTTP on both backends: a user sees their own
+//! sessions (when, from where, which browser), signs out the others, and
+//! changes their own password.
+
+use crate::common;
+use crate::dashboard::{setup, sign_in, sign_in_with, Browser, PASSWORD};
+
+use common::http::Server;
+use dmarcd::web::WebConfig;
+
+const NEW_PASSWORD: &str = "a much longer passphrase";
+
+/// The sign-out handle on the Account page's row of the session whose
+/// browser is `agent`.
+fn handle_of(html: &str, agent: &str) -> String {
+    let row = html
+        .split("<tr>")
+        .find(|row| row.contains(agent))
+        .unwrap_or_else(|| panic!("no session from {agent} in {html}"));
+    let start = row
+        .find("name=\"session\" value=\"")
+        .unwrap_or_else(|| panic!("no sign-out button for {agent}: {row}"))
+        + 22;
+    row[start..start + row[start..].find('"').unwrap()].to_string()
+}
+
+async fn signed_in(server: &Server, browser: &Browser) -> bool {
+    let home = browser.get(server, "/").await;
+    match home.status {
+        200 => true,
+        303 => false,
+        other => panic!("GET / answered {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn users_see_their_sessions_sign_out_the_others_and_change_their_password() {
+    for (_dir, store) in common::db::backends().await {
+        let backend = store.backend();
+        let files = tempfile::tempdir().unwrap();
+        let server = setup(&store, files.path(), WebConfig::default()).await;
+        let laptop = sign_in_with(&server, "alice", PASSWORD, Some("Laptop Browser/1.0"))
+            .await
+            .unwrap();
+        let phone = sign_in_with(&server, "alice", PASSWORD, Some("Phone Browser/2.0"))
+            .await
+            .unwrap();
+        let tablet = sign_in_with(&server, "alice", PASSWORD, Some("Tablet Browser/3.0"))
+            .await
+            .unwrap();
+        let victor = sign_in_with(&server, "victor", PASSWORD, Some("Victor Browser/9"))
+            .await
+            .unwrap();
+        let victor_again = sign_in_with(&server, "victor", PASSWORD, Some("Victor Other/9"))
+            .await
+            .unwrap();
+
+        // Alice's sessions, each with where it came from; not Victor's.
+        let page = laptop.get(&server, "/account").await;
+        assert_eq!(page.status, 200, "{backend}: {}", page.text());
+        let html = page.text();
+        for shown in [
+            "Laptop Browser/1.0",
+            "Phone Browser/2.0",
+            "Tablet Browser/3.0",
+            "127.0.0.1",
+            "Signed in as <strong>alice</strong> (admin)",
+        ] {
+            assert!(html.contains(shown), "{backend}: {shown} not on {html}");
+        }
+        assert!(
+            !html.contains("Victor"),
+            "{backend}: another user's session listed"
+        );
+        assert_eq!(html.matches("this session").count(), 1, "{backend}");
+        assert!(
+            html.split("<tr>")
+                .find(|row| row.contains("Laptop Browser/1.0"))
+                .unwrap()
+                .contains("this session"),
+            "{backend}: the asking session is not the one marked"
+        );
+
+        // A forged form ends nothing.
+        let handle = handle_of(&html, "Phone Browser/2.0");
+        let forged = laptop
+            .post(
+                &server,
+                "/account/sessions/end",
+                &[("csrf", "forged"), ("session", &handle)],
+            )
+            .await;
+        assert_eq!(forged.status, 403, "{backend}");
+        assert!(signed_in(&server, &phone).await, "{backend}");
+
+        // Alice signs out her phone from her laptop.
+        let ended = laptop
+            .post(
+                &server,
+                "/account/sessions/end",
+                &[("csrf", &laptop.csrf), ("session", &handle)],
+            )
+            .await;
+        assert_eq!(ended.status, 303, "{backend}");
+        assert_eq!(
+            ended.header("location"),
+            Some("/account?notice=sessions_ended&n=1")
+        );
+        assert!(
+            !signed_in(&server, &phone).await,
+            "{backend}: the phone is still in"
+        );
+        assert!(signed_in(&server, &laptop).await, "{backend}");
+        let notice = laptop
+            .get(&server, "/account?notice=sessions_ended&n=1")
+            .await
+            .text();
+        assert!(notice.contains("1 session signed out."), "{backend}");
+        assert!(!notice.contains("Phone Browser/2.0"), "{backend}");
+
+        // Victor's session handle means nothing on Alice's account.
+        let victors = victor.get(&server, "/account").await.text();
+        let victors_other = handle_of(&victors, "Victor Other/9");
+        let not_hers = laptop
+            .post(
+                &server,
+                "/account/sessions/end",
+                &[("csrf", &laptop.csrf), ("session", &victors_other)],
+            )
+            .await;
+        assert_eq!(
+            not_hers.header("location"),
+            Some("/account?notice=no_such_session&n=0"),
+            "{backend}"
+        );
+        assert!(signed_in(&server, &victor_again).await, "{backend}");
+
+        // Password changes that are refused, each saying why.
+        for (current, new, repeat, why) in [
+            (
+                "not the password",
+                NEW_PASSWORD,
+                NEW_PASSWORD,
+                "the current password is not right",
+            ),
+            (PASSWORD, "short", "short", "at least 10 characters"),
+            (
+                PASSWORD,
+                NEW_PASSWORD,
+                "something else entirely",
+                "the two new passwords differ",
+            ),
+            (
+                PASSWORD,
+                PASSWORD,
+                PASSWORD,
+                "the new password is the current one",
+            ),
+        ] {
+            let refused = laptop
+                .post(
+                    &server,
+                    "/account/password",
+                    &[
+                        ("csrf", &laptop.csrf),
+                        ("current", current),
+                        ("new", new),
+                        ("repeat", repeat),
+                    ],
+                )
+                .await;
+            assert_eq!(refused.status, 400, "{backend}: {why}");
+            let text = refused.text();
+            assert!(
+                text.contains("Your password is not changed") && text.contains(why),
+                "{backend}: {why} not in {text}"
+            );
+        }
+        assert!(signed_in(&server, &tablet).await, "{backend}");
+
+        // The right one: the laptop stays in, the tablet is signed out,
+        // the old password no longer signs in and the new one does.
+        let changed = laptop
+            .post(
+                &server,
+                "/account/password",
+                &[
+                    ("csrf", &laptop.csrf),
+                    ("current", PASSWORD),
+                    ("new", NEW_PASSWORD),
+                    ("repeat", NEW_PASSWORD),
+                ],
+            )
+            .await;
+        assert_eq!(changed.status, 303, "{backend}: {}", changed.text());
+        assert_eq!(
+            changed.header("location"),
+            Some("/account?notice=password_changed&n=0")
+        );
+        assert!(signed_in(&server, &laptop).await, "{backend}");
+        assert!(!signed_in(&server, &tablet).await, "{backend}");
+        assert_eq!(
+            sign_in(&server, "alice", PASSWORD)
+                .await
+                .unwrap_err()
+                .status,
+            401,
+            "{backend}"
+        );
+        sign_in(&server, "alice", NEW_PASSWORD).await.unwrap();
+        assert!(
+            signed_in(&server, &victor).await,
+            "{backend}: Victor was signed out"
+        );
+
+        // "Every other session": only the asking one is left.
+        let others = laptop
+            .post(
+                &server,
+                "/account/sessions/end",
+                &[("csrf", &laptop.csrf), ("session", "others")],
+            )
+            .await;
+        assert_eq!(
+            others.header("location"),
+            Some("/account?notice=sessions_ended&n=1"),
+            "{backend}"
+        );
+        let html = laptop.get(&server, "/account").await.text();
+        assert_eq!(
+            html.matches("<td>127.0.0.1</td>").count(),
+            1,
+            "{backend}: {html}"
+        );
+    }
+}
