@@ -42,6 +42,52 @@ pub struct TokenInfo {
     pub created_at: String,
     pub last_used_at: Option<String>,
     pub revoked: bool,
+    pub access: TokenAccess,
+    pub expires_at: Option<String>,
+}
+
+/// What an API token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenAccess {
+    /// GET and HEAD only.
+    Read,
+    /// Every request, changes too.
+    Write,
+}
+
+impl TokenAccess {
+    pub fn key(self) -> &'static str {
+        match self {
+            TokenAccess::Read => "read",
+            TokenAccess::Write => "write",
+        }
+    }
+
+    /// As stored; anything but `read` is the access tokens had before
+    /// there was a choice.
+    fn stored(text: &str) -> Self {
+        match text {
+            "read" => TokenAccess::Read,
+            _ => TokenAccess::Write,
+        }
+    }
+}
+
+/// An API token as a request presents it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenCheck {
+    Valid {
+        name: String,
+        access: TokenAccess,
+    },
+    /// A real token past its expiry (refused, saying so).
+    Expired {
+        name: String,
+        at: String,
+    },
+    /// Not a token, or a revoked one.
+    Unknown,
 }
 
 /// Where a session was signed in from.
@@ -369,11 +415,24 @@ impl Accounts {
         Ok(stored::delete_session(self.db(), &hash_secret(token)).await?)
     }
 
-    /// Creates an API token; returns it (shown once, stored hashed).
+    /// Creates an API token that may write and does not expire; returns
+    /// it (shown once, stored hashed).
     pub async fn create_token(&self, name: &str) -> Result<String, AccountError> {
+        self.create_token_with(name, TokenAccess::Write, None).await
+    }
+
+    /// Creates an API token with this access, expiring at `expires_at`
+    /// (never when None); returns it (shown once, stored hashed).
+    pub async fn create_token_with(
+        &self,
+        name: &str,
+        access: TokenAccess,
+        expires_at: Option<chrono::DateTime<Utc>>,
+    ) -> Result<String, AccountError> {
         check_username(name)?;
         let token = format!("dmarcd_{}", random_secret());
-        if !stored::insert_token(self.db(), name, &hash_secret(&token)).await? {
+        let hash = hash_secret(&token);
+        if !stored::insert_token(self.db(), name, &hash, access.key(), expires_at).await? {
             return Err(AccountError::Invalid(format!(
                 "a token named {name:?} exists already (revoked tokens keep their name)"
             )));
@@ -390,6 +449,8 @@ impl Accounts {
                 created_at: time_text(row.created_at),
                 last_used_at: row.last_used_at.map(time_text),
                 revoked: row.revoked_at.is_some(),
+                access: TokenAccess::stored(&row.access),
+                expires_at: row.expires_at.map(time_text),
             })
             .collect())
     }
@@ -403,17 +464,18 @@ impl Accounts {
         Ok(())
     }
 
-    /// Whether `token` is a valid, unrevoked API token (and notes its use).
-    pub async fn check_token(&self, token: &str) -> Result<bool, AccountError> {
-        Ok(self.token_name(token).await?.is_some())
-    }
-
-    /// The name of `token` when it is a valid, unrevoked API token (and
-    /// notes its use): who made a change through the API.
-    pub async fn token_name(&self, token: &str) -> Result<Option<String>, AccountError> {
+    /// What `token` is (and, when valid, notes its use): its name says who
+    /// made a change through the API, its access what it may do.
+    pub async fn token_check(&self, token: &str) -> Result<TokenCheck, AccountError> {
         let Some(row) = stored::active_token(self.db(), &hash_secret(token)).await? else {
-            return Ok(None);
+            return Ok(TokenCheck::Unknown);
         };
+        if let Some(at) = row.expires_at.filter(|at| *at <= Utc::now()) {
+            return Ok(TokenCheck::Expired {
+                name: row.name,
+                at: time_text(at),
+            });
+        }
         // Written at most once a minute per token: not a write per request.
         let now = Utc::now();
         let recent = row
@@ -422,7 +484,10 @@ impl Accounts {
         if !recent {
             stored::token_used(self.db(), row.id, now).await?;
         }
-        Ok(Some(row.name))
+        Ok(TokenCheck::Valid {
+            name: row.name,
+            access: TokenAccess::stored(&row.access),
+        })
     }
 }
 

@@ -28,7 +28,7 @@ export DMARCD_LOG=warn
 unset DATABASE_URL DMARCD_DATABASE_URL
 
 "$BIN" import tests/fixtures/corpus/parsedmarc >/dev/null
-TOKEN="$("$BIN" token create --name schemathesis 2>/dev/null)"
+TOKEN="$("$BIN" token create --name schemathesis --write 2>/dev/null)"
 "$BIN" serve >"$WORK/serve.log" 2>&1 &
 SERVER=$!
 # serve finishes the outbox pass it is in before stopping, and the run

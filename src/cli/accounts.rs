@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use crate::accounts::{random_secret, Accounts};
+use crate::accounts::{random_secret, Accounts, TokenAccess};
 use crate::config::Config;
 
 #[derive(Debug, Subcommand)]
@@ -36,11 +36,18 @@ pub enum UserAction {
 #[derive(Debug, Subcommand)]
 pub enum TokenAction {
     /// Create an API token; it is printed once and stored only as a hash.
+    /// It may only read (GET) unless made with --write.
     Create {
         #[arg(long)]
         name: String,
+        /// Let the token make changes too (POST, PUT, DELETE).
+        #[arg(long)]
+        write: bool,
+        /// Stop accepting the token this many days from now (default: never).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=36500))]
+        expires_days: Option<u32>,
     },
-    /// List tokens (names and last use, never the tokens).
+    /// List tokens (names, access, expiry and last use, never the tokens).
     List,
     /// Revoke a token: requests with it get 401 from now on.
     Revoke { name: String },
@@ -101,17 +108,38 @@ pub(super) async fn token(config: &Config, action: TokenAction) -> anyhow::Resul
     let store = super::open_store(config).await?;
     let accounts = Accounts::new(store.clone());
     match action {
-        TokenAction::Create { name } => {
-            let token = accounts.create_token(&name).await?;
-            eprintln!("token {name} created; it is shown only now:");
+        TokenAction::Create {
+            name,
+            write,
+            expires_days,
+        } => {
+            let access = if write {
+                TokenAccess::Write
+            } else {
+                TokenAccess::Read
+            };
+            let expires_at =
+                expires_days.map(|days| chrono::Utc::now() + chrono::Duration::days(days.into()));
+            let token = accounts
+                .create_token_with(&name, access, expires_at)
+                .await?;
+            let until = expires_at.map_or("never expires".to_string(), |at| {
+                format!("expires {}", at.format("%Y-%m-%d %H:%M UTC"))
+            });
+            eprintln!(
+                "token {name} created ({} access, {until}); it is shown only now:",
+                access.key()
+            );
             println!("{token}");
         }
         TokenAction::List => {
             for token in accounts.tokens().await? {
                 println!(
-                    "{}\tcreated {}\tlast used {}\t{}",
+                    "{}\t{}\tcreated {}\texpires {}\tlast used {}\t{}",
                     token.name,
+                    token.access.key(),
                     token.created_at,
+                    token.expires_at.as_deref().unwrap_or("never"),
                     token.last_used_at.as_deref().unwrap_or("never"),
                     if token.revoked { "revoked" } else { "active" }
                 );

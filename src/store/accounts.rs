@@ -43,6 +43,9 @@ pub struct TokenRow {
     pub created_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// `read` or `write`.
+    pub access: String,
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 pub async fn user_count(db: &Db) -> StoreResult<i64> {
@@ -225,18 +228,31 @@ pub async fn delete_session(db: &Db, token_hash: &str) -> StoreResult<()> {
 }
 
 /// False when a token of that name exists already (revoked ones too).
-pub async fn insert_token(db: &Db, name: &str, token_hash: &str) -> StoreResult<bool> {
+/// False when a token of that name exists already.
+pub async fn insert_token(
+    db: &Db,
+    name: &str,
+    token_hash: &str,
+    access: &str,
+    expires_at: Option<DateTime<Utc>>,
+) -> StoreResult<bool> {
     let inserted = db
         .execute(&db.statement(
-            "INSERT INTO api_tokens (name, token_hash, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (name) DO NOTHING",
-            vec![name.into(), token_hash.into(), Utc::now().into()],
+            "INSERT INTO api_tokens (name, token_hash, created_at, access, expires_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING",
+            vec![
+                name.into(),
+                token_hash.into(),
+                Utc::now().into(),
+                access.into(),
+                expires_at.into(),
+            ],
         ))
         .await?;
     Ok(inserted > 0)
 }
 
-const TOKEN_COLUMNS: &str = "id, name, created_at, last_used_at, revoked_at";
+const TOKEN_COLUMNS: &str = "id, name, created_at, last_used_at, revoked_at, access, expires_at";
 
 pub async fn tokens(db: &Db) -> StoreResult<Vec<TokenRow>> {
     db.fetch_all(&db.statement(
@@ -257,7 +273,8 @@ pub async fn revoke_token(db: &Db, name: &str) -> StoreResult<bool> {
     Ok(revoked > 0)
 }
 
-/// The unrevoked token with this hash.
+/// The unrevoked token with this hash (expired or not: the caller says
+/// which it is).
 pub async fn active_token(db: &Db, token_hash: &str) -> StoreResult<Option<TokenRow>> {
     db.fetch_optional(&db.statement(
         &format!(

@@ -295,6 +295,15 @@ const POSTGRES: &[Migration] = &[
         retriggers: &[],
         rebuilds_tables: false,
     },
+    Migration {
+        version: 29,
+        name: "token_access",
+        sql: include_str!("../../migrations/postgres/0029_token_access.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: false,
+    },
 ];
 
 const SQLITE: &[Migration] = &[
@@ -527,6 +536,15 @@ const SQLITE: &[Migration] = &[
         version: 26,
         name: "session_origin",
         sql: include_str!("../../migrations/sqlite/0026_session_origin.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: false,
+    },
+    Migration {
+        version: 27,
+        name: "token_access",
+        sql: include_str!("../../migrations/sqlite/0027_token_access.sql"),
         fills: &[],
         derives: &[],
         retriggers: &[],

@@ -16,6 +16,7 @@ use utoipa::OpenApi;
 use super::csv::csv_response;
 use super::error::ErrorBody;
 use super::{ApiError, AppState};
+use crate::accounts::{TokenAccess, TokenCheck};
 use crate::query::domains::{self, DomainRow};
 use crate::query::failures::{self, FailureRow};
 use crate::query::inbox::{self, InboxRow};
@@ -102,11 +103,28 @@ impl FromRequestParts<AppState> for ApiToken {
                 _ => Err(ApiError::unauthorized()),
             };
         };
-        match state.accounts.token_name(token).await? {
-            Some(name) => Ok(ApiToken {
-                by: format!("token:{name}"),
-            }),
-            None => Err(ApiError::unauthorized()),
+        let reads = matches!(parts.method, Method::GET | Method::HEAD);
+        match state.accounts.token_check(token).await? {
+            TokenCheck::Valid { name, access } if reads || access == TokenAccess::Write => {
+                Ok(ApiToken {
+                    by: format!("token:{name}"),
+                })
+            }
+            TokenCheck::Valid { name, .. } => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "token {name:?} may only read (GET); a change needs a token made with \
+                     'dmarcd token create --name NAME --write'"
+                ),
+            )),
+            TokenCheck::Expired { name, at } => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                format!(
+                    "token {name:?} expired at {at}; create another with \
+                     'dmarcd token create --name NAME'"
+                ),
+            )),
+            TokenCheck::Unknown => Err(ApiError::unauthorized()),
         }
     }
 }

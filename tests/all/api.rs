@@ -1026,3 +1026,173 @@ async fn a_request_held_up_past_the_timeout_is_answered_503() {
         store.close().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn read_only_tokens_only_read_and_expired_tokens_say_so() {
+    use dmarcd::accounts::TokenAccess;
+    for (_dir, store) in common::db::backends().await {
+        let backend = store.backend();
+        let files = tempfile::tempdir().unwrap();
+        common::data::populated(&store, files.path()).await;
+        let (server, writer) = server_with_token(&store, WebConfig::default()).await;
+        let accounts = &server.state.accounts;
+        let reader = accounts
+            .create_token_with("grafana", TokenAccess::Read, None)
+            .await
+            .unwrap();
+        let expired = accounts
+            .create_token_with(
+                "old-script",
+                TokenAccess::Write,
+                Some(chrono::Utc::now() - chrono::Duration::seconds(1)),
+            )
+            .await
+            .unwrap();
+        let later = accounts
+            .create_token_with(
+                "contractor",
+                TokenAccess::Write,
+                Some(chrono::Utc::now() + chrono::Duration::days(30)),
+            )
+            .await
+            .unwrap();
+        // Each change approves another address.
+        let approval = |ip: &str| {
+            serde_json::to_vec(&serde_json::json!({
+                "action": "approve",
+                "match": {"ip": ip},
+            }))
+            .unwrap()
+        };
+        let post = |token: String, ip: &'static str| {
+            let server = &server;
+            let body = approval(ip);
+            async move {
+                server
+                    .request(
+                        "POST",
+                        "/api/v1/approvals",
+                        Some(&token),
+                        Some("application/json"),
+                        body,
+                        &[],
+                    )
+                    .await
+            }
+        };
+
+        // A read-only token reads everything and changes nothing.
+        for path in ENDPOINTS {
+            let read = server.get(path, Some(&reader)).await;
+            assert_eq!(read.status, 200, "{backend} {path}: {}", read.text());
+        }
+        let refused = post(reader.clone(), "192.0.2.1").await;
+        assert_eq!(refused.status, 403, "{backend}: {}", refused.text());
+        let why = refused.json()["error"].as_str().unwrap().to_string();
+        assert!(
+            why.contains("\"grafana\" may only read") && why.contains("--write"),
+            "{backend}: {why}"
+        );
+        let approvals = server.get("/api/v1/approvals", Some(&writer)).await.json();
+        assert_eq!(
+            approvals.as_array().unwrap().len(),
+            0,
+            "{backend}: {approvals}"
+        );
+
+        // Write tokens change, an unexpired one too.
+        assert_eq!(
+            post(writer.clone(), "192.0.2.2").await.status,
+            201,
+            "{backend}"
+        );
+        assert_eq!(
+            post(later.clone(), "192.0.2.3").await.status,
+            201,
+            "{backend}"
+        );
+
+        // An expired token is refused for reads and changes, saying when it expired.
+        for reply in [
+            server.get("/api/v1/domains", Some(&expired)).await,
+            post(expired.clone(), "192.0.2.4").await,
+        ] {
+            assert_eq!(reply.status, 401, "{backend}: {}", reply.text());
+            let why = reply.json()["error"].as_str().unwrap().to_string();
+            assert!(
+                why.contains("\"old-script\" expired at"),
+                "{backend}: {why}"
+            );
+        }
+
+        // The list says what each token may do and until when.
+        let listed = accounts.tokens().await.unwrap();
+        let grafana = listed.iter().find(|t| t.name == "grafana").unwrap();
+        assert_eq!(grafana.access, TokenAccess::Read, "{backend}");
+        assert_eq!(grafana.expires_at, None, "{backend}");
+        let contractor = listed.iter().find(|t| t.name == "contractor").unwrap();
+        assert_eq!(contractor.access, TokenAccess::Write, "{backend}");
+        assert!(contractor.expires_at.is_some(), "{backend}");
+    }
+}
+
+/// `dmarcd token …` in a fresh SQLite data directory: its output and success.
+fn token_cli(data_dir: &Path, args: &[&str]) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_dmarcd"))
+        .arg("token")
+        .args(args)
+        .env("DMARCD_DATA_DIR", data_dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("DMARCD_DATABASE_URL")
+        .env("DMARCD_LOG", "warn")
+        .output()
+        .expect("the dmarcd binary runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[test]
+fn the_cli_makes_read_only_tokens_unless_asked_and_lists_access_and_expiry() {
+    let data = tempfile::tempdir().unwrap();
+    let (ok, made) = token_cli(data.path(), &["create", "--name", "grafana"]);
+    assert!(ok, "{made}");
+    assert!(made.contains("(read access, never expires)"), "{made}");
+    let (ok, made) = token_cli(
+        data.path(),
+        &[
+            "create",
+            "--name",
+            "deploy",
+            "--write",
+            "--expires-days",
+            "7",
+        ],
+    );
+    assert!(ok, "{made}");
+    assert!(made.contains("(write access, expires 20"), "{made}");
+    let (ok, refused) = token_cli(
+        data.path(),
+        &["create", "--name", "never", "--expires-days", "0"],
+    );
+    assert!(!ok, "{refused}");
+
+    let (ok, listed) = token_cli(data.path(), &["list"]);
+    assert!(ok, "{listed}");
+    let line = |name: &str| {
+        listed
+            .lines()
+            .find(|line| line.starts_with(&format!("{name}\t")))
+            .unwrap_or_else(|| panic!("no {name} in {listed}"))
+            .to_string()
+    };
+    assert!(line("grafana").contains("\tread\t") && line("grafana").contains("expires never"));
+    assert!(line("deploy").contains("\twrite\t") && !line("deploy").contains("expires never"));
+    assert!(
+        !listed.lines().any(|line| line.starts_with("never\t")),
+        "a refused token was listed: {listed}"
+    );
+}

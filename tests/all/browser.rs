@@ -312,7 +312,16 @@ async fn sign_in_filter_and_drill_down_in_chromium() {
         eprintln!("screenshot: {}", path.display());
 
         // Every form field has a label.
-        for page in ["/", "/aggregate", "/records", "/tls", "/failures", "/inbox", "/domains"] {
+        for page in [
+            "/",
+            "/aggregate",
+            "/records",
+            "/tls",
+            "/failures",
+            "/inbox",
+            "/domains",
+            "/account",
+        ] {
             driver.go(&format!("{base}{page}"));
             let unlabelled = driver.script(
                 "return Array.from(document.querySelectorAll('input:not([type=hidden]), select'))\
@@ -351,6 +360,7 @@ async fn sign_in_filter_and_drill_down_in_chromium() {
             ("senders", "/senders?domain=example.com"),
             ("sender", sender.as_str()),
             ("compliance", "/compliance?domain=example.com"),
+            ("account", "/account"),
         ];
         for (width, height) in [(1400, 900), (390, 844)] {
             driver.resize(width, height);
