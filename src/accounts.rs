@@ -44,6 +44,8 @@ pub struct TokenInfo {
     pub revoked: bool,
     pub access: TokenAccess,
     pub expires_at: Option<String>,
+    /// Past its expiry (and so refused).
+    pub expired: bool,
 }
 
 /// What an API token may do.
@@ -84,6 +86,7 @@ pub enum TokenCheck {
     /// A real token past its expiry (refused, saying so).
     Expired {
         name: String,
+        access: TokenAccess,
         at: String,
     },
     /// Not a token, or a revoked one.
@@ -404,10 +407,10 @@ impl Accounts {
             ));
         }
         let hash = hash_password(new_password.to_string()).await;
-        if !stored::set_password_hash_of(self.db(), user_id, &hash).await? {
+        let keep = hash_secret(current_token);
+        if !stored::set_own_password_hash(self.db(), user_id, &hash, &keep).await? {
             return Err(AccountError::Invalid("the user no longer exists".into()));
         }
-        self.end_other_sessions(user_id, current_token).await?;
         Ok(())
     }
 
@@ -416,7 +419,9 @@ impl Accounts {
     }
 
     /// Creates an API token that may write and does not expire; returns
-    /// it (shown once, stored hashed).
+    /// it (shown once, stored hashed). For code that makes a token to use
+    /// it at once (tests, set-up); `dmarcd token create` makes read-only
+    /// tokens unless asked (`create_token_with`).
     pub async fn create_token(&self, name: &str) -> Result<String, AccountError> {
         self.create_token_with(name, TokenAccess::Write, None).await
     }
@@ -450,6 +455,7 @@ impl Accounts {
                 last_used_at: row.last_used_at.map(time_text),
                 revoked: row.revoked_at.is_some(),
                 access: TokenAccess::stored(&row.access),
+                expired: row.expires_at.is_some_and(|at| at <= Utc::now()),
                 expires_at: row.expires_at.map(time_text),
             })
             .collect())
@@ -472,6 +478,7 @@ impl Accounts {
         };
         if let Some(at) = row.expires_at.filter(|at| *at <= Utc::now()) {
             return Ok(TokenCheck::Expired {
+                access: TokenAccess::stored(&row.access),
                 name: row.name,
                 at: time_text(at),
             });

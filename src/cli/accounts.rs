@@ -141,7 +141,13 @@ pub(super) async fn token(config: &Config, action: TokenAction) -> anyhow::Resul
                     token.created_at,
                     token.expires_at.as_deref().unwrap_or("never"),
                     token.last_used_at.as_deref().unwrap_or("never"),
-                    if token.revoked { "revoked" } else { "active" }
+                    if token.revoked {
+                        "revoked"
+                    } else if token.expired {
+                        "expired"
+                    } else {
+                        "active"
+                    }
                 );
             }
         }

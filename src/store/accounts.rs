@@ -207,15 +207,33 @@ pub async fn user_by_id(db: &Db, id: i64) -> StoreResult<Option<UserRow>> {
     .await
 }
 
-/// Sets the user's own password hash; the caller ends the other sessions.
-pub async fn set_password_hash_of(db: &Db, user_id: i64, password_hash: &str) -> StoreResult<bool> {
-    let updated = db
-        .execute(&db.statement(
+/// Sets the user's own password hash and ends every session of theirs but
+/// `keep` (the one asking), in one transaction: no old session outlives a
+/// changed password. False when there is no such user.
+pub async fn set_own_password_hash(
+    db: &Db,
+    user_id: i64,
+    password_hash: &str,
+    keep: &str,
+) -> StoreResult<bool> {
+    let mut transaction = db.begin_durable().await?;
+    let updated = transaction
+        .execute(&transaction.statement(
             "UPDATE users SET password_hash = $1 WHERE id = $2",
             vec![password_hash.into(), user_id.into()],
         ))
         .await?;
-    Ok(updated > 0)
+    if updated == 0 {
+        return Ok(false);
+    }
+    transaction
+        .execute(&transaction.statement(
+            "DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2",
+            vec![user_id.into(), keep.into()],
+        ))
+        .await?;
+    transaction.commit().await?;
+    Ok(true)
 }
 
 pub async fn delete_session(db: &Db, token_hash: &str) -> StoreResult<()> {
@@ -228,7 +246,6 @@ pub async fn delete_session(db: &Db, token_hash: &str) -> StoreResult<()> {
 }
 
 /// False when a token of that name exists already (revoked ones too).
-/// False when a token of that name exists already.
 pub async fn insert_token(
     db: &Db,
     name: &str,

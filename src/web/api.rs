@@ -117,13 +117,20 @@ impl FromRequestParts<AppState> for ApiToken {
                      'dmarcd token create --name NAME --write'"
                 ),
             )),
-            TokenCheck::Expired { name, at } => Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                format!(
-                    "token {name:?} expired at {at}; create another with \
-                     'dmarcd token create --name NAME'"
-                ),
-            )),
+            TokenCheck::Expired { name, access, at } => {
+                let write = if access == TokenAccess::Write {
+                    " --write"
+                } else {
+                    ""
+                };
+                Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    format!(
+                        "token {name:?} expired at {at}; create another with \
+                         'dmarcd token create --name NAME{write}'"
+                    ),
+                ))
+            }
             TokenCheck::Unknown => Err(ApiError::unauthorized()),
         }
     }
@@ -616,6 +623,34 @@ impl utoipa::Modify for SecurityAddon {
             "token",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        // Every change may be refused to a read-only token (ApiToken): said
+        // once here rather than on each operation.
+        let refused = utoipa::openapi::ResponseBuilder::new()
+            .description("The token may only read (made without --write)")
+            .content(
+                "application/json",
+                utoipa::openapi::ContentBuilder::new()
+                    .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                operation
+                    .responses
+                    .responses
+                    .entry("403".to_string())
+                    .or_insert_with(|| refused.clone().into());
+            }
+        }
     }
 }
 

@@ -234,3 +234,39 @@ async fn users_see_their_sessions_sign_out_the_others_and_change_their_password(
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn guesses_at_the_current_password_count_against_the_sign_in_limit() {
+    let (_dir, store) = common::db::sqlite().await;
+    let files = tempfile::tempdir().unwrap();
+    let config = WebConfig {
+        login_attempts_per_minute: 3,
+        ..WebConfig::default()
+    };
+    let server = setup(&store, files.path(), config).await;
+    let alice = sign_in(&server, "alice", PASSWORD).await.unwrap();
+    let guess = |current: &'static str| {
+        let (server, alice) = (&server, &alice);
+        async move {
+            alice
+                .post(
+                    server,
+                    "/account/password",
+                    &[
+                        ("csrf", &alice.csrf),
+                        ("current", current),
+                        ("new", NEW_PASSWORD),
+                        ("repeat", NEW_PASSWORD),
+                    ],
+                )
+                .await
+                .status
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(guess("a wrong guess").await, 400);
+    }
+    assert_eq!(guess("a wrong guess").await, 429);
+    // Even the right one waits for the minute to pass.
+    assert_eq!(guess(PASSWORD).await, 429);
+}

@@ -1120,10 +1120,68 @@ async fn read_only_tokens_only_read_and_expired_tokens_say_so() {
             assert_eq!(reply.status, 401, "{backend}: {}", reply.text());
             let why = reply.json()["error"].as_str().unwrap().to_string();
             assert!(
-                why.contains("\"old-script\" expired at"),
+                why.contains("\"old-script\" expired at") && why.contains("--write"),
                 "{backend}: {why}"
             );
         }
+
+        // A token made before tokens had an access (the row as the old
+        // schema wrote it) keeps writing.
+        let legacy = "dmarcd_legacy-token-from-an-older-release";
+        let db = store.db();
+        db.execute(&db.statement(
+            "INSERT INTO api_tokens (name, token_hash, created_at) VALUES ($1, $2, $3)",
+            vec![
+                "legacy".into(),
+                dmarcd::accounts::hash_secret(legacy).into(),
+                chrono::Utc::now().into(),
+            ],
+        ))
+        .await
+        .unwrap();
+        assert_eq!(
+            post(legacy.to_string(), "192.0.2.5").await.status,
+            201,
+            "{backend}"
+        );
+        // Every kind of change is refused to a read-only token.
+        for (method, path) in [
+            ("DELETE", "/api/v1/approvals/1"),
+            ("PATCH", "/api/v1/alert-rules/1"),
+            ("PUT", "/api/v1/domains/example.com/mta-sts"),
+        ] {
+            let refused = server
+                .request(
+                    method,
+                    path,
+                    Some(&reader),
+                    Some("application/json"),
+                    b"{}".to_vec(),
+                    &[],
+                )
+                .await;
+            assert_eq!(
+                refused.status,
+                403,
+                "{backend} {method} {path}: {}",
+                refused.text()
+            );
+        }
+
+        // The API document says so for every change, and only for changes.
+        let document = server
+            .get("/api/v1/openapi.json", Some(&reader))
+            .await
+            .json();
+        let responses = |path: &str, method: &str| {
+            document["paths"][path][method]["responses"]
+                .as_object()
+                .unwrap_or_else(|| panic!("no {method} {path} in the document"))
+                .clone()
+        };
+        assert!(responses("/api/v1/approvals", "post").contains_key("403"));
+        assert!(responses("/api/v1/approvals/{id}", "delete").contains_key("403"));
+        assert!(!responses("/api/v1/approvals", "get").contains_key("403"));
 
         // The list says what each token may do and until when.
         let listed = accounts.tokens().await.unwrap();
@@ -1132,7 +1190,12 @@ async fn read_only_tokens_only_read_and_expired_tokens_say_so() {
         assert_eq!(grafana.expires_at, None, "{backend}");
         let contractor = listed.iter().find(|t| t.name == "contractor").unwrap();
         assert_eq!(contractor.access, TokenAccess::Write, "{backend}");
-        assert!(contractor.expires_at.is_some(), "{backend}");
+        assert!(
+            contractor.expires_at.is_some() && !contractor.expired,
+            "{backend}"
+        );
+        let old_script = listed.iter().find(|t| t.name == "old-script").unwrap();
+        assert!(old_script.expired, "{backend}");
     }
 }
 

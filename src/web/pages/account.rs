@@ -13,7 +13,7 @@ use super::auth::session_token;
 use super::notice::Notice;
 use super::{check_csrf, render, Layout, PageError, PageUser};
 use crate::accounts::{AccountError, SessionInfo};
-use crate::web::AppState;
+use crate::web::{AppState, ClientIp};
 
 #[derive(Template)]
 #[template(path = "account.html")]
@@ -91,10 +91,20 @@ pub(super) struct PasswordForm {
 pub(super) async fn change_password(
     State(state): State<AppState>,
     PageUser(user): PageUser,
+    ClientIp(client): ClientIp,
     headers: HeaderMap,
     Form(form): Form<PasswordForm>,
 ) -> Result<Response, PageError> {
     check_csrf(&user, &form.csrf)?;
+    // The current password is a guess like a sign-in's: whoever holds a
+    // stolen session must not try it without end (and each try is an
+    // argon2 hash), so tries count against the sign-in limit.
+    if !state.login_limiter.allow(client) {
+        return Err(PageError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many password attempts from your address; wait a minute.",
+        ));
+    }
     let refused = |text: String| (StatusCode::BAD_REQUEST, text);
     let outcome = if form.new != form.repeat {
         Err(refused("the two new passwords differ".into()))
@@ -116,6 +126,7 @@ pub(super) async fn change_password(
     };
     match outcome {
         Ok(()) => {
+            state.login_limiter.reset(client);
             tracing::info!(user = %user.username, "changed their password");
             Ok(Notice::PasswordChanged.redirect("/account", 0))
         }
