@@ -115,6 +115,21 @@ pub struct SessionInfo {
     pub user_agent: Option<String>,
 }
 
+fn token_infos(rows: Vec<stored::TokenRow>) -> Vec<TokenInfo> {
+    let now = Utc::now();
+    rows.into_iter()
+        .map(|row| TokenInfo {
+            name: row.name,
+            created_at: time_text(row.created_at),
+            last_used_at: row.last_used_at.map(time_text),
+            revoked: row.revoked_at.is_some(),
+            access: TokenAccess::stored(&row.access),
+            expired: row.expires_at.is_some_and(|at| at <= now),
+            expires_at: row.expires_at.map(time_text),
+        })
+        .collect()
+}
+
 fn session_handle(token_hash: &str) -> String {
     hash_secret(&format!("session-handle:{token_hash}"))[..24].to_string()
 }
@@ -434,10 +449,52 @@ impl Accounts {
         access: TokenAccess,
         expires_at: Option<chrono::DateTime<Utc>>,
     ) -> Result<String, AccountError> {
+        self.insert_token(name, access, expires_at, None).await
+    }
+
+    /// A signed-in user makes a token for themselves, within their rights:
+    /// a viewer's tokens may only read. Expires after `expires_days`
+    /// (never when None); returns it (shown once, stored hashed).
+    pub async fn create_own_token(
+        &self,
+        user: &SessionUser,
+        name: &str,
+        access: TokenAccess,
+        expires_days: Option<u32>,
+    ) -> Result<String, AccountError> {
+        if access == TokenAccess::Write && !user.is_admin() {
+            return Err(AccountError::Invalid(
+                "a viewer's tokens may only read".into(),
+            ));
+        }
+        if expires_days.is_some_and(|days| !(1..=36500).contains(&days)) {
+            return Err(AccountError::Invalid(
+                "a token expires after 1 to 36500 days (or never)".into(),
+            ));
+        }
+        let expires_at = expires_days.map(|days| Utc::now() + Duration::days(days.into()));
+        self.insert_token(name, access, expires_at, Some(user.user_id))
+            .await
+    }
+
+    async fn insert_token(
+        &self,
+        name: &str,
+        access: TokenAccess,
+        expires_at: Option<chrono::DateTime<Utc>>,
+        user_id: Option<i64>,
+    ) -> Result<String, AccountError> {
         check_username(name)?;
         let token = format!("dmarcd_{}", random_secret());
         let hash = hash_secret(&token);
-        if !stored::insert_token(self.db(), name, &hash, access.key(), expires_at).await? {
+        let new = stored::NewToken {
+            name,
+            token_hash: &hash,
+            access: access.key(),
+            expires_at,
+            user_id,
+        };
+        if !stored::insert_token(self.db(), &new).await? {
             return Err(AccountError::Invalid(format!(
                 "a token named {name:?} exists already (revoked tokens keep their name)"
             )));
@@ -445,20 +502,24 @@ impl Accounts {
         Ok(token)
     }
 
+    /// Every token (the CLI's list).
     pub async fn tokens(&self) -> Result<Vec<TokenInfo>, AccountError> {
-        Ok(stored::tokens(self.db())
-            .await?
-            .into_iter()
-            .map(|row| TokenInfo {
-                name: row.name,
-                created_at: time_text(row.created_at),
-                last_used_at: row.last_used_at.map(time_text),
-                revoked: row.revoked_at.is_some(),
-                access: TokenAccess::stored(&row.access),
-                expired: row.expires_at.is_some_and(|at| at <= Utc::now()),
-                expires_at: row.expires_at.map(time_text),
-            })
-            .collect())
+        Ok(token_infos(stored::tokens(self.db()).await?))
+    }
+
+    /// The tokens a user made for themselves.
+    pub async fn own_tokens(&self, user_id: i64) -> Result<Vec<TokenInfo>, AccountError> {
+        Ok(token_infos(stored::tokens_of(self.db(), user_id).await?))
+    }
+
+    /// Revokes one of the user's own tokens.
+    pub async fn revoke_own_token(&self, user_id: i64, name: &str) -> Result<(), AccountError> {
+        if !stored::revoke_token_of(self.db(), user_id, name).await? {
+            return Err(AccountError::Invalid(format!(
+                "you have no active token named {name:?}"
+            )));
+        }
+        Ok(())
     }
 
     pub async fn revoke_token(&self, name: &str) -> Result<(), AccountError> {

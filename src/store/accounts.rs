@@ -245,24 +245,30 @@ pub async fn delete_session(db: &Db, token_hash: &str) -> StoreResult<()> {
     Ok(())
 }
 
+/// A new API token, hashed.
+pub struct NewToken<'a> {
+    pub name: &'a str,
+    pub token_hash: &'a str,
+    /// `read` or `write`.
+    pub access: &'a str,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The user who made it on the Account page; None for `dmarcd token create`.
+    pub user_id: Option<i64>,
+}
+
 /// False when a token of that name exists already (revoked ones too).
-pub async fn insert_token(
-    db: &Db,
-    name: &str,
-    token_hash: &str,
-    access: &str,
-    expires_at: Option<DateTime<Utc>>,
-) -> StoreResult<bool> {
+pub async fn insert_token(db: &Db, new: &NewToken<'_>) -> StoreResult<bool> {
     let inserted = db
         .execute(&db.statement(
-            "INSERT INTO api_tokens (name, token_hash, created_at, access, expires_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING",
+            "INSERT INTO api_tokens (name, token_hash, created_at, access, expires_at, user_id) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING",
             vec![
-                name.into(),
-                token_hash.into(),
+                new.name.into(),
+                new.token_hash.into(),
                 Utc::now().into(),
-                access.into(),
-                expires_at.into(),
+                new.access.into(),
+                new.expires_at.into(),
+                new.user_id.into(),
             ],
         ))
         .await?;
@@ -277,6 +283,28 @@ pub async fn tokens(db: &Db) -> StoreResult<Vec<TokenRow>> {
         Vec::new(),
     ))
     .await
+}
+
+/// The tokens a user made for themselves, by name.
+pub async fn tokens_of(db: &Db, user_id: i64) -> StoreResult<Vec<TokenRow>> {
+    db.fetch_all(&db.statement(
+        &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE user_id = $1 ORDER BY name"),
+        vec![user_id.into()],
+    ))
+    .await
+}
+
+/// Revokes one of the user's own tokens; false when they have no active
+/// token of that name.
+pub async fn revoke_token_of(db: &Db, user_id: i64, name: &str) -> StoreResult<bool> {
+    let revoked = db
+        .execute(&db.statement(
+            "UPDATE api_tokens SET revoked_at = $1 \
+             WHERE revoked_at IS NULL AND user_id = $2 AND name = $3",
+            vec![Utc::now().into(), user_id.into(), name.into()],
+        ))
+        .await?;
+    Ok(revoked > 0)
 }
 
 /// False when there is no active token of that name.

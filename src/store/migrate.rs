@@ -304,6 +304,15 @@ const POSTGRES: &[Migration] = &[
         retriggers: &[],
         rebuilds_tables: false,
     },
+    Migration {
+        version: 30,
+        name: "token_owner",
+        sql: include_str!("../../migrations/postgres/0030_token_owner.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: false,
+    },
 ];
 
 const SQLITE: &[Migration] = &[
@@ -545,6 +554,15 @@ const SQLITE: &[Migration] = &[
         version: 27,
         name: "token_access",
         sql: include_str!("../../migrations/sqlite/0027_token_access.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: false,
+    },
+    Migration {
+        version: 28,
+        name: "token_owner",
+        sql: include_str!("../../migrations/sqlite/0028_token_owner.sql"),
         fills: &[],
         derives: &[],
         retriggers: &[],

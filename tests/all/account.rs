@@ -270,3 +270,142 @@ async fn guesses_at_the_current_password_count_against_the_sign_in_limit() {
     // Even the right one waits for the minute to pass.
     assert_eq!(guess(PASSWORD).await, 429);
 }
+
+/// The token the Account page shows once after making it.
+fn shown_token(html: &str) -> String {
+    let start = html
+        .find("id=\"new-token\">")
+        .unwrap_or_else(|| panic!("no new token on {html}"))
+        + 15;
+    html[start..start + html[start..].find('<').unwrap()].to_string()
+}
+
+/// The Account page's token form, sent.
+async fn make(
+    server: &Server,
+    browser: &Browser,
+    name: &str,
+    access: &str,
+    days: &str,
+) -> common::http::Reply {
+    let fields = [
+        ("csrf", browser.csrf.as_str()),
+        ("name", name),
+        ("access", access),
+        ("expires_days", days),
+    ];
+    browser.post(server, "/account/tokens", &fields).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn users_make_and_revoke_their_own_tokens_within_their_rights() {
+    for (_dir, store) in common::db::backends().await {
+        let backend = store.backend();
+        let files = tempfile::tempdir().unwrap();
+        let server = setup(&store, files.path(), WebConfig::default()).await;
+        let alice = sign_in(&server, "alice", PASSWORD).await.unwrap();
+        let victor = sign_in(&server, "victor", PASSWORD).await.unwrap();
+        let approve = |token: String, ip: &'static str| {
+            let server = &server;
+            async move {
+                server
+                    .request(
+                        "POST",
+                        "/api/v1/approvals",
+                        Some(&token),
+                        Some("application/json"),
+                        format!(r#"{{"action":"approve","match":{{"ip":"{ip}"}}}}"#).into_bytes(),
+                        &[],
+                    )
+                    .await
+                    .status
+            }
+        };
+
+        // An admin makes a write token that expires; it is shown once and works.
+        let made = make(&server, &alice, "alice-deploy", "write", "30").await;
+        assert_eq!(made.status, 200, "{backend}: {}", made.text());
+        let deploy = shown_token(&made.text());
+        assert!(deploy.starts_with("dmarcd_"), "{backend}");
+        assert_eq!(approve(deploy.clone(), "192.0.2.7").await, 201, "{backend}");
+        let page = alice.get(&server, "/account").await.text();
+        assert!(
+            !page.contains(&deploy),
+            "{backend}: the token was shown again"
+        );
+        assert!(
+            page.contains("alice-deploy") && page.contains("<td>write</td>"),
+            "{backend}"
+        );
+
+        // A viewer may only make read tokens; the page offers no more.
+        let refused = make(&server, &victor, "victor-write", "write", "").await;
+        assert_eq!(refused.status, 400, "{backend}");
+        assert!(
+            refused
+                .text()
+                .contains("No token was made: a viewer&#39;s tokens may only read"),
+            "{backend}: {}",
+            refused.text()
+        );
+        let victors_page = victor.get(&server, "/account").await.text();
+        assert!(!victors_page.contains("value=\"write\""), "{backend}");
+        let made = make(&server, &victor, "victor-grafana", "read", "").await;
+        assert_eq!(made.status, 200, "{backend}: {}", made.text());
+        let grafana = shown_token(&made.text());
+        assert_eq!(
+            server.get("/api/v1/domains", Some(&grafana)).await.status,
+            200,
+            "{backend}"
+        );
+        assert_eq!(
+            approve(grafana.clone(), "192.0.2.8").await,
+            403,
+            "{backend}"
+        );
+        for (days, why) in [("0", "1 to 36500 days"), ("soon", "whole number")] {
+            let bad = make(&server, &victor, "victor-bad", "read", days).await;
+            assert_eq!(bad.status, 400, "{backend}");
+            assert!(bad.text().contains(why), "{backend}: {why}");
+        }
+
+        // Each sees only their own tokens, and cannot revoke the other's.
+        assert!(!victors_page.contains("alice-deploy"), "{backend}");
+        let page = alice.get(&server, "/account").await.text();
+        assert!(!page.contains("victor-grafana"), "{backend}");
+        let not_his = victor
+            .post(
+                &server,
+                "/account/tokens/revoke",
+                &[("csrf", &victor.csrf), ("name", "alice-deploy")],
+            )
+            .await;
+        assert_eq!(not_his.status, 404, "{backend}");
+        assert_eq!(approve(deploy.clone(), "192.0.2.9").await, 201, "{backend}");
+
+        // Revoked: 401 from then on, and listed as revoked.
+        let revoked = alice
+            .post(
+                &server,
+                "/account/tokens/revoke",
+                &[("csrf", &alice.csrf), ("name", "alice-deploy")],
+            )
+            .await;
+        assert_eq!(
+            revoked.header("location"),
+            Some("/account?notice=token_revoked&n=0"),
+            "{backend}"
+        );
+        assert_eq!(approve(deploy, "192.0.2.10").await, 401, "{backend}");
+        let page = alice.get(&server, "/account").await.text();
+        assert!(page.contains("revoked"), "{backend}");
+
+        // A removed user's tokens go with them.
+        server.state.accounts.remove_user("victor").await.unwrap();
+        assert_eq!(
+            server.get("/api/v1/domains", Some(&grafana)).await.status,
+            401,
+            "{backend}"
+        );
+    }
+}

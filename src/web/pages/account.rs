@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::auth::session_token;
 use super::notice::Notice;
 use super::{check_csrf, render, Layout, PageError, PageUser};
-use crate::accounts::{AccountError, SessionInfo};
+use crate::accounts::{AccountError, SessionInfo, TokenAccess, TokenInfo};
 use crate::web::{AppState, ClientIp};
 
 #[derive(Template)]
@@ -22,7 +22,11 @@ struct AccountPage {
     username: String,
     role: String,
     csrf: String,
+    is_admin: bool,
     sessions: Vec<SessionInfo>,
+    tokens: Vec<TokenInfo>,
+    /// (name, token) of a token just made: shown this once.
+    created_token: Option<(String, String)>,
     notice: Option<String>,
     error: Option<String>,
 }
@@ -51,10 +55,18 @@ async fn page(
         .sessions_of(user.user_id, &current_token(headers))
         .await
         .map_err(account_error)?;
+    let tokens = state
+        .accounts
+        .own_tokens(user.user_id)
+        .await
+        .map_err(account_error)?;
     Ok(AccountPage {
         username: user.username.clone(),
         role: user.role.clone(),
         csrf: user.csrf_token.clone(),
+        is_admin: user.is_admin(),
+        tokens,
+        created_token: None,
         layout: Layout::new(state, Some(user), "/account"),
         sessions,
         notice,
@@ -179,4 +191,96 @@ pub(super) async fn end_sessions(
         true => Notice::SessionsEnded.redirect("/account", 1),
         false => Notice::NoSuchSession.redirect("/account", 0),
     })
+}
+
+#[derive(Deserialize)]
+pub(super) struct TokenForm {
+    csrf: String,
+    name: String,
+    /// `read` or `write`.
+    access: String,
+    /// Days until it expires; empty for never.
+    #[serde(default)]
+    expires_days: String,
+}
+
+/// A user makes an API token for themselves; the page shows it this once.
+pub(super) async fn create_token(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    headers: HeaderMap,
+    Form(form): Form<TokenForm>,
+) -> Result<Response, PageError> {
+    check_csrf(&user, &form.csrf)?;
+    let access = match form.access.as_str() {
+        "write" => Ok(TokenAccess::Write),
+        "read" => Ok(TokenAccess::Read),
+        _ => Err("the access is read or write".to_string()),
+    };
+    let expires_days = match form.expires_days.trim() {
+        "" => Ok(None),
+        days => days
+            .parse::<u32>()
+            .map(Some)
+            .map_err(|_| "the days until it expires are a whole number".to_string()),
+    };
+    let name = form.name.trim();
+    let made = match (access, expires_days) {
+        (Ok(access), Ok(days)) => {
+            match state
+                .accounts
+                .create_own_token(&user, name, access, days)
+                .await
+            {
+                Ok(token) => Ok(token),
+                Err(AccountError::Invalid(text)) => Err(text),
+                Err(error) => return Err(account_error(error)),
+            }
+        }
+        (Err(text), _) | (_, Err(text)) => Err(text),
+    };
+    match made {
+        Ok(token) => {
+            tracing::info!(user = %user.username, token = %name, "made an API token");
+            let mut shown = page(&state, user, &headers, None, None).await?;
+            shown.created_token = Some((name.to_string(), token));
+            render(shown)
+        }
+        Err(text) => {
+            let message = format!("No token was made: {text}.");
+            let mut response = render(page(&state, user, &headers, None, Some(message)).await?)?;
+            *response.status_mut() = StatusCode::BAD_REQUEST;
+            Ok(response)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct RevokeTokenForm {
+    csrf: String,
+    name: String,
+}
+
+/// A user revokes one of their own tokens.
+pub(super) async fn revoke_token(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    headers: HeaderMap,
+    Form(form): Form<RevokeTokenForm>,
+) -> Result<Response, PageError> {
+    check_csrf(&user, &form.csrf)?;
+    match state
+        .accounts
+        .revoke_own_token(user.user_id, &form.name)
+        .await
+    {
+        Ok(()) => Ok(Notice::TokenRevoked.redirect("/account", 0)),
+        Err(AccountError::Invalid(text)) => {
+            let message = format!("Nothing was revoked: {text}.");
+            let mut response = render(page(&state, user, &headers, None, Some(message)).await?)?;
+            *response.status_mut() = StatusCode::NOT_FOUND;
+            Ok(response)
+        }
+        Err(error) => Err(account_error(error)),
+    }
 }

@@ -23,10 +23,11 @@ pub enum Notice {
     SessionsEnded,
     /// The session to end was not (or no longer) one of the user's.
     NoSuchSession,
+    TokenRevoked,
 }
 
 impl Notice {
-    const ALL: [Notice; 11] = [
+    const ALL: [Notice; 12] = [
         Notice::Requeued,
         Notice::NoSuchMessage,
         Notice::FailedRequeued,
@@ -38,6 +39,7 @@ impl Notice {
         Notice::PasswordChanged,
         Notice::SessionsEnded,
         Notice::NoSuchSession,
+        Notice::TokenRevoked,
     ];
 
     fn key(self) -> &'static str {
@@ -53,6 +55,7 @@ impl Notice {
             Notice::PasswordChanged => "password_changed",
             Notice::SessionsEnded => "sessions_ended",
             Notice::NoSuchSession => "no_such_session",
+            Notice::TokenRevoked => "token_revoked",
         }
     }
 
@@ -81,6 +84,9 @@ impl Notice {
             }
             Notice::NoSuchSession => {
                 "That session had ended already (or was not yours).".to_string()
+            }
+            Notice::TokenRevoked => {
+                "The token is revoked: requests with it get 401 from now on.".to_string()
             }
         }
     }
