@@ -1199,23 +1199,13 @@ async fn read_only_tokens_only_read_and_expired_tokens_say_so() {
     }
 }
 
-/// `dmarcd token …` in a fresh SQLite data directory: its output and success.
+/// `dmarcd token …` in a fresh SQLite data directory: its success and output.
 fn token_cli(data_dir: &Path, args: &[&str]) -> (bool, String) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_dmarcd"))
-        .arg("token")
-        .args(args)
-        .env("DMARCD_DATA_DIR", data_dir)
-        .env_remove("DATABASE_URL")
-        .env_remove("DMARCD_DATABASE_URL")
-        .env("DMARCD_LOG", "warn")
-        .output()
-        .expect("the dmarcd binary runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
+    let args: Vec<&str> = std::iter::once("token")
+        .chain(args.iter().copied())
+        .collect();
+    let run = common::cli::dmarcd(data_dir, &args, &[]);
+    (run.success, format!("{}{}", run.stdout, run.stderr))
 }
 
 #[test]

@@ -5,16 +5,8 @@ use std::path::Path;
 use std::process::Command;
 
 fn dmarcd(data_dir: &Path, args: &[&str]) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_dmarcd"))
-        .args(args)
-        .env("DMARCD_DATA_DIR", data_dir)
-        .env_remove("DATABASE_URL")
-        .env_remove("DMARCD_DATABASE_URL")
-        .env("DMARCD_LOG", "warn")
-        .output()
-        .expect("the dmarcd binary runs");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    (output.status.success(), stdout)
+    let run = crate::common::cli::dmarcd(data_dir, args, &[]);
+    (run.success, run.stdout)
 }
 
 #[test]

@@ -6,7 +6,6 @@
 //! duplicate; a message whose records went is not reprocessed.
 
 use std::path::Path;
-use std::process::Command;
 
 use chrono::{Duration, Utc};
 use dmarcd::query::aggregate::{records_total, rollup_for, summary_from};
@@ -278,22 +277,11 @@ async fn records_not_yet_counted_in_the_rollups_are_kept() {
 }
 
 fn dmarcd(data_dir: &Path, args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_dmarcd"))
-        .args(args)
-        .env("DMARCD_DATA_DIR", data_dir)
-        .env("DMARCD_RETENTION_AGGREGATE_DAYS", "30")
-        .env("DMARCD_RETENTION_DAY_ROLLUP_DAYS", "30")
-        .env_remove("DATABASE_URL")
-        .env_remove("DMARCD_DATABASE_URL")
-        .env("DMARCD_LOG", "warn")
-        .output()
-        .expect("the dmarcd binary runs");
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    let keep = [
+        ("DMARCD_RETENTION_AGGREGATE_DAYS", "30"),
+        ("DMARCD_RETENTION_DAY_ROLLUP_DAYS", "30"),
+    ];
+    common::cli::dmarcd_ok(data_dir, args, &keep)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -5,7 +5,6 @@
 //! answers 410 and is not reprocessed.
 
 use std::path::Path;
-use std::process::Command;
 
 use chrono::{Duration, Utc};
 use dmarcd::inbox::{Envelope, Inbox};
@@ -193,20 +192,7 @@ async fn zero_days_keeps_every_raw_message() {
 }
 
 fn dmarcd(data_dir: &Path, args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_dmarcd"))
-        .args(args)
-        .env("DMARCD_DATA_DIR", data_dir)
-        .env_remove("DATABASE_URL")
-        .env_remove("DMARCD_DATABASE_URL")
-        .env("DMARCD_LOG", "warn")
-        .output()
-        .expect("the dmarcd binary runs");
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    common::cli::dmarcd_ok(data_dir, args, &[])
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -73,6 +73,7 @@ pub fn email_with_attachment(
     )
     .into_bytes()
 }
+pub mod cli;
 pub mod data;
 pub mod db;
 pub mod download_server;
