@@ -168,6 +168,11 @@ enum Grouping {
     /// GROUP BY the source IP, with only what ranks the groups: the IP, the
     /// key, messages and passes (`ranked_page`).
     Ranking,
+    /// GROUP BY the source IP, with the IP and its messages alone
+    /// (`busiest_sources`).
+    IpMessages,
+    /// The IP and messages of rows with a source IP, each a group already.
+    IpMessagesOfRows,
 }
 
 async fn push_groups(
@@ -184,21 +189,29 @@ async fn push_groups(
     let described = plan.reads_descriptions();
     let sources = if described { "r" } else { "s" };
     let (key, label) = group_by.key_and_label(backend, sources);
-    let aggregate = grouping != Grouping::RowsAreGroups;
+    let aggregate = !matches!(
+        grouping,
+        Grouping::RowsAreGroups | Grouping::IpMessagesOfRows
+    );
     let signed = plan.signed_rows(filter, by_day);
     let m = Measures::over(plan, backend, filter.result, aggregate, signed);
-    if grouping == Grouping::Ranking {
-        sql.push(&format!(
+    match grouping {
+        Grouping::Ranking => sql.push(&format!(
             "SELECT r.source_ip AS ip, {key} AS key, {label} AS label, {} AS messages, {} AS passed",
             m.messages, m.passed
-        ));
-    } else {
-        sql.push(&format!(
-            "SELECT {key} AS key, {label} AS label, {} AS messages, {} AS passed, \
-             {} AS dkim, {} AS spf, {} AS none, {} AS quarantine, {} AS reject",
-            m.messages, m.passed, m.dkim, m.spf, m.none, m.quarantine, m.reject
-        ));
-    }
+        )),
+        Grouping::IpMessages | Grouping::IpMessagesOfRows => sql.push(&format!(
+            "SELECT r.source_ip AS ip, {} AS messages",
+            m.messages
+        )),
+        Grouping::Aggregate | Grouping::RowsAreGroups | Grouping::NullSourceOnly => {
+            sql.push(&format!(
+                "SELECT {key} AS key, {label} AS label, {} AS messages, {} AS passed, \
+                 {} AS dkim, {} AS spf, {} AS none, {} AS quarantine, {} AS reject",
+                m.messages, m.passed, m.dkim, m.spf, m.none, m.quarantine, m.reject
+            ))
+        }
+    };
     push_from_where_in(
         store,
         sql,
@@ -209,8 +222,8 @@ async fn push_groups(
     )
     .await?;
     match grouping {
-        Grouping::Aggregate | Grouping::Ranking => {}
-        Grouping::RowsAreGroups => {
+        Grouping::Aggregate | Grouping::Ranking | Grouping::IpMessages => {}
+        Grouping::RowsAreGroups | Grouping::IpMessagesOfRows => {
             sql.push(" AND r.source_ip IS NOT NULL");
             if let Some(having) = &m.having {
                 sql.push(" AND ").push(having);
@@ -408,25 +421,23 @@ pub async fn busiest_sources(
     limit: i64,
 ) -> Result<Vec<(IpAddr, i64)>, QueryError> {
     let plan = Plan::for_query(filter, Some(GroupBy::Source));
-    let inner = if plan.rows_are_groups(filter, GroupBy::Source) {
-        summary_sql_from(store, filter, GroupBy::Source, plan).await?
+    let grouping = if plan.rows_are_groups(filter, GroupBy::Source) {
+        Grouping::IpMessagesOfRows
     } else {
-        let mut sql = store.reads().sql();
-        push_groups(
-            store,
-            &mut sql,
-            filter,
-            GroupBy::Source,
-            plan,
-            Grouping::Ranking,
-        )
-        .await?;
-        sql
+        Grouping::IpMessages
     };
+    let mut inner = store.reads().sql();
+    push_groups(store, &mut inner, filter, GroupBy::Source, plan, grouping).await?;
+    // Ordered on the address itself, and only the kept ones written as
+    // text: formatting all of a domain's 49,000 addresses first was a
+    // quarter of the all-time query (20.3 against 14.9 ms at 10M records).
     let mut sql = store.reads().sql();
-    sql.push("SELECT n.key, n.messages FROM (");
+    sql.push(&format!(
+        "SELECT {} AS key, n.messages FROM (",
+        store.reads().backend().ip_text("n.ip")
+    ));
     sql.append(&inner);
-    sql.push(") AS n WHERE n.key IS NOT NULL ORDER BY n.messages DESC, n.key LIMIT ")
+    sql.push(") AS n WHERE n.ip IS NOT NULL ORDER BY n.messages DESC, n.ip LIMIT ")
         .bind(limit.max(0));
     let rows: Vec<(String, i64)> = store.reads().fetch_all(&sql).await?;
     // Keys are the stored IPs as text; anything else is not a source IP.
