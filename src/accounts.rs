@@ -82,6 +82,9 @@ pub enum TokenCheck {
     Valid {
         name: String,
         access: TokenAccess,
+        /// Made by an operator (`dmarcd token create`) or by an admin for
+        /// themselves: may read what only admins see (the audit log).
+        admin: bool,
     },
     /// A real token past its expiry (refused, saying so).
     Expired {
@@ -266,6 +269,22 @@ impl Accounts {
             return Err(AccountError::Invalid(format!("no user {name:?}")));
         }
         Ok(())
+    }
+
+    /// Changes a user's role (admin or viewer); returns the role before.
+    /// Takes effect on their next request (sessions read the role live);
+    /// a user made a viewer keeps their own tokens, read-only.
+    pub async fn set_role(&self, name: &str, role: &str) -> Result<String, AccountError> {
+        if !["admin", "viewer"].contains(&role) {
+            return Err(AccountError::Invalid(format!(
+                "{role:?} is not a role (admin or viewer)"
+            )));
+        }
+        let Some(before) = stored::user(self.db(), name).await? else {
+            return Err(AccountError::Invalid(format!("no user {name:?}")));
+        };
+        stored::set_role(self.db(), name, role).await?;
+        Ok(before.role)
     }
 
     pub async fn remove_user(&self, name: &str) -> Result<(), AccountError> {
@@ -553,6 +572,7 @@ impl Accounts {
             stored::token_used(self.db(), row.id, now).await?;
         }
         Ok(TokenCheck::Valid {
+            admin: row.owner_role.as_deref().is_none_or(|role| role == "admin"),
             name: row.name,
             access: TokenAccess::stored(&row.access),
         })

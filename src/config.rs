@@ -174,6 +174,8 @@ pub struct RetentionConfig {
     /// replaced (domains kept), and without their raw message (which holds
     /// the original body): report/failure/redact.rs.
     pub redact_failure_reports: bool,
+    /// Days audit log entries are kept (0: for ever).
+    pub audit_days: u32,
     pub interval_minutes: u64,
     /// Messages, records or rollup rows per delete transaction, so that
     /// ingestion never waits long.
@@ -189,6 +191,7 @@ impl Default for RetentionConfig {
             aggregate_days: 0,
             day_rollup_days: 0,
             redact_failure_reports: false,
+            audit_days: 400,
             interval_minutes: 60,
             batch: 500,
         }

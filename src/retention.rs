@@ -91,12 +91,34 @@ async fn prune_raw(
     Ok(pruned)
 }
 
+/// Deletes audit log entries older than `retention.audit_days`; logs and
+/// counts them.
+pub async fn prune_audit(store: &Store, config: &RetentionConfig) -> StoreResult<u64> {
+    let deleted = crate::audit::prune(store, config.audit_days, config.batch).await?;
+    if deleted > 0 {
+        metrics::count(
+            "dmarcd_retention_pruned_records_total",
+            &[("data", "audit")],
+            deleted,
+        );
+        tracing::info!(
+            entries = deleted,
+            audit_days = config.audit_days,
+            "retention: deleted old audit log entries"
+        );
+    }
+    Ok(deleted)
+}
+
 /// Prunes at start and then every interval, until `stopped` turns true.
 pub async fn run(store: Store, config: RetentionConfig, mut stopped: watch::Receiver<bool>) {
     let interval = Duration::from_secs(config.interval_minutes.max(1) * 60);
     while !*stopped.borrow() {
         if let Err(error) = prune_once(&store, &config).await {
             tracing::warn!(%error, "retention: pruning failed; trying again next interval");
+        }
+        if let Err(error) = prune_audit(&store, &config).await {
+            tracing::warn!(%error, "retention: pruning the audit log failed; trying again next interval");
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}

@@ -5,7 +5,10 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
+use serde_json::json;
+
 use crate::accounts::{random_secret, Accounts, TokenAccess};
+use crate::audit::{self, Action, Actor, Change};
 use crate::config::Config;
 
 #[derive(Debug, Subcommand)]
@@ -29,6 +32,12 @@ pub enum UserAction {
     },
     /// Remove a user.
     Remove { name: String },
+    /// Make a user an admin or a viewer (from their next request on).
+    Role {
+        name: String,
+        #[arg(value_parser = ["admin", "viewer"])]
+        role: String,
+    },
     /// List users and their roles.
     List,
 }
@@ -74,6 +83,8 @@ pub(super) async fn user(config: &Config, action: UserAction) -> anyhow::Result<
             let (password, generated) = password(password_stdin)?;
             let role = if viewer { "viewer" } else { "admin" };
             accounts.add_user(&name, &password, role).await?;
+            let change = Change::of(Action::UserAdd, &name).to(&json!({ "role": role }));
+            audit::record(&store, &Actor::cli(), change).await?;
             println!("added {role} {name}");
             if generated {
                 println!("password: {password}");
@@ -85,14 +96,36 @@ pub(super) async fn user(config: &Config, action: UserAction) -> anyhow::Result<
         } => {
             let (password, generated) = password(password_stdin)?;
             accounts.set_password(&name, &password).await?;
+            audit::record(
+                &store,
+                &Actor::cli(),
+                Change::of(Action::UserPassword, &name),
+            )
+            .await?;
             println!("password of {name} changed; their sessions ended");
             if generated {
                 println!("password: {password}");
             }
         }
         UserAction::Remove { name } => {
+            let role = accounts
+                .users()
+                .await?
+                .into_iter()
+                .find(|(user, _)| *user == name)
+                .map(|(_, role)| role);
             accounts.remove_user(&name).await?;
+            let change = Change::of(Action::UserRemove, &name).from(&json!({ "role": role }));
+            audit::record(&store, &Actor::cli(), change).await?;
             println!("removed {name}");
+        }
+        UserAction::Role { name, role } => {
+            let before = accounts.set_role(&name, &role).await?;
+            let change = Change::of(Action::UserRole, &name)
+                .from(&json!({ "role": before }))
+                .to(&json!({ "role": role }));
+            audit::record(&store, &Actor::cli(), change).await?;
+            println!("{name} is now {role} (was {before})");
         }
         UserAction::List => {
             for (name, role) in accounts.users().await? {
@@ -123,6 +156,13 @@ pub(super) async fn token(config: &Config, action: TokenAction) -> anyhow::Resul
             let token = accounts
                 .create_token_with(&name, access, expires_at)
                 .await?;
+            let info = accounts
+                .tokens()
+                .await?
+                .into_iter()
+                .find(|token| token.name == name);
+            let change = Change::of(Action::TokenCreate, format!("token:{name}")).to(&info);
+            audit::record(&store, &Actor::cli(), change).await?;
             let until = expires_at.map_or("never expires".to_string(), |at| {
                 format!("expires {}", at.format("%Y-%m-%d %H:%M UTC"))
             });
@@ -153,6 +193,8 @@ pub(super) async fn token(config: &Config, action: TokenAction) -> anyhow::Resul
         }
         TokenAction::Revoke { name } => {
             accounts.revoke_token(&name).await?;
+            let change = Change::of(Action::TokenRevoke, format!("token:{name}"));
+            audit::record(&store, &Actor::cli(), change).await?;
             println!("revoked {name}");
         }
     }

@@ -23,6 +23,7 @@ use chrono::Utc;
 use serde::Serialize;
 use tokio_rustls::TlsConnector;
 
+use crate::audit::{self, Action, Change};
 use crate::dns::resolver::{Answer, DnsClient};
 use crate::store::{certificates, hosted, posture, Store, StoreError};
 pub use config::{DnsServerConfig, MtaStsConfig};
@@ -194,8 +195,9 @@ impl HostedService {
         &self,
         domain: &str,
         request: &PolicyRequest,
-        by: &str,
+        actor: &crate::audit::Actor,
     ) -> Result<PolicyChanged, HostedError> {
+        let by = actor.name.as_str();
         let db = self.store.db();
         if !posture::is_monitored(db, domain).await? {
             return Err(HostedError::NotMonitored(domain.to_string()));
@@ -238,6 +240,10 @@ impl HostedService {
             }
         }
         tracing::info!(domain, mode = policy.mode.key(), id = %stored.policy_id, by, forced, "MTA-STS policy changed");
+        let change = Change::of(Action::MtaStsPolicyChange, domain)
+            .from(&current)
+            .to(&stored);
+        audit::record(&self.store, actor, change).await?;
         Ok(PolicyChanged {
             policy: stored,
             probes,
@@ -272,14 +278,20 @@ impl HostedService {
         &self,
         domain: &str,
         fields: &dmarc::HostedDmarc,
-        by: &str,
+        actor: &crate::audit::Actor,
     ) -> Result<hosted::StoredDmarcRecord, HostedError> {
         let db = self.store.db();
         if !posture::is_monitored(db, domain).await? {
             return Err(HostedError::NotMonitored(domain.to_string()));
         }
         let record = fields.record()?;
-        Ok(hosted::set_dmarc_record(db, domain, &record, by, Utc::now()).await?)
+        let old = hosted::dmarc_record(db, domain).await?;
+        let stored = hosted::set_dmarc_record(db, domain, &record, &actor.name, Utc::now()).await?;
+        let change = Change::of(Action::HostedDmarcChange, domain)
+            .from(&old)
+            .to(&stored);
+        audit::record(&self.store, actor, change).await?;
+        Ok(stored)
     }
 
     /// What `_mta-sts.<domain>` publishes now, against the served id.

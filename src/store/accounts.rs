@@ -46,6 +46,9 @@ pub struct TokenRow {
     /// `read` or `write`.
     pub access: String,
     pub expires_at: Option<DateTime<Utc>>,
+    /// The role of the user who made it on the Account page; None for a
+    /// token made with `dmarcd token create` (an operator's: admin).
+    pub owner_role: Option<String>,
 }
 
 pub async fn user_count(db: &Db) -> StoreResult<i64> {
@@ -95,6 +98,29 @@ pub async fn remove_user(db: &Db, name: &str) -> StoreResult<bool> {
         .execute(&db.statement("DELETE FROM users WHERE username = $1", vec![name.into()]))
         .await?;
     Ok(removed > 0)
+}
+
+/// Sets a user's role; a viewer's own tokens may then only read (as a
+/// viewer could make them). False when there is no such user.
+pub async fn set_role(db: &Db, name: &str, role: &str) -> StoreResult<bool> {
+    let mut transaction = db.begin_durable().await?;
+    let updated = transaction
+        .execute(&transaction.statement(
+            "UPDATE users SET role = $1 WHERE username = $2",
+            vec![role.into(), name.into()],
+        ))
+        .await?;
+    if role != "admin" {
+        transaction
+            .execute(&transaction.statement(
+                "UPDATE api_tokens SET access = 'read' WHERE user_id IN \
+                 (SELECT id FROM users WHERE username = $1)",
+                vec![name.into()],
+            ))
+            .await?;
+    }
+    transaction.commit().await?;
+    Ok(updated > 0)
 }
 
 async fn end_sessions_of(db: &Db, name: &str) -> StoreResult<()> {
@@ -275,7 +301,8 @@ pub async fn insert_token(db: &Db, new: &NewToken<'_>) -> StoreResult<bool> {
     Ok(inserted > 0)
 }
 
-const TOKEN_COLUMNS: &str = "id, name, created_at, last_used_at, revoked_at, access, expires_at";
+const TOKEN_COLUMNS: &str = "id, name, created_at, last_used_at, revoked_at, access, expires_at, \
+     (SELECT role FROM users WHERE users.id = api_tokens.user_id) AS owner_role";
 
 pub async fn tokens(db: &Db) -> StoreResult<Vec<TokenRow>> {
     db.fetch_all(&db.statement(

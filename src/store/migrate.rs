@@ -313,6 +313,15 @@ const POSTGRES: &[Migration] = &[
         retriggers: &[],
         rebuilds_tables: false,
     },
+    Migration {
+        version: 31,
+        name: "audit_log",
+        sql: include_str!("../../migrations/postgres/0031_audit_log.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: false,
+    },
 ];
 
 const SQLITE: &[Migration] = &[
@@ -563,6 +572,15 @@ const SQLITE: &[Migration] = &[
         version: 28,
         name: "token_owner",
         sql: include_str!("../../migrations/sqlite/0028_token_owner.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: false,
+    },
+    Migration {
+        version: 29,
+        name: "audit_log",
+        sql: include_str!("../../migrations/sqlite/0029_audit_log.sql"),
         fills: &[],
         derives: &[],
         retriggers: &[],

@@ -11,6 +11,7 @@ pub mod accounts;
 pub mod alerts;
 mod applier;
 pub mod approvals;
+pub mod audit;
 pub mod certificates;
 mod copy;
 pub mod db;

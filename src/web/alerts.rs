@@ -15,6 +15,7 @@ use super::error::ErrorBody;
 use super::senders::JsonBody;
 use super::{ApiError, AppState};
 use crate::alerts::{Alert, Channel, ChannelKind, Rule, RuleKind};
+use crate::audit::{self, Action, Change};
 use crate::outbox::{Notification, OutboxConfig, WebhookFormat};
 use crate::senders::Class;
 use crate::store::alerts::{self, NewChannel, NewRule};
@@ -73,16 +74,61 @@ pub(super) async fn resolve_alert(
     State(state): State<AppState>,
     Id(id): Id,
 ) -> Result<Json<Alert>, ApiError> {
-    alerts::resolve_by_hand(
+    resolve_by(&state, &token.actor(), id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no open alert {id}")))
+}
+
+/// Resolves open alert `id` by hand and records it; `None` when there is
+/// no open alert of that id.
+pub(crate) async fn resolve_by(
+    state: &AppState,
+    actor: &audit::Actor,
+    id: i64,
+) -> Result<Option<Alert>, ApiError> {
+    let Some(resolved) = alerts::resolve_by_hand(
         state.store.db(),
         id,
-        &token.by,
+        &actor.name,
         chrono::Utc::now(),
         state.store.dashboard_url(),
     )
     .await?
-    .map(Json)
-    .ok_or_else(|| ApiError::not_found(format!("no open alert {id}")))
+    else {
+        return Ok(None);
+    };
+    let change = Change::of(Action::AlertResolve, format!("alert {id}")).to(&resolved);
+    audit::record(&state.store, actor, change).await?;
+    Ok(Some(resolved))
+}
+
+/// Adds a checked rule and records it.
+pub(crate) async fn add_rule_by(
+    state: &AppState,
+    actor: &audit::Actor,
+    new: &NewRule,
+) -> Result<Rule, ApiError> {
+    let stored = alerts::add_rule(state.store.db(), new).await?;
+    let change = Change::of(Action::AlertRuleAdd, format!("alert rule {}", stored.id)).to(&stored);
+    audit::record(&state.store, actor, change).await?;
+    Ok(stored)
+}
+
+/// Adds a checked channel and records it (never its secret).
+pub(crate) async fn add_channel_by(
+    state: &AppState,
+    actor: &audit::Actor,
+    new: &NewChannel,
+) -> Result<Channel, ApiError> {
+    let stored = alerts::add_channel(state.store.db(), new).await?;
+    let change = Change::of(
+        Action::AlertChannelAdd,
+        format!("alert channel {}", stored.id),
+    )
+    .to(&stored);
+    audit::record(&state.store, actor, change).await?;
+    Ok(stored)
 }
 
 /// A rule to add.
@@ -229,6 +275,7 @@ pub(super) async fn add_rule(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<RuleRequest>,
 ) -> Result<Response, ApiError> {
+    let actor = token.actor();
     let new = new_rule(request, token.by).map_err(ApiError::bad_request)?;
     let channels = alerts::channels(state.store.db()).await?;
     if let Some(missing) = new
@@ -240,7 +287,7 @@ pub(super) async fn add_rule(
             "channels: there is no alert channel {missing}"
         )));
     }
-    let stored = alerts::add_rule(state.store.db(), &new).await?;
+    let stored = add_rule_by(&state, &actor, &new).await?;
     Ok((StatusCode::CREATED, Json(stored)).into_response())
 }
 
@@ -262,15 +309,72 @@ pub struct RuleChange {
         (status = 415, body = ErrorBody)),
     security(("token" = [])))]
 pub(super) async fn change_rule(
-    _: ApiToken,
+    token: ApiToken,
     State(state): State<AppState>,
     Id(id): Id,
     JsonBody(change): JsonBody<RuleChange>,
 ) -> Result<Json<Rule>, ApiError> {
-    alerts::set_rule_enabled(state.store.db(), id, change.enabled)
+    let rule = set_rule_enabled(&state, &token.actor(), id, change.enabled)
         .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("no alert rule {id}")))
+        .ok_or_else(|| ApiError::not_found(format!("no alert rule {id}")))?;
+    Ok(Json(rule))
+}
+
+/// Switches rule `id` on or off and records it; `None` when there is none.
+pub(crate) async fn set_rule_enabled(
+    state: &AppState,
+    actor: &audit::Actor,
+    id: i64,
+    enabled: bool,
+) -> Result<Option<Rule>, ApiError> {
+    let db = state.store.db();
+    let old = alerts::rules(db)
+        .await?
+        .into_iter()
+        .find(|rule| rule.id == id);
+    let Some(rule) = alerts::set_rule_enabled(db, id, enabled).await? else {
+        return Ok(None);
+    };
+    let change = Change::of(Action::AlertRuleChange, format!("alert rule {id}"))
+        .from(&old)
+        .to(&rule);
+    audit::record(&state.store, actor, change).await?;
+    Ok(Some(rule))
+}
+
+/// Deletes rule `id` and records it; false when there is none.
+pub(crate) async fn delete_rule_by(
+    state: &AppState,
+    actor: &audit::Actor,
+    id: i64,
+) -> Result<bool, ApiError> {
+    let db = state.store.db();
+    let old = alerts::rules(db)
+        .await?
+        .into_iter()
+        .find(|rule| rule.id == id);
+    if !alerts::delete_rule(db, id).await? {
+        return Ok(false);
+    }
+    let change = Change::of(Action::AlertRuleDelete, format!("alert rule {id}")).from(&old);
+    audit::record(&state.store, actor, change).await?;
+    Ok(true)
+}
+
+/// Deletes channel `id` and records it; false when there is none.
+pub(crate) async fn delete_channel_by(
+    state: &AppState,
+    actor: &audit::Actor,
+    id: i64,
+) -> Result<bool, ApiError> {
+    let db = state.store.db();
+    let old = alerts::channel(db, id).await?;
+    if !alerts::delete_channel(db, id).await? {
+        return Ok(false);
+    }
+    let change = Change::of(Action::AlertChannelDelete, format!("alert channel {id}")).from(&old);
+    audit::record(&state.store, actor, change).await?;
+    Ok(true)
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -285,11 +389,11 @@ pub struct Deleted {
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("token" = [])))]
 pub(super) async fn delete_rule(
-    _: ApiToken,
+    token: ApiToken,
     State(state): State<AppState>,
     Id(id): Id,
 ) -> Result<Json<Deleted>, ApiError> {
-    if alerts::delete_rule(state.store.db(), id).await? {
+    if delete_rule_by(&state, &token.actor(), id).await? {
         Ok(Json(Deleted { deleted: id }))
     } else {
         Err(ApiError::not_found(format!("no alert rule {id}")))
@@ -566,8 +670,9 @@ pub(super) async fn add_channel(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<ChannelRequest>,
 ) -> Result<Response, ApiError> {
+    let actor = token.actor();
     let new = new_channel(request, token.by).map_err(ApiError::bad_request)?;
-    let stored = alerts::add_channel(state.store.db(), &new).await?;
+    let stored = add_channel_by(&state, &actor, &new).await?;
     Ok((StatusCode::CREATED, Json(stored)).into_response())
 }
 
@@ -578,11 +683,11 @@ pub(super) async fn add_channel(
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("token" = [])))]
 pub(super) async fn delete_channel(
-    _: ApiToken,
+    token: ApiToken,
     State(state): State<AppState>,
     Id(id): Id,
 ) -> Result<Json<Deleted>, ApiError> {
-    if alerts::delete_channel(state.store.db(), id).await? {
+    if delete_channel_by(&state, &token.actor(), id).await? {
         Ok(Json(Deleted { deleted: id }))
     } else {
         Err(ApiError::not_found(format!("no alert channel {id}")))

@@ -4,6 +4,8 @@
 
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Path, State};
+
+use crate::audit::{self, Action, Change};
 use axum::http::request::Parts;
 use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -50,6 +52,7 @@ pub(super) fn routes() -> Router<AppState> {
         .merge(super::alerts::routes())
         .merge(super::digests::routes())
         .merge(super::hosted::routes())
+        .merge(super::audit::routes())
 }
 
 /// A numeric id from the path; anything else is a JSON 400.
@@ -87,17 +90,46 @@ pub struct ApiToken {
     /// Who is asking, as changes record it: `token:NAME`, or the user
     /// name of a session.
     pub by: String,
+    /// May read what only admins see (the audit log).
+    pub admin: bool,
+    /// Where the request came from (`client::Address`).
+    pub address: Option<std::net::IpAddr>,
+}
+
+impl ApiToken {
+    /// Who is asking, as the audit log records it.
+    pub fn actor(&self) -> crate::audit::Actor {
+        crate::audit::Actor::new(self.by.clone(), self.address)
+    }
+
+    /// Refuses a caller who is not an admin (403).
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.admin {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("{} is not an admin's: only admins may read this", self.by),
+            ))
+        }
+    }
 }
 
 impl FromRequestParts<AppState> for ApiToken {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Ok(super::client::Address(address)) =
+            super::client::Address::from_request_parts(parts, state).await;
         let Some(token) = bearer_token(&parts.headers) else {
             let reads = matches!(parts.method, Method::GET | Method::HEAD);
             return match super::pages::session_token(&parts.headers) {
                 Some(session) if reads => match state.accounts.session(&session).await? {
-                    Some(user) => Ok(ApiToken { by: user.username }),
+                    Some(user) => Ok(ApiToken {
+                        admin: user.is_admin(),
+                        by: user.username,
+                        address,
+                    }),
                     None => Err(ApiError::unauthorized()),
                 },
                 _ => Err(ApiError::unauthorized()),
@@ -105,11 +137,15 @@ impl FromRequestParts<AppState> for ApiToken {
         };
         let reads = matches!(parts.method, Method::GET | Method::HEAD);
         match state.accounts.token_check(token).await? {
-            TokenCheck::Valid { name, access } if reads || access == TokenAccess::Write => {
-                Ok(ApiToken {
-                    by: format!("token:{name}"),
-                })
-            }
+            TokenCheck::Valid {
+                name,
+                access,
+                admin,
+            } if reads || access == TokenAccess::Write => Ok(ApiToken {
+                by: format!("token:{name}"),
+                admin,
+                address,
+            }),
             TokenCheck::Valid { name, .. } => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 format!(
@@ -161,7 +197,7 @@ pub struct FormatParams {
 }
 
 impl FormatParams {
-    fn csv(&self) -> Result<bool, ApiError> {
+    pub(super) fn csv(&self) -> Result<bool, ApiError> {
         match self.format.as_deref() {
             None | Some("") | Some("json") => Ok(false),
             Some("csv") => Ok(true),
@@ -602,7 +638,7 @@ pub struct Requeued {
     responses((status = 202, body = Requeued), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("token" = [])))]
 async fn reprocess(
-    _: ApiToken,
+    token: ApiToken,
     State(state): State<AppState>,
     Id(id): Id,
 ) -> Result<Response, ApiError> {
@@ -610,6 +646,8 @@ async fn reprocess(
     if requeued == 0 {
         return Err(ApiError::not_found(format!("no inbox message {id}")));
     }
+    let change = Change::of(Action::MessageReprocess, format!("message {id}"));
+    audit::record(&state.store, &token.actor(), change).await?;
     Ok((StatusCode::ACCEPTED, Json(Requeued { requeued })).into_response())
 }
 
@@ -671,9 +709,10 @@ impl utoipa::Modify for SecurityAddon {
           super::digests::list, super::digests::add, super::digests::read, super::digests::change,
           super::digests::remove, super::digests::send_now, super::digests::preview,
           super::hosted::read, super::hosted::change, super::hosted::checks, super::hosted::renew,
-          super::hosted::read_dmarc, super::hosted::set_dmarc, super::hosted::remove_dmarc),
+          super::hosted::read_dmarc, super::hosted::set_dmarc, super::hosted::remove_dmarc,
+          super::audit::list),
     // Named by the `group_by` and `sort` parameters: the document must define them.
-    components(schemas(GroupBy, SummarySort, TlsGroupBy)),
+    components(schemas(GroupBy, SummarySort, TlsGroupBy, super::audit::ActionKey)),
     modifiers(&SecurityAddon)
 )]
 pub struct ApiDoc;

@@ -106,6 +106,28 @@ impl FromRequestParts<AppState> for ClientIp {
     }
 }
 
+/// The request's client address when the listener recorded one (a router
+/// driven without a listener has none): what the audit log says a change
+/// came from. Never rejects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Address(pub Option<IpAddr>);
+
+impl FromRequestParts<AppState> for Address {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Address(
+            ClientIp::from_request_parts(parts, state)
+                .await
+                .ok()
+                .map(|ClientIp(ip)| ip),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,7 @@ use super::api::{ApiToken, Id};
 use super::error::ErrorBody;
 use super::senders::JsonBody;
 use super::{ApiError, AppState};
+use crate::audit::{self, Action, Actor, Change};
 use crate::digests::period::{parse_weekday, weekday_key};
 use crate::digests::{DigestSchedule, Frequency, Schedule};
 use crate::store::digests::{self, NewSchedule};
@@ -253,9 +254,57 @@ pub(super) async fn add(
     JsonBody(request): JsonBody<ScheduleRequest>,
 ) -> Result<Response, ApiError> {
     let new = new_schedule(request).map_err(ApiError::bad_request)?;
+    let stored = add_by(&state, &token.actor(), &new).await?;
+    Ok((StatusCode::CREATED, Json(stored)).into_response())
+}
+
+/// Adds a checked schedule and records it.
+pub(crate) async fn add_by(
+    state: &AppState,
+    actor: &Actor,
+    new: &NewSchedule,
+) -> Result<Schedule, ApiError> {
     let now = Utc::now();
-    let stored = digests::add(state.store.db(), &new, &token.by, now).await?;
-    Ok((StatusCode::CREATED, Json(stored.at(now))).into_response())
+    let stored = digests::add(state.store.db(), new, &actor.name, now)
+        .await?
+        .at(now);
+    let change =
+        Change::of(Action::DigestAdd, format!("digest schedule {}", stored.id)).to(&stored);
+    audit::record(&state.store, actor, change).await?;
+    Ok(stored)
+}
+
+/// Changes schedule `id` and records it; `None` when there is none.
+pub(crate) async fn update_by(
+    state: &AppState,
+    actor: &Actor,
+    id: i64,
+    new: &NewSchedule,
+) -> Result<Option<Schedule>, ApiError> {
+    let now = Utc::now();
+    let db = state.store.db();
+    let old = digests::schedule(db, id).await?;
+    let Some(stored) = digests::update(db, id, new, now).await? else {
+        return Ok(None);
+    };
+    let stored = stored.at(now);
+    let change = Change::of(Action::DigestChange, format!("digest schedule {id}"))
+        .from(&old)
+        .to(&stored);
+    audit::record(&state.store, actor, change).await?;
+    Ok(Some(stored))
+}
+
+/// Deletes schedule `id` and records it; false when there is none.
+pub(crate) async fn delete_by(state: &AppState, actor: &Actor, id: i64) -> Result<bool, ApiError> {
+    let db = state.store.db();
+    let old = digests::schedule(db, id).await?;
+    if !digests::delete(db, id).await? {
+        return Ok(false);
+    }
+    let change = Change::of(Action::DigestDelete, format!("digest schedule {id}")).from(&old);
+    audit::record(&state.store, actor, change).await?;
+    Ok(true)
 }
 
 /// One digest schedule.
@@ -285,16 +334,15 @@ pub(super) async fn read(
         (status = 415, body = ErrorBody)),
     security(("token" = [])))]
 pub(super) async fn change(
-    _: ApiToken,
+    token: ApiToken,
     State(state): State<AppState>,
     Id(id): Id,
     JsonBody(request): JsonBody<ScheduleRequest>,
 ) -> Result<Json<Schedule>, ApiError> {
     let new = new_schedule(request).map_err(ApiError::bad_request)?;
-    let now = Utc::now();
-    digests::update(state.store.db(), id, &new, now)
+    update_by(&state, &token.actor(), id, &new)
         .await?
-        .map(|schedule| Json(schedule.at(now)))
+        .map(Json)
         .ok_or_else(|| missing(id))
 }
 
@@ -305,11 +353,11 @@ pub(super) async fn change(
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("token" = [])))]
 pub(super) async fn remove(
-    _: ApiToken,
+    token: ApiToken,
     State(state): State<AppState>,
     Id(id): Id,
 ) -> Result<Json<Deleted>, ApiError> {
-    if digests::delete(state.store.db(), id).await? {
+    if delete_by(&state, &token.actor(), id).await? {
         Ok(Json(Deleted { deleted: id }))
     } else {
         Err(missing(id))

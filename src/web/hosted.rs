@@ -20,6 +20,7 @@ use super::error::ErrorBody;
 use super::posture::{DomainName, DomainPath};
 use super::senders::JsonBody;
 use super::{ApiError, AppState};
+use crate::audit::{self, Action, Change};
 use crate::hosted::dmarc::HostedDmarc;
 use crate::hosted::policy::{is_pattern, Mode, MAX_MX_PATTERNS, MX_PATTERN};
 use crate::hosted::probe::MxProbe;
@@ -263,7 +264,10 @@ pub(super) async fn change(
 ) -> Result<Response, ApiError> {
     let service = service(&state)?;
     let request = policy_request(request)?;
-    match service.change_policy(&domain, &request, &token.by).await {
+    match service
+        .change_policy(&domain, &request, &token.actor())
+        .await
+    {
         Ok(changed) => Ok(Json(changed).into_response()),
         Err(HostedError::Unsafe { refusal }) => Ok((
             StatusCode::CONFLICT,
@@ -362,7 +366,7 @@ pub(super) async fn run_checks(
         (status = 503, body = ErrorBody)),
     security(("token" = [])))]
 pub(super) async fn renew(
-    _: ApiToken,
+    token: ApiToken,
     State(state): State<AppState>,
     DomainName(domain): DomainName,
 ) -> Result<Response, ApiError> {
@@ -376,6 +380,8 @@ pub(super) async fn renew(
         )));
     }
     service.wake_acme();
+    let change = Change::of(Action::MtaStsCertificateRenew, host.as_str());
+    audit::record(&state.store, &token.actor(), change).await?;
     let stored = certificates::certificate(db, &host)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("{host} has no certificate")))?;
@@ -426,7 +432,7 @@ pub(super) async fn set_dmarc(
 ) -> Result<Json<HostedDmarcView>, ApiError> {
     let service = service(&state)?;
     let fields = dmarc_fields(request)?;
-    let stored = service.set_dmarc(&domain, &fields, &token.by).await?;
+    let stored = service.set_dmarc(&domain, &fields, &token.actor()).await?;
     Ok(Json(HostedDmarcView { fields, stored }))
 }
 
@@ -437,11 +443,15 @@ pub(super) async fn set_dmarc(
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("token" = [])))]
 pub(super) async fn remove_dmarc(
-    _: ApiToken,
+    token: ApiToken,
     State(state): State<AppState>,
     DomainName(domain): DomainName,
 ) -> Result<StatusCode, ApiError> {
-    if hosted::remove_dmarc_record(state.store.db(), &domain).await? {
+    let db = state.store.db();
+    let old = hosted::dmarc_record(db, &domain).await?;
+    if hosted::remove_dmarc_record(db, &domain).await? {
+        let change = Change::of(Action::HostedDmarcChange, domain.as_str()).from(&old);
+        audit::record(&state.store, &token.actor(), change).await?;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!(

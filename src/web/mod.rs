@@ -3,6 +3,7 @@
 
 mod alerts;
 mod api;
+mod audit;
 mod client;
 mod csv;
 mod digests;
@@ -35,7 +36,7 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 pub use crate::accounts::Accounts;
 use crate::decode::Limits;
 use crate::store::{KnownNames, Store};
-pub use client::{ClientIp, TrustedProxies};
+pub use client::{Address, ClientIp, TrustedProxies};
 pub use error::ApiError;
 use limiter::RateLimiter;
 pub use listener::{ClientAddr, ConnectionLimits, WebListener};

@@ -14,6 +14,7 @@ use super::api::{ApiToken, Id, Params};
 use super::error::ErrorBody;
 use super::posture::{is_path_domain, DomainName, DomainPath};
 use super::{ApiError, AppState};
+use crate::audit::{self, Action as AuditAction, Change};
 use crate::query::compliance::{self, Compliance, Readiness};
 use crate::query::senders::{self, SenderDetail, SenderReport, SendersQuery};
 use crate::senders::{Action, Class, MatchKind};
@@ -478,9 +479,50 @@ pub(super) async fn add_approval(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<ApprovalRequest>,
 ) -> Result<Response, ApiError> {
+    let actor = token.actor();
     let new = new_approval(request, token.by)?;
-    let stored = approvals::add(state.store.db(), &new).await?;
+    let stored = add_approval_by(&state, &actor, &new).await?;
     Ok((StatusCode::CREATED, Json(stored)).into_response())
+}
+
+/// Adds a checked approval rule and records it.
+pub(crate) async fn add_approval_by(
+    state: &AppState,
+    actor: &audit::Actor,
+    new: &NewApproval,
+) -> Result<Approval, ApiError> {
+    let stored = approvals::add(state.store.db(), new).await?;
+    let change = Change::of(AuditAction::ApprovalAdd, approval_target(&stored)).to(&stored);
+    audit::record(&state.store, actor, change).await?;
+    Ok(stored)
+}
+
+/// Revokes active approval rule `id` and records it; `None` when there is
+/// no active rule of that id.
+pub(crate) async fn revoke_approval_by(
+    state: &AppState,
+    actor: &audit::Actor,
+    id: i64,
+) -> Result<Option<Approval>, ApiError> {
+    let db = state.store.db();
+    let old = approvals::get(db, id).await?;
+    let Some(revoked) = approvals::revoke(db, id, &actor.name).await? else {
+        return Ok(None);
+    };
+    let change = Change::of(AuditAction::ApprovalRevoke, approval_target(&revoked))
+        .from(&old)
+        .to(&revoked);
+    audit::record(&state.store, actor, change).await?;
+    Ok(Some(revoked))
+}
+
+/// "approval 7 (example.com)", as the audit log names a rule.
+fn approval_target(rule: &Approval) -> String {
+    format!(
+        "approval {} ({})",
+        rule.id,
+        rule.domain.as_deref().unwrap_or("every domain")
+    )
 }
 
 /// One active approval rule (revoked rules are listed with `revoked=true`).
@@ -517,7 +559,7 @@ pub(super) async fn revoke_approval(
     State(state): State<AppState>,
     Id(id): Id,
 ) -> Result<Json<Approval>, ApiError> {
-    approvals::revoke(state.store.db(), id, &token.by)
+    revoke_approval_by(&state, &token.actor(), id)
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no active approval rule {id}")))

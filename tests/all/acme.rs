@@ -317,6 +317,18 @@ async fn issue_and_renew(
     )
     .unwrap();
     assert_ne!(served, served_again, "the renewed certificate is served");
+    // The renewal asked for is in the audit log.
+    let (status, audit) = api(
+        web,
+        &token,
+        "GET",
+        "/audit?action=mta_sts.certificate_renew",
+        None,
+    );
+    assert_eq!(status, 200, "{audit}");
+    let renewals = audit["entries"].as_array().unwrap();
+    assert_eq!(renewals.len(), 1, "{audit}");
+    assert_eq!(renewals[0]["target"], host.as_str(), "{audit}");
     // /metrics tells how long the certificate has left and how orders went.
     let metrics = ureq::get(&format!("http://{web}/metrics"))
         .call()

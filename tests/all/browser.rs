@@ -321,6 +321,7 @@ async fn sign_in_filter_and_drill_down_in_chromium() {
             "/inbox",
             "/domains",
             "/account",
+            "/audit",
         ] {
             driver.go(&format!("{base}{page}"));
             let unlabelled = driver.script(
@@ -361,6 +362,7 @@ async fn sign_in_filter_and_drill_down_in_chromium() {
             ("sender", sender.as_str()),
             ("compliance", "/compliance?domain=example.com"),
             ("account", "/account"),
+            ("audit", "/audit"),
         ];
         for (width, height) in [(1400, 900), (390, 844)] {
             driver.resize(width, height);

@@ -10,6 +10,7 @@ mod acme;
 mod alert_rules;
 mod alerts;
 mod api;
+mod audit;
 mod browser;
 mod cli_import;
 mod compliance;

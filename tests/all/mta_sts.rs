@@ -662,4 +662,52 @@ async fn run_all(setup: &Setup) {
     enforce_is_refused_when_mail_would_be_lost(setup).await;
     bad_input_is_refused_clearly(setup).await;
     hosted_records_are_served(setup).await;
+    changes_are_in_the_audit_log(setup).await;
+}
+
+/// Each policy change and each hosted DMARC change made above is in the
+/// audit log, with the token, its address and the value before and after;
+/// refused changes (409, 400) are not.
+async fn changes_are_in_the_audit_log(setup: &Setup) {
+    let (status, policies) = api(
+        setup,
+        "GET",
+        "/audit?action=mta_sts.policy_change&limit=1000",
+        None,
+    );
+    assert_eq!(status, 200, "{policies}");
+    let policies = policies["entries"].as_array().unwrap();
+    assert!(!policies.is_empty());
+    for entry in policies {
+        assert_eq!(entry["actor"], "token:mta-sts-test", "{entry}");
+        assert_eq!(entry["address"], "127.0.0.1", "{entry}");
+        assert!(
+            entry["new_value"].as_str().unwrap().contains("\"mode\""),
+            "{entry}"
+        );
+    }
+    // Every stored policy version was one recorded change, no more.
+    let mut versions = 0;
+    for domain in [DOMAIN, "badtls.test", "uncovered.test"] {
+        let (_, history) = api(setup, "GET", &format!("/domains/{domain}/mta-sts"), None);
+        versions += history["history"].as_array().map_or(0, Vec::len);
+    }
+    assert_eq!(policies.len(), versions, "{policies:?}");
+    let (_, dmarc) = api(setup, "GET", "/audit?action=hosted_dmarc.change", None);
+    let dmarc = dmarc["entries"].as_array().unwrap();
+    assert_eq!(dmarc.len(), 2, "set, then removed: {dmarc:?}");
+    assert!(
+        dmarc[0]["new_value"].is_null()
+            && dmarc[0]["old_value"]
+                .as_str()
+                .unwrap()
+                .contains("quarantine")
+    );
+    assert!(
+        dmarc[1]["old_value"].is_null()
+            && dmarc[1]["new_value"]
+                .as_str()
+                .unwrap()
+                .contains("quarantine")
+    );
 }

@@ -13,7 +13,8 @@ use super::auth::session_token;
 use super::notice::Notice;
 use super::{check_csrf, render, Layout, PageError, PageUser};
 use crate::accounts::{AccountError, SessionInfo, TokenAccess, TokenInfo};
-use crate::web::{AppState, ClientIp};
+use crate::audit::{self, Action, Actor, Change};
+use crate::web::{Address, AppState, ClientIp};
 
 #[derive(Template)]
 #[template(path = "account.html")]
@@ -140,6 +141,13 @@ pub(super) async fn change_password(
         Ok(()) => {
             state.login_limiter.reset(client);
             tracing::info!(user = %user.username, "changed their password");
+            let change = Change::of(Action::AccountPassword, &user.username);
+            audit::record(
+                &state.store,
+                &Actor::new(&user.username, Some(client)),
+                change,
+            )
+            .await?;
             Ok(Notice::PasswordChanged.redirect("/account", 0))
         }
         Err((status, text)) => {
@@ -169,17 +177,25 @@ pub(super) struct EndForm {
 pub(super) async fn end_sessions(
     State(state): State<AppState>,
     PageUser(user): PageUser,
+    Address(address): Address,
     headers: HeaderMap,
     Form(form): Form<EndForm>,
 ) -> Result<Response, PageError> {
     check_csrf(&user, &form.csrf)?;
     let current = current_token(&headers);
+    let actor = Actor::new(&user.username, address);
+    let record = |ended: u64| {
+        let change = Change::of(Action::AccountSessionsEnd, &user.username)
+            .to(&serde_json::json!({ "ended": ended }));
+        audit::record(&state.store, &actor, change)
+    };
     if form.session == "others" {
         let ended = state
             .accounts
             .end_other_sessions(user.user_id, &current)
             .await
             .map_err(account_error)?;
+        record(ended).await?;
         return Ok(Notice::SessionsEnded.redirect("/account", ended));
     }
     let ended = state
@@ -187,6 +203,9 @@ pub(super) async fn end_sessions(
         .end_session_of(user.user_id, &form.session)
         .await
         .map_err(account_error)?;
+    if ended {
+        record(1).await?;
+    }
     Ok(match ended {
         true => Notice::SessionsEnded.redirect("/account", 1),
         false => Notice::NoSuchSession.redirect("/account", 0),
@@ -208,6 +227,7 @@ pub(super) struct TokenForm {
 pub(super) async fn create_token(
     State(state): State<AppState>,
     PageUser(user): PageUser,
+    Address(address): Address,
     headers: HeaderMap,
     Form(form): Form<TokenForm>,
 ) -> Result<Response, PageError> {
@@ -242,6 +262,15 @@ pub(super) async fn create_token(
     match made {
         Ok(token) => {
             tracing::info!(user = %user.username, token = %name, "made an API token");
+            let info = state
+                .accounts
+                .own_tokens(user.user_id)
+                .await
+                .map_err(account_error)?
+                .into_iter()
+                .find(|token| token.name == name);
+            let change = Change::of(Action::TokenCreate, format!("token:{name}")).to(&info);
+            audit::record(&state.store, &Actor::new(&user.username, address), change).await?;
             let mut shown = page(&state, user, &headers, None, None).await?;
             shown.created_token = Some((name.to_string(), token));
             render(shown)
@@ -265,6 +294,7 @@ pub(super) struct RevokeTokenForm {
 pub(super) async fn revoke_token(
     State(state): State<AppState>,
     PageUser(user): PageUser,
+    Address(address): Address,
     headers: HeaderMap,
     Form(form): Form<RevokeTokenForm>,
 ) -> Result<Response, PageError> {
@@ -274,7 +304,11 @@ pub(super) async fn revoke_token(
         .revoke_own_token(user.user_id, &form.name)
         .await
     {
-        Ok(()) => Ok(Notice::TokenRevoked.redirect("/account", 0)),
+        Ok(()) => {
+            let change = Change::of(Action::TokenRevoke, format!("token:{}", form.name));
+            audit::record(&state.store, &Actor::new(&user.username, address), change).await?;
+            Ok(Notice::TokenRevoked.redirect("/account", 0))
+        }
         Err(AccountError::Invalid(text)) => {
             let message = format!("Nothing was revoked: {text}.");
             let mut response = render(page(&state, user, &headers, None, Some(message)).await?)?;

@@ -12,11 +12,15 @@ use serde::Deserialize;
 
 use super::{check_csrf, render, require_admin, Layout, PageError, PageUser};
 use crate::alerts::{Alert, Channel, ChannelKind, Rule, RuleKind};
+use crate::audit::Actor;
 use crate::outbox::WebhookFormat;
 use crate::senders::Class;
 use crate::store::alerts;
-use crate::web::alerts::{new_channel, new_rule, queue_test, ChannelRequest, RuleRequest};
-use crate::web::AppState;
+use crate::web::alerts::{
+    add_channel_by, add_rule_by, delete_channel_by, delete_rule_by, new_channel, new_rule,
+    queue_test, resolve_by, set_rule_enabled, ChannelRequest, RuleRequest,
+};
+use crate::web::{Address, AppState};
 
 #[derive(Template)]
 #[template(path = "alerts.html")]
@@ -129,6 +133,7 @@ fn number<T: std::str::FromStr>(field: &str, text: Option<&str>) -> Result<Optio
 pub(super) async fn add_rule(
     State(state): State<AppState>,
     PageUser(user): PageUser,
+    Address(address): Address,
     Form(form): Form<RuleForm>,
 ) -> Result<Response, PageError> {
     check_csrf(&user, &form.csrf)?;
@@ -157,7 +162,7 @@ pub(super) async fn add_rule(
         ),
     };
     let new = new_rule(request, user.username.clone()).map_err(bad)?;
-    alerts::add_rule(state.store.db(), &new).await?;
+    add_rule_by(&state, &Actor::new(&user.username, address), &new).await?;
     Ok(Redirect::to("/alerts#rules").into_response())
 }
 
@@ -176,6 +181,7 @@ pub(super) struct ChannelForm {
 pub(super) async fn add_channel(
     State(state): State<AppState>,
     PageUser(user): PageUser,
+    Address(address): Address,
     Form(form): Form<ChannelForm>,
 ) -> Result<Response, PageError> {
     check_csrf(&user, &form.csrf)?;
@@ -197,7 +203,7 @@ pub(super) async fn add_channel(
         secret: form.secret,
     };
     let new = new_channel(request, user.username.clone()).map_err(bad)?;
-    alerts::add_channel(state.store.db(), &new).await?;
+    add_channel_by(&state, &Actor::new(&user.username, address), &new).await?;
     Ok(Redirect::to("/alerts#channels").into_response())
 }
 
@@ -212,11 +218,12 @@ pub(super) struct IdForm {
 pub(super) async fn change(
     State(state): State<AppState>,
     PageUser(user): PageUser,
+    Address(address): Address,
     Form(form): Form<IdForm>,
 ) -> Result<Response, PageError> {
     check_csrf(&user, &form.csrf)?;
     require_admin(&user)?;
-    let db = state.store.db();
+    let actor = Actor::new(&user.username, address);
     let missing = || {
         PageError::new(
             StatusCode::NOT_FOUND,
@@ -225,20 +232,20 @@ pub(super) async fn change(
     };
     let target = match form.action.as_str() {
         "delete_rule" => {
-            if !alerts::delete_rule(db, form.id).await? {
+            if !delete_rule_by(&state, &actor, form.id).await? {
                 return Err(missing());
             }
             "/alerts#rules".to_string()
         }
         "enable_rule" | "disable_rule" => {
             let enabled = form.action == "enable_rule";
-            alerts::set_rule_enabled(db, form.id, enabled)
+            set_rule_enabled(&state, &actor, form.id, enabled)
                 .await?
                 .ok_or_else(missing)?;
             "/alerts#rules".to_string()
         }
         "delete_channel" => {
-            if !alerts::delete_channel(db, form.id).await? {
+            if !delete_channel_by(&state, &actor, form.id).await? {
                 return Err(missing());
             }
             "/alerts#channels".to_string()
@@ -248,15 +255,9 @@ pub(super) async fn change(
             format!("/alerts?tested={id}#channels")
         }
         "resolve" => {
-            alerts::resolve_by_hand(
-                db,
-                form.id,
-                &user.username,
-                chrono::Utc::now(),
-                state.store.dashboard_url(),
-            )
-            .await?
-            .ok_or_else(missing)?;
+            resolve_by(&state, &actor, form.id)
+                .await?
+                .ok_or_else(missing)?;
             "/alerts".to_string()
         }
         other => return Err(bad(format!("{other:?} is not something this page does"))),

@@ -2,7 +2,8 @@
 //! (by default) Secure; the sign-in form carries its own CSRF token in a
 //! short-lived cookie (double submit), as there is no session yet.
 
-use crate::web::ClientIp;
+use crate::audit::{self, Action, Actor, Change};
+use crate::web::{Address, ClientIp};
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -195,6 +196,21 @@ pub(super) async fn login(
         .map_err(|error| PageError::from(crate::web::ApiError::from(error)))?;
     let Some((token, user)) = signed_in else {
         tracing::info!(user = %form.username, ip = %client, "failed sign-in");
+        // The name as typed (it may be no user's): shortened and printable.
+        let typed: String = form
+            .username
+            .trim()
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(100)
+            .collect();
+        let change = Change::of(Action::SignInFailed, &typed);
+        audit::record(
+            &state.store,
+            &Actor::new(typed.as_str(), Some(client)),
+            change,
+        )
+        .await?;
         return login_page(
             &state,
             &form.next,
@@ -204,6 +220,13 @@ pub(super) async fn login(
     };
     state.login_limiter.reset(client);
     tracing::info!(user = %user.username, ip = %client, "signed in");
+    let change = Change::of(Action::SignIn, &user.username);
+    audit::record(
+        &state.store,
+        &Actor::new(&user.username, Some(client)),
+        change,
+    )
+    .await?;
     let mut response = Redirect::to(&safe_next(&form.next)).into_response();
     let max_age = state.config.session_hours as i64 * 3600;
     let headers = response.headers_mut();
@@ -226,6 +249,7 @@ pub(super) struct CsrfForm {
 pub(super) async fn logout(
     State(state): State<AppState>,
     PageUser(user): PageUser,
+    Address(address): Address,
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
@@ -237,6 +261,8 @@ pub(super) async fn logout(
             .await
             .map_err(|error| PageError::from(crate::web::ApiError::from(error)))?;
     }
+    let change = Change::of(Action::SignOut, &user.username);
+    audit::record(&state.store, &Actor::new(&user.username, address), change).await?;
     let mut response = Redirect::to("/login").into_response();
     response.headers_mut().append(
         header::SET_COOKIE,

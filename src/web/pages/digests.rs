@@ -10,10 +10,13 @@ use axum::Form;
 use serde::Deserialize;
 
 use super::{check_csrf, render, require_admin, Layout, PageError, PageUser};
+use crate::audit::Actor;
 use crate::digests::{Digest, Frequency, Schedule};
 use crate::store::digests;
-use crate::web::digests::{digest_schedule, new_schedule, ScheduleRequest};
-use crate::web::AppState;
+use crate::web::digests::{
+    add_by, delete_by, digest_schedule, new_schedule, update_by, ScheduleRequest,
+};
+use crate::web::{Address, AppState};
 
 #[derive(Template)]
 #[template(path = "digests.html")]
@@ -147,6 +150,7 @@ fn items(text: &str) -> Vec<String> {
 pub(super) async fn save(
     State(state): State<AppState>,
     PageUser(user): PageUser,
+    Address(address): Address,
     Form(form): Form<ScheduleForm>,
 ) -> Result<Response, PageError> {
     check_csrf(&user, &form.csrf)?;
@@ -171,8 +175,7 @@ pub(super) async fn save(
         enabled: Some(form.enabled.is_some()),
     };
     let new = new_schedule(request).map_err(bad)?;
-    let now = chrono::Utc::now();
-    let db = state.store.db();
+    let actor = Actor::new(&user.username, address);
     match form
         .id
         .as_deref()
@@ -183,12 +186,12 @@ pub(super) async fn save(
             let id: i64 = id
                 .parse()
                 .map_err(|_| bad(format!("id: {id:?} is not a whole number")))?;
-            digests::update(db, id, &new, now).await?.ok_or_else(|| {
+            update_by(&state, &actor, id, &new).await?.ok_or_else(|| {
                 PageError::new(StatusCode::NOT_FOUND, format!("no digest schedule {id}"))
             })?;
         }
         None => {
-            digests::add(db, &new, &user.username, now).await?;
+            add_by(&state, &actor, &new).await?;
         }
     }
     Ok(Redirect::to("/alerts/digests").into_response())
@@ -205,6 +208,7 @@ pub(super) struct IdForm {
 pub(super) async fn change(
     State(state): State<AppState>,
     PageUser(user): PageUser,
+    Address(address): Address,
     Form(form): Form<IdForm>,
 ) -> Result<Response, PageError> {
     check_csrf(&user, &form.csrf)?;
@@ -218,7 +222,7 @@ pub(super) async fn change(
     };
     let target = match form.action.as_str() {
         "delete" => {
-            if !digests::delete(db, form.id).await? {
+            if !delete_by(&state, &Actor::new(&user.username, address), form.id).await? {
                 return Err(missing());
             }
             "/alerts/digests".to_string()

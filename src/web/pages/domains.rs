@@ -9,10 +9,11 @@ use serde::Deserialize;
 
 use super::notice::Notice;
 use super::{check_csrf, render, require_admin, Layout, PageError, PageUser};
+use crate::audit::{self, Action, Actor, Change};
 use crate::dns::RecordKind;
 use crate::query::domains::{self, DomainRow};
 use crate::web::api::Params;
-use crate::web::AppState;
+use crate::web::{Address, AppState};
 
 #[derive(Template)]
 #[template(path = "domains.html")]
@@ -100,12 +101,18 @@ pub(super) struct DomainForm {
 pub(super) async fn add_domain(
     State(state): State<AppState>,
     PageUser(user): PageUser,
+    Address(address): Address,
     Form(form): Form<DomainForm>,
 ) -> Result<Response, PageError> {
     check_csrf(&user, &form.csrf)?;
     require_admin(&user)?;
     let notice = match domains::add_domain(&state.store, &form.name).await {
-        Ok(true) => Notice::DomainAdded,
+        Ok(true) => {
+            let name = form.name.trim().trim_end_matches('.').to_lowercase();
+            let change = Change::of(Action::DomainAdd, name);
+            audit::record(&state.store, &Actor::new(&user.username, address), change).await?;
+            Notice::DomainAdded
+        }
         Ok(false) => Notice::DomainAlreadyMonitored,
         Err(crate::query::QueryError::Invalid(_)) => Notice::NotADomainName,
         Err(error) => return Err(error.into()),
@@ -116,12 +123,16 @@ pub(super) async fn add_domain(
 pub(super) async fn remove_domain(
     State(state): State<AppState>,
     PageUser(user): PageUser,
+    Address(address): Address,
     Form(form): Form<DomainForm>,
 ) -> Result<Response, PageError> {
     check_csrf(&user, &form.csrf)?;
     require_admin(&user)?;
     let removed = domains::remove_domain(&state.store, &form.name).await?;
     let notice = if removed {
+        let name = form.name.trim().trim_end_matches('.').to_lowercase();
+        let change = Change::of(Action::DomainRemove, name);
+        audit::record(&state.store, &Actor::new(&user.username, address), change).await?;
         Notice::DomainRemoved
     } else {
         Notice::DomainNotMonitored

@@ -9,11 +9,12 @@ use serde::Deserialize;
 
 use super::notice::Notice;
 use super::{check_csrf, csv_link, pager, render, require_admin, Layout, PageError, PageUser};
+use crate::audit::{self, Action, Actor, Change};
 use crate::query::inbox::{self, InboxRow, INBOX_STATUSES};
 use crate::query::PageParams;
 use crate::store::Requeue;
 use crate::web::api::Params;
-use crate::web::AppState;
+use crate::web::{Address, AppState};
 
 #[derive(Template)]
 #[template(path = "inbox.html")]
@@ -101,6 +102,7 @@ pub(super) struct CsrfForm {
 pub(super) async fn reprocess(
     State(state): State<AppState>,
     PageUser(user): PageUser,
+    Address(address): Address,
     Path(id): Path<i64>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
@@ -109,6 +111,8 @@ pub(super) async fn reprocess(
     let requeued = state.store.requeue(&Requeue::Ids(vec![id])).await?;
     tracing::info!(user = %user.username, id, "reprocess requested");
     let notice = if requeued > 0 {
+        let change = Change::of(Action::MessageReprocess, format!("message {id}"));
+        audit::record(&state.store, &Actor::new(&user.username, address), change).await?;
         Notice::Requeued
     } else {
         Notice::NoSuchMessage
@@ -119,11 +123,15 @@ pub(super) async fn reprocess(
 pub(super) async fn reprocess_failed(
     State(state): State<AppState>,
     PageUser(user): PageUser,
+    Address(address): Address,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
     check_csrf(&user, &form.csrf)?;
     require_admin(&user)?;
     let requeued = state.store.requeue(&Requeue::Failed).await?;
     tracing::info!(user = %user.username, requeued, "reprocess of failed messages requested");
+    let change = Change::of(Action::MessagesReprocessFailed, "failed messages")
+        .to(&serde_json::json!({ "requeued": requeued }));
+    audit::record(&state.store, &Actor::new(&user.username, address), change).await?;
     Ok(Notice::FailedRequeued.redirect("/inbox", requeued))
 }

@@ -5,6 +5,7 @@
 mod account;
 mod aggregate;
 mod alerts;
+mod audit;
 mod auth;
 mod compliance;
 mod digests;
@@ -60,6 +61,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/alerts/digests/change", post(digests::change))
         .route("/alerts/digests/{id}/preview", get(digests::preview))
         .route("/account", get(account::account))
+        .route("/audit", get(audit::audit))
         .route("/account/password", post(account::change_password))
         .route("/account/sessions/end", post(account::end_sessions))
         .route("/account/tokens", post(account::create_token))

@@ -192,6 +192,7 @@ pub(super) struct PolicyForm {
 pub(super) async fn change(
     State(state): State<AppState>,
     PageUser(user): PageUser,
+    crate::web::Address(address): crate::web::Address,
     Path(name): Path<String>,
     Form(form): Form<PolicyForm>,
 ) -> Result<Response, PageError> {
@@ -225,7 +226,11 @@ pub(super) async fn change(
         force: form.force.is_some(),
     };
     match service
-        .change_policy(&domain, &request, &user.username)
+        .change_policy(
+            &domain,
+            &request,
+            &crate::audit::Actor::new(&user.username, address),
+        )
         .await
     {
         Ok(_) => {
@@ -276,6 +281,7 @@ pub(super) struct DmarcForm {
 pub(super) async fn set_dmarc(
     State(state): State<AppState>,
     PageUser(user): PageUser,
+    crate::web::Address(address): crate::web::Address,
     Path(name): Path<String>,
     Form(form): Form<DmarcForm>,
 ) -> Result<Response, PageError> {
@@ -317,7 +323,8 @@ pub(super) async fn set_dmarc(
         adkim: optional(&form.adkim),
         aspf: optional(&form.aspf),
     };
-    match service.set_dmarc(&domain, &fields, &user.username).await {
+    let actor = crate::audit::Actor::new(&user.username, address);
+    match service.set_dmarc(&domain, &fields, &actor).await {
         Ok(_) => Ok(Redirect::to(&format!("/domains/{domain}/mta-sts?done=dmarc")).into_response()),
         Err(HostedError::Dmarc(error)) => {
             let mut response =

@@ -213,6 +213,7 @@ pub(super) struct SelectorForm {
 pub(super) async fn add_selector(
     State(state): State<AppState>,
     PageUser(user): PageUser,
+    crate::web::Address(address): crate::web::Address,
     Form(form): Form<SelectorForm>,
 ) -> Result<Response, PageError> {
     check_csrf(&user, &form.csrf)?;
@@ -233,7 +234,12 @@ pub(super) async fn add_selector(
             format!("{domain} is not a monitored domain"),
         ));
     }
-    posture::add_selector(state.store.db(), &domain, &selector).await?;
+    if posture::add_selector(state.store.db(), &domain, &selector).await? {
+        let change = crate::audit::Change::of(crate::audit::Action::DomainSelectorAdd, &domain)
+            .to(&serde_json::json!({ "dkim_selector": selector }));
+        let actor = crate::audit::Actor::new(&user.username, address);
+        crate::audit::record(&state.store, &actor, change).await?;
+    }
     Ok(Redirect::to(&format!("/domains/{domain}")).into_response())
 }
 

@@ -241,6 +241,7 @@ fn back_to(back: Option<&str>, domain: &str) -> String {
 pub(super) async fn add_rule(
     State(state): State<AppState>,
     PageUser(user): PageUser,
+    crate::web::Address(address): crate::web::Address,
     Form(form): Form<RuleForm>,
 ) -> Result<Response, PageError> {
     check_csrf(&user, &form.csrf)?;
@@ -258,8 +259,9 @@ pub(super) async fn add_rule(
         return Err(bad("the note: at most 500 characters on one line".into()));
     }
     let every_domain = form.scope.as_deref() == Some("all");
-    approvals::add(
-        state.store.db(),
+    crate::web::senders::add_approval_by(
+        &state,
+        &crate::audit::Actor::new(&user.username, address),
         &NewApproval {
             domain: (!every_domain).then(|| domain.clone()),
             action,
@@ -285,11 +287,13 @@ pub(super) struct RevokeForm {
 pub(super) async fn revoke_rule(
     State(state): State<AppState>,
     PageUser(user): PageUser,
+    crate::web::Address(address): crate::web::Address,
     Form(form): Form<RevokeForm>,
 ) -> Result<Response, PageError> {
     check_csrf(&user, &form.csrf)?;
     require_admin(&user)?;
-    if approvals::revoke(state.store.db(), form.id, &user.username)
+    let actor = crate::audit::Actor::new(&user.username, address);
+    if crate::web::senders::revoke_approval_by(&state, &actor, form.id)
         .await?
         .is_none()
     {
