@@ -272,7 +272,7 @@ async fn guesses_at_the_current_password_count_against_the_sign_in_limit() {
 }
 
 /// The token the Account page shows once after making it.
-fn shown_token(html: &str) -> String {
+pub(crate) fn shown_token(html: &str) -> String {
     let start = html
         .find("id=\"new-token\">")
         .unwrap_or_else(|| panic!("no new token on {html}"))
@@ -281,7 +281,7 @@ fn shown_token(html: &str) -> String {
 }
 
 /// The Account page's token form, sent.
-async fn make(
+pub(crate) async fn make(
     server: &Server,
     browser: &Browser,
     name: &str,

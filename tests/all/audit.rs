@@ -9,6 +9,7 @@ use std::collections::HashSet;
 use chrono::{Duration, Utc};
 use serde_json::{json, Value};
 
+use crate::account::{make, shown_token};
 use crate::common;
 use crate::dashboard::{setup, sign_in, sign_in_with, PASSWORD};
 use common::http::{Reply, Server};
@@ -93,22 +94,9 @@ async fn every_change_on_the_dashboard_and_api_is_recorded_for_admins_only() {
 
         // Alice makes herself a write token on the Account page; the API
         // changes below are made with it.
-        let made = alice
-            .post(
-                &server,
-                "/account/tokens",
-                &[
-                    ("csrf", &alice.csrf),
-                    ("name", "ops"),
-                    ("access", "write"),
-                    ("expires_days", ""),
-                ],
-            )
-            .await;
+        let made = make(&server, &alice, "ops", "write", "").await;
         assert_eq!(made.status, 200, "{backend}: {}", made.text());
-        let html = made.text();
-        let start = html.find("id=\"new-token\">").unwrap() + 15;
-        let token = html[start..start + html[start..].find('<').unwrap()].to_string();
+        let token = shown_token(&made.text());
 
         // Domains, a DKIM selector, on the Domains pages.
         let form = |fields: &[(&'static str, &'static str)]| {
@@ -437,22 +425,8 @@ async fn every_change_on_the_dashboard_and_api_is_recorded_for_admins_only() {
             403,
             "{backend}"
         );
-        let victor_token = victor
-            .post(
-                &server,
-                "/account/tokens",
-                &[
-                    ("csrf", &victor.csrf),
-                    ("name", "mine"),
-                    ("access", "read"),
-                    ("expires_days", ""),
-                ],
-            )
-            .await
-            .text();
-        let start = victor_token.find("id=\"new-token\">").unwrap() + 15;
-        let victor_token = &victor_token[start..start + victor_token[start..].find('<').unwrap()];
-        let refused = server.get("/api/v1/audit", Some(victor_token)).await;
+        let victor_token = shown_token(&make(&server, &victor, "mine", "read", "").await.text());
+        let refused = server.get("/api/v1/audit", Some(&victor_token)).await;
         assert_eq!(refused.status, 403, "{backend}: {}", refused.text());
         // Nothing changes or deletes an entry over HTTP.
         for method in ["POST", "PUT", "PATCH", "DELETE"] {
