@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::query::time::time_text;
 use crate::store::accounts as stored;
 use crate::store::{Db, Store, StoreError};
+use crate::totp;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
@@ -94,6 +95,14 @@ pub enum TokenCheck {
     },
     /// Not a token, or a revoked one.
     Unknown,
+}
+
+/// A user's two-step sign-in, as their Account page shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TotpState {
+    pub enabled: bool,
+    /// The secret being set up and its otpauth URI.
+    pub pending: Option<(String, String)>,
 }
 
 /// Where a session was signed in from.
@@ -306,16 +315,19 @@ impl Accounts {
         password: &str,
         lifetime: Duration,
     ) -> Result<Option<(String, SessionUser)>, AccountError> {
-        self.login_from(name, password, lifetime, &SignedInFrom::default())
+        self.login_from(name, password, None, lifetime, &SignedInFrom::default())
             .await
     }
 
-    /// `login`, noting where the session was signed in from (shown to its
-    /// user on the Account page).
+    /// `login`, with the code from the user's authenticator app when they
+    /// turned two-step sign-in on (without it, or with a wrong or used
+    /// one, nothing), noting where the session was signed in from (shown
+    /// to its user on the Account page).
     pub async fn login_from(
         &self,
         name: &str,
         password: &str,
+        code: Option<&str>,
         lifetime: Duration,
         from: &SignedInFrom,
     ) -> Result<Option<(String, SessionUser)>, AccountError> {
@@ -336,6 +348,16 @@ impl Accounts {
         let Some(user) = user else {
             return Ok(None);
         };
+        if let Some(secret) = &user.totp_secret {
+            let now = Utc::now().timestamp();
+            let Some(step) = totp::verify(secret, code.unwrap_or(""), now, user.totp_last_step)
+            else {
+                return Ok(None);
+            };
+            if !stored::use_totp_step(self.db(), user.id, step).await? {
+                return Ok(None);
+            }
+        }
         let token = random_secret();
         let csrf_token = random_secret();
         stored::insert_session(
@@ -444,6 +466,78 @@ impl Accounts {
         let keep = hash_secret(current_token);
         if !stored::set_own_password_hash(self.db(), user_id, &hash, &keep).await? {
             return Err(AccountError::Invalid("the user no longer exists".into()));
+        }
+        Ok(())
+    }
+
+    /// Whether the user's two-step sign-in is on, and the secret being set
+    /// up (with its otpauth URI) if one is.
+    pub async fn totp_state(&self, user_id: i64) -> Result<TotpState, AccountError> {
+        let Some(user) = stored::user_by_id(self.db(), user_id).await? else {
+            return Err(AccountError::Invalid("the user no longer exists".into()));
+        };
+        Ok(TotpState {
+            enabled: user.totp_secret.is_some(),
+            pending: user.totp_pending.map(|secret| {
+                let uri = totp::uri("dmarcd", &user.username, &secret);
+                (secret, uri)
+            }),
+        })
+    }
+
+    /// Starts setting up two-step sign-in: a new secret, kept aside until
+    /// a code from it confirms it (`confirm_totp`).
+    pub async fn start_totp(&self, user_id: i64) -> Result<(), AccountError> {
+        if self.totp_state(user_id).await?.enabled {
+            return Err(AccountError::Invalid(
+                "two-step sign-in is on already".into(),
+            ));
+        }
+        stored::set_totp_pending(self.db(), user_id, Some(&totp::new_secret())).await?;
+        Ok(())
+    }
+
+    /// Turns two-step sign-in on when `code` is right for the secret being
+    /// set up (so the user's app surely has it).
+    pub async fn confirm_totp(&self, user_id: i64, code: &str) -> Result<(), AccountError> {
+        let Some(user) = stored::user_by_id(self.db(), user_id).await? else {
+            return Err(AccountError::Invalid("the user no longer exists".into()));
+        };
+        let Some(pending) = user.totp_pending else {
+            return Err(AccountError::Invalid(
+                "no two-step sign-in is being set up".into(),
+            ));
+        };
+        let Some(step) = totp::verify(&pending, code, Utc::now().timestamp(), None) else {
+            return Err(AccountError::Invalid(
+                "that code is not right: check the time on your phone and try the next code".into(),
+            ));
+        };
+        stored::enable_totp(self.db(), user_id, step).await?;
+        Ok(())
+    }
+
+    /// Turns the user's own two-step sign-in off; their password confirms it.
+    pub async fn disable_own_totp(&self, user_id: i64, password: &str) -> Result<(), AccountError> {
+        let Some(user) = stored::user_by_id(self.db(), user_id).await? else {
+            return Err(AccountError::Invalid("the user no longer exists".into()));
+        };
+        if !verify_password(user.password_hash, password.to_string()).await {
+            return Err(AccountError::Invalid(
+                "the current password is not right".into(),
+            ));
+        }
+        stored::disable_totp(self.db(), &user.username).await?;
+        Ok(())
+    }
+
+    /// Turns a user's two-step sign-in off (`dmarcd user totp-off`, for a
+    /// lost phone).
+    pub async fn disable_totp(&self, name: &str) -> Result<(), AccountError> {
+        if !stored::disable_totp(self.db(), name).await? {
+            return Err(AccountError::Invalid(format!(
+                "{name:?} is no user with two-step sign-in on"
+            )));
         }
         Ok(())
     }

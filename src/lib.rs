@@ -29,6 +29,7 @@ pub mod store;
 #[doc(hidden)]
 pub mod testing;
 pub mod tls;
+pub mod totp;
 pub mod web;
 pub mod worker;
 

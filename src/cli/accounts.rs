@@ -32,6 +32,9 @@ pub enum UserAction {
     },
     /// Remove a user.
     Remove { name: String },
+    /// Turn a user's two-step sign-in off (a lost phone); they sign in with
+    /// their password alone and may set it up again.
+    TotpOff { name: String },
     /// Make a user an admin or a viewer (from their next request on).
     Role {
         name: String,
@@ -118,6 +121,16 @@ pub(super) async fn user(config: &Config, action: UserAction) -> anyhow::Result<
             let change = Change::of(Action::UserRemove, &name).from(&json!({ "role": role }));
             audit::record(&store, &Actor::cli(), change).await?;
             println!("removed {name}");
+        }
+        UserAction::TotpOff { name } => {
+            accounts.disable_totp(&name).await?;
+            audit::record(
+                &store,
+                &Actor::cli(),
+                Change::of(Action::UserTotpOff, &name),
+            )
+            .await?;
+            println!("two-step sign-in of {name} is off");
         }
         UserAction::Role { name, role } => {
             let before = accounts.set_role(&name, &role).await?;

@@ -14,7 +14,15 @@ pub struct UserRow {
     pub username: String,
     pub password_hash: String,
     pub role: String,
+    /// Two-step sign-in: the secret when it is on, one being set up, and
+    /// the time step of the last code used.
+    pub totp_secret: Option<String>,
+    pub totp_pending: Option<String>,
+    pub totp_last_step: Option<i64>,
 }
+
+const USER_COLUMNS: &str =
+    "id, username, password_hash, role, totp_secret, totp_pending, totp_last_step";
 
 /// A live session and its user.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -123,6 +131,54 @@ pub async fn set_role(db: &Db, name: &str, role: &str) -> StoreResult<bool> {
     Ok(updated > 0)
 }
 
+/// Stores a secret being set up (None: forgets it).
+pub async fn set_totp_pending(db: &Db, user_id: i64, secret: Option<&str>) -> StoreResult<()> {
+    db.execute(&db.statement(
+        "UPDATE users SET totp_pending = $2 WHERE id = $1",
+        vec![user_id.into(), secret.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Turns two-step sign-in on with the secret being set up, whose first
+/// code was used at `step`; false when none was being set up.
+pub async fn enable_totp(db: &Db, user_id: i64, step: i64) -> StoreResult<bool> {
+    let updated = db
+        .execute(&db.statement(
+            "UPDATE users SET totp_secret = totp_pending, totp_pending = NULL, \
+             totp_last_step = $2 WHERE id = $1 AND totp_pending IS NOT NULL",
+            vec![user_id.into(), step.into()],
+        ))
+        .await?;
+    Ok(updated > 0)
+}
+
+/// Turns two-step sign-in off for user `name`; false when it was not on.
+pub async fn disable_totp(db: &Db, name: &str) -> StoreResult<bool> {
+    let updated = db
+        .execute(&db.statement(
+            "UPDATE users SET totp_secret = NULL, totp_pending = NULL, totp_last_step = NULL \
+             WHERE username = $1 AND (totp_secret IS NOT NULL OR totp_pending IS NOT NULL)",
+            vec![name.into()],
+        ))
+        .await?;
+    Ok(updated > 0)
+}
+
+/// Notes that a code of `step` was used; false when one of that step or
+/// later was used already (a replay, or two sign-ins racing with one code).
+pub async fn use_totp_step(db: &Db, user_id: i64, step: i64) -> StoreResult<bool> {
+    let updated = db
+        .execute(&db.statement(
+            "UPDATE users SET totp_last_step = $2 \
+             WHERE id = $1 AND (totp_last_step IS NULL OR totp_last_step < $2)",
+            vec![user_id.into(), step.into()],
+        ))
+        .await?;
+    Ok(updated > 0)
+}
+
 async fn end_sessions_of(db: &Db, name: &str) -> StoreResult<()> {
     db.execute(&db.statement(
         "DELETE FROM sessions WHERE user_id IN (SELECT id FROM users WHERE username = $1)",
@@ -143,7 +199,7 @@ pub async fn users(db: &Db) -> StoreResult<Vec<(String, String)>> {
 
 pub async fn user(db: &Db, name: &str) -> StoreResult<Option<UserRow>> {
     db.fetch_optional(&db.statement(
-        "SELECT id, username, password_hash, role FROM users WHERE username = $1",
+        &format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1"),
         vec![name.into()],
     ))
     .await
@@ -227,7 +283,7 @@ pub async fn delete_other_sessions(db: &Db, user_id: i64, keep: &str) -> StoreRe
 
 pub async fn user_by_id(db: &Db, id: i64) -> StoreResult<Option<UserRow>> {
     db.fetch_optional(&db.statement(
-        "SELECT id, username, password_hash, role FROM users WHERE id = $1",
+        &format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"),
         vec![id.into()],
     ))
     .await

@@ -322,6 +322,15 @@ const POSTGRES: &[Migration] = &[
         retriggers: &[],
         rebuilds_tables: false,
     },
+    Migration {
+        version: 32,
+        name: "totp",
+        sql: include_str!("../../migrations/postgres/0032_totp.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: false,
+    },
 ];
 
 const SQLITE: &[Migration] = &[
@@ -581,6 +590,15 @@ const SQLITE: &[Migration] = &[
         version: 29,
         name: "audit_log",
         sql: include_str!("../../migrations/sqlite/0029_audit_log.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: false,
+    },
+    Migration {
+        version: 30,
+        name: "totp",
+        sql: include_str!("../../migrations/sqlite/0030_totp.sql"),
         fills: &[],
         derives: &[],
         retriggers: &[],

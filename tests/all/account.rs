@@ -409,3 +409,139 @@ async fn users_make_and_revoke_their_own_tokens_within_their_rights() {
         );
     }
 }
+
+/// The key the Account page shows while two-step sign-in is set up.
+fn shown_secret(html: &str) -> String {
+    let start = html
+        .find("id=\"totp-secret\">")
+        .unwrap_or_else(|| panic!("no key on {html}"))
+        + 17;
+    html[start..start + html[start..].find('<').unwrap()].to_string()
+}
+
+/// The app's code for `secret`, `steps` 30-second steps from now.
+fn code(secret: &str, steps: i64) -> String {
+    let now = chrono::Utc::now().timestamp();
+    dmarcd::totp::code_at(secret, dmarcd::totp::step_of(now) + steps).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_step_sign_in_is_set_up_with_a_code_asked_at_sign_in_used_once_and_turned_off() {
+    for (_dir, store) in common::db::backends().await {
+        let backend = store.backend();
+        let files = tempfile::tempdir().unwrap();
+        let server = setup(&store, files.path(), WebConfig::default()).await;
+        let alice = sign_in(&server, "alice", PASSWORD).await.unwrap();
+        let totp = |fields: &[(&'static str, &str)]| {
+            let mut all = vec![("csrf", alice.csrf.clone())];
+            all.extend(fields.iter().map(|(k, v)| (*k, v.to_string())));
+            all
+        };
+        let post = |fields: Vec<(&'static str, String)>| {
+            let (server, alice) = (&server, &alice);
+            async move {
+                let fields: Vec<(&str, &str)> =
+                    fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                alice.post(server, "/account/totp", &fields).await
+            }
+        };
+        let page = alice.get(&server, "/account").await.text();
+        assert!(page.contains("Set up two-step sign-in"), "{backend}");
+
+        // Set up: a key, shown until a code from it confirms it.
+        assert_eq!(post(totp(&[("step", "start")])).await.status, 303);
+        let page = alice.get(&server, "/account").await.text();
+        let secret = shown_secret(&page);
+        assert!(
+            page.contains(&format!("otpauth://totp/dmarcd%3Aalice?secret={secret}")),
+            "{backend}"
+        );
+        let wrong = post(totp(&[("step", "confirm"), ("code", "000000")])).await;
+        assert_eq!(wrong.status, 400, "{backend}");
+        assert!(wrong.text().contains("that code is not right"), "{backend}");
+        let confirming = code(&secret, 0);
+        let right = post(totp(&[("step", "confirm"), ("code", &confirming)])).await;
+        assert_eq!(right.status, 303, "{backend}: {}", right.text());
+        assert_eq!(
+            right.header("location"),
+            Some("/account?notice=totp_on&n=0")
+        );
+        let page = alice.get(&server, "/account").await.text();
+        assert!(page.contains("Turn two-step sign-in off"), "{backend}");
+        assert!(!page.contains(&secret), "{backend}: the key is shown again");
+
+        // Signing in now needs the code: none, a wrong one, and the one
+        // that confirmed it (used) are refused; the next one works, once.
+        for (given, why) in [
+            (String::new(), "no code"),
+            ("123456".to_string(), "a wrong code"),
+            (confirming.clone(), "a used code"),
+        ] {
+            let refused =
+                crate::dashboard::sign_in_with_code(&server, "alice", PASSWORD, None, &given)
+                    .await
+                    .unwrap_err();
+            assert_eq!(refused.status, 401, "{backend}: {why}");
+            assert!(
+                refused
+                    .text()
+                    .contains("Wrong user name or password (or authenticator code)"),
+                "{backend}: {why}"
+            );
+        }
+        let next = code(&secret, 1);
+        let phone = crate::dashboard::sign_in_with_code(&server, "alice", PASSWORD, None, &next)
+            .await
+            .unwrap();
+        let replayed = crate::dashboard::sign_in_with_code(&server, "alice", PASSWORD, None, &next)
+            .await
+            .unwrap_err();
+        assert_eq!(replayed.status, 401, "{backend}: a code worked twice");
+        // Viewers without it sign in as before.
+        sign_in(&server, "victor", PASSWORD).await.unwrap();
+
+        // Off: the password confirms it; then the password alone signs in.
+        let forged = phone
+            .post(
+                &server,
+                "/account/totp",
+                &[
+                    ("csrf", &phone.csrf),
+                    ("step", "off"),
+                    ("password", "not it"),
+                ],
+            )
+            .await;
+        assert_eq!(forged.status, 400, "{backend}");
+        let off = phone
+            .post(
+                &server,
+                "/account/totp",
+                &[
+                    ("csrf", &phone.csrf),
+                    ("step", "off"),
+                    ("password", PASSWORD),
+                ],
+            )
+            .await;
+        assert_eq!(off.status, 303, "{backend}: {}", off.text());
+        sign_in(&server, "alice", PASSWORD).await.unwrap();
+
+        // Both changes are in the audit log, with where they came from.
+        for action in ["account.totp_on", "account.totp_off"] {
+            let entries = dmarcd::store::audit::list(
+                store.db(),
+                &dmarcd::store::audit::AuditFilter {
+                    action: Some(action.into()),
+                    ..Default::default()
+                },
+                10,
+            )
+            .await
+            .unwrap();
+            assert_eq!(entries.len(), 1, "{backend}: {action}");
+            assert_eq!(entries[0].actor, "alice");
+            assert_eq!(entries[0].address.as_deref(), Some("127.0.0.1"));
+        }
+    }
+}

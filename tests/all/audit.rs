@@ -25,6 +25,9 @@ const ASSERTED_ELSEWHERE: &[&str] = &[
     "user.remove",
     "user.role",
     "user.password",
+    "user.totp_off",
+    "account.totp_on",
+    "account.totp_off",
     "mta_sts.policy_change",
     "mta_sts.certificate_renew",
     "hosted_dmarc.change",
@@ -542,6 +545,29 @@ async fn the_cli_records_user_role_password_and_token_changes_as_its_user() {
     cli(&["user", "add", "bob"]);
     cli(&["user", "role", "bob", "viewer"]);
     cli(&["user", "passwd", "bob"]);
+    // Bob turns two-step sign-in on; an operator turns it off (a lost phone).
+    {
+        let store = dmarcd::store::Store::connect(None, dir).await.unwrap();
+        let accounts = dmarcd::accounts::Accounts::new(store.clone());
+        let bob = dmarcd::store::accounts::user(store.db(), "bob")
+            .await
+            .unwrap()
+            .unwrap();
+        accounts.start_totp(bob.id).await.unwrap();
+        let secret = accounts
+            .totp_state(bob.id)
+            .await
+            .unwrap()
+            .pending
+            .unwrap()
+            .0;
+        let step = dmarcd::totp::step_of(Utc::now().timestamp());
+        let code = dmarcd::totp::code_at(&secret, step).unwrap();
+        accounts.confirm_totp(bob.id, &code).await.unwrap();
+        assert!(accounts.totp_state(bob.id).await.unwrap().enabled);
+        store.close().await;
+    }
+    cli(&["user", "totp-off", "bob"]);
     cli(&["token", "create", "--name", "deploy", "--write"]);
     cli(&["token", "revoke", "deploy"]);
     cli(&["user", "remove", "bob"]);
@@ -562,6 +588,7 @@ async fn the_cli_records_user_role_password_and_token_changes_as_its_user() {
         ("user.add", "bob"),
         ("user.role", "bob"),
         ("user.password", "bob"),
+        ("user.totp_off", "bob"),
         ("token.create", "token:deploy"),
         ("token.revoke", "token:deploy"),
         ("user.remove", "bob"),

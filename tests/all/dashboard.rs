@@ -51,7 +51,7 @@ pub(crate) struct Browser {
 
 /// The sign-in form filled in and sent, asking to go to `next` after.
 async fn submit_sign_in(server: &Server, user: &str, password: &str, next: &str) -> Reply {
-    submit_sign_in_with(server, user, password, next, None).await
+    submit_sign_in_with(server, user, password, next, None, "").await
 }
 
 /// `submit_sign_in` from a browser that names itself `user_agent`.
@@ -61,6 +61,7 @@ async fn submit_sign_in_with(
     password: &str,
     next: &str,
     user_agent: Option<&str>,
+    code: &str,
 ) -> Reply {
     let page = server.get("/login?next=/domains", None).await;
     assert_eq!(page.status, 200);
@@ -77,6 +78,7 @@ async fn submit_sign_in_with(
                 ("password", password),
                 ("csrf", &csrf),
                 ("next", next),
+                ("code", code),
             ]),
             &[
                 ("Cookie", &format!("dmarcd_login={login_cookie}")),
@@ -97,7 +99,18 @@ pub(crate) async fn sign_in_with(
     password: &str,
     user_agent: Option<&str>,
 ) -> Result<Browser, Reply> {
-    let reply = submit_sign_in_with(server, user, password, "/domains", user_agent).await;
+    sign_in_with_code(server, user, password, user_agent, "").await
+}
+
+/// `sign_in_with`, giving the authenticator app's `code` too.
+pub(crate) async fn sign_in_with_code(
+    server: &Server,
+    user: &str,
+    password: &str,
+    user_agent: Option<&str>,
+    code: &str,
+) -> Result<Browser, Reply> {
+    let reply = submit_sign_in_with(server, user, password, "/domains", user_agent, code).await;
     if reply.status != 303 {
         return Err(reply);
     }

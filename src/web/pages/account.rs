@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::auth::session_token;
 use super::notice::Notice;
 use super::{check_csrf, render, Layout, PageError, PageUser};
-use crate::accounts::{AccountError, SessionInfo, TokenAccess, TokenInfo};
+use crate::accounts::{AccountError, SessionInfo, TokenAccess, TokenInfo, TotpState};
 use crate::audit::{self, Action, Actor, Change};
 use crate::web::{Address, AppState, ClientIp};
 
@@ -25,6 +25,7 @@ struct AccountPage {
     csrf: String,
     is_admin: bool,
     sessions: Vec<SessionInfo>,
+    totp: TotpState,
     tokens: Vec<TokenInfo>,
     /// (name, token) of a token just made: shown this once.
     created_token: Option<(String, String)>,
@@ -61,7 +62,13 @@ async fn page(
         .own_tokens(user.user_id)
         .await
         .map_err(account_error)?;
+    let totp = state
+        .accounts
+        .totp_state(user.user_id)
+        .await
+        .map_err(account_error)?;
     Ok(AccountPage {
+        totp,
         username: user.username.clone(),
         role: user.role.clone(),
         csrf: user.csrf_token.clone(),
@@ -313,6 +320,78 @@ pub(super) async fn revoke_token(
             let message = format!("Nothing was revoked: {text}.");
             let mut response = render(page(&state, user, &headers, None, Some(message)).await?)?;
             *response.status_mut() = StatusCode::NOT_FOUND;
+            Ok(response)
+        }
+        Err(error) => Err(account_error(error)),
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct TotpForm {
+    csrf: String,
+    /// `start`, `confirm` (with `code`) or `off` (with `password`).
+    step: String,
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// Two-step sign-in: set it up (a new key), confirm it with a code from
+/// the app, or turn it off (the password confirms). Codes and passwords
+/// tried here count against the sign-in limit, as on the sign-in page.
+pub(super) async fn totp(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    ClientIp(client): ClientIp,
+    headers: HeaderMap,
+    Form(form): Form<TotpForm>,
+) -> Result<Response, PageError> {
+    check_csrf(&user, &form.csrf)?;
+    let guesses = matches!(form.step.as_str(), "confirm" | "off");
+    if guesses && !state.login_limiter.allow(client) {
+        return Err(PageError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many attempts from your address; wait a minute.",
+        ));
+    }
+    let accounts = &state.accounts;
+    let done = match form.step.as_str() {
+        "start" => accounts.start_totp(user.user_id).await.map(|()| None),
+        "confirm" => accounts
+            .confirm_totp(user.user_id, &form.code)
+            .await
+            .map(|()| Some((Notice::TotpOn, Action::AccountTotpOn))),
+        "off" => accounts
+            .disable_own_totp(user.user_id, &form.password)
+            .await
+            .map(|()| Some((Notice::TotpOff, Action::AccountTotpOff))),
+        other => {
+            return Err(PageError::new(
+                StatusCode::BAD_REQUEST,
+                format!("{other:?} is not a step of two-step sign-in"),
+            ))
+        }
+    };
+    match done {
+        Ok(None) => Ok(axum::response::IntoResponse::into_response(
+            axum::response::Redirect::to("/account"),
+        )),
+        Ok(Some((notice, action))) => {
+            state.login_limiter.reset(client);
+            let change = Change::of(action, &user.username);
+            audit::record(
+                &state.store,
+                &Actor::new(&user.username, Some(client)),
+                change,
+            )
+            .await?;
+            Ok(notice.redirect("/account", 0))
+        }
+        Err(AccountError::Invalid(text)) => {
+            let message = format!("Two-step sign-in is not changed: {text}.");
+            let mut response = render(page(&state, user, &headers, None, Some(message)).await?)?;
+            *response.status_mut() = StatusCode::BAD_REQUEST;
             Ok(response)
         }
         Err(error) => Err(account_error(error)),

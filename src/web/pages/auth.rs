@@ -147,6 +147,9 @@ pub(super) async fn login_form(
 pub(super) struct LoginForm {
     username: String,
     password: String,
+    /// The authenticator app's code, for users with two-step sign-in.
+    #[serde(default)]
+    code: String,
     csrf: String,
     #[serde(default)]
     next: String,
@@ -191,7 +194,13 @@ pub(super) async fn login(
     };
     let signed_in = state
         .accounts
-        .login_from(form.username.trim(), &form.password, lifetime, &from)
+        .login_from(
+            form.username.trim(),
+            &form.password,
+            Some(form.code.trim()).filter(|code| !code.is_empty()),
+            lifetime,
+            &from,
+        )
         .await
         .map_err(|error| PageError::from(crate::web::ApiError::from(error)))?;
     let Some((token, user)) = signed_in else {
@@ -214,7 +223,7 @@ pub(super) async fn login(
         return login_page(
             &state,
             &form.next,
-            Some("Wrong user name or password.".into()),
+            Some("Wrong user name or password (or authenticator code).".into()),
             StatusCode::UNAUTHORIZED,
         );
     };

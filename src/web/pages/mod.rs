@@ -66,6 +66,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/account/sessions/end", post(account::end_sessions))
         .route("/account/tokens", post(account::create_token))
         .route("/account/tokens/revoke", post(account::revoke_token))
+        .route("/account/totp", post(account::totp))
         .route("/domains", get(domains::domains).post(domains::add_domain))
         .route("/domains/remove", post(domains::remove_domain))
         .route("/domains/check", post(posture::check_now))

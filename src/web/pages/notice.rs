@@ -24,10 +24,12 @@ pub enum Notice {
     /// The session to end was not (or no longer) one of the user's.
     NoSuchSession,
     TokenRevoked,
+    TotpOn,
+    TotpOff,
 }
 
 impl Notice {
-    const ALL: [Notice; 12] = [
+    const ALL: [Notice; 14] = [
         Notice::Requeued,
         Notice::NoSuchMessage,
         Notice::FailedRequeued,
@@ -40,6 +42,8 @@ impl Notice {
         Notice::SessionsEnded,
         Notice::NoSuchSession,
         Notice::TokenRevoked,
+        Notice::TotpOn,
+        Notice::TotpOff,
     ];
 
     fn key(self) -> &'static str {
@@ -56,6 +60,8 @@ impl Notice {
             Notice::SessionsEnded => "sessions_ended",
             Notice::NoSuchSession => "no_such_session",
             Notice::TokenRevoked => "token_revoked",
+            Notice::TotpOn => "totp_on",
+            Notice::TotpOff => "totp_off",
         }
     }
 
@@ -88,6 +94,10 @@ impl Notice {
             Notice::TokenRevoked => {
                 "The token is revoked: requests with it get 401 from now on.".to_string()
             }
+            Notice::TotpOn => {
+                "Two-step sign-in is on: signing in now asks for your app's code too.".to_string()
+            }
+            Notice::TotpOff => "Two-step sign-in is off.".to_string(),
         }
     }
 
