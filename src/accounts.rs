@@ -358,6 +358,39 @@ impl Accounts {
                 return Ok(None);
             }
         }
+        self.open_session(user, lifetime, from).await.map(Some)
+    }
+
+    /// A session for a user the OpenID provider vouched for (made on their
+    /// first sign-in, their role set from its groups every time); None
+    /// when their name is a local user's.
+    pub async fn sso_login(
+        &self,
+        identity: &crate::oidc::Identity,
+        lifetime: Duration,
+        from: &SignedInFrom,
+    ) -> Result<Option<(String, SessionUser)>, AccountError> {
+        check_username(&identity.username)?;
+        let user = crate::store::sso::sso_user(
+            self.db(),
+            &identity.subject,
+            &identity.username,
+            identity.role,
+            Utc::now(),
+        )
+        .await?;
+        match user {
+            Some(user) => self.open_session(user, lifetime, from).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn open_session(
+        &self,
+        user: stored::UserRow,
+        lifetime: Duration,
+        from: &SignedInFrom,
+    ) -> Result<(String, SessionUser), AccountError> {
         let token = random_secret();
         let csrf_token = random_secret();
         stored::insert_session(
@@ -372,7 +405,7 @@ impl Accounts {
             },
         )
         .await?;
-        Ok(Some((
+        Ok((
             token,
             SessionUser {
                 user_id: user.id,
@@ -380,7 +413,7 @@ impl Accounts {
                 role: user.role,
                 csrf_token,
             },
-        )))
+        ))
     }
 
     pub async fn session(&self, token: &str) -> Result<Option<SessionUser>, AccountError> {

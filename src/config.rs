@@ -53,6 +53,7 @@ const SECTIONS: &[&str] = &[
     "outbox",
     "digests",
     "mta_sts",
+    "oidc",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -84,6 +85,8 @@ pub struct Config {
     pub mta_sts: crate::hosted::MtaStsConfig,
     /// The authoritative DNS listener for the delegated hosted zone.
     pub dns_server: crate::hosted::DnsServerConfig,
+    /// Single sign-on through an OpenID Connect provider (off by default).
+    pub oidc: crate::oidc::OidcConfig,
 }
 
 impl Default for Config {
@@ -107,6 +110,7 @@ impl Default for Config {
             digests: crate::digests::DigestsConfig::default(),
             mta_sts: crate::hosted::MtaStsConfig::default(),
             dns_server: crate::hosted::DnsServerConfig::default(),
+            oidc: crate::oidc::OidcConfig::default(),
         }
     }
 }
@@ -342,6 +346,7 @@ impl Config {
             return Err("worker.concurrency must be at least 1".to_string());
         }
         self.retention.validate()?;
+        self.oidc.validate()?;
         if self.worker.lease_seconds < 10 {
             return Err("worker.lease_seconds must be at least 10".to_string());
         }

@@ -19,6 +19,7 @@ pub mod import;
 pub mod inbox;
 pub mod mailbox;
 pub mod metrics;
+pub mod oidc;
 pub mod outbox;
 pub mod query;
 pub mod report;

@@ -172,6 +172,10 @@ pub(super) async fn serve(mut config: Config) -> anyhow::Result<ExitCode> {
         if let Some(hosted) = hosted {
             state = state.with_hosted(hosted);
         }
+        if config.oidc.enabled() {
+            tracing::info!(issuer = %config.oidc.issuer, "single sign-on through OpenID Connect");
+            state = state.with_oidc(crate::oidc::OidcClient::new(config.oidc.clone()));
+        }
         if let Some(password) = state.accounts.ensure_first_admin().await? {
             // The one time this password is shown.
             tracing::warn!(

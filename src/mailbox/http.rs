@@ -33,11 +33,55 @@ pub async fn post_form(
     .await
 }
 
+/// GETs `url` (asking for JSON); returns the status and up to
+/// `max_bytes` of the answer.
+pub async fn get_json(
+    url: &str,
+    ca_file: Option<&Path>,
+    max_bytes: usize,
+) -> Result<(u16, Vec<u8>), String> {
+    let accept = [(
+        hyper::header::ACCEPT.as_str(),
+        "application/json".to_string(),
+    )];
+    send(
+        hyper::Method::GET,
+        url,
+        None,
+        &accept,
+        String::new(),
+        ca_file,
+        max_bytes,
+    )
+    .await
+}
+
 /// POSTs `body` as `content_type` with `headers` to `url`; returns the
 /// status and up to `max_bytes` of the answer.
 pub(crate) async fn post(
     url: &str,
     content_type: &str,
+    headers: &[(&str, String)],
+    body: String,
+    ca_file: Option<&Path>,
+    max_bytes: usize,
+) -> Result<(u16, Vec<u8>), String> {
+    send(
+        hyper::Method::POST,
+        url,
+        Some(content_type),
+        headers,
+        body,
+        ca_file,
+        max_bytes,
+    )
+    .await
+}
+
+async fn send(
+    method: hyper::Method,
+    url: &str,
+    content_type: Option<&str>,
     headers: &[(&str, String)],
     body: String,
     ca_file: Option<&Path>,
@@ -61,13 +105,17 @@ pub(crate) async fn post(
     let tcp = TcpStream::connect((host.as_str(), port))
         .await
         .map_err(|error| format!("cannot connect: {error}"))?;
-    let mut request = hyper::Request::post(path)
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(path)
         .header(hyper::header::HOST, parsed.authority())
-        .header(hyper::header::CONTENT_TYPE, content_type)
         .header(
             hyper::header::USER_AGENT,
             concat!("dmarcd/", env!("CARGO_PKG_VERSION")),
         );
+    if let Some(content_type) = content_type {
+        request = request.header(hyper::header::CONTENT_TYPE, content_type);
+    }
     for (name, value) in headers {
         request = request.header(*name, value.as_str());
     }

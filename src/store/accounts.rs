@@ -21,7 +21,7 @@ pub struct UserRow {
     pub totp_last_step: Option<i64>,
 }
 
-const USER_COLUMNS: &str =
+pub(super) const USER_COLUMNS: &str =
     "id, username, password_hash, role, totp_secret, totp_pending, totp_last_step";
 
 /// A live session and its user.

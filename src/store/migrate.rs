@@ -331,6 +331,15 @@ const POSTGRES: &[Migration] = &[
         retriggers: &[],
         rebuilds_tables: false,
     },
+    Migration {
+        version: 33,
+        name: "sso",
+        sql: include_str!("../../migrations/postgres/0033_sso.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: false,
+    },
 ];
 
 const SQLITE: &[Migration] = &[
@@ -599,6 +608,15 @@ const SQLITE: &[Migration] = &[
         version: 30,
         name: "totp",
         sql: include_str!("../../migrations/sqlite/0030_totp.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: false,
+    },
+    Migration {
+        version: 31,
+        name: "sso",
+        sql: include_str!("../../migrations/sqlite/0031_sso.sql"),
         fills: &[],
         derives: &[],
         retriggers: &[],

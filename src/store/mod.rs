@@ -36,6 +36,7 @@ mod rows;
 mod save;
 mod sources;
 mod sqlite;
+pub mod sso;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

@@ -151,6 +151,8 @@ pub struct AppState {
     pub digests: Arc<crate::digests::DigestsConfig>,
     /// Hosted MTA-STS and records (none: those routes answer 503).
     pub hosted: Option<Arc<crate::hosted::HostedService>>,
+    /// Single sign-on (none: local passwords only).
+    pub oidc: Option<Arc<crate::oidc::OidcClient>>,
 }
 
 /// The IP databases as the dashboard tells of them.
@@ -192,7 +194,21 @@ impl AppState {
             senders: Arc::default(),
             digests: Arc::default(),
             hosted: None,
+            oidc: None,
         }
+    }
+
+    /// Signs in through this OpenID provider too (`[oidc]`).
+    pub fn with_oidc(mut self, client: crate::oidc::OidcClient) -> Self {
+        self.oidc = Some(Arc::new(client));
+        self
+    }
+
+    /// Whether local user names and passwords sign in.
+    pub fn local_passwords(&self) -> bool {
+        self.oidc
+            .as_ref()
+            .is_none_or(|client| client.config().local_passwords)
     }
 
     /// Reporters and source names for the filter form's suggestions: read

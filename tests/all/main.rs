@@ -45,6 +45,7 @@ mod roundtrip;
 mod senders;
 mod shapes;
 mod smtp;
+mod sso;
 mod storage;
 mod worker;
 mod world_map;

@@ -34,7 +34,12 @@ pub fn session_token(headers: &HeaderMap) -> Option<String> {
     cookie(headers, SESSION_COOKIE).filter(|token| !token.is_empty())
 }
 
-fn cookie_header(state: &AppState, name: &str, value: &str, max_age: i64) -> HeaderValue {
+pub(super) fn cookie_header(
+    state: &AppState,
+    name: &str,
+    value: &str,
+    max_age: i64,
+) -> HeaderValue {
     let secure = if state.config.secure_cookies {
         "; Secure"
     } else {
@@ -52,7 +57,7 @@ fn cookie_header(state: &AppState, name: &str, value: &str, max_age: i64) -> Hea
 /// `/\t/evil.example` would become `//evil.example`, another origin: the
 /// path must start with one `/`, hold no control, whitespace or backslash
 /// character, and, resolved as a relative URL, stay on this origin.
-fn safe_next(next: &str) -> String {
+pub(super) fn safe_next(next: &str) -> String {
     let local_path = next.starts_with('/')
         && !next.starts_with("//")
         && !next
@@ -93,7 +98,7 @@ fn cookie_refused(state: &AppState, headers: &HeaderMap) -> &'static str {
 
 /// The browser's User-Agent as the Account page lists it: printable
 /// characters only, at most 200 of them.
-fn user_agent(headers: &HeaderMap) -> Option<String> {
+pub(super) fn user_agent(headers: &HeaderMap) -> Option<String> {
     let text = headers.get(header::USER_AGENT)?.to_str().ok()?;
     let kept: String = text.chars().filter(|c| !c.is_control()).take(200).collect();
     Some(kept.trim().to_string()).filter(|kept| !kept.is_empty())
@@ -106,6 +111,9 @@ struct LoginPage {
     csrf: String,
     next: String,
     error: Option<String>,
+    /// The single sign-on button's label and link, when there is one.
+    sso: Option<(String, String)>,
+    local_passwords: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -114,7 +122,7 @@ pub(super) struct NextParam {
     next: String,
 }
 
-fn login_page(
+pub(super) fn login_page(
     state: &AppState,
     next: &str,
     error: Option<String>,
@@ -126,6 +134,14 @@ fn login_page(
         csrf: csrf.clone(),
         next: safe_next(next),
         error,
+        sso: state.oidc.as_ref().map(|client| {
+            let next = serde_urlencoded::to_string([("next", safe_next(next))]).unwrap_or_default();
+            (
+                client.config().button_label.clone(),
+                format!("/login/sso?{next}"),
+            )
+        }),
+        local_passwords: state.local_passwords(),
     };
     let mut response = render(page)?;
     *response.status_mut() = status;
@@ -161,6 +177,14 @@ pub(super) async fn login(
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, PageError> {
+    if !state.local_passwords() {
+        return login_page(
+            &state,
+            &form.next,
+            Some("Sign-in with a password is off here: use single sign-on.".into()),
+            StatusCode::FORBIDDEN,
+        );
+    }
     let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
     if expected.is_empty() {
         // No cookie at all is not an old form: the browser refused it.

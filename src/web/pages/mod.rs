@@ -17,6 +17,7 @@ mod mta_sts;
 mod notice;
 mod posture;
 mod senders;
+mod sso;
 mod tls;
 
 pub(super) use auth::session_token;
@@ -36,6 +37,8 @@ pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/login", get(auth::login_form).post(auth::login))
         .route("/logout", post(auth::logout))
+        .route("/login/sso", get(sso::start))
+        .route("/login/sso/callback", get(sso::callback))
         .route("/", get(aggregate::overview))
         .route("/aggregate", get(aggregate::explorer))
         .route("/records", get(aggregate::records))

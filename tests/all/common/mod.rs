@@ -79,6 +79,7 @@ pub mod db;
 pub mod download_server;
 pub mod http;
 pub mod mmdb;
+pub mod oidc_provider;
 pub mod policy_server;
 pub mod process;
 pub mod smtp_sink;
