@@ -177,6 +177,9 @@ pub(super) async fn serve(mut config: Config) -> anyhow::Result<ExitCode> {
             state = state.with_oidc(crate::oidc::OidcClient::new(config.oidc.clone()));
         }
         if let Some(password) = state.accounts.ensure_first_admin().await? {
+            let change = crate::audit::Change::of(crate::audit::Action::UserAdd, "admin")
+                .to(&serde_json::json!({ "role": "admin", "first_start": true }));
+            crate::audit::record(&store, &crate::audit::Actor::new("system", None), change).await?;
             // The one time this password is shown.
             tracing::warn!(
                 "created the first dashboard user: admin / {password} \

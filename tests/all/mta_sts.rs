@@ -693,6 +693,14 @@ async fn changes_are_in_the_audit_log(setup: &Setup) {
         versions += history["history"].as_array().map_or(0, Vec::len);
     }
     assert_eq!(policies.len(), versions, "{policies:?}");
+    // The first start made the first admin, recorded as the system's doing.
+    let (_, added) = api(setup, "GET", "/audit?action=user.add", None);
+    let added = added["entries"].as_array().unwrap();
+    assert_eq!(added.len(), 1, "{added:?}");
+    assert_eq!(
+        (added[0]["actor"].as_str(), added[0]["target"].as_str()),
+        (Some("system"), Some("admin"))
+    );
     let (_, dmarc) = api(setup, "GET", "/audit?action=hosted_dmarc.change", None);
     let dmarc = dmarc["entries"].as_array().unwrap();
     assert_eq!(dmarc.len(), 2, "set, then removed: {dmarc:?}");
