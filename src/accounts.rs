@@ -97,6 +97,33 @@ pub enum TokenCheck {
     Unknown,
 }
 
+/// Wrong codes in a row after which an account takes no code for a while.
+pub const TOTP_MAX_FAILURES: i32 = 5;
+pub const TOTP_LOCK_MINUTES: i64 = 15;
+
+/// Why a sign-in was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Unknown user or wrong password.
+    Credentials,
+    /// The password was right; the authenticator code was missing, wrong
+    /// or used already.
+    SecondFactor,
+    /// The password was right; too many wrong codes lately.
+    SecondFactorLocked,
+}
+
+/// A single sign-on that opened a session.
+#[derive(Debug, Clone)]
+pub struct SsoSignIn {
+    pub token: String,
+    pub user: SessionUser,
+    /// The user was made by this sign-in.
+    pub created: bool,
+    /// Their role before, when the provider's groups changed it.
+    pub old_role: Option<String>,
+}
+
 /// A user's two-step sign-in, as their Account page shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TotpState {
@@ -315,14 +342,17 @@ impl Accounts {
         password: &str,
         lifetime: Duration,
     ) -> Result<Option<(String, SessionUser)>, AccountError> {
-        self.login_from(name, password, None, lifetime, &SignedInFrom::default())
-            .await
+        Ok(self
+            .login_from(name, password, None, lifetime, &SignedInFrom::default())
+            .await?
+            .ok())
     }
 
     /// `login`, with the code from the user's authenticator app when they
     /// turned two-step sign-in on (without it, or with a wrong or used
-    /// one, nothing), noting where the session was signed in from (shown
-    /// to its user on the Account page).
+    /// one, refused), noting where the session was signed in from (shown
+    /// to its user on the Account page). After `TOTP_MAX_FAILURES` wrong
+    /// codes in a row the account takes no code for `TOTP_LOCK_MINUTES`.
     pub async fn login_from(
         &self,
         name: &str,
@@ -330,7 +360,7 @@ impl Accounts {
         code: Option<&str>,
         lifetime: Duration,
         from: &SignedInFrom,
-    ) -> Result<Option<(String, SessionUser)>, AccountError> {
+    ) -> Result<Result<(String, SessionUser), Refusal>, AccountError> {
         // No user name holds a control character; PostgreSQL would refuse a NUL.
         let user = if name.chars().any(char::is_control) {
             None
@@ -343,46 +373,81 @@ impl Accounts {
             .as_ref()
             .map_or(DUMMY_HASH.to_string(), |user| user.password_hash.clone());
         if !verify_password(hash, password.to_string()).await {
-            return Ok(None);
+            return Ok(Err(Refusal::Credentials));
         }
         let Some(user) = user else {
-            return Ok(None);
+            return Ok(Err(Refusal::Credentials));
         };
         if let Some(secret) = &user.totp_secret {
-            let now = Utc::now().timestamp();
-            let Some(step) = totp::verify(secret, code.unwrap_or(""), now, user.totp_last_step)
-            else {
-                return Ok(None);
+            let now = Utc::now();
+            let locked = user.totp_failures >= TOTP_MAX_FAILURES
+                && user
+                    .totp_failed_at
+                    .is_some_and(|at| now - at < Duration::minutes(TOTP_LOCK_MINUTES));
+            if locked {
+                return Ok(Err(Refusal::SecondFactorLocked));
+            }
+            let step = totp::verify(
+                secret,
+                code.unwrap_or(""),
+                now.timestamp(),
+                user.totp_last_step,
+            );
+            let used = match step {
+                Some(step) => stored::use_totp_step(self.db(), user.id, step).await?,
+                None => false,
             };
-            if !stored::use_totp_step(self.db(), user.id, step).await? {
-                return Ok(None);
+            if !used {
+                stored::note_totp_outcome(self.db(), user.id, Some(now)).await?;
+                return Ok(Err(Refusal::SecondFactor));
+            }
+            if user.totp_failures > 0 {
+                stored::note_totp_outcome(self.db(), user.id, None).await?;
             }
         }
-        self.open_session(user, lifetime, from).await.map(Some)
+        self.open_session(user, lifetime, from).await.map(Ok)
     }
 
-    /// A session for a user the OpenID provider vouched for (made on their
-    /// first sign-in, their role set from its groups every time); None
-    /// when their name is a local user's.
+    /// A session for a user the OpenID provider vouched for as `role`
+    /// (made on their first sign-in, their role set from its groups every
+    /// time): the session's token and user, whether the user was made,
+    /// and their role before when it changed. None when their name is a
+    /// local user's.
     pub async fn sso_login(
         &self,
         identity: &crate::oidc::Identity,
+        role: &str,
         lifetime: Duration,
         from: &SignedInFrom,
-    ) -> Result<Option<(String, SessionUser)>, AccountError> {
+    ) -> Result<Option<SsoSignIn>, AccountError> {
         check_username(&identity.username)?;
-        let user = crate::store::sso::sso_user(
+        let found = crate::store::sso::sso_user(
             self.db(),
             &identity.subject,
             &identity.username,
-            identity.role,
+            role,
             Utc::now(),
         )
         .await?;
-        match user {
-            Some(user) => self.open_session(user, lifetime, from).await.map(Some),
-            None => Ok(None),
-        }
+        let Some(found) = found else {
+            return Ok(None);
+        };
+        let (token, user) = self.open_session(found.user, lifetime, from).await?;
+        Ok(Some(SsoSignIn {
+            token,
+            user,
+            created: found.created,
+            old_role: found.old_role,
+        }))
+    }
+
+    /// Removes the user the provider no longer lets in (sessions and
+    /// tokens too); their (name, role) when there was one.
+    pub async fn sso_remove(
+        &self,
+        subject: &str,
+    ) -> Result<Option<(String, String)>, AccountError> {
+        Ok(crate::store::sso::remove_sso_user(self.db(), subject).await?)
     }
 
     async fn open_session(
@@ -530,12 +595,23 @@ impl Accounts {
         Ok(())
     }
 
-    /// Turns two-step sign-in on when `code` is right for the secret being
-    /// set up (so the user's app surely has it).
-    pub async fn confirm_totp(&self, user_id: i64, code: &str) -> Result<(), AccountError> {
+    /// Turns two-step sign-in on when the password is the user's and
+    /// `code` is right for the secret being set up (so the user's app
+    /// surely has it, and a stolen session alone cannot lock them out).
+    pub async fn confirm_totp(
+        &self,
+        user_id: i64,
+        password: &str,
+        code: &str,
+    ) -> Result<(), AccountError> {
         let Some(user) = stored::user_by_id(self.db(), user_id).await? else {
             return Err(AccountError::Invalid("the user no longer exists".into()));
         };
+        if !verify_password(user.password_hash.clone(), password.to_string()).await {
+            return Err(AccountError::Invalid(
+                "the current password is not right".into(),
+            ));
+        }
         let Some(pending) = user.totp_pending else {
             return Err(AccountError::Invalid(
                 "no two-step sign-in is being set up".into(),
@@ -546,7 +622,11 @@ impl Accounts {
                 "that code is not right: check the time on your phone and try the next code".into(),
             ));
         };
-        stored::enable_totp(self.db(), user_id, step).await?;
+        if !stored::enable_totp(self.db(), user_id, &pending, step).await? {
+            return Err(AccountError::Invalid(
+                "the key was set up again meanwhile (another tab?): use the key shown now".into(),
+            ));
+        }
         Ok(())
     }
 

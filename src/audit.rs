@@ -51,6 +51,7 @@ pub enum Action {
     HostedDmarcChange,
     MessageReprocess,
     MessagesReprocessFailed,
+    MessagesReprocessAll,
 }
 
 impl Action {
@@ -88,6 +89,7 @@ impl Action {
         Action::HostedDmarcChange,
         Action::MessageReprocess,
         Action::MessagesReprocessFailed,
+        Action::MessagesReprocessAll,
     ];
 
     /// As stored and filtered on: `group.verb`.
@@ -126,6 +128,7 @@ impl Action {
             Action::HostedDmarcChange => "hosted_dmarc.change",
             Action::MessageReprocess => "message.reprocess",
             Action::MessagesReprocessFailed => "message.reprocess_failed",
+            Action::MessagesReprocessAll => "message.reprocess_all",
         }
     }
 

@@ -94,6 +94,24 @@ async fn print_rollup_lag(store: &crate::store::Store) -> anyhow::Result<()> {
 pub(super) async fn reprocess(config: &Config, selection: &Requeue) -> anyhow::Result<ExitCode> {
     let store = super::open_store(config).await?;
     let queued = store.requeue(selection).await?;
+    let change = match selection {
+        Requeue::Ids(ids) => crate::audit::Change::of(
+            crate::audit::Action::MessageReprocess,
+            ids.iter()
+                .map(|id| format!("message {id}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+        Requeue::Failed => crate::audit::Change::of(
+            crate::audit::Action::MessagesReprocessFailed,
+            "failed messages",
+        ),
+        Requeue::All => {
+            crate::audit::Change::of(crate::audit::Action::MessagesReprocessAll, "every message")
+        }
+    };
+    let change = change.to(&serde_json::json!({ "requeued": queued }));
+    crate::audit::record(&store, &crate::audit::Actor::cli(), change).await?;
     println!("queued {queued} messages for reprocessing");
     let progress = progress_bar(queued, "processing");
     let (sender, receiver) = tokio::sync::mpsc::channel::<ImportSource>(1);

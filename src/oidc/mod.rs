@@ -45,9 +45,13 @@ pub struct OidcConfig {
     pub groups_claim: String,
     /// Members of any of these groups are admins.
     pub admin_groups: Vec<String>,
-    /// Members of any of these are viewers; empty: everyone else is a
-    /// viewer. Someone in neither list cannot sign in.
+    /// Members of any of these are viewers. Someone in neither list cannot
+    /// sign in (and a user made by an earlier sign-in is removed).
     pub viewer_groups: Vec<String>,
+    /// Everyone the provider signs in who is no admin is a viewer. Off by
+    /// default: with a provider shared beyond your organisation (Google,
+    /// Entra ID's common endpoint) that would be anyone.
+    pub allow_any_user: bool,
     /// A CA certificate (PEM) to trust for the provider, beside the public roots.
     pub ca_file: Option<PathBuf>,
     pub button_label: String,
@@ -69,6 +73,7 @@ impl Default for OidcConfig {
             groups_claim: "groups".into(),
             admin_groups: Vec::new(),
             viewer_groups: Vec::new(),
+            allow_any_user: false,
             ca_file: None,
             button_label: "Sign in with single sign-on".into(),
             local_passwords: true,
@@ -117,6 +122,13 @@ impl OidcConfig {
         if !self.scopes.iter().any(|scope| scope == "openid") {
             return Err("oidc.scopes must hold openid".into());
         }
+        if self.admin_groups.is_empty() && self.viewer_groups.is_empty() && !self.allow_any_user {
+            return Err(
+                "oidc: name oidc.admin_groups or oidc.viewer_groups (or set oidc.allow_any_user \
+                 = true): as it is, nobody the provider signs in may enter"
+                    .into(),
+            );
+        }
         Ok(())
     }
 }
@@ -127,7 +139,8 @@ pub struct Identity {
     /// `issuer|sub`: what ties the provider's user to a dmarcd user.
     pub subject: String,
     pub username: String,
-    pub role: &'static str,
+    /// None: in none of the groups allowed in.
+    pub role: Option<&'static str>,
     /// Where to go after signing in (a path on this site).
     pub next: String,
 }
@@ -164,6 +177,8 @@ pub struct Begun {
 /// Provider documents are read again after this long (keys rotate).
 const CACHE_SECONDS: u64 = 3600;
 const MAX_ANSWER_BYTES: usize = 1 << 20;
+/// How long one request to the provider may take.
+const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct OidcClient {
     config: OidcConfig,
@@ -186,8 +201,10 @@ impl OidcClient {
         if !allowed_url(url) {
             return Err(OidcError::Provider(format!("{url} is not an https:// URL")));
         }
-        let (status, body) = http::get_json(url, self.config.ca_file.as_deref(), MAX_ANSWER_BYTES)
+        let fetch = http::get_json(url, self.config.ca_file.as_deref(), MAX_ANSWER_BYTES);
+        let (status, body) = tokio::time::timeout(PROVIDER_TIMEOUT, fetch)
             .await
+            .map_err(|_| OidcError::Provider(format!("{url}: no answer in time")))?
             .map_err(|error| OidcError::Provider(format!("{url}: {error}")))?;
         if status != 200 {
             return Err(OidcError::Provider(format!("{url} answered {status}")));
@@ -294,14 +311,16 @@ impl OidcClient {
                 "its token endpoint is not https://".into(),
             ));
         }
-        let (status, body) = http::post_form(
+        let exchange = http::post_form(
             &discovery.token_endpoint,
             form,
             self.config.ca_file.as_deref(),
             MAX_ANSWER_BYTES,
-        )
-        .await
-        .map_err(|error| OidcError::Provider(format!("its token endpoint: {error}")))?;
+        );
+        let (status, body) = tokio::time::timeout(PROVIDER_TIMEOUT, exchange)
+            .await
+            .map_err(|_| OidcError::Provider("its token endpoint gave no answer in time".into()))?
+            .map_err(|error| OidcError::Provider(format!("its token endpoint: {error}")))?;
         let answer: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         if status != 200 {
             let why = answer["error"].as_str().unwrap_or("no reason given");
@@ -339,17 +358,19 @@ impl OidcClient {
         if !audiences.contains(&self.config.client_id.as_str()) {
             return refused("is not for this client (aud)".into());
         }
-        if audiences.len() > 1 && claims["azp"].as_str() != Some(self.config.client_id.as_str()) {
-            return refused("has several audiences and another authorized party (azp)".into());
+        let azp = claims.get("azp").filter(|azp| !azp.is_null());
+        let azp_ours = azp.is_none_or(|azp| azp.as_str() == Some(self.config.client_id.as_str()));
+        if !azp_ours || (audiences.len() > 1 && azp.is_none()) {
+            return refused("is for another authorized party (azp)".into());
         }
-        // A minute of leeway for clocks that differ.
-        let now = Utc::now().timestamp();
-        match claims["exp"].as_i64() {
-            Some(exp) if exp + 60 > now => {}
+        // A minute of leeway for clocks that differ; NumericDate may be a float.
+        let now = Utc::now().timestamp() as f64;
+        match claims["exp"].as_f64() {
+            Some(exp) if exp + 60.0 > now => {}
             Some(_) => return refused("has expired".into()),
             None => return refused("has no expiry (exp)".into()),
         }
-        if claims["iat"].as_i64().is_some_and(|iat| iat > now + 60) {
+        if claims["iat"].as_f64().is_some_and(|iat| iat > now + 60.0) {
             return refused("was issued in the future (iat)".into());
         }
         let matches = claims["nonce"]
@@ -386,13 +407,11 @@ impl OidcClient {
         let member_of =
             |list: &[String]| groups.iter().any(|group| list.iter().any(|g| g == group));
         let role = if member_of(&self.config.admin_groups) {
-            "admin"
-        } else if self.config.viewer_groups.is_empty() || member_of(&self.config.viewer_groups) {
-            "viewer"
+            Some("admin")
+        } else if self.config.allow_any_user || member_of(&self.config.viewer_groups) {
+            Some("viewer")
         } else {
-            return Err(OidcError::NotAllowed(format!(
-                "{username} is in none of the groups allowed in (oidc.admin_groups, oidc.viewer_groups)"
-            )));
+            None
         };
         Ok(Identity {
             subject: format!("{}|{sub}", self.config.issuer),

@@ -19,10 +19,14 @@ pub struct UserRow {
     pub totp_secret: Option<String>,
     pub totp_pending: Option<String>,
     pub totp_last_step: Option<i64>,
+    /// Wrong codes in a row after a right password, and the last one's time.
+    pub totp_failures: i32,
+    pub totp_failed_at: Option<DateTime<Utc>>,
 }
 
 pub(super) const USER_COLUMNS: &str =
-    "id, username, password_hash, role, totp_secret, totp_pending, totp_last_step";
+    "id, username, password_hash, role, totp_secret, totp_pending, totp_last_step, \
+     totp_failures, totp_failed_at";
 
 /// A live session and its user.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -141,25 +145,47 @@ pub async fn set_totp_pending(db: &Db, user_id: i64, secret: Option<&str>) -> St
     Ok(())
 }
 
-/// Turns two-step sign-in on with the secret being set up, whose first
-/// code was used at `step`; false when none was being set up.
-pub async fn enable_totp(db: &Db, user_id: i64, step: i64) -> StoreResult<bool> {
+/// Turns two-step sign-in on with `secret`, the one being set up, whose
+/// first code was used at `step`; false when another is being set up by
+/// now (a second "set up" in another tab) or none.
+pub async fn enable_totp(db: &Db, user_id: i64, secret: &str, step: i64) -> StoreResult<bool> {
     let updated = db
         .execute(&db.statement(
             "UPDATE users SET totp_secret = totp_pending, totp_pending = NULL, \
-             totp_last_step = $2 WHERE id = $1 AND totp_pending IS NOT NULL",
-            vec![user_id.into(), step.into()],
+             totp_last_step = $3, totp_failures = 0 WHERE id = $1 AND totp_pending = $2",
+            vec![user_id.into(), secret.into(), step.into()],
         ))
         .await?;
     Ok(updated > 0)
+}
+
+/// Counts a wrong code after a right password (`Some(now)`), or clears the
+/// count after a right one (`None`).
+pub async fn note_totp_outcome(
+    db: &Db,
+    user_id: i64,
+    failed_at: Option<DateTime<Utc>>,
+) -> StoreResult<()> {
+    let sql = match failed_at {
+        Some(at) => db.statement(
+            "UPDATE users SET totp_failures = totp_failures + 1, totp_failed_at = $2 WHERE id = $1",
+            vec![user_id.into(), at.into()],
+        ),
+        None => db.statement(
+            "UPDATE users SET totp_failures = 0, totp_failed_at = NULL WHERE id = $1",
+            vec![user_id.into()],
+        ),
+    };
+    db.execute(&sql).await?;
+    Ok(())
 }
 
 /// Turns two-step sign-in off for user `name`; false when it was not on.
 pub async fn disable_totp(db: &Db, name: &str) -> StoreResult<bool> {
     let updated = db
         .execute(&db.statement(
-            "UPDATE users SET totp_secret = NULL, totp_pending = NULL, totp_last_step = NULL \
-             WHERE username = $1 AND (totp_secret IS NOT NULL OR totp_pending IS NOT NULL)",
+            "UPDATE users SET totp_secret = NULL, totp_pending = NULL, totp_last_step = NULL, \
+             totp_failures = 0, totp_failed_at = NULL WHERE username = $1 AND (totp_secret IS NOT NULL OR totp_pending IS NOT NULL)",
             vec![name.into()],
         ))
         .await?;

@@ -340,6 +340,15 @@ const POSTGRES: &[Migration] = &[
         retriggers: &[],
         rebuilds_tables: false,
     },
+    Migration {
+        version: 34,
+        name: "totp_failures",
+        sql: include_str!("../../migrations/postgres/0034_totp_failures.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: false,
+    },
 ];
 
 const SQLITE: &[Migration] = &[
@@ -617,6 +626,15 @@ const SQLITE: &[Migration] = &[
         version: 31,
         name: "sso",
         sql: include_str!("../../migrations/sqlite/0031_sso.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: false,
+    },
+    Migration {
+        version: 32,
+        name: "totp_failures",
+        sql: include_str!("../../migrations/sqlite/0032_totp_failures.sql"),
         fills: &[],
         derives: &[],
         retriggers: &[],

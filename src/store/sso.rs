@@ -55,33 +55,67 @@ pub async fn take_login(db: &Db, state_hash: &str) -> StoreResult<Option<Pending
     .await
 }
 
+/// A provider user as their sign-in left them.
+#[derive(Debug, Clone)]
+pub struct SsoUser {
+    pub user: UserRow,
+    /// Made by this sign-in.
+    pub created: bool,
+    /// Their role before, when this sign-in changed it.
+    pub old_role: Option<String>,
+}
+
 /// The user tied to `subject`, made (as `name`, with no usable password)
 /// on their first sign-in, with `role` set from the provider's groups each
-/// time. None when `name` is a local user's (never taken over).
+/// time; a user who is no admin any more keeps their own tokens read-only
+/// (as `accounts::set_role` does). None when `name` is a local user's
+/// (never taken over).
 pub async fn sso_user(
     db: &Db,
     subject: &str,
     name: &str,
     role: &str,
     now: DateTime<Utc>,
-) -> StoreResult<Option<UserRow>> {
+) -> StoreResult<Option<SsoUser>> {
     let mut transaction = db.begin_durable().await?;
-    let updated = transaction
-        .execute(&transaction.statement(
-            "UPDATE users SET role = $2 WHERE sso_subject = $1",
-            vec![subject.into(), role.into()],
+    let known: Option<(i64, String)> = transaction
+        .fetch_optional(&transaction.statement(
+            "SELECT id, role FROM users WHERE sso_subject = $1",
+            vec![subject.into()],
         ))
         .await?;
-    if updated == 0 {
-        // "!sso" is no argon2 hash: no password ever matches it.
-        transaction
-            .execute(&transaction.statement(
-                "INSERT INTO users (username, password_hash, role, created_at, sso_subject) \
-                 VALUES ($1, '!sso', $2, $3, $4) ON CONFLICT (username) DO NOTHING",
-                vec![name.into(), role.into(), now.into(), subject.into()],
-            ))
-            .await?;
-    }
+    let (created, old_role) = match known {
+        Some((id, old)) => {
+            if old != role {
+                transaction
+                    .execute(&transaction.statement(
+                        "UPDATE users SET role = $2 WHERE id = $1",
+                        vec![id.into(), role.into()],
+                    ))
+                    .await?;
+                if role != "admin" {
+                    transaction
+                        .execute(&transaction.statement(
+                            "UPDATE api_tokens SET access = 'read' WHERE user_id = $1",
+                            vec![id.into()],
+                        ))
+                        .await?;
+                }
+            }
+            (false, (old != role).then_some(old))
+        }
+        None => {
+            // "!sso" is no argon2 hash: no password ever matches it.
+            let inserted = transaction
+                .execute(&transaction.statement(
+                    "INSERT INTO users (username, password_hash, role, created_at, sso_subject) \
+                     VALUES ($1, '!sso', $2, $3, $4) ON CONFLICT (username) DO NOTHING",
+                    vec![name.into(), role.into(), now.into(), subject.into()],
+                ))
+                .await?;
+            (inserted > 0, None)
+        }
+    };
     let user: Option<UserRow> = transaction
         .fetch_optional(&transaction.statement(
             &format!(
@@ -92,5 +126,36 @@ pub async fn sso_user(
         ))
         .await?;
     transaction.commit().await?;
-    Ok(user)
+    Ok(user.map(|user| SsoUser {
+        user,
+        created,
+        old_role,
+    }))
+}
+
+/// Removes the user tied to `subject` (the provider no longer lets them
+/// in): their sessions end and their tokens go with them. Their (name,
+/// role) when there was one.
+pub async fn remove_sso_user(db: &Db, subject: &str) -> StoreResult<Option<(String, String)>> {
+    let mut transaction = db.begin_durable().await?;
+    let known: Option<(i64, String, String)> = transaction
+        .fetch_optional(&transaction.statement(
+            "SELECT id, username, role FROM users WHERE sso_subject = $1",
+            vec![subject.into()],
+        ))
+        .await?;
+    let Some((id, name, role)) = known else {
+        return Ok(None);
+    };
+    for statement in [
+        "DELETE FROM sessions WHERE user_id = $1",
+        "DELETE FROM api_tokens WHERE user_id = $1",
+        "DELETE FROM users WHERE id = $1",
+    ] {
+        transaction
+            .execute(&transaction.statement(statement, vec![id.into()]))
+            .await?;
+    }
+    transaction.commit().await?;
+    Ok(Some((name, role)))
 }

@@ -115,6 +115,19 @@ pub(crate) async fn add_rule_by(
     Ok(stored)
 }
 
+/// A channel as the audit log keeps it: a webhook URL's path and query
+/// often are its credential (Slack, Teams), so only its origin is kept.
+fn logged_channel(channel: &Channel) -> serde_json::Value {
+    let mut value = serde_json::to_value(channel).unwrap_or_default();
+    if channel.kind == ChannelKind::Webhook {
+        let origin = url::Url::parse(&channel.target)
+            .map(|url| format!("{}/…", url.origin().ascii_serialization()))
+            .unwrap_or_else(|_| "(hidden)".into());
+        value["target"] = serde_json::Value::String(origin);
+    }
+    value
+}
+
 /// Adds a checked channel and records it (never its secret).
 pub(crate) async fn add_channel_by(
     state: &AppState,
@@ -126,7 +139,7 @@ pub(crate) async fn add_channel_by(
         Action::AlertChannelAdd,
         format!("alert channel {}", stored.id),
     )
-    .to(&stored);
+    .to(&logged_channel(&stored));
     audit::record(&state.store, actor, change).await?;
     Ok(stored)
 }
@@ -368,7 +381,9 @@ pub(crate) async fn delete_channel_by(
     id: i64,
 ) -> Result<bool, ApiError> {
     let db = state.store.db();
-    let old = alerts::channel(db, id).await?;
+    let old = alerts::channel(db, id)
+        .await?
+        .map(|old| logged_channel(&old));
     if !alerts::delete_channel(db, id).await? {
         return Ok(false);
     }

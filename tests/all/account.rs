@@ -456,11 +456,29 @@ async fn two_step_sign_in_is_set_up_with_a_code_asked_at_sign_in_used_once_and_t
             page.contains(&format!("otpauth://totp/dmarcd%3Aalice?secret={secret}")),
             "{backend}"
         );
-        let wrong = post(totp(&[("step", "confirm"), ("code", "000000")])).await;
+        let wrong = post(totp(&[
+            ("step", "confirm"),
+            ("password", PASSWORD),
+            ("code", "000000"),
+        ]))
+        .await;
         assert_eq!(wrong.status, 400, "{backend}");
         assert!(wrong.text().contains("that code is not right"), "{backend}");
         let confirming = code(&secret, 0);
-        let right = post(totp(&[("step", "confirm"), ("code", &confirming)])).await;
+        // A stolen session alone cannot turn it on: the password is asked.
+        let no_password = post(totp(&[
+            ("step", "confirm"),
+            ("password", "guess"),
+            ("code", &confirming),
+        ]))
+        .await;
+        assert_eq!(no_password.status, 400, "{backend}");
+        let right = post(totp(&[
+            ("step", "confirm"),
+            ("password", PASSWORD),
+            ("code", &confirming),
+        ]))
+        .await;
         assert_eq!(right.status, 303, "{backend}: {}", right.text());
         assert_eq!(
             right.header("location"),
@@ -499,6 +517,75 @@ async fn two_step_sign_in_is_set_up_with_a_code_asked_at_sign_in_used_once_and_t
         assert_eq!(replayed.status, 401, "{backend}: a code worked twice");
         // Viewers without it sign in as before.
         sign_in(&server, "victor", PASSWORD).await.unwrap();
+
+        // Guessing codes: after five wrong ones in a row (from any address)
+        // the account takes no code for a while, even the right one, and
+        // the audit log says the password was right.
+        for _ in 0..5 {
+            crate::dashboard::sign_in_with_code(&server, "alice", PASSWORD, None, "000000")
+                .await
+                .unwrap_err();
+        }
+        let locked = crate::dashboard::sign_in_with_code(
+            &server,
+            "alice",
+            PASSWORD,
+            None,
+            &code(&secret, 1),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            locked.status, 401,
+            "{backend}: a code was checked while locked"
+        );
+        let reasons = dmarcd::store::audit::list(
+            store.db(),
+            &dmarcd::store::audit::AuditFilter {
+                action: Some("session.sign_in_failed".into()),
+                ..Default::default()
+            },
+            100,
+        )
+        .await
+        .unwrap();
+        let reasons: Vec<&str> = reasons
+            .iter()
+            .filter_map(|e| e.new_value.as_deref())
+            .collect();
+        assert!(
+            reasons[0].contains("too many wrong authenticator codes"),
+            "{backend}: {reasons:?}"
+        );
+        assert!(
+            reasons
+                .iter()
+                .any(|reason| reason.contains("the authenticator code was not")),
+            "{backend}: {reasons:?}"
+        );
+        // The lock passes (here: its time is set back, and the mark of the
+        // last used code cleared, rather than waiting for the next one).
+        store
+            .db()
+            .execute(&store.db().statement(
+                "UPDATE users SET totp_failed_at = $1, totp_last_step = NULL WHERE username = 'alice'",
+                vec![(chrono::Utc::now() - chrono::Duration::minutes(16)).into()],
+            ))
+            .await
+            .unwrap();
+        let after = crate::dashboard::sign_in_with_code(
+            &server,
+            "alice",
+            PASSWORD,
+            None,
+            &code(&secret, 1),
+        )
+        .await;
+        assert!(
+            after.is_ok(),
+            "{backend}: {:?}",
+            after.err().map(|r| r.status)
+        );
 
         // Off: the password confirms it; then the password alone signs in.
         let forged = phone

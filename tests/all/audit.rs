@@ -26,6 +26,7 @@ const ASSERTED_ELSEWHERE: &[&str] = &[
     "user.role",
     "user.password",
     "user.totp_off",
+    "message.reprocess_all",
     "account.totp_on",
     "account.totp_off",
     "mta_sts.policy_change",
@@ -325,6 +326,11 @@ async fn every_change_on_the_dashboard_and_api_is_recorded_for_admins_only() {
         // Secrets never reach the log, in any entry.
         let text = reply.text();
         assert!(
+            !text.contains("hooks.example.com/x"),
+            "{backend}: a webhook URL is logged"
+        );
+        assert!(text.contains("https://hooks.example.com/…"), "{backend}");
+        assert!(
             !text.contains("s3cret-signing-key"),
             "{backend}: a channel secret is logged"
         );
@@ -544,7 +550,12 @@ async fn the_cli_records_user_role_password_and_token_changes_as_its_user() {
     let cli = |args: &[&str]| common::cli::dmarcd_ok(dir, args, &env);
     cli(&["user", "add", "bob"]);
     cli(&["user", "role", "bob", "viewer"]);
-    cli(&["user", "passwd", "bob"]);
+    let changed = cli(&["user", "passwd", "bob"]);
+    let password = changed
+        .lines()
+        .find_map(|line| line.strip_prefix("password: "))
+        .expect("a generated password")
+        .to_string();
     // Bob turns two-step sign-in on; an operator turns it off (a lost phone).
     {
         let store = dmarcd::store::Store::connect(None, dir).await.unwrap();
@@ -563,7 +574,10 @@ async fn the_cli_records_user_role_password_and_token_changes_as_its_user() {
             .0;
         let step = dmarcd::totp::step_of(Utc::now().timestamp());
         let code = dmarcd::totp::code_at(&secret, step).unwrap();
-        accounts.confirm_totp(bob.id, &code).await.unwrap();
+        accounts
+            .confirm_totp(bob.id, &password, &code)
+            .await
+            .unwrap();
         assert!(accounts.totp_state(bob.id).await.unwrap().enabled);
         store.close().await;
     }
@@ -571,6 +585,7 @@ async fn the_cli_records_user_role_password_and_token_changes_as_its_user() {
     cli(&["token", "create", "--name", "deploy", "--write"]);
     cli(&["token", "revoke", "deploy"]);
     cli(&["user", "remove", "bob"]);
+    cli(&["reprocess", "--all"]);
     let refused = common::cli::dmarcd(dir, &["user", "role", "nobody", "admin"], &env);
     assert!(!refused.success, "{}", refused.stdout);
     assert!(refused.stderr.contains("no user"), "{}", refused.stderr);
@@ -592,6 +607,7 @@ async fn the_cli_records_user_role_password_and_token_changes_as_its_user() {
         ("token.create", "token:deploy"),
         ("token.revoke", "token:deploy"),
         ("user.remove", "bob"),
+        ("message.reprocess_all", "every message"),
     ];
     assert_eq!(lines.len(), expected.len(), "{lines:?}");
     for ((actor, action, target), (want_action, want_target)) in lines.iter().zip(expected) {

@@ -27,6 +27,15 @@ fn config(provider: &OidcProvider, local_passwords: bool) -> OidcConfig {
     }
 }
 
+/// Every start and callback counts against the sign-in limit: this test
+/// makes many in a minute.
+fn web_config() -> WebConfig {
+    WebConfig {
+        login_attempts_per_minute: 1000,
+        ..WebConfig::default()
+    }
+}
+
 fn set_cookie(reply: &Reply, name: &str) -> Option<String> {
     reply
         .headers
@@ -125,7 +134,7 @@ async fn sign_in_through_an_openid_provider_maps_groups_and_refuses_what_it_must
         let files = tempfile::tempdir().unwrap();
         // Users alice (admin) and victor (viewer) exist locally.
         drop(setup(&store, files.path(), WebConfig::default()).await);
-        let state = AppState::new(store.clone(), WebConfig::default(), Default::default())
+        let state = AppState::new(store.clone(), web_config(), Default::default())
             .with_oidc(OidcClient::new(config(&provider, true)));
         let server = Server::start_with_state(state).await;
 
@@ -157,12 +166,32 @@ async fn sign_in_through_an_openid_provider_maps_groups_and_refuses_what_it_must
         // Carol's groups change at the provider: her role follows at her next sign-in.
         provider.sign_in_as("u-carol", "carol", &["dmarc-viewers"]);
         let again = through_provider(&server).await;
-        let (_, home) = signed_in(&server, &finish(&server, &again).await).await;
+        let (viewer_session, home) = signed_in(&server, &finish(&server, &again).await).await;
         assert!(
             home.contains("Sign out carol") && !home.contains("href=\"/audit\""),
             "{backend}"
         );
         drop(session);
+
+        // Out of every allowed group: refused, and the user this provider
+        // made goes, with every session of theirs.
+        provider.sign_in_as("u-carol", "carol", &["staff"]);
+        let out = through_provider(&server).await;
+        refused(&finish(&server, &out).await, "carol in no group");
+        let home = server
+            .request(
+                "GET",
+                "/",
+                None,
+                None,
+                Vec::new(),
+                &[("Cookie", &viewer_session)],
+            )
+            .await;
+        assert_eq!(
+            home.status, 303,
+            "{backend}: carol's session outlived her removal"
+        );
 
         // In no allowed group: no way in.
         provider.sign_in_as("u-erin", "erin", &["staff"]);
@@ -255,11 +284,23 @@ async fn sign_in_through_an_openid_provider_maps_groups_and_refuses_what_it_must
             })
             .count();
         assert_eq!(sso_ins, 3, "{backend}");
+        // Only callbacks of a sign-in this browser started are audited (a
+        // forged or cookieless one costs no write).
         let failures = entries
             .iter()
             .filter(|e| e.action == "session.sign_in_failed" && e.actor == "sso")
             .count();
-        assert_eq!(failures, 7, "{backend}");
+        assert_eq!(failures, 6, "{backend}");
+        let kinds = |action: &str| -> Vec<String> {
+            entries
+                .iter()
+                .filter(|e| e.action == action)
+                .map(|e| format!("{} {}", e.actor, e.target))
+                .collect()
+        };
+        assert_eq!(kinds("user.add"), ["dave dave", "carol carol"], "{backend}");
+        assert_eq!(kinds("user.role"), ["carol carol"], "{backend}");
+        assert_eq!(kinds("user.remove"), ["sso carol"], "{backend}");
     }
 }
 
@@ -267,7 +308,7 @@ async fn sign_in_through_an_openid_provider_maps_groups_and_refuses_what_it_must
 async fn with_local_passwords_off_only_single_sign_on_signs_in() {
     let provider = OidcProvider::start().await;
     let (_dir, store) = common::db::sqlite().await;
-    let state = AppState::new(store.clone(), WebConfig::default(), Default::default())
+    let state = AppState::new(store.clone(), web_config(), Default::default())
         .with_oidc(OidcClient::new(config(&provider, false)));
     state
         .accounts
@@ -308,4 +349,13 @@ async fn with_local_passwords_off_only_single_sign_on_signs_in() {
     .validate()
     .unwrap_err();
     assert!(error.contains("oidc.issuer"), "{error}");
+    // Nor may a provider let in nobody, or (unless said) anybody.
+    let error = OidcConfig {
+        admin_groups: Vec::new(),
+        viewer_groups: Vec::new(),
+        ..config(&provider, true)
+    }
+    .validate()
+    .unwrap_err();
+    assert!(error.contains("allow_any_user"), "{error}");
 }

@@ -329,7 +329,7 @@ pub(super) async fn revoke_token(
 #[derive(Deserialize)]
 pub(super) struct TotpForm {
     csrf: String,
-    /// `start`, `confirm` (with `code`) or `off` (with `password`).
+    /// `start`, `confirm` (with `password` and `code`) or `off` (with `password`).
     step: String,
     #[serde(default)]
     code: String,
@@ -359,7 +359,7 @@ pub(super) async fn totp(
     let done = match form.step.as_str() {
         "start" => accounts.start_totp(user.user_id).await.map(|()| None),
         "confirm" => accounts
-            .confirm_totp(user.user_id, &form.code)
+            .confirm_totp(user.user_id, &form.password, &form.code)
             .await
             .map(|()| Some((Notice::TotpOn, Action::AccountTotpOn))),
         "off" => accounts

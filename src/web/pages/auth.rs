@@ -227,29 +227,9 @@ pub(super) async fn login(
         )
         .await
         .map_err(|error| PageError::from(crate::web::ApiError::from(error)))?;
-    let Some((token, user)) = signed_in else {
-        tracing::info!(user = %form.username, ip = %client, "failed sign-in");
-        // The name as typed (it may be no user's): shortened and printable.
-        let typed: String = form
-            .username
-            .trim()
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(100)
-            .collect();
-        let change = Change::of(Action::SignInFailed, &typed);
-        audit::record(
-            &state.store,
-            &Actor::new(typed.as_str(), Some(client)),
-            change,
-        )
-        .await?;
-        return login_page(
-            &state,
-            &form.next,
-            Some("Wrong user name or password (or authenticator code).".into()),
-            StatusCode::UNAUTHORIZED,
-        );
+    let (token, user) = match signed_in {
+        Ok(opened) => opened,
+        Err(refusal) => return refused(&state, &form, client, refusal).await,
     };
     state.login_limiter.reset(client);
     tracing::info!(user = %user.username, ip = %client, "signed in");
@@ -272,6 +252,52 @@ pub(super) async fn login(
         cookie_header(&state, LOGIN_CSRF_COOKIE, "", 0),
     );
     Ok(response)
+}
+
+/// A refused sign-in: audited (a right password with a wrong code says so,
+/// as it means the password is known to someone), and the page again.
+async fn refused(
+    state: &AppState,
+    form: &LoginForm,
+    client: std::net::IpAddr,
+    refusal: crate::accounts::Refusal,
+) -> Result<Response, PageError> {
+    use crate::accounts::Refusal;
+    {
+        tracing::info!(user = %form.username, ip = %client, ?refusal, "failed sign-in");
+        // The name as typed (it may be no user's): shortened and printable.
+        let typed: String = form
+            .username
+            .trim()
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(100)
+            .collect();
+        let reason = match refusal {
+            Refusal::Credentials => None,
+            Refusal::SecondFactor => Some("the password was right; the authenticator code was not"),
+            Refusal::SecondFactorLocked => Some(
+                "the password was right; too many wrong authenticator codes lately, none checked",
+            ),
+        };
+        let mut change = Change::of(Action::SignInFailed, &typed);
+        if let Some(reason) = reason {
+            change = change.to(&serde_json::json!({ "reason": reason }));
+        }
+        audit::record(
+            &state.store,
+            &Actor::new(typed.as_str(), Some(client)),
+            change,
+        )
+        .await?;
+        // The same words whichever was wrong: a guesser learns nothing.
+        login_page(
+            state,
+            &form.next,
+            Some("Wrong user name or password (or authenticator code).".into()),
+            StatusCode::UNAUTHORIZED,
+        )
+    }
 }
 
 #[derive(Deserialize)]
