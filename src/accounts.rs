@@ -128,8 +128,8 @@ pub struct SsoSignIn {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TotpState {
     pub enabled: bool,
-    /// The secret being set up and its otpauth URI.
-    pub pending: Option<(String, String)>,
+    /// The secret being set up, its otpauth URI and that URI's QR code (SVG).
+    pub pending: Option<(String, String, String)>,
 }
 
 /// Where a session was signed in from.
@@ -578,7 +578,8 @@ impl Accounts {
             enabled: user.totp_secret.is_some(),
             pending: user.totp_pending.map(|secret| {
                 let uri = totp::uri("dmarcd", &user.username, &secret);
-                (secret, uri)
+                let qr = totp::qr_svg(&uri).unwrap_or_default();
+                (secret, uri, qr)
             }),
         })
     }

@@ -84,6 +84,18 @@ pub fn uri(issuer: &str, account: &str, secret: &str) -> String {
     )
 }
 
+/// The QR code of `uri` as an SVG element, for an authenticator app's
+/// camera. The SVG holds only the code's squares, never the text.
+pub fn qr_svg(uri: &str) -> Option<String> {
+    let code = qrcode::QrCode::new(uri.as_bytes()).ok()?;
+    Some(
+        code.render::<qrcode::render::svg::Color>()
+            .min_dimensions(200, 200)
+            .quiet_zone(true)
+            .build(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +155,11 @@ mod tests {
         assert!(
             uri.ends_with("&issuer=dmarcd&algorithm=SHA1&digits=6&period=30"),
             "{uri}"
+        );
+        let svg = qr_svg(&uri).unwrap();
+        assert!(
+            svg.contains("<svg") && !svg.contains(&one),
+            "the key is not in the SVG as text"
         );
     }
 }

@@ -452,6 +452,8 @@ async fn two_step_sign_in_is_set_up_with_a_code_asked_at_sign_in_used_once_and_t
         assert_eq!(post(totp(&[("step", "start")])).await.status, 303);
         let page = alice.get(&server, "/account").await.text();
         let secret = shown_secret(&page);
+        assert!(page.contains("id=\"totp-qr\""), "{backend}: no QR code");
+        assert!(page.contains("<svg"), "{backend}: no QR code");
         assert!(
             page.contains(&format!("otpauth://totp/dmarcd%3Aalice?secret={secret}")),
             "{backend}"

@@ -383,6 +383,27 @@ async fn sign_in_filter_and_drill_down_in_chromium() {
                 driver.screenshot(&format!("page-{name}-{width}.png"));
             }
         }
+        // Setting up two-step sign-in shows a QR code a phone's camera can
+        // read: square, at least 150 px, whole inside a phone-wide window.
+        driver.resize(390, 844);
+        driver.go(&format!("{base}/account"));
+        driver.click("form[action='/account/totp'] button");
+        driver.wait_for_text("Scan this code");
+        let qr = driver.script(
+            "const r = document.querySelector('#totp-qr svg').getBoundingClientRect(); \
+             return [r.width, r.height, r.left, r.right];",
+        );
+        let [width, height, left, right] =
+            [0, 1, 2, 3].map(|i| qr[i].as_f64().unwrap());
+        assert!(width >= 150.0 && (width - height).abs() < 1.0, "{qr}");
+        assert!(left >= 0.0 && right <= 390.0, "{qr}");
+        let overflow = driver.script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+        );
+        assert!(overflow.as_i64().unwrap() <= 1, "/account set-up: {overflow}px too wide");
+        driver.script("document.querySelector('#totp-qr').scrollIntoView();");
+        driver.screenshot("account-totp-390.png");
+
         // A chart's axis labels are readable on a phone: drawn at least
         // 9 px tall, and none overlaps the next.
         for (width, height) in [(1400, 900), (390, 844)] {
