@@ -205,18 +205,40 @@ async fn prune_from_the_command_line() {
     let dry = dmarcd(data.path(), &["prune", "--dry-run"]);
     assert!(dry.starts_with("would delete 0 raw messages"), "{dry}");
 
-    // Processed 100 days ago, as the store sees it.
+    // Processed 100 days ago, as the store sees it; and an audit entry
+    // older than retention.audit_days (400).
     let store = Store::connect(None, data.path()).await.unwrap();
     processed_days_ago(&store, 1, 100).await;
+    let old_entry = dmarcd::store::audit::NewEntry {
+        at: chrono::Utc::now() - chrono::Duration::days(401),
+        actor: "alice",
+        address: None,
+        action: "domain.add",
+        target: "old.example",
+        old_value: None,
+        new_value: None,
+    };
+    dmarcd::store::audit::insert(store.db(), &old_entry)
+        .await
+        .unwrap();
     store.close().await;
 
     let dry = dmarcd(data.path(), &["prune", "--dry-run"]);
     assert!(dry.starts_with("would delete 1 raw messages"), "{dry}");
     assert!(dry.contains("retention.raw_days = 90"), "{dry}");
+    assert!(
+        dry.contains("would delete 1 audit log entries (retention.audit_days = 400"),
+        "{dry}"
+    );
     let done = dmarcd(data.path(), &["prune"]);
     assert!(done.starts_with("deleted 1 raw messages"), "{done}");
+    assert!(done.contains("deleted 1 audit log entries"), "{done}");
     let again = dmarcd(data.path(), &["prune", "--dry-run"]);
     assert!(again.starts_with("would delete 0 raw messages"), "{again}");
+    assert!(
+        again.contains("would delete 0 audit log entries"),
+        "{again}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
