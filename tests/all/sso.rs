@@ -68,6 +68,14 @@ struct Return {
     cookie: String,
 }
 
+impl Return {
+    /// The authorization code the provider sent back.
+    fn code(&self) -> &str {
+        let after = self.callback.split("code=").nth(1).expect("a code");
+        after.split('&').next().unwrap()
+    }
+}
+
 /// Starts a sign-in at dmarcd and goes through the provider.
 async fn through_provider(server: &Server) -> Return {
     let start = server.get("/login/sso?next=/domains", None).await;
@@ -222,22 +230,7 @@ async fn sign_in_through_an_openid_provider_maps_groups_and_refuses_what_it_must
 
         // A replayed code under a fresh sign-in: the provider refuses it.
         let fresh = through_provider(&server).await;
-        let old_code = carol
-            .callback
-            .split("code=")
-            .nth(1)
-            .unwrap()
-            .split('&')
-            .next()
-            .unwrap();
-        let fresh_code = fresh
-            .callback
-            .split("code=")
-            .nth(1)
-            .unwrap()
-            .split('&')
-            .next()
-            .unwrap();
+        let (old_code, fresh_code) = (carol.code(), fresh.code());
         let replayed = Return {
             callback: fresh.callback.replace(fresh_code, old_code),
             cookie: fresh.cookie.clone(),
