@@ -53,7 +53,7 @@ fn main() {
 async fn measure(backend: &str, store: Store) {
     for n in 0..DOMAINS {
         let domain = format!("d{n}.test");
-        dmarcd::query::domains::add_domain(&store, &domain)
+        dmarcd::query::domains::add_domain(&store, &dmarcd::scope::Scope::All, &domain, None)
             .await
             .unwrap();
         let policy = Policy::new(Mode::Enforce, &[format!("mx.{domain}")], None).unwrap();

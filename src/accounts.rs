@@ -9,7 +9,9 @@ use chrono::{Duration, Utc};
 use serde::Serialize;
 
 use crate::query::time::time_text;
+use crate::scope::{GroupRole, Scope};
 use crate::store::accounts as stored;
+use crate::store::groups;
 use crate::store::{Db, Store, StoreError};
 use crate::totp;
 
@@ -29,6 +31,8 @@ pub struct SessionUser {
     pub role: String,
     /// Must come back in every form POST (CSRF protection).
     pub csrf_token: String,
+    /// The domains they see, and their role in each group.
+    pub scope: Scope,
 }
 
 impl SessionUser {
@@ -47,6 +51,9 @@ pub struct TokenInfo {
     pub expires_at: Option<String>,
     /// Past its expiry (and so refused).
     pub expired: bool,
+    /// The domain group it is limited to, and its role there.
+    pub group: Option<String>,
+    pub group_role: Option<String>,
 }
 
 /// What an API token may do.
@@ -84,8 +91,11 @@ pub enum TokenCheck {
         name: String,
         access: TokenAccess,
         /// Made by an operator (`dmarcd token create`) or by an admin for
-        /// themselves: may read what only admins see (the audit log).
+        /// themselves, and not limited to a group: may read what only
+        /// admins see (the audit log).
         admin: bool,
+        /// The domains it sees.
+        scope: Scope,
     },
     /// A real token past its expiry (refused, saying so).
     Expired {
@@ -165,6 +175,8 @@ fn token_infos(rows: Vec<stored::TokenRow>) -> Vec<TokenInfo> {
             access: TokenAccess::stored(&row.access),
             expired: row.expires_at.is_some_and(|at| at <= now),
             expires_at: row.expires_at.map(time_text),
+            group: row.group_name,
+            group_role: row.group_role,
         })
         .collect()
 }
@@ -294,6 +306,23 @@ impl Accounts {
                 "user {name:?} exists already"
             )));
         }
+        if role != "admin" {
+            self.join_default_group_if_none(name).await?;
+        }
+        Ok(())
+    }
+
+    /// A user who is no admin and in no group becomes a viewer of the
+    /// default group, as every viewer was before there were groups (an
+    /// operator then moves them: `dmarcd group member`).
+    async fn join_default_group_if_none(&self, name: &str) -> Result<(), AccountError> {
+        let Some(user) = stored::user(self.db(), name).await? else {
+            return Ok(());
+        };
+        if user.role != "admin" && !groups::has_membership(self.db(), user.id).await? {
+            groups::set_member(self.db(), groups::DEFAULT_GROUP, user.id, GroupRole::Viewer)
+                .await?;
+        }
         Ok(())
     }
 
@@ -320,6 +349,7 @@ impl Accounts {
             return Err(AccountError::Invalid(format!("no user {name:?}")));
         };
         stored::set_role(self.db(), name, role).await?;
+        self.join_default_group_if_none(name).await?;
         Ok(before.role)
     }
 
@@ -432,6 +462,8 @@ impl Accounts {
         let Some(found) = found else {
             return Ok(None);
         };
+        self.join_default_group_if_none(&found.user.username)
+            .await?;
         let (token, user) = self.open_session(found.user, lifetime, from).await?;
         Ok(Some(SsoSignIn {
             token,
@@ -470,6 +502,7 @@ impl Accounts {
             },
         )
         .await?;
+        let scope = groups::scope_of_user(self.db(), user.id, &user.role).await?;
         Ok((
             token,
             SessionUser {
@@ -477,19 +510,23 @@ impl Accounts {
                 username: user.username,
                 role: user.role,
                 csrf_token,
+                scope,
             },
         ))
     }
 
     pub async fn session(&self, token: &str) -> Result<Option<SessionUser>, AccountError> {
-        Ok(stored::session(self.db(), &hash_secret(token))
-            .await?
-            .map(|row| SessionUser {
-                user_id: row.user_id,
-                username: row.username,
-                role: row.role,
-                csrf_token: row.csrf_token,
-            }))
+        let Some(row) = stored::session(self.db(), &hash_secret(token)).await? else {
+            return Ok(None);
+        };
+        let scope = groups::scope_of_user(self.db(), row.user_id, &row.role).await?;
+        Ok(Some(SessionUser {
+            user_id: row.user_id,
+            username: row.username,
+            role: row.role,
+            csrf_token: row.csrf_token,
+            scope,
+        }))
     }
 
     /// The user's live sessions, newest first; `current` is the asking
@@ -676,7 +713,30 @@ impl Accounts {
         access: TokenAccess,
         expires_at: Option<chrono::DateTime<Utc>>,
     ) -> Result<String, AccountError> {
-        self.insert_token(name, access, expires_at, None).await
+        self.insert_token(name, access, expires_at, None, None)
+            .await
+    }
+
+    /// Creates an operator's token limited to domain group `group`, with
+    /// `role` there (a viewer's token only reads).
+    pub async fn create_group_token(
+        &self,
+        name: &str,
+        group: &str,
+        role: GroupRole,
+        expires_at: Option<chrono::DateTime<Utc>>,
+    ) -> Result<String, AccountError> {
+        let Some(found) = groups::group_named(self.db(), group).await? else {
+            return Err(AccountError::Invalid(format!("no group {group:?}")));
+        };
+        self.insert_token(
+            name,
+            access_of(role),
+            expires_at,
+            None,
+            Some((found.id, role)),
+        )
+        .await
     }
 
     /// A signed-in user makes a token for themselves, within their rights:
@@ -688,8 +748,28 @@ impl Accounts {
         name: &str,
         access: TokenAccess,
         expires_days: Option<u32>,
+        group: Option<(i64, GroupRole)>,
     ) -> Result<String, AccountError> {
-        if access == TokenAccess::Write && !user.is_admin() {
+        // Within their rights: a token changes only what its maker may.
+        let may_change = match group {
+            Some((group_id, role)) => {
+                let Some(held) = user.scope.role_in_group(group_id) else {
+                    return Err(AccountError::Invalid(
+                        "you are not a member of that group".into(),
+                    ));
+                };
+                if role > held {
+                    return Err(AccountError::Invalid(format!(
+                        "your role in that group is {}: a token of yours cannot be {}",
+                        held.key(),
+                        role.key()
+                    )));
+                }
+                role >= GroupRole::Analyst
+            }
+            None => user.is_admin() || user.scope.may_somewhere(GroupRole::Analyst),
+        };
+        if access == TokenAccess::Write && !may_change {
             return Err(AccountError::Invalid(
                 "a viewer's tokens may only read".into(),
             ));
@@ -700,7 +780,7 @@ impl Accounts {
             ));
         }
         let expires_at = expires_days.map(|days| Utc::now() + Duration::days(days.into()));
-        self.insert_token(name, access, expires_at, Some(user.user_id))
+        self.insert_token(name, access, expires_at, Some(user.user_id), group)
             .await
     }
 
@@ -710,6 +790,7 @@ impl Accounts {
         access: TokenAccess,
         expires_at: Option<chrono::DateTime<Utc>>,
         user_id: Option<i64>,
+        group: Option<(i64, GroupRole)>,
     ) -> Result<String, AccountError> {
         check_username(name)?;
         let token = format!("dmarcd_{}", random_secret());
@@ -720,6 +801,7 @@ impl Accounts {
             access: access.key(),
             expires_at,
             user_id,
+            group: group.map(|(id, role)| (id, role.key())),
         };
         if !stored::insert_token(self.db(), &new).await? {
             return Err(AccountError::Invalid(format!(
@@ -779,11 +861,40 @@ impl Accounts {
         if !recent {
             stored::token_used(self.db(), row.id, now).await?;
         }
+        // An operator's token, or an admin's (a removed maker's tokens
+        // are removed with them).
+        let global = row.owner_id.is_none() || row.owner_role.as_deref() == Some("admin");
+        let scope = match (row.group_id, row.owner_id) {
+            (Some(group_id), maker) => {
+                let role = row
+                    .group_role
+                    .as_deref()
+                    .and_then(GroupRole::parse)
+                    .unwrap_or(GroupRole::Viewer);
+                let maker = maker.map(|id| (id, row.owner_role.as_deref().unwrap_or("")));
+                groups::scope_of_group_token(self.db(), group_id, role, maker).await?
+            }
+            (None, Some(owner)) if !global => {
+                groups::scope_of_user(self.db(), owner, row.owner_role.as_deref().unwrap_or(""))
+                    .await?
+            }
+            (None, _) => Scope::All,
+        };
         Ok(TokenCheck::Valid {
-            admin: row.owner_role.as_deref().is_none_or(|role| role == "admin"),
+            admin: global && row.group_id.is_none(),
             name: row.name,
             access: TokenAccess::stored(&row.access),
+            scope,
         })
+    }
+}
+
+/// A group token's access: a viewer's only reads.
+fn access_of(role: GroupRole) -> TokenAccess {
+    if role >= GroupRole::Analyst {
+        TokenAccess::Write
+    } else {
+        TokenAccess::Read
     }
 }
 

@@ -24,6 +24,7 @@ pub mod outbox;
 pub mod query;
 pub mod report;
 pub mod retention;
+pub mod scope;
 pub mod senders;
 pub mod smtp;
 pub mod store;

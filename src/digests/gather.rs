@@ -43,7 +43,7 @@ pub async fn digest(
     // Every domain: those monitored and those with reports in either period.
     let domains: BTreeSet<String> = if schedule.domains.is_empty() {
         store
-            .domains()
+            .domains(&crate::scope::Scope::All)
             .await?
             .into_iter()
             .map(|d| d.to_ascii_lowercase())
@@ -161,6 +161,7 @@ async fn failing_sources(
 ) -> Result<Vec<FailingSource>, QueryError> {
     let report = senders(
         store,
+        &crate::scope::Scope::All,
         config,
         &SendersQuery {
             domain: domain.to_string(),

@@ -6,6 +6,7 @@
 //! `senders::senders`, so the Senders page, the compliance page and the
 //! API agree.
 
+use crate::scope::Scope;
 use chrono::{Duration, Utc};
 use serde::Serialize;
 
@@ -144,11 +145,13 @@ fn problems(report: &SenderReport) -> Vec<Problem> {
 
 pub async fn compliance(
     store: &Store,
+    scope: &Scope,
     config: &SendersConfig,
     query: &SendersQuery,
 ) -> Result<Compliance, QueryError> {
     let report = senders::senders(
         store,
+        scope,
         config,
         &SendersQuery {
             class: None,
@@ -183,6 +186,7 @@ pub fn readiness_since() -> String {
 /// classed sources are read once for both, which halves the page's work.
 pub async fn compliance_and_readiness(
     store: &Store,
+    scope: &Scope,
     config: &SendersConfig,
     query: &SendersQuery,
 ) -> Result<(Compliance, Readiness), QueryError> {
@@ -191,6 +195,7 @@ pub async fn compliance_and_readiness(
     if same_period {
         let report = senders::senders(
             store,
+            scope,
             config,
             &SendersQuery {
                 class: None,
@@ -202,8 +207,8 @@ pub async fn compliance_and_readiness(
         return Ok((compliance_of(report), readiness));
     }
     let (compliance, readiness) = tokio::join!(
-        compliance(store, config, query),
-        readiness(store, config, &query.domain)
+        compliance(store, scope, config, query),
+        readiness(store, scope, config, &query.domain)
     );
     Ok((compliance?, readiness?))
 }
@@ -327,12 +332,14 @@ async fn published(
 
 pub async fn readiness(
     store: &Store,
+    scope: &Scope,
     config: &SendersConfig,
     domain: &str,
 ) -> Result<Readiness, QueryError> {
     let since = readiness_since();
     let report = senders::senders(
         store,
+        scope,
         config,
         &SendersQuery {
             domain: domain.to_string(),
@@ -368,7 +375,7 @@ async fn readiness_of(
         since: Some(since.clone()),
         ..Default::default()
     }
-    .parse()?
+    .parse(&Scope::All)?
     .since;
     if let Some(since) = since_time {
         sql.push(" AND date_begin >= ").bind(since);

@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use super::time::Timestamp;
 use super::QueryError;
+use crate::scope::{GroupRole, Scope};
 use crate::store::Store;
 
 /// A monitored domain with its report volume.
@@ -15,43 +16,91 @@ pub struct DomainRow {
     pub aggregate_reports: i64,
     #[sqlx(try_from = "Timestamp")]
     pub created_at: String,
+    /// The domain group it belongs to.
+    pub domain_group: Option<String>,
 }
 
-pub async fn domains(store: &Store) -> Result<Vec<DomainRow>, QueryError> {
+/// The domains `scope` sees.
+pub async fn domains(store: &Store, scope: &Scope) -> Result<Vec<DomainRow>, QueryError> {
     let db = store.db();
-    let sql = db.statement(
+    let mut sql = db.sql();
+    sql.push(
         "SELECT d.name, d.origin, \
          (SELECT count(*) FROM aggregate_reports a WHERE a.policy_domain = d.name) AS aggregate_reports, \
-         d.created_at FROM domains d ORDER BY d.name",
-        Vec::new(),
+         d.created_at, g.name AS domain_group FROM domains d \
+         LEFT JOIN domain_groups g ON g.id = d.group_id WHERE 1 = 1",
     );
+    scope.push_condition(&mut sql, "d.name");
+    sql.push(" ORDER BY d.name");
     Ok(db.fetch_all(&sql).await?)
 }
 
-/// Adds a domain by hand; false if it was already there.
-pub async fn add_domain(store: &Store, name: &str) -> Result<bool, QueryError> {
+/// Adds a domain by hand, into group `group` (a global admin: the
+/// default group unless named; an owner: a group they own); false if it
+/// was already there (in whichever group: a domain changes groups only by
+/// an admin's `set_domain_group`).
+pub async fn add_domain(
+    store: &Store,
+    scope: &Scope,
+    name: &str,
+    group: Option<i64>,
+) -> Result<bool, QueryError> {
     let name = name.trim().trim_end_matches('.').to_lowercase();
     if !crate::domain::is_domain_name(&name) {
         return Err(QueryError::Invalid(format!(
             "{name:?} is not a domain name"
         )));
     }
+    let owned = |group_id: i64| scope.role_in_group(group_id) == Some(GroupRole::Owner);
+    let group = match group {
+        Some(group_id) if owned(group_id) => group_id,
+        Some(_) => {
+            return Err(QueryError::Invalid(
+                "only the group's owners add domains to it".into(),
+            ))
+        }
+        None if scope.is_all() => crate::store::groups::DEFAULT_GROUP,
+        None => scope
+            .memberships()
+            .iter()
+            .find(|m| m.role == GroupRole::Owner)
+            .map(|m| m.group_id)
+            .ok_or_else(|| QueryError::Invalid("only a group's owners add domains".into()))?,
+    };
     let db = store.db();
     let sql = db.statement(
-        "INSERT INTO domains (name, origin, created_at) VALUES ($1, 'user', $2) \
+        "INSERT INTO domains (name, origin, created_at, group_id) VALUES ($1, 'user', $2, $3) \
          ON CONFLICT (name) DO NOTHING",
-        vec![name.into(), chrono::Utc::now().into()],
+        vec![name.into(), chrono::Utc::now().into(), group.into()],
     );
     Ok(db.execute(&sql).await? > 0)
 }
 
-/// Stops monitoring a domain (its reports stay); false if it was not there.
-pub async fn remove_domain(store: &Store, name: &str) -> Result<bool, QueryError> {
+/// Stops monitoring a domain (its reports stay); false if it was not
+/// there or the caller does not own it.
+pub async fn remove_domain(store: &Store, scope: &Scope, name: &str) -> Result<bool, QueryError> {
     let name = name.trim().trim_end_matches('.').to_lowercase();
-    if !crate::domain::is_domain_name(&name) {
+    if !crate::domain::is_domain_name(&name) || !scope.may(&name, GroupRole::Owner) {
         return Ok(false);
     }
     let db = store.db();
     let sql = db.statement("DELETE FROM domains WHERE name = $1", vec![name.into()]);
     Ok(db.execute(&sql).await? > 0)
+}
+
+/// A domain the caller may read: one dmarcd knows (seen in a report or
+/// added) and `scope` sees; else a 404 that says the same for both, so a
+/// caller learns nothing of another group's domains.
+pub async fn require_visible(store: &Store, scope: &Scope, domain: &str) -> Result<(), QueryError> {
+    if visible(store, scope, domain).await? {
+        return Ok(());
+    }
+    Err(QueryError::NotFound(format!(
+        "{domain} is not a domain dmarcd knows (it is listed when its first report arrives, or added under Domains)"
+    )))
+}
+
+/// Whether dmarcd knows `domain` and `scope` sees it.
+pub async fn visible(store: &Store, scope: &Scope, domain: &str) -> Result<bool, QueryError> {
+    Ok(scope.sees(domain) && crate::store::posture::is_monitored(store.db(), domain).await?)
 }

@@ -95,6 +95,9 @@ fn failures_sql(store: &Store, filter: &ParsedFilter) -> Sql {
         sql.push(" AND ")
             .push(&backend.list_contains("f.reported_domain", &domain));
     }
+    filter
+        .scope
+        .push_list_condition(&mut sql, "f.reported_domain");
     if let Some(SourceMatch::Ip(ip)) = &filter.source {
         let ip = backend.inet(&sql.placeholder(ip.to_string()));
         sql.push(" AND f.source_ip = ").push(&ip);
@@ -130,8 +133,17 @@ pub async fn failures_stream(
     Ok(RowStream::new::<FailureRow>(store.reads(), sql))
 }
 
-pub async fn failure(store: &Store, id: i64) -> Result<Option<FailureRow>, QueryError> {
-    let mut sql = failures_sql(store, &ParsedFilter::default());
+/// One failure report, if `scope` sees a domain it names.
+pub async fn failure(
+    store: &Store,
+    scope: &crate::scope::Scope,
+    id: i64,
+) -> Result<Option<FailureRow>, QueryError> {
+    let filter = ParsedFilter {
+        scope: scope.clone(),
+        ..ParsedFilter::default()
+    };
+    let mut sql = failures_sql(store, &filter);
     sql.push(" AND f.id = ").bind(id);
     Ok(store.reads().fetch_optional(&sql).await?)
 }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use ipnet::IpNet;
 
+use crate::scope::Scope;
 use crate::store::Sql;
 
 /// Query parameters that select aggregate records. Free-text values hold
@@ -209,6 +210,8 @@ pub struct ParsedFilter {
     /// Exactly one sender as the Senders list keys it (set by code, not
     /// a parameter): answered from the totals, which carry the name.
     pub sender: Option<SenderKey>,
+    /// The domains the caller may see (the default sees none).
+    pub scope: Scope,
 }
 
 /// A sender as the Senders list keys it: its name, or the IP of a source
@@ -247,7 +250,9 @@ impl SenderKey {
 }
 
 impl Filter {
-    pub fn parse(&self) -> Result<ParsedFilter, FilterError> {
+    /// The filter checked, for a caller who sees `scope`: no query made
+    /// from it returns a record of a domain outside it.
+    pub fn parse(&self, scope: &Scope) -> Result<ParsedFilter, FilterError> {
         for (parameter, value) in [
             ("domain", &self.domain),
             ("org", &self.org),
@@ -321,6 +326,7 @@ impl Filter {
                 .transpose()?,
             report: None,
             sender: None,
+            scope: scope.clone(),
         };
         // since ≥ until is an empty period: it selects nothing.
         Ok(parsed)
@@ -358,6 +364,7 @@ impl ParsedFilter {
         if let Some(domain) = &self.domain {
             text_eq(sql, "r.policy_domain", domain);
         }
+        self.scope.push_condition(sql, "r.policy_domain");
         if let Some(org) = &self.org {
             push_contains(sql, "r.org_name", org);
         }
@@ -468,7 +475,7 @@ mod tests {
 
     #[test]
     fn parameters_are_checked_with_messages_that_name_them() {
-        let bad = |filter: Filter| filter.parse().unwrap_err().to_string();
+        let bad = |filter: Filter| filter.parse(&Scope::All).unwrap_err().to_string();
         assert!(bad(Filter {
             result: Some("maybe".into()),
             ..Default::default()
@@ -496,7 +503,7 @@ mod tests {
             until: Some("2024-03-30".into()),
             ..Default::default()
         }
-        .parse()
+        .parse(&Scope::All)
         .unwrap();
         assert_eq!(parsed.domain.as_deref(), Some("example.com"));
         assert_eq!(parsed.asn, Some(15169));
@@ -543,7 +550,7 @@ mod tests {
             org: Some("google\0.com".into()),
             ..Default::default()
         }
-        .parse()
+        .parse(&Scope::All)
         .unwrap_err();
         assert_eq!(error.parameter, "org");
     }

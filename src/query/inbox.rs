@@ -7,6 +7,7 @@ use sqlx::{Database, Decode, Type};
 
 use super::time::{MaybeTimestamp, Timestamp};
 use super::{count_of, Page, QueryError, RowStream};
+use crate::scope::Scope;
 use crate::store::{Sql, Store};
 
 /// One inbox message (without its bytes).
@@ -91,7 +92,7 @@ impl From<MessageHead> for Option<String> {
     }
 }
 
-fn inbox_sql(store: &Store, status: Option<&str>) -> Result<Sql, QueryError> {
+fn inbox_sql(store: &Store, scope: &Scope, status: Option<&str>) -> Result<Sql, QueryError> {
     let mut sql = store.reads().sql();
     // The Subject stored at intake, as a header line; for a message stored
     // before subjects were (and before compression: its chunks are as
@@ -129,15 +130,46 @@ fn inbox_sql(store: &Store, status: Option<&str>) -> Result<Sql, QueryError> {
         }
         sql.push(" AND m.status = ").bind(status);
     }
+    push_scope(&mut sql, scope);
     Ok(sql)
+}
+
+/// A caller limited to some domains sees a message when it produced a
+/// report of one of them and none of a domain they do not see (the raw
+/// message holds every report in it). Messages that produced no report
+/// (failed, pending, ignored) belong to no domain: only those who see
+/// every domain see them.
+fn push_scope(sql: &mut Sql, scope: &Scope) {
+    if scope.is_all() {
+        return;
+    }
+    sql.push(" AND (EXISTS (SELECT 1 FROM aggregate_reports a WHERE a.message_id = m.id");
+    scope.push_condition(sql, "a.policy_domain");
+    sql.push(
+        ") OR EXISTS (SELECT 1 FROM tls_reports t JOIN tls_policies p ON p.report_id = t.id \
+              WHERE t.message_id = m.id",
+    );
+    scope.push_condition(sql, "lower(p.policy_domain)");
+    sql.push(") OR EXISTS (SELECT 1 FROM failure_reports f WHERE f.message_id = m.id");
+    scope.push_list_condition(sql, "f.reported_domain");
+    sql.push("))");
+    sql.push(" AND NOT EXISTS (SELECT 1 FROM aggregate_reports a WHERE a.message_id = m.id");
+    scope.push_outside_condition(sql, "a.policy_domain");
+    sql.push(
+        ") AND NOT EXISTS (SELECT 1 FROM tls_reports t JOIN tls_policies p ON p.report_id = t.id \
+              WHERE t.message_id = m.id",
+    );
+    scope.push_outside_condition(sql, "lower(p.policy_domain)");
+    sql.push(")");
 }
 
 pub async fn inbox(
     store: &Store,
+    scope: &Scope,
     status: Option<&str>,
     page: Page,
 ) -> Result<(Vec<InboxRow>, i64), QueryError> {
-    let inner = inbox_sql(store, status)?;
+    let inner = inbox_sql(store, scope, status)?;
     let total = count_of(store.reads(), &inner).await?;
     let mut sql = inner;
     sql.push(" ORDER BY m.id DESC");
@@ -147,17 +179,69 @@ pub async fn inbox(
 
 pub async fn inbox_stream(
     store: &Store,
+    scope: &Scope,
     status: Option<&str>,
 ) -> Result<RowStream<InboxRow>, QueryError> {
-    let mut sql = inbox_sql(store, status)?;
+    let mut sql = inbox_sql(store, scope, status)?;
     sql.push(" ORDER BY m.id DESC");
     Ok(RowStream::new::<InboxRow>(store.reads(), sql))
 }
 
-pub async fn inbox_message(store: &Store, id: i64) -> Result<Option<InboxRow>, QueryError> {
-    let mut sql = inbox_sql(store, None)?;
+/// One message, if `scope` sees it (`push_scope`): also what decides
+/// whether its raw bytes may be downloaded or it may be reprocessed.
+pub async fn inbox_message(
+    store: &Store,
+    scope: &Scope,
+    id: i64,
+) -> Result<Option<InboxRow>, QueryError> {
+    let mut sql = inbox_sql(store, scope, None)?;
     sql.push(" AND m.id = ").bind(id);
     Ok(store.reads().fetch_optional(&sql).await?)
+}
+
+/// A message's bytes as received, if `scope` sees the message and
+/// retention has not deleted them.
+pub async fn message_raw(
+    store: &Store,
+    scope: &Scope,
+    id: i64,
+) -> Result<Option<Vec<u8>>, QueryError> {
+    if !scope.is_all() && inbox_message(store, scope, id).await?.is_none() {
+        return Ok(None);
+    }
+    Ok(store.message_raw(id).await?)
+}
+
+/// The domains of the reports a message produced (lower case).
+async fn message_domains(store: &Store, id: i64) -> Result<Vec<String>, QueryError> {
+    let db = store.reads();
+    let rows: Vec<(String,)> = db
+        .fetch_all(&db.statement(
+            "SELECT lower(policy_domain) FROM aggregate_reports WHERE message_id = $1 \
+             UNION SELECT lower(p.policy_domain) FROM tls_reports t \
+             JOIN tls_policies p ON p.report_id = t.id WHERE t.message_id = $1",
+            vec![id.into()],
+        ))
+        .await?;
+    Ok(rows.into_iter().map(|(domain,)| domain).collect())
+}
+
+/// Whether `scope` may run message `id` through the parser again: every
+/// domain's analysts may, for a message they see whose reports are all of
+/// domains they analyse; only those who see every domain may for a message
+/// of no domain (one that failed).
+pub async fn may_reprocess(store: &Store, scope: &Scope, id: i64) -> Result<bool, QueryError> {
+    if scope.is_all() {
+        return Ok(true);
+    }
+    if inbox_message(store, scope, id).await?.is_none() {
+        return Ok(false);
+    }
+    let domains = message_domains(store, id).await?;
+    Ok(!domains.is_empty()
+        && domains
+            .iter()
+            .all(|domain| scope.may(domain, crate::scope::GroupRole::Analyst)))
 }
 
 #[cfg(test)]

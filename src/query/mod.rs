@@ -30,6 +30,9 @@ pub enum QueryError {
     /// A parameter the user can fix.
     #[error("{0}")]
     Invalid(String),
+    /// Nothing by that name or id the caller may see (404).
+    #[error("{0}")]
+    NotFound(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

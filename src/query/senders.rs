@@ -12,6 +12,7 @@
 //! IPs, their `ip_sources` rows, and the newest `senders.sample_records`
 //! failing records (the failure causes and override reasons).
 
+use crate::scope::Scope;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -145,8 +146,20 @@ struct Gathered {
     causes: crate::senders::CauseTally,
 }
 
+/// A domain's senders are read for a caller who sees it (the approvals,
+/// records and policy read beside them are the domain's too).
+fn seen(scope: &Scope, filter: &super::ParsedFilter) -> Result<(), QueryError> {
+    let domain = filter.domain.as_deref().unwrap_or_default();
+    if scope.sees(domain) {
+        Ok(())
+    } else {
+        Err(QueryError::NotFound(format!("no domain {domain:?}")))
+    }
+}
+
 pub async fn senders(
     store: &Store,
+    scope: &Scope,
     config: &SendersConfig,
     query: &SendersQuery,
 ) -> Result<SenderReport, QueryError> {
@@ -156,7 +169,8 @@ pub async fn senders(
         until: query.until.clone(),
         ..Filter::default()
     }
-    .parse()?;
+    .parse(scope)?;
+    seen(scope, &filter)?;
     let domain = filter.domain.clone().unwrap_or_default();
 
     // The reads are independent: side by side, so that the page waits
@@ -280,7 +294,8 @@ struct Context {
 
 impl Context {
     async fn read(store: &Store, domain: &str) -> Result<Context, QueryError> {
-        let rules = ordered_rules(approvals::list(store.reads(), Some(domain), false).await?);
+        let rules =
+            ordered_rules(approvals::list(store.reads(), &Scope::All, Some(domain), false).await?);
         let spf_check = newest_spf(store, domain).await?;
         let networks = spf_check
             .as_ref()
@@ -550,6 +565,7 @@ const SAMPLED_IPS: usize = 50;
 /// domain and source IP.
 pub async fn sender(
     store: &Store,
+    scope: &Scope,
     config: &SendersConfig,
     query: &SendersQuery,
     name: &str,
@@ -560,7 +576,8 @@ pub async fn sender(
         until: query.until.clone(),
         ..Filter::default()
     }
-    .parse()?;
+    .parse(scope)?;
+    seen(scope, &filter)?;
     let domain = filter.domain.clone().unwrap_or_default();
     filter.sender = Some(SenderKey::of(name));
     let grouped = |group_by, sort, limit| {

@@ -61,6 +61,13 @@ pub struct TokenRow {
     /// The role of the user who made it on the Account page; None for a
     /// token made with `dmarcd token create` (an operator's: admin).
     pub owner_role: Option<String>,
+    /// The user who made it (None: an operator).
+    pub owner_id: Option<i64>,
+    /// The domain group it is limited to, and its role there.
+    pub group_id: Option<i64>,
+    pub group_role: Option<String>,
+    /// That group's name.
+    pub group_name: Option<String>,
 }
 
 pub async fn user_count(db: &Db) -> StoreResult<i64> {
@@ -362,14 +369,17 @@ pub struct NewToken<'a> {
     pub expires_at: Option<DateTime<Utc>>,
     /// The user who made it on the Account page; None for `dmarcd token create`.
     pub user_id: Option<i64>,
+    /// Limited to this domain group, with this role (`crate::scope`).
+    pub group: Option<(i64, &'a str)>,
 }
 
 /// False when a token of that name exists already (revoked ones too).
 pub async fn insert_token(db: &Db, new: &NewToken<'_>) -> StoreResult<bool> {
     let inserted = db
         .execute(&db.statement(
-            "INSERT INTO api_tokens (name, token_hash, created_at, access, expires_at, user_id) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING",
+            "INSERT INTO api_tokens \
+             (name, token_hash, created_at, access, expires_at, user_id, group_id, group_role) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (name) DO NOTHING",
             vec![
                 new.name.into(),
                 new.token_hash.into(),
@@ -377,6 +387,8 @@ pub async fn insert_token(db: &Db, new: &NewToken<'_>) -> StoreResult<bool> {
                 new.access.into(),
                 new.expires_at.into(),
                 new.user_id.into(),
+                new.group.map(|(id, _)| id).into(),
+                new.group.map(|(_, role)| role).into(),
             ],
         ))
         .await?;
@@ -384,7 +396,9 @@ pub async fn insert_token(db: &Db, new: &NewToken<'_>) -> StoreResult<bool> {
 }
 
 const TOKEN_COLUMNS: &str = "id, name, created_at, last_used_at, revoked_at, access, expires_at, \
-     (SELECT role FROM users WHERE users.id = api_tokens.user_id) AS owner_role";
+     (SELECT role FROM users WHERE users.id = api_tokens.user_id) AS owner_role, \
+     user_id AS owner_id, group_id, group_role, \
+     (SELECT name FROM domain_groups g WHERE g.id = api_tokens.group_id) AS group_name";
 
 pub async fn tokens(db: &Db) -> StoreResult<Vec<TokenRow>> {
     db.fetch_all(&db.statement(

@@ -8,6 +8,7 @@
 //! a new notification. Opening and resolving queue notifications in the
 //! outbox in the same transaction.
 
+use crate::scope::Scope;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Duration, Utc};
@@ -190,6 +191,48 @@ pub struct NewChannel {
     pub format: WebhookFormat,
     pub secret: Option<String>,
     pub created_by: String,
+}
+
+/// The rules `scope` sees: those of its domains; a rule for every domain
+/// only by those who see every domain.
+pub async fn rules_for(db: &Db, scope: &Scope) -> StoreResult<Vec<Rule>> {
+    let mut sql = db.sql();
+    sql.push(&format!(
+        "SELECT {RULE_COLUMNS} FROM alert_rules WHERE 1 = 1"
+    ));
+    scope.push_condition(&mut sql, "domain");
+    sql.push(" ORDER BY id");
+    let rows: Vec<RuleRow> = db.fetch_all(&sql).await?;
+    rows.into_iter().map(RuleRow::decode).collect()
+}
+
+/// The channels `scope` sees: every one for those who see every domain
+/// (channels are shared: an address or URL may be anyone's), none else.
+pub async fn channels_for(db: &Db, scope: &Scope) -> StoreResult<Vec<Channel>> {
+    if scope.is_all() {
+        channels(db).await
+    } else {
+        Ok(Vec::new())
+    }
+}
+
+/// Alerts of the domains `scope` sees, newest first: open ones only, or all.
+pub async fn list_for(
+    db: &Db,
+    scope: &Scope,
+    open_only: bool,
+    limit: u32,
+) -> StoreResult<Vec<Alert>> {
+    let mut sql = db.sql();
+    sql.push(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE 1 = 1"));
+    if open_only {
+        sql.push(" AND state = 'open'");
+    }
+    scope.push_condition(&mut sql, "lower(domain)");
+    sql.push(" ORDER BY opened_at DESC, id DESC LIMIT ")
+        .bind(i64::from(limit));
+    let rows: Vec<AlertRow> = db.fetch_all(&sql).await?;
+    rows.into_iter().map(AlertRow::decode).collect()
 }
 
 pub async fn rules(db: &Db) -> StoreResult<Vec<Rule>> {

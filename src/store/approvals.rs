@@ -3,10 +3,11 @@
 //! AS number or PTR base domain picks out, with who made it and when. A
 //! revoked rule is kept, with who revoked it and when.
 
+use crate::scope::Scope;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::db::{Db, Tx};
+use super::db::{Db, Sql, Tx};
 use super::{StoreError, StoreResult};
 use crate::senders::{Action, MatchKind};
 
@@ -102,12 +103,19 @@ pub async fn add(db: &Db, new: &NewApproval) -> StoreResult<Approval> {
 
 /// The rules that apply to `domain` (its own and those for every domain),
 /// or every rule when `domain` is `None`; revoked ones too when asked.
-/// Newest first.
-pub async fn list(db: &Db, domain: Option<&str>, revoked: bool) -> StoreResult<Vec<Approval>> {
+/// Newest first. A caller limited to some domains sees their rules and
+/// those for every domain (which apply to theirs).
+pub async fn list(
+    db: &Db,
+    scope: &Scope,
+    domain: Option<&str>,
+    revoked: bool,
+) -> StoreResult<Vec<Approval>> {
     let mut sql = db.sql();
     sql.push(&format!(
         "SELECT {COLUMNS} FROM sender_approvals WHERE 1 = 1"
     ));
+    push_scope(&mut sql, scope);
     if let Some(domain) = domain {
         sql.push(" AND (domain IS NULL OR domain = ")
             .bind(domain)
@@ -134,14 +142,24 @@ pub(super) async fn in_force(transaction: &mut Tx) -> StoreResult<Vec<Approval>>
     rows.into_iter().map(ApprovalRow::decode).collect()
 }
 
-pub async fn get(db: &Db, id: i64) -> StoreResult<Option<Approval>> {
-    let row: Option<ApprovalRow> = db
-        .fetch_optional(&db.statement(
-            &format!("SELECT {COLUMNS} FROM sender_approvals WHERE id = $1"),
-            vec![id.into()],
-        ))
-        .await?;
+/// Rule `id`, if `scope` sees it.
+pub async fn get(db: &Db, scope: &Scope, id: i64) -> StoreResult<Option<Approval>> {
+    let mut sql = db.sql();
+    sql.push(&format!(
+        "SELECT {COLUMNS} FROM sender_approvals WHERE id = "
+    ))
+    .bind(id);
+    push_scope(&mut sql, scope);
+    let row: Option<ApprovalRow> = db.fetch_optional(&sql).await?;
     row.map(ApprovalRow::decode).transpose()
+}
+
+/// ` AND (a rule for every domain, or for one `scope` sees)`: `x OR 1 = 1
+/// AND y` reads `x OR (y)`, and `x OR 1 = 1` when every domain is seen.
+fn push_scope(sql: &mut Sql, scope: &Scope) {
+    sql.push(" AND (domain IS NULL OR 1 = 1");
+    scope.push_condition(sql, "domain");
+    sql.push(")");
 }
 
 /// Revokes an active rule; returns it revoked, or `None` when there is

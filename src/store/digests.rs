@@ -5,6 +5,7 @@
 //! the outbox in one transaction, under a dedup key naming the schedule
 //! and the period, so a digest is queued once however many nodes try.
 
+use crate::scope::Scope;
 use chrono::{DateTime, Utc};
 
 use super::db::{json, Db};
@@ -85,6 +86,28 @@ pub struct NewSchedule {
     /// Weekly: `monday` … `sunday`; otherwise none.
     pub weekday: Option<String>,
     pub enabled: bool,
+}
+
+/// Whether `scope` sees a schedule of `domains` (none: every domain, seen
+/// only by those who see every domain).
+pub fn sees_schedule(scope: &Scope, domains: &[String]) -> bool {
+    scope.is_all() || (!domains.is_empty() && domains.iter().all(|domain| scope.sees(domain)))
+}
+
+/// The schedules `scope` sees (`sees_schedule`).
+pub async fn schedules_for(db: &Db, scope: &Scope) -> StoreResult<Vec<Schedule>> {
+    Ok(schedules(db)
+        .await?
+        .into_iter()
+        .filter(|schedule| sees_schedule(scope, &schedule.domains))
+        .collect())
+}
+
+/// Schedule `id`, if `scope` sees it.
+pub async fn schedule_for(db: &Db, scope: &Scope, id: i64) -> StoreResult<Option<Schedule>> {
+    Ok(schedule(db, id)
+        .await?
+        .filter(|schedule| sees_schedule(scope, &schedule.domains)))
 }
 
 pub async fn schedules(db: &Db) -> StoreResult<Vec<Schedule>> {

@@ -349,6 +349,15 @@ const POSTGRES: &[Migration] = &[
         retriggers: &[],
         rebuilds_tables: false,
     },
+    Migration {
+        version: 35,
+        name: "domain_groups",
+        sql: include_str!("../../migrations/postgres/0035_domain_groups.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: false,
+    },
 ];
 
 const SQLITE: &[Migration] = &[
@@ -635,6 +644,15 @@ const SQLITE: &[Migration] = &[
         version: 32,
         name: "totp_failures",
         sql: include_str!("../../migrations/sqlite/0032_totp_failures.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: false,
+    },
+    Migration {
+        version: 33,
+        name: "domain_groups",
+        sql: include_str!("../../migrations/sqlite/0033_domain_groups.sql"),
         fills: &[],
         derives: &[],
         retriggers: &[],

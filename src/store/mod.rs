@@ -18,6 +18,7 @@ pub mod db;
 pub mod delta;
 pub mod derived;
 pub mod digests;
+pub mod groups;
 pub mod hosted;
 mod inbox;
 mod mailboxes;
@@ -680,13 +681,17 @@ impl Store {
     }
 
     /// Reporters and source names seen, at most `limit` of each.
-    pub async fn known_names(&self, limit: i64) -> StoreResult<reports::KnownNames> {
-        reports::known_names(&self.db, limit).await
+    pub async fn known_names(
+        &self,
+        scope: &crate::scope::Scope,
+        limit: i64,
+    ) -> StoreResult<reports::KnownNames> {
+        reports::known_names(&self.db, scope, limit).await
     }
 
-    /// The monitored domains.
-    pub async fn domains(&self) -> StoreResult<Vec<String>> {
-        reports::domains(&self.db).await
+    /// The monitored domains `scope` sees.
+    pub async fn domains(&self, scope: &crate::scope::Scope) -> StoreResult<Vec<String>> {
+        reports::domains(&self.db, scope).await
     }
 
     /// IPs whose country, ASN and name are still to be worked out, with

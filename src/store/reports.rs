@@ -1,6 +1,7 @@
 //! The report tables: aggregate reports and their records, TLS reports,
 //! failure reports, and the monitored domains they name.
 
+use crate::scope::Scope;
 use std::collections::BTreeMap;
 
 use super::db::{json, Backend, Db, Tx, Value};
@@ -457,20 +458,23 @@ pub(super) async fn aggregate_reports_by_domain(db: &Db) -> StoreResult<BTreeMap
 /// seen, at most `limit` of each, for the filter form to offer. Read from
 /// the totals, which hold one row per name and domain (per day for
 /// reporters), not from the records.
-pub(super) async fn known_names(db: &Db, limit: i64) -> StoreResult<KnownNames> {
-    let names = |sql: &str| db.statement(sql, vec![limit.into()]);
-    let reporters: Vec<(String,)> = db
-        .fetch_all(&names(
-            "SELECT org_name FROM totals_org_day UNION SELECT organization_name FROM tls_reports \
-             ORDER BY 1 LIMIT $1",
-        ))
-        .await?;
-    let sources: Vec<(String,)> = db
-        .fetch_all(&names(
-            "SELECT DISTINCT source_name FROM totals_name_all WHERE source_name IS NOT NULL \
-             ORDER BY 1 LIMIT $1",
-        ))
-        .await?;
+/// A caller limited to some domains is offered the names of theirs.
+pub(super) async fn known_names(db: &Db, scope: &Scope, limit: i64) -> StoreResult<KnownNames> {
+    let mut reporters = db.sql();
+    reporters.push("SELECT org_name FROM totals_org_day WHERE 1 = 1");
+    scope.push_condition(&mut reporters, "policy_domain");
+    reporters.push(
+        " UNION SELECT t.organization_name FROM tls_reports t \
+         JOIN tls_policies p ON p.report_id = t.id WHERE 1 = 1",
+    );
+    scope.push_condition(&mut reporters, "lower(p.policy_domain)");
+    reporters.push(" ORDER BY 1 LIMIT ").bind(limit);
+    let reporters: Vec<(String,)> = db.fetch_all(&reporters).await?;
+    let mut sources = db.sql();
+    sources.push("SELECT DISTINCT source_name FROM totals_name_all WHERE source_name IS NOT NULL");
+    scope.push_condition(&mut sources, "policy_domain");
+    sources.push(" ORDER BY 1 LIMIT ").bind(limit);
+    let sources: Vec<(String,)> = db.fetch_all(&sources).await?;
     let strings = |rows: Vec<(String,)>| rows.into_iter().map(|(name,)| name).collect();
     Ok(KnownNames {
         reporters: strings(reporters),
@@ -485,10 +489,12 @@ pub struct KnownNames {
     pub source_names: Vec<String>,
 }
 
-/// The monitored domains.
-pub(super) async fn domains(db: &Db) -> StoreResult<Vec<String>> {
-    let rows: Vec<(String,)> = db
-        .fetch_all(&db.statement("SELECT name FROM domains ORDER BY name", Vec::new()))
-        .await?;
+/// The monitored domains `scope` sees.
+pub(super) async fn domains(db: &Db, scope: &Scope) -> StoreResult<Vec<String>> {
+    let mut sql = db.sql();
+    sql.push("SELECT name FROM domains WHERE 1 = 1");
+    scope.push_condition(&mut sql, "name");
+    sql.push(" ORDER BY name");
+    let rows: Vec<(String,)> = db.fetch_all(&sql).await?;
     Ok(rows.into_iter().map(|(name,)| name).collect())
 }

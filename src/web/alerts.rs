@@ -17,6 +17,7 @@ use super::{ApiError, AppState};
 use crate::alerts::{Alert, Channel, ChannelKind, Rule, RuleKind};
 use crate::audit::{self, Action, Change};
 use crate::outbox::{Notification, OutboxConfig, WebhookFormat};
+use crate::scope::Scope;
 use crate::senders::Class;
 use crate::store::alerts::{self, NewChannel, NewRule};
 
@@ -49,7 +50,7 @@ pub struct AlertsParams {
         (status = 401, body = ErrorBody)),
     security(("token" = [])))]
 pub(super) async fn list_alerts(
-    _: ApiToken,
+    token: ApiToken,
     State(state): State<AppState>,
     Params(params): Params<AlertsParams>,
 ) -> Result<Json<Vec<Alert>>, ApiError> {
@@ -58,7 +59,13 @@ pub(super) async fn list_alerts(
         return Err(ApiError::bad_request("limit: from 1 to 1000"));
     }
     Ok(Json(
-        alerts::list(state.store.db(), params.open.unwrap_or(false), limit).await?,
+        alerts::list_for(
+            state.store.db(),
+            &token.scope,
+            params.open.unwrap_or(false),
+            limit,
+        )
+        .await?,
     ))
 }
 
@@ -74,7 +81,7 @@ pub(super) async fn resolve_alert(
     State(state): State<AppState>,
     Id(id): Id,
 ) -> Result<Json<Alert>, ApiError> {
-    resolve_by(&state, &token.actor(), id)
+    resolve_by(&state, &token.actor(), &token.scope, id)
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no open alert {id}")))
@@ -85,8 +92,16 @@ pub(super) async fn resolve_alert(
 pub(crate) async fn resolve_by(
     state: &AppState,
     actor: &audit::Actor,
+    scope: &Scope,
     id: i64,
 ) -> Result<Option<Alert>, ApiError> {
+    let Some(alert) = alerts::get(state.store.db(), id).await? else {
+        return Ok(None);
+    };
+    if !scope.sees(&alert.domain) {
+        return Ok(None);
+    }
+    require_role(scope, Some(&alert.domain))?;
     let Some(resolved) = alerts::resolve_by_hand(
         state.store.db(),
         id,
@@ -107,12 +122,38 @@ pub(crate) async fn resolve_by(
 pub(crate) async fn add_rule_by(
     state: &AppState,
     actor: &audit::Actor,
+    scope: &Scope,
     new: &NewRule,
 ) -> Result<Rule, ApiError> {
+    require_role(scope, new.domain.as_deref())?;
     let stored = alerts::add_rule(state.store.db(), new).await?;
     let change = Change::of(Action::AlertRuleAdd, format!("alert rule {}", stored.id)).to(&stored);
     audit::record(&state.store, actor, change).await?;
     Ok(stored)
+}
+
+/// Analysts change their domains' rules and alerts; a rule for every
+/// domain, and channels, are for those who see every domain.
+pub(crate) fn require_role(scope: &Scope, domain: Option<&str>) -> Result<(), ApiError> {
+    let allowed = match domain {
+        Some(domain) => scope.may(domain, crate::scope::GroupRole::Analyst),
+        None => scope.is_all(),
+    };
+    if allowed {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        match domain {
+            Some(domain) => {
+                format!("this needs the analyst or owner role in the group of {domain}")
+            }
+            None => {
+                "only admins change what applies to every domain (rules for every domain, channels)"
+                    .to_string()
+            }
+        },
+    ))
 }
 
 /// A channel as the audit log keeps it: a webhook URL's path and query
@@ -132,8 +173,10 @@ fn logged_channel(channel: &Channel) -> serde_json::Value {
 pub(crate) async fn add_channel_by(
     state: &AppState,
     actor: &audit::Actor,
+    scope: &Scope,
     new: &NewChannel,
 ) -> Result<Channel, ApiError> {
+    require_role(scope, None)?;
     let stored = alerts::add_channel(state.store.db(), new).await?;
     let change = Change::of(
         Action::AlertChannelAdd,
@@ -270,10 +313,12 @@ pub(crate) fn new_rule(request: RuleRequest, by: String) -> Result<NewRule, Stri
     responses((status = 200, body = Vec<Rule>), (status = 401, body = ErrorBody)),
     security(("token" = [])))]
 pub(super) async fn list_rules(
-    _: ApiToken,
+    token: ApiToken,
     State(state): State<AppState>,
 ) -> Result<Json<Vec<Rule>>, ApiError> {
-    Ok(Json(alerts::rules(state.store.db()).await?))
+    Ok(Json(
+        alerts::rules_for(state.store.db(), &token.scope).await?,
+    ))
 }
 
 /// Adds an alert rule; it is evaluated from the next report on.
@@ -300,7 +345,7 @@ pub(super) async fn add_rule(
             "channels: there is no alert channel {missing}"
         )));
     }
-    let stored = add_rule_by(&state, &actor, &new).await?;
+    let stored = add_rule_by(&state, &actor, &token.scope, &new).await?;
     Ok((StatusCode::CREATED, Json(stored)).into_response())
 }
 
@@ -327,7 +372,7 @@ pub(super) async fn change_rule(
     Id(id): Id,
     JsonBody(change): JsonBody<RuleChange>,
 ) -> Result<Json<Rule>, ApiError> {
-    let rule = set_rule_enabled(&state, &token.actor(), id, change.enabled)
+    let rule = set_rule_enabled(&state, &token.actor(), &token.scope, id, change.enabled)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no alert rule {id}")))?;
     Ok(Json(rule))
@@ -337,14 +382,19 @@ pub(super) async fn change_rule(
 pub(crate) async fn set_rule_enabled(
     state: &AppState,
     actor: &audit::Actor,
+    scope: &Scope,
     id: i64,
     enabled: bool,
 ) -> Result<Option<Rule>, ApiError> {
     let db = state.store.db();
-    let old = alerts::rules(db)
+    let Some(old) = alerts::rules_for(db, scope)
         .await?
         .into_iter()
-        .find(|rule| rule.id == id);
+        .find(|rule| rule.id == id)
+    else {
+        return Ok(None);
+    };
+    require_role(scope, old.domain.as_deref())?;
     let Some(rule) = alerts::set_rule_enabled(db, id, enabled).await? else {
         return Ok(None);
     };
@@ -359,13 +409,18 @@ pub(crate) async fn set_rule_enabled(
 pub(crate) async fn delete_rule_by(
     state: &AppState,
     actor: &audit::Actor,
+    scope: &Scope,
     id: i64,
 ) -> Result<bool, ApiError> {
     let db = state.store.db();
-    let old = alerts::rules(db)
+    let Some(old) = alerts::rules_for(db, scope)
         .await?
         .into_iter()
-        .find(|rule| rule.id == id);
+        .find(|rule| rule.id == id)
+    else {
+        return Ok(false);
+    };
+    require_role(scope, old.domain.as_deref())?;
     if !alerts::delete_rule(db, id).await? {
         return Ok(false);
     }
@@ -378,8 +433,10 @@ pub(crate) async fn delete_rule_by(
 pub(crate) async fn delete_channel_by(
     state: &AppState,
     actor: &audit::Actor,
+    scope: &Scope,
     id: i64,
 ) -> Result<bool, ApiError> {
+    require_role(scope, None)?;
     let db = state.store.db();
     let old = alerts::channel(db, id)
         .await?
@@ -408,7 +465,7 @@ pub(super) async fn delete_rule(
     State(state): State<AppState>,
     Id(id): Id,
 ) -> Result<Json<Deleted>, ApiError> {
-    if delete_rule_by(&state, &token.actor(), id).await? {
+    if delete_rule_by(&state, &token.actor(), &token.scope, id).await? {
         Ok(Json(Deleted { deleted: id }))
     } else {
         Err(ApiError::not_found(format!("no alert rule {id}")))
@@ -668,10 +725,12 @@ pub(crate) fn new_channel(request: ChannelRequest, by: String) -> Result<NewChan
     responses((status = 200, body = Vec<Channel>), (status = 401, body = ErrorBody)),
     security(("token" = [])))]
 pub(super) async fn list_channels(
-    _: ApiToken,
+    token: ApiToken,
     State(state): State<AppState>,
 ) -> Result<Json<Vec<Channel>>, ApiError> {
-    Ok(Json(alerts::channels(state.store.db()).await?))
+    Ok(Json(
+        alerts::channels_for(state.store.db(), &token.scope).await?,
+    ))
 }
 
 /// Adds a channel: email addresses or a webhook.
@@ -687,7 +746,7 @@ pub(super) async fn add_channel(
 ) -> Result<Response, ApiError> {
     let actor = token.actor();
     let new = new_channel(request, token.by).map_err(ApiError::bad_request)?;
-    let stored = add_channel_by(&state, &actor, &new).await?;
+    let stored = add_channel_by(&state, &actor, &token.scope, &new).await?;
     Ok((StatusCode::CREATED, Json(stored)).into_response())
 }
 
@@ -702,7 +761,7 @@ pub(super) async fn delete_channel(
     State(state): State<AppState>,
     Id(id): Id,
 ) -> Result<Json<Deleted>, ApiError> {
-    if delete_channel_by(&state, &token.actor(), id).await? {
+    if delete_channel_by(&state, &token.actor(), &token.scope, id).await? {
         Ok(Json(Deleted { deleted: id }))
     } else {
         Err(ApiError::not_found(format!("no alert channel {id}")))
@@ -723,18 +782,23 @@ pub struct Queued {
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("token" = [])))]
 pub(super) async fn test_channel(
-    _: ApiToken,
+    token: ApiToken,
     State(state): State<AppState>,
     Id(id): Id,
 ) -> Result<Response, ApiError> {
-    let outbox_id = queue_test(&state, id)
+    let outbox_id = queue_test(&state, &token.scope, id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no alert channel {id}")))?;
     Ok((StatusCode::ACCEPTED, Json(Queued { outbox_id })).into_response())
 }
 
 /// Queues a test through channel `id`; `None` when there is none.
-pub(crate) async fn queue_test(state: &AppState, id: i64) -> Result<Option<i64>, ApiError> {
+pub(crate) async fn queue_test(
+    state: &AppState,
+    scope: &Scope,
+    id: i64,
+) -> Result<Option<i64>, ApiError> {
+    require_role(scope, None)?;
     let Some(channel) = alerts::channel(state.store.db(), id).await? else {
         return Ok(None);
     };

@@ -94,6 +94,8 @@ pub struct ApiToken {
     pub admin: bool,
     /// Where the request came from (`client::Address`).
     pub address: Option<std::net::IpAddr>,
+    /// The domains it sees, and what it may do with them.
+    pub scope: crate::scope::Scope,
 }
 
 impl ApiToken {
@@ -129,6 +131,7 @@ impl FromRequestParts<AppState> for ApiToken {
                         admin: user.is_admin(),
                         by: user.username,
                         address,
+                        scope: user.scope,
                     }),
                     None => Err(ApiError::unauthorized()),
                 },
@@ -141,10 +144,12 @@ impl FromRequestParts<AppState> for ApiToken {
                 name,
                 access,
                 admin,
+                scope,
             } if reads || access == TokenAccess::Write => Ok(ApiToken {
                 by: format!("token:{name}"),
                 admin,
                 address,
+                scope,
             }),
             TokenCheck::Valid { name, .. } => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -290,10 +295,10 @@ fn page(params: &PageParams) -> Result<Page, ApiError> {
     responses((status = 200, body = Vec<DomainRow>), (status = 401, body = ErrorBody)),
     security(("token" = [])))]
 async fn domains(
-    _: ApiToken,
+    token: ApiToken,
     State(state): State<AppState>,
 ) -> Result<Json<Vec<DomainRow>>, ApiError> {
-    Ok(Json(domains::domains(&state.store).await?))
+    Ok(Json(domains::domains(&state.store, &token.scope).await?))
 }
 
 /// Message counts and DMARC pass rates grouped by source, organization,
@@ -305,14 +310,14 @@ async fn domains(
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("token" = [])))]
 async fn summary(
-    _: ApiToken,
+    token: ApiToken,
     State(state): State<AppState>,
     Params(filter): Params<Filter>,
     Params(params): Params<SummaryParams>,
     Params(paging): Params<PageParams>,
     Params(format): Params<FormatParams>,
 ) -> Result<Response, ApiError> {
-    let filter = filter.parse()?;
+    let filter = filter.parse(&token.scope)?;
     let group_by = GroupBy::parse(nonempty(&params.group_by).unwrap_or("source"))?;
     let sort = SummarySort::parse(nonempty(&params.sort).unwrap_or("messages"))?;
     let page = page(&paging)?;
@@ -340,14 +345,14 @@ async fn summary(
     responses((status = 200, description = "One page as JSON, or every row as CSV with format=csv", content((RecordList = "application/json"), (String = "text/csv"))), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("token" = [])))]
 async fn records(
-    _: ApiToken,
+    token: ApiToken,
     State(state): State<AppState>,
     Params(filter): Params<Filter>,
     Params(params): Params<RecordParams>,
     Params(paging): Params<PageParams>,
     Params(format): Params<FormatParams>,
 ) -> Result<Response, ApiError> {
-    let mut filter = filter.parse()?;
+    let mut filter = filter.parse(&token.scope)?;
     filter.report = params.report;
     let page = page(&paging)?;
     if format.csv()? {
@@ -370,13 +375,13 @@ async fn records(
     responses((status = 200, description = "One page as JSON, or every row as CSV with format=csv", content((ReportList = "application/json"), (String = "text/csv"))), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("token" = [])))]
 async fn reports(
-    _: ApiToken,
+    token: ApiToken,
     State(state): State<AppState>,
     Params(filter): Params<Filter>,
     Params(paging): Params<PageParams>,
     Params(format): Params<FormatParams>,
 ) -> Result<Response, ApiError> {
-    let filter = filter.parse()?;
+    let filter = filter.parse(&token.scope)?;
     let page = page(&paging)?;
     if format.csv()? {
         let rows = aggregate::reports_stream(&state.store, &filter).await?;
@@ -397,11 +402,11 @@ async fn reports(
     responses((status = 200, body = ReportRow), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("token" = [])))]
 async fn report(
-    _: ApiToken,
+    token: ApiToken,
     State(state): State<AppState>,
     Id(id): Id,
 ) -> Result<Json<ReportRow>, ApiError> {
-    aggregate::report(&state.store, id)
+    aggregate::report(&state.store, &token.scope, id)
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no aggregate report {id}")))
@@ -414,13 +419,13 @@ async fn report(
     responses((status = 200, description = "One page as JSON, or every row as CSV with format=csv", content((TlsReportList = "application/json"), (String = "text/csv"))), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("token" = [])))]
 async fn tls_reports(
-    _: ApiToken,
+    token: ApiToken,
     State(state): State<AppState>,
     Params(filter): Params<TlsFilter>,
     Params(paging): Params<PageParams>,
     Params(format): Params<FormatParams>,
 ) -> Result<Response, ApiError> {
-    let filter = filter.parse()?;
+    let filter = filter.parse(&token.scope)?;
     let page = page(&paging)?;
     if format.csv()? {
         let rows = tls::tls_reports_stream(&state.store, &filter).await?;
@@ -444,11 +449,11 @@ async fn tls_reports(
     responses((status = 200, body = TlsReportDetail), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("token" = [])))]
 async fn tls_report(
-    _: ApiToken,
+    token: ApiToken,
     State(state): State<AppState>,
     Id(id): Id,
 ) -> Result<Json<TlsReportDetail>, ApiError> {
-    tls::tls_report(&state.store, id)
+    tls::tls_report(&state.store, &token.scope, id)
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no TLS report {id}")))
@@ -463,14 +468,14 @@ async fn tls_report(
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("token" = [])))]
 async fn tls_summary(
-    _: ApiToken,
+    token: ApiToken,
     State(state): State<AppState>,
     Params(filter): Params<TlsFilter>,
     Params(params): Params<TlsSummaryParams>,
     Params(paging): Params<PageParams>,
     Params(format): Params<FormatParams>,
 ) -> Result<Response, ApiError> {
-    let filter = filter.parse()?;
+    let filter = filter.parse(&token.scope)?;
     let group_by = TlsGroupBy::parse(nonempty(&params.group_by).unwrap_or("domain"))?;
     let page = page(&paging)?;
     if format.csv()? {
@@ -492,13 +497,13 @@ async fn tls_summary(
     responses((status = 200, description = "One page as JSON, or every row as CSV with format=csv", content((FailureList = "application/json"), (String = "text/csv"))), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("token" = [])))]
 async fn failures(
-    _: ApiToken,
+    token: ApiToken,
     State(state): State<AppState>,
     Params(filter): Params<Filter>,
     Params(paging): Params<PageParams>,
     Params(format): Params<FormatParams>,
 ) -> Result<Response, ApiError> {
-    let filter = filter.parse()?;
+    let filter = filter.parse(&token.scope)?;
     let page = page(&paging)?;
     if format.csv()? {
         let rows = failures::failures_stream(&state.store, &filter).await?;
@@ -519,11 +524,11 @@ async fn failures(
     responses((status = 200, body = FailureRow), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("token" = [])))]
 async fn failure(
-    _: ApiToken,
+    token: ApiToken,
     State(state): State<AppState>,
     Id(id): Id,
 ) -> Result<Json<FailureRow>, ApiError> {
-    failures::failure(&state.store, id)
+    failures::failure(&state.store, &token.scope, id)
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no failure report {id}")))
@@ -534,7 +539,7 @@ async fn failure(
     responses((status = 200, description = "One page as JSON, or every row as CSV with format=csv", content((InboxList = "application/json"), (String = "text/csv"))), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("token" = [])))]
 async fn inbox(
-    _: ApiToken,
+    token: ApiToken,
     State(state): State<AppState>,
     Params(params): Params<InboxParams>,
     Params(paging): Params<PageParams>,
@@ -543,10 +548,10 @@ async fn inbox(
     let status = params.status.as_deref();
     let page = page(&paging)?;
     if format.csv()? {
-        let rows = inbox::inbox_stream(&state.store, status).await?;
+        let rows = inbox::inbox_stream(&state.store, &token.scope, status).await?;
         return Ok(csv_response("inbox.csv", rows));
     }
-    let (items, total) = inbox::inbox(&state.store, status, page).await?;
+    let (items, total) = inbox::inbox(&state.store, &token.scope, status, page).await?;
     Ok(Json(InboxList {
         total,
         limit: page.limit,
@@ -561,11 +566,11 @@ async fn inbox(
     responses((status = 200, body = InboxRow), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("token" = [])))]
 async fn inbox_message(
-    _: ApiToken,
+    token: ApiToken,
     State(state): State<AppState>,
     Id(id): Id,
 ) -> Result<Json<InboxRow>, ApiError> {
-    inbox::inbox_message(&state.store, id)
+    inbox::inbox_message(&state.store, &token.scope, id)
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no inbox message {id}")))
@@ -587,13 +592,13 @@ pub struct RawMessage(#[allow(dead_code)] Vec<u8>);
         (status = 401, body = ErrorBody)),
     security(("token" = [])))]
 async fn inbox_raw(
-    _: ApiToken,
+    token: ApiToken,
     State(state): State<AppState>,
     Id(id): Id,
 ) -> Result<Response, ApiError> {
-    let raw = match state.store.message_raw(id).await? {
+    let raw = match inbox::message_raw(&state.store, &token.scope, id).await? {
         Some(raw) => raw,
-        None => return Err(missing_raw(&state, id).await?),
+        None => return Err(missing_raw(&state, &token.scope, id).await?),
     };
     Ok((
         [
@@ -610,14 +615,18 @@ async fn inbox_raw(
 
 /// Why a message has no raw bytes: there is no such message (404), or
 /// retention deleted them (410, saying when).
-pub(super) async fn missing_raw(state: &AppState, id: i64) -> Result<ApiError, ApiError> {
-    Ok(match state.store.message(id).await? {
+pub(super) async fn missing_raw(
+    state: &AppState,
+    scope: &crate::scope::Scope,
+    id: i64,
+) -> Result<ApiError, ApiError> {
+    Ok(match inbox::inbox_message(&state.store, scope, id).await? {
         Some(message) => match message.raw_pruned_at {
             Some(at) => ApiError::new(
                 StatusCode::GONE,
                 format!(
                     "the raw bytes of inbox message {id} were deleted on {} by retention (retention.raw_days, or retention.redact_failure_reports for a failure report); its reports stay",
-                    at.format("%Y-%m-%d %H:%M UTC")
+                    at
                 ),
             ),
             None => ApiError::not_found(format!("inbox message {id} has no raw bytes")),
@@ -642,6 +651,9 @@ async fn reprocess(
     State(state): State<AppState>,
     Id(id): Id,
 ) -> Result<Response, ApiError> {
+    if !inbox::may_reprocess(&state.store, &token.scope, id).await? {
+        return Err(ApiError::not_found(format!("no inbox message {id}")));
+    }
     let requeued = state.store.requeue(&Requeue::Ids(vec![id])).await?;
     if requeued == 0 {
         return Err(ApiError::not_found(format!("no inbox message {id}")));

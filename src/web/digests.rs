@@ -18,6 +18,7 @@ use super::{ApiError, AppState};
 use crate::audit::{self, Action, Actor, Change};
 use crate::digests::period::{parse_weekday, weekday_key};
 use crate::digests::{DigestSchedule, Frequency, Schedule};
+use crate::scope::Scope;
 use crate::store::digests::{self, NewSchedule};
 
 pub(super) fn routes() -> Router<AppState> {
@@ -229,12 +230,12 @@ fn missing(id: i64) -> ApiError {
     responses((status = 200, body = Vec<Schedule>), (status = 401, body = ErrorBody)),
     security(("token" = [])))]
 pub(super) async fn list(
-    _: ApiToken,
+    token: ApiToken,
     State(state): State<AppState>,
 ) -> Result<Json<Vec<Schedule>>, ApiError> {
     let now = Utc::now();
     Ok(Json(
-        digests::schedules(state.store.db())
+        digests::schedules_for(state.store.db(), &token.scope)
             .await?
             .into_iter()
             .map(|schedule| schedule.at(now))
@@ -254,16 +255,31 @@ pub(super) async fn add(
     JsonBody(request): JsonBody<ScheduleRequest>,
 ) -> Result<Response, ApiError> {
     let new = new_schedule(request).map_err(ApiError::bad_request)?;
-    let stored = add_by(&state, &token.actor(), &new).await?;
+    let stored = add_by(&state, &token.actor(), &token.scope, &new).await?;
     Ok((StatusCode::CREATED, Json(stored)).into_response())
 }
 
 /// Adds a checked schedule and records it.
+/// Analysts make digests of their domains; a digest of every domain is
+/// for those who see every domain.
+pub(crate) fn require_role(scope: &Scope, domains: &[String]) -> Result<(), ApiError> {
+    let analyst = |domain: &String| scope.may(domain, crate::scope::GroupRole::Analyst);
+    if scope.is_all() || (!domains.is_empty() && domains.iter().all(analyst)) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "a digest names domains of groups where you are an analyst or owner (only admins make one of every domain)",
+    ))
+}
+
 pub(crate) async fn add_by(
     state: &AppState,
     actor: &Actor,
+    scope: &Scope,
     new: &NewSchedule,
 ) -> Result<Schedule, ApiError> {
+    require_role(scope, &new.domains)?;
     let now = Utc::now();
     let stored = digests::add(state.store.db(), new, &actor.name, now)
         .await?
@@ -278,12 +294,17 @@ pub(crate) async fn add_by(
 pub(crate) async fn update_by(
     state: &AppState,
     actor: &Actor,
+    scope: &Scope,
     id: i64,
     new: &NewSchedule,
 ) -> Result<Option<Schedule>, ApiError> {
     let now = Utc::now();
     let db = state.store.db();
-    let old = digests::schedule(db, id).await?;
+    let Some(old) = digests::schedule_for(db, scope, id).await? else {
+        return Ok(None);
+    };
+    require_role(scope, &old.domains)?;
+    require_role(scope, &new.domains)?;
     let Some(stored) = digests::update(db, id, new, now).await? else {
         return Ok(None);
     };
@@ -296,9 +317,17 @@ pub(crate) async fn update_by(
 }
 
 /// Deletes schedule `id` and records it; false when there is none.
-pub(crate) async fn delete_by(state: &AppState, actor: &Actor, id: i64) -> Result<bool, ApiError> {
+pub(crate) async fn delete_by(
+    state: &AppState,
+    actor: &Actor,
+    scope: &Scope,
+    id: i64,
+) -> Result<bool, ApiError> {
     let db = state.store.db();
-    let old = digests::schedule(db, id).await?;
+    let Some(old) = digests::schedule_for(db, scope, id).await? else {
+        return Ok(false);
+    };
+    require_role(scope, &old.domains)?;
     if !digests::delete(db, id).await? {
         return Ok(false);
     }
@@ -314,11 +343,11 @@ pub(crate) async fn delete_by(state: &AppState, actor: &Actor, id: i64) -> Resul
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("token" = [])))]
 pub(super) async fn read(
-    _: ApiToken,
+    token: ApiToken,
     State(state): State<AppState>,
     Id(id): Id,
 ) -> Result<Json<Schedule>, ApiError> {
-    digests::schedule(state.store.db(), id)
+    digests::schedule_for(state.store.db(), &token.scope, id)
         .await?
         .map(|schedule| Json(schedule.at(Utc::now())))
         .ok_or_else(|| missing(id))
@@ -340,7 +369,7 @@ pub(super) async fn change(
     JsonBody(request): JsonBody<ScheduleRequest>,
 ) -> Result<Json<Schedule>, ApiError> {
     let new = new_schedule(request).map_err(ApiError::bad_request)?;
-    update_by(&state, &token.actor(), id, &new)
+    update_by(&state, &token.actor(), &token.scope, id, &new)
         .await?
         .map(Json)
         .ok_or_else(|| missing(id))
@@ -357,7 +386,7 @@ pub(super) async fn remove(
     State(state): State<AppState>,
     Id(id): Id,
 ) -> Result<Json<Deleted>, ApiError> {
-    if delete_by(&state, &token.actor(), id).await? {
+    if delete_by(&state, &token.actor(), &token.scope, id).await? {
         Ok(Json(Deleted { deleted: id }))
     } else {
         Err(missing(id))
@@ -376,13 +405,14 @@ pub(crate) fn digest_schedule(state: &AppState) -> DigestSchedule {
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("token" = [])))]
 pub(super) async fn send_now(
-    _: ApiToken,
+    token: ApiToken,
     State(state): State<AppState>,
     Id(id): Id,
 ) -> Result<Response, ApiError> {
-    let schedule = digests::schedule(state.store.db(), id)
+    let schedule = digests::schedule_for(state.store.db(), &token.scope, id)
         .await?
         .ok_or_else(|| missing(id))?;
+    require_role(&token.scope, &schedule.domains)?;
     let outbox_id = digest_schedule(&state)
         .send_now(&schedule)
         .await?
@@ -398,11 +428,11 @@ pub(super) async fn send_now(
         (status = 404, body = ErrorBody)),
     security(("token" = [])))]
 pub(super) async fn preview(
-    _: ApiToken,
+    token: ApiToken,
     State(state): State<AppState>,
     Id(id): Id,
 ) -> Result<Response, ApiError> {
-    let schedule = digests::schedule(state.store.db(), id)
+    let schedule = digests::schedule_for(state.store.db(), &token.scope, id)
         .await?
         .ok_or_else(|| missing(id))?;
     let digest = digest_schedule(&state)

@@ -74,6 +74,7 @@ impl From<QueryError> for ApiError {
     fn from(error: QueryError) -> Self {
         match error {
             QueryError::Invalid(message) => Self::bad_request(message),
+            QueryError::NotFound(message) => Self::not_found(message),
             QueryError::Store(error) => error.into(),
         }
     }

@@ -28,9 +28,9 @@ use crate::hosted::records::RecordToPublish;
 use crate::hosted::{
     DnsState, EnforceRefusal, HostedError, HostedService, PolicyChanged, PolicyRequest,
 };
+use crate::scope::Scope;
 use crate::store::certificates::{self, CertificateState};
 use crate::store::hosted::{self, PolicyChange, StoredDmarcRecord, StoredPolicy};
-use crate::store::posture;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -91,13 +91,29 @@ pub struct MtaStsView {
     pub history: Vec<PolicyChange>,
 }
 
+/// Hosted records are changed by those who own the domain's group (and
+/// admins); others learn nothing of a domain they do not see.
+pub(super) fn require_owner(scope: &Scope, domain: &str) -> Result<(), ApiError> {
+    match scope.role_for(domain) {
+        Some(crate::scope::GroupRole::Owner) => Ok(()),
+        Some(_) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("changing the hosted records of {domain} needs its group's owner role"),
+        )),
+        None => Err(ApiError::not_found(format!(
+            "{domain} is not a domain dmarcd knows"
+        ))),
+    }
+}
+
 pub(super) async fn view(
     state: &AppState,
+    scope: &Scope,
     service: &HostedService,
     domain: &str,
 ) -> Result<MtaStsView, ApiError> {
     let db = state.store.db();
-    if !posture::is_monitored(db, domain).await? {
+    if !crate::query::domains::visible(&state.store, scope, domain).await? {
         return Err(HostedError::NotMonitored(domain.to_string()).into());
     }
     let policy = hosted::policy(db, domain).await?;
@@ -135,12 +151,12 @@ pub(super) async fn view(
         (status = 503, body = ErrorBody)),
     security(("token" = [])))]
 pub(super) async fn read(
-    _: ApiToken,
+    token: ApiToken,
     State(state): State<AppState>,
     DomainName(domain): DomainName,
 ) -> Result<Json<MtaStsView>, ApiError> {
     let service = service(&state)?;
-    Ok(Json(view(&state, service, &domain).await?))
+    Ok(Json(view(&state, &token.scope, service, &domain).await?))
 }
 
 /// A policy change. Its schema is written by hand beside the checks in
@@ -263,6 +279,7 @@ pub(super) async fn change(
     JsonBody(request): JsonBody<PolicyChangeRequest>,
 ) -> Result<Response, ApiError> {
     let service = service(&state)?;
+    require_owner(&token.scope, &domain)?;
     let request = policy_request(request)?;
     match service
         .change_policy(&domain, &request, &token.actor())
@@ -316,21 +333,24 @@ pub struct MtaStsChecks {
         (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("token" = [])))]
 pub(super) async fn checks(
-    _: ApiToken,
+    token: ApiToken,
     State(state): State<AppState>,
     DomainName(domain): DomainName,
 ) -> Result<Json<MtaStsChecks>, ApiError> {
     let service = service(&state)?;
-    Ok(Json(run_checks(&state, service, &domain).await?))
+    Ok(Json(
+        run_checks(&state, &token.scope, service, &domain).await?,
+    ))
 }
 
 pub(super) async fn run_checks(
     state: &AppState,
+    scope: &Scope,
     service: &HostedService,
     domain: &str,
 ) -> Result<MtaStsChecks, ApiError> {
     let db = state.store.db();
-    if !posture::is_monitored(db, domain).await? {
+    if !crate::query::domains::visible(&state.store, scope, domain).await? {
         return Err(HostedError::NotMonitored(domain.to_string()).into());
     }
     let policy = hosted::policy(db, domain).await?;
@@ -371,6 +391,7 @@ pub(super) async fn renew(
     DomainName(domain): DomainName,
 ) -> Result<Response, ApiError> {
     let service = service(&state)?;
+    require_owner(&token.scope, &domain)?;
     let host = format!("mta-sts.{domain}");
     let db = state.store.db();
     let now = Utc::now();
@@ -403,12 +424,13 @@ pub struct HostedDmarcView {
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("token" = [])))]
 pub(super) async fn read_dmarc(
-    _: ApiToken,
+    token: ApiToken,
     State(state): State<AppState>,
     DomainName(domain): DomainName,
 ) -> Result<Json<HostedDmarcView>, ApiError> {
     let stored = hosted::dmarc_record(state.store.db(), &domain)
         .await?
+        .filter(|_| token.scope.sees(&domain))
         .ok_or_else(|| ApiError::not_found(format!("no hosted DMARC record for {domain}")))?;
     Ok(Json(HostedDmarcView {
         fields: HostedDmarc::from_record(&stored.record),
@@ -431,6 +453,7 @@ pub(super) async fn set_dmarc(
     JsonBody(request): JsonBody<DmarcRequest>,
 ) -> Result<Json<HostedDmarcView>, ApiError> {
     let service = service(&state)?;
+    require_owner(&token.scope, &domain)?;
     let fields = dmarc_fields(request)?;
     let stored = service.set_dmarc(&domain, &fields, &token.actor()).await?;
     Ok(Json(HostedDmarcView { fields, stored }))
@@ -447,6 +470,7 @@ pub(super) async fn remove_dmarc(
     State(state): State<AppState>,
     DomainName(domain): DomainName,
 ) -> Result<StatusCode, ApiError> {
+    require_owner(&token.scope, &domain)?;
     let db = state.store.db();
     let old = hosted::dmarc_record(db, &domain).await?;
     if hosted::remove_dmarc_record(db, &domain).await? {

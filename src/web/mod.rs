@@ -214,16 +214,23 @@ impl AppState {
     /// Reporters and source names for the filter form's suggestions: read
     /// again when half a minute old, so a page view costs no query most
     /// of the time.
-    pub async fn known_names(&self) -> Result<KnownNames, crate::store::StoreError> {
+    pub async fn known_names(
+        &self,
+        scope: &crate::scope::Scope,
+    ) -> Result<KnownNames, crate::store::StoreError> {
         const FRESH: std::time::Duration = std::time::Duration::from_secs(30);
         const LIMIT: i64 = 1000;
+        if !scope.is_all() {
+            // A group's names: read each time (its totals are few rows).
+            return self.store.known_names(scope, LIMIT).await;
+        }
         let mut cached = self.known_names.lock().await;
         if let Some((read_at, names)) = cached.as_ref() {
             if read_at.elapsed() < FRESH {
                 return Ok(names.clone());
             }
         }
-        let names = self.store.known_names(LIMIT).await?;
+        let names = self.store.known_names(scope, LIMIT).await?;
         *cached = Some((std::time::Instant::now(), names.clone()));
         Ok(names)
     }

@@ -205,7 +205,8 @@ async fn domain_gauges(state: &AppState) -> Result<Vec<metrics::Gauge<'static>>,
         since: Some(since.to_string()),
         ..Filter::default()
     }
-    .parse()?;
+    // /metrics is the operator's (metrics_token): every domain.
+    .parse(&crate::scope::Scope::All)?;
     let page = Page::new(Some(MAX_GAUGE_DOMAINS), None, MAX_GAUGE_DOMAINS)?;
     let (domains, _) = aggregate::summary(
         &state.store,

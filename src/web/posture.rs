@@ -121,8 +121,12 @@ pub(super) fn request_budget(state: &AppState, service: &PostureService) -> Dura
     configured.min(request.saturating_sub(Duration::from_secs(5)))
 }
 
-async fn require_monitored(state: &AppState, domain: &str) -> Result<(), ApiError> {
-    if posture::is_monitored(state.store.db(), domain).await? {
+async fn require_monitored(
+    state: &AppState,
+    scope: &crate::scope::Scope,
+    domain: &str,
+) -> Result<(), ApiError> {
+    if crate::query::domains::visible(&state.store, scope, domain).await? {
         Ok(())
     } else {
         Err(ApiError::not_found(format!(
@@ -162,7 +166,7 @@ pub struct CheckResult {
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("token" = [])))]
 pub(super) async fn checks(
-    _: ApiToken,
+    token: ApiToken,
     State(state): State<AppState>,
     DomainName(domain): DomainName,
     Params(params): Params<ChecksParams>,
@@ -171,7 +175,7 @@ pub(super) async fn checks(
     if !(1..=100).contains(&limit) {
         return Err(ApiError::bad_request("limit: give a number from 1 to 100"));
     }
-    require_monitored(&state, &domain).await?;
+    require_monitored(&state, &token.scope, &domain).await?;
     let db = state.store.db();
     Ok(Json(DomainChecks {
         checks: posture::checks_of(db, &domain, limit).await?,
@@ -188,12 +192,12 @@ pub(super) async fn checks(
         (status = 503, body = ErrorBody)),
     security(("token" = [])))]
 pub(super) async fn check_now(
-    _: ApiToken,
+    token: ApiToken,
     State(state): State<AppState>,
     DomainName(domain): DomainName,
 ) -> Result<Json<CheckResult>, ApiError> {
     let service = service(&state)?;
-    require_monitored(&state, &domain).await?;
+    require_monitored(&state, &token.scope, &domain).await?;
     let budget = request_budget(&state, service);
     let (report, events) = service.schedule.check_now_within(&domain, budget).await?;
     Ok(Json(CheckResult { report, events }))
@@ -207,7 +211,7 @@ pub(super) async fn check_now(
         (status = 503, body = ErrorBody)),
     security(("token" = [])))]
 pub(super) async fn lookup(
-    _: ApiToken,
+    token: ApiToken,
     State(state): State<AppState>,
     ClientIp(client): ClientIp,
     DomainName(domain): DomainName,
@@ -215,7 +219,7 @@ pub(super) async fn lookup(
     let service = service(&state)?;
     service.allow_lookup(client)?;
     let budget = request_budget(&state, service);
-    let selectors = posture::selectors_for(state.store.db(), &domain, 30, 10_000).await?;
+    let selectors = lookup_selectors(&state, &token.scope, &domain).await?;
     Ok(Json(
         service
             .schedule
@@ -223,6 +227,19 @@ pub(super) async fn lookup(
             .check_within(&domain, &selectors, budget)
             .await,
     ))
+}
+
+/// The DKIM selectors a lookup tries: those the reports of `domain` show,
+/// for a caller who sees it (another group's reports stay theirs).
+pub(super) async fn lookup_selectors(
+    state: &AppState,
+    scope: &crate::scope::Scope,
+    domain: &str,
+) -> Result<Vec<String>, ApiError> {
+    if !scope.sees(domain) {
+        return Ok(Vec::new());
+    }
+    Ok(posture::selectors_for(state.store.db(), domain, 30, 10_000).await?)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Senders over the API: a domain's sources in classes with the line that
 //! put each there, and the approval rules admins make (list, add, revoke).
 
+use crate::scope::Scope;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{header, StatusCode};
@@ -19,7 +20,6 @@ use crate::query::compliance::{self, Compliance, Readiness};
 use crate::query::senders::{self, SenderDetail, SenderReport, SendersQuery};
 use crate::senders::{Action, Class, MatchKind};
 use crate::store::approvals::{self, Approval, NewApproval};
-use crate::store::posture;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -67,17 +67,13 @@ pub(super) fn class_param(text: Option<&str>) -> Result<Option<Class>, ApiError>
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("token" = [])))]
 pub(super) async fn senders(
-    _: ApiToken,
+    token: ApiToken,
     State(state): State<AppState>,
     DomainName(domain): DomainName,
     Params(params): Params<SendersParams>,
 ) -> Result<Json<SenderReport>, ApiError> {
     let class = class_param(params.class.as_deref())?;
-    if !posture::is_monitored(state.store.db(), &domain).await? {
-        return Err(ApiError::not_found(format!(
-            "{domain} is not a domain dmarcd knows (it is listed when its first report arrives, or added under Domains)"
-        )));
-    }
+    known(&state, &token.scope, &domain).await?;
     let query = SendersQuery {
         domain,
         since: params.since,
@@ -85,17 +81,12 @@ pub(super) async fn senders(
         class,
     };
     Ok(Json(
-        senders::senders(&state.store, &state.senders, &query).await?,
+        senders::senders(&state.store, &token.scope, &state.senders, &query).await?,
     ))
 }
 
-async fn known(state: &AppState, domain: &str) -> Result<(), ApiError> {
-    if posture::is_monitored(state.store.db(), domain).await? {
-        return Ok(());
-    }
-    Err(ApiError::not_found(format!(
-        "{domain} is not a domain dmarcd knows (it is listed when its first report arrives, or added under Domains)"
-    )))
+async fn known(state: &AppState, scope: &Scope, domain: &str) -> Result<(), ApiError> {
+    Ok(crate::query::domains::require_visible(&state.store, scope, domain).await?)
 }
 
 /// `name` is required (no struct-wide serde default, which would make
@@ -130,7 +121,7 @@ pub struct SenderParams {
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("token" = [])))]
 pub(super) async fn sender(
-    _: ApiToken,
+    token: ApiToken,
     State(state): State<AppState>,
     DomainName(domain): DomainName,
     Params(params): Params<SenderParams>,
@@ -143,14 +134,14 @@ pub(super) async fn sender(
             "name: a sender name or IP as the senders list gives it",
         ));
     }
-    known(&state, &domain).await?;
+    known(&state, &token.scope, &domain).await?;
     let query = SendersQuery {
         domain,
         since: params.since,
         until: params.until,
         class: None,
     };
-    let detail = senders::sender(&state.store, &state.senders, &query, &name).await?;
+    let detail = senders::sender(&state.store, &token.scope, &state.senders, &query, &name).await?;
     if detail.row.is_none() {
         return Err(ApiError::not_found(format!(
             "{name} sent no mail as {} in this period",
@@ -181,12 +172,12 @@ pub struct PeriodParams {
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("token" = [])))]
 pub(super) async fn compliance(
-    _: ApiToken,
+    token: ApiToken,
     State(state): State<AppState>,
     DomainName(domain): DomainName,
     Params(params): Params<PeriodParams>,
 ) -> Result<Json<Compliance>, ApiError> {
-    known(&state, &domain).await?;
+    known(&state, &token.scope, &domain).await?;
     let query = SendersQuery {
         domain,
         since: params.since,
@@ -194,7 +185,7 @@ pub(super) async fn compliance(
         class: None,
     };
     Ok(Json(
-        compliance::compliance(&state.store, &state.senders, &query).await?,
+        compliance::compliance(&state.store, &token.scope, &state.senders, &query).await?,
     ))
 }
 
@@ -208,13 +199,13 @@ pub(super) async fn compliance(
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("token" = [])))]
 pub(super) async fn readiness(
-    _: ApiToken,
+    token: ApiToken,
     State(state): State<AppState>,
     DomainName(domain): DomainName,
 ) -> Result<Json<Readiness>, ApiError> {
-    known(&state, &domain).await?;
+    known(&state, &token.scope, &domain).await?;
     Ok(Json(
-        compliance::readiness(&state.store, &state.senders, &domain).await?,
+        compliance::readiness(&state.store, &token.scope, &state.senders, &domain).await?,
     ))
 }
 
@@ -239,7 +230,7 @@ pub struct ApprovalsParams {
         (status = 401, body = ErrorBody)),
     security(("token" = [])))]
 pub(super) async fn approvals(
-    _: ApiToken,
+    token: ApiToken,
     State(state): State<AppState>,
     Params(params): Params<ApprovalsParams>,
 ) -> Result<Json<Vec<Approval>>, ApiError> {
@@ -257,6 +248,7 @@ pub(super) async fn approvals(
     Ok(Json(
         approvals::list(
             state.store.db(),
+            &token.scope,
             domain.as_deref(),
             params.revoked.unwrap_or(false),
         )
@@ -481,7 +473,7 @@ pub(super) async fn add_approval(
 ) -> Result<Response, ApiError> {
     let actor = token.actor();
     let new = new_approval(request, token.by)?;
-    let stored = add_approval_by(&state, &actor, &new).await?;
+    let stored = add_approval_by(&state, &actor, &token.scope, &new).await?;
     Ok((StatusCode::CREATED, Json(stored)).into_response())
 }
 
@@ -489,8 +481,10 @@ pub(super) async fn add_approval(
 pub(crate) async fn add_approval_by(
     state: &AppState,
     actor: &audit::Actor,
+    scope: &Scope,
     new: &NewApproval,
 ) -> Result<Approval, ApiError> {
+    may_approve(scope, new.domain.as_deref())?;
     let stored = approvals::add(state.store.db(), new).await?;
     let change = Change::of(AuditAction::ApprovalAdd, approval_target(&stored)).to(&stored);
     audit::record(&state.store, actor, change).await?;
@@ -502,10 +496,14 @@ pub(crate) async fn add_approval_by(
 pub(crate) async fn revoke_approval_by(
     state: &AppState,
     actor: &audit::Actor,
+    scope: &Scope,
     id: i64,
 ) -> Result<Option<Approval>, ApiError> {
     let db = state.store.db();
-    let old = approvals::get(db, id).await?;
+    let Some(old) = approvals::get(db, scope, id).await? else {
+        return Ok(None);
+    };
+    may_approve(scope, old.domain.as_deref())?;
     let Some(revoked) = approvals::revoke(db, id, &actor.name).await? else {
         return Ok(None);
     };
@@ -514,6 +512,27 @@ pub(crate) async fn revoke_approval_by(
         .to(&revoked);
     audit::record(&state.store, actor, change).await?;
     Ok(Some(revoked))
+}
+
+/// Analysts approve sources of their domains; rules for every domain are
+/// for those who see every domain.
+fn may_approve(scope: &Scope, domain: Option<&str>) -> Result<(), ApiError> {
+    let allowed = match domain {
+        Some(domain) => scope.may(domain, crate::scope::GroupRole::Analyst),
+        None => scope.is_all(),
+    };
+    if allowed {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        match domain {
+            Some(domain) => {
+                format!("approving sources of {domain} needs its group's analyst or owner role")
+            }
+            None => "a rule for every domain is for admins; name the domain".to_string(),
+        },
+    ))
 }
 
 /// "approval 7 (example.com)", as the audit log names a rule.
@@ -532,11 +551,11 @@ fn approval_target(rule: &Approval) -> String {
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("token" = [])))]
 pub(super) async fn approval(
-    _: ApiToken,
+    token: ApiToken,
     State(state): State<AppState>,
     Id(id): Id,
 ) -> Result<Json<Approval>, ApiError> {
-    approvals::get(state.store.db(), id)
+    approvals::get(state.store.db(), &token.scope, id)
         .await?
         .filter(|rule| rule.revoked_at.is_none())
         .map(Json)
@@ -559,7 +578,7 @@ pub(super) async fn revoke_approval(
     State(state): State<AppState>,
     Id(id): Id,
 ) -> Result<Json<Approval>, ApiError> {
-    revoke_approval_by(&state, &token.actor(), id)
+    revoke_approval_by(&state, &token.actor(), &token.scope, id)
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no active approval rule {id}")))

@@ -214,9 +214,11 @@ async fn issue_and_renew(
     data: &Path,
     challenge: &str,
 ) {
-    assert!(dmarcd::query::domains::add_domain(store, DOMAIN)
-        .await
-        .unwrap());
+    assert!(
+        dmarcd::query::domains::add_domain(store, &dmarcd::scope::Scope::All, DOMAIN, None)
+            .await
+            .unwrap()
+    );
     let token = dmarcd::accounts::Accounts::new(store.clone())
         .create_token("acme-test")
         .await

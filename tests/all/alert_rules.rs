@@ -311,7 +311,7 @@ async fn a_dns_record_changed_or_broken_fires_and_resolves_with_the_next_checks(
         let backend = store.backend();
         let hook = WebhookServer::start(&[200]).await;
         channels(&store, &hook, "ops@example.com").await;
-        dmarcd::query::domains::add_domain(&store, NAME)
+        dmarcd::query::domains::add_domain(&store, &dmarcd::scope::Scope::All, NAME, None)
             .await
             .unwrap();
         let now = Utc::now();

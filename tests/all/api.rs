@@ -812,7 +812,7 @@ async fn only_domain_names_from_reports_are_listed_as_domains() {
             "{backend}: every report is kept"
         );
         assert_eq!(
-            store.domains().await.unwrap(),
+            store.domains(&dmarcd::scope::Scope::All).await.unwrap(),
             vec!["example.org"],
             "{backend}"
         );

@@ -674,9 +674,14 @@ async fn the_mta_sts_page_switches_modes_in_chromium() {
         return;
     };
     let (_dir, store) = common::db::sqlite().await;
-    assert!(dmarcd::query::domains::add_domain(&store, "example.test")
-        .await
-        .unwrap());
+    assert!(dmarcd::query::domains::add_domain(
+        &store,
+        &dmarcd::scope::Scope::All,
+        "example.test",
+        None
+    )
+    .await
+    .unwrap());
     // The domain's MX answers on no port: its STARTTLS probe fails.
     let zone = common::zone_server::ZoneServer::start(
         "example.test. MX 10 mx.example.test.\nmx.example.test. A 127.0.0.1\n",

@@ -250,22 +250,36 @@ async fn compliance_problems_readiness_and_sender_page_on_both_backends() {
             until: None,
             class: None,
         };
-        let (together, ready_together) =
-            dmarcd::query::compliance::compliance_and_readiness(&store, &config, &thirty_days)
-                .await
-                .unwrap();
+        let (together, ready_together) = dmarcd::query::compliance::compliance_and_readiness(
+            &store,
+            &dmarcd::scope::Scope::All,
+            &config,
+            &thirty_days,
+        )
+        .await
+        .unwrap();
         assert_eq!(
             together,
-            dmarcd::query::compliance::compliance(&store, &config, &thirty_days)
-                .await
-                .unwrap(),
+            dmarcd::query::compliance::compliance(
+                &store,
+                &dmarcd::scope::Scope::All,
+                &config,
+                &thirty_days
+            )
+            .await
+            .unwrap(),
             "{backend}"
         );
         assert_eq!(
             ready_together,
-            dmarcd::query::compliance::readiness(&store, &config, DOMAIN)
-                .await
-                .unwrap(),
+            dmarcd::query::compliance::readiness(
+                &store,
+                &dmarcd::scope::Scope::All,
+                &config,
+                DOMAIN
+            )
+            .await
+            .unwrap(),
             "{backend}"
         );
         assert!(together.messages > 0, "{backend}");

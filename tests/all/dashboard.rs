@@ -610,7 +610,7 @@ fn posture_zone(policy: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn posture_pages_show_grades_findings_changes_and_lookups() {
     for (_dir, store) in common::db::backends().await {
-        dmarcd::query::domains::add_domain(&store, "change.test")
+        dmarcd::query::domains::add_domain(&store, &dmarcd::scope::Scope::All, "change.test", None)
             .await
             .unwrap();
         let dns = common::zone_server::ZoneServer::start(&posture_zone("none"), &[]).await;

@@ -128,9 +128,14 @@ async fn start(
     data: tempfile::TempDir,
 ) -> Setup {
     for domain in [DOMAIN, "badtls.test", "uncovered.test"] {
-        assert!(dmarcd::query::domains::add_domain(store, domain)
-            .await
-            .unwrap());
+        assert!(dmarcd::query::domains::add_domain(
+            store,
+            &dmarcd::scope::Scope::All,
+            domain,
+            None
+        )
+        .await
+        .unwrap());
     }
     let token = dmarcd::accounts::Accounts::new(store.clone())
         .create_token("mta-sts-test")

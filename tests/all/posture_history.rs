@@ -45,7 +45,7 @@ fn zone(policy: &str) -> String {
 async fn a_record_change_is_stored_as_an_event() {
     for (_dir, store) in common::db::backends().await {
         let db = store.db();
-        dmarcd::query::domains::add_domain(&store, "change.test")
+        dmarcd::query::domains::add_domain(&store, &dmarcd::scope::Scope::All, "change.test", None)
             .await
             .unwrap();
         posture::add_selector(db, "change.test", "s1")
@@ -120,7 +120,7 @@ async fn a_record_change_is_stored_as_an_event() {
 async fn a_failed_lookup_is_retried_soon_and_is_not_read_as_a_removal() {
     for (_dir, store) in common::db::backends().await {
         let db = store.db();
-        dmarcd::query::domains::add_domain(&store, "change.test")
+        dmarcd::query::domains::add_domain(&store, &dmarcd::scope::Scope::All, "change.test", None)
             .await
             .unwrap();
         let healthy = ZoneServer::start(&zone("none"), &[]).await;
@@ -160,7 +160,7 @@ async fn a_failed_lookup_is_retried_soon_and_is_not_read_as_a_removal() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_api_runs_lists_and_looks_up_checks() {
     for (_dir, store) in common::db::backends().await {
-        dmarcd::query::domains::add_domain(&store, "change.test")
+        dmarcd::query::domains::add_domain(&store, &dmarcd::scope::Scope::All, "change.test", None)
             .await
             .unwrap();
         let dns = ZoneServer::start(&zone("none"), &[]).await;

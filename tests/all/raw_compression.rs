@@ -129,7 +129,7 @@ async fn the_inbox_lists_subjects_of_new_and_old_rows() {
         .await
         .unwrap();
         let page = dmarcd::query::Page::new(Some(10), None, 10).unwrap();
-        let (rows, _) = dmarcd::query::inbox::inbox(&store, None, page)
+        let (rows, _) = dmarcd::query::inbox::inbox(&store, &dmarcd::scope::Scope::All, None, page)
             .await
             .unwrap();
         let subject = |id: i64| {

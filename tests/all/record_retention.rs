@@ -56,7 +56,7 @@ async fn kept_views(store: &Store) -> Vec<String> {
         "since=2024-05-01&until=2024-05-31&result=pass",
     ] {
         let filter: Filter = serde_urlencoded::from_str(query).unwrap();
-        let parsed = filter.parse().unwrap();
+        let parsed = filter.parse(&dmarcd::scope::Scope::All).unwrap();
         views.push(format!(
             "{query}: {} records",
             records_total(store, &parsed, true).await.unwrap()

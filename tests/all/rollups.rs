@@ -101,7 +101,7 @@ async fn assert_rollups_match(store: &Store, context: &str) {
     let mut via_rollup = 0;
     for query in FILTERS {
         let filter: Filter = serde_urlencoded::from_str(query).unwrap();
-        let parsed = filter.parse().unwrap();
+        let parsed = filter.parse(&dmarcd::scope::Scope::All).unwrap();
         assert_eq!(
             records_total(store, &parsed, true).await.unwrap(),
             records_total(store, &parsed, false).await.unwrap(),
@@ -214,7 +214,7 @@ async fn rollups_equal_the_records_through_reprocessing() {
         assert_rollups_match(&store, "everything requeued").await;
         let empty = summary_from(
             &store,
-            &Filter::default().parse().unwrap(),
+            &Filter::default().parse(&dmarcd::scope::Scope::All).unwrap(),
             GroupBy::Domain,
             SummarySort::Key,
             Page::new(Some(10), None, 10).unwrap(),

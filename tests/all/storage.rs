@@ -112,7 +112,7 @@ async fn the_corpus_is_stored_once_and_a_second_import_adds_nothing() {
         .collect();
         assert_eq!(by_domain, expected, "{backend}");
         assert!(store
-            .domains()
+            .domains(&dmarcd::scope::Scope::All)
             .await
             .unwrap()
             .contains(&"cardinalhealth.ca".to_string()));
@@ -508,7 +508,7 @@ async fn records_read_back_as_parsed_on_the_small_and_the_bulk_path() {
                 .await
                 .unwrap();
             worker(&store, "w").run_until_idle().await.unwrap();
-            let filter = Filter::default().parse().unwrap();
+            let filter = Filter::default().parse(&dmarcd::scope::Scope::All).unwrap();
             let mut rows = Vec::new();
             while rows.len() < records {
                 let page = Page::new(Some(1000), Some(rows.len() as i64), 1000).unwrap();
@@ -714,7 +714,7 @@ async fn a_report_stored_while_it_is_parsed_is_whole_once_or_not_at_all() {
         let filter: Filter = serde_urlencoded::from_str("source=2001:db8::99").unwrap();
         let (rows, total) = query::aggregate::records(
             &store,
-            &filter.parse().unwrap(),
+            &filter.parse(&dmarcd::scope::Scope::All).unwrap(),
             query::Page::new(Some(10), None, 10).unwrap(),
         )
         .await
@@ -722,7 +722,7 @@ async fn a_report_stored_while_it_is_parsed_is_whole_once_or_not_at_all() {
         assert_eq!((rows.len(), total), (1, 1), "{backend}");
         let (reports, _) = query::aggregate::reports(
             &store,
-            &Filter::default().parse().unwrap(),
+            &Filter::default().parse(&dmarcd::scope::Scope::All).unwrap(),
             query::Page::new(Some(10), None, 10).unwrap(),
         )
         .await

@@ -1,5 +1,6 @@
 //! Stored aggregate reports: their metadata and published policy.
 
+use crate::scope::Scope;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Serialize;
 
@@ -181,6 +182,7 @@ fn reports_sql(store: &Store, filter: &ParsedFilter) -> Sql {
     if let Some(domain) = &filter.domain {
         sql.push(" AND a.policy_domain = ").bind(domain);
     }
+    filter.scope.push_condition(&mut sql, "a.policy_domain");
     if let Some(org) = &filter.org {
         crate::query::filter::push_contains(&mut sql, "a.org_name", org);
     }
@@ -217,12 +219,18 @@ pub async fn reports_stream(
     Ok(RowStream::new::<ReportRow>(store.reads(), sql))
 }
 
-pub async fn report(store: &Store, id: i64) -> Result<Option<ReportRow>, QueryError> {
+/// One report, if `scope` sees its domain.
+pub async fn report(
+    store: &Store,
+    scope: &Scope,
+    id: i64,
+) -> Result<Option<ReportRow>, QueryError> {
     let mut sql = store.reads().sql();
     sql.push("SELECT ")
         .push(&report_columns(store))
         .push(" FROM aggregate_reports a WHERE a.id = ")
         .bind(id);
+    scope.push_condition(&mut sql, "a.policy_domain");
     let row: Option<ReportRow> = store.reads().fetch_optional(&sql).await?;
     Ok(row.map(ReportRow::checked))
 }
@@ -230,10 +238,15 @@ pub async fn report(store: &Store, id: i64) -> Result<Option<ReportRow>, QueryEr
 /// Where in its message a report was found (`message 12 › report.zip ›
 /// report.xml`), to find it there again; `None` for an unknown report or
 /// one stored without it.
-pub async fn report_location(store: &Store, id: i64) -> Result<Option<String>, QueryError> {
+pub async fn report_location(
+    store: &Store,
+    scope: &Scope,
+    id: i64,
+) -> Result<Option<String>, QueryError> {
     let mut sql = store.reads().sql();
     sql.push("SELECT location FROM aggregate_reports WHERE id = ")
         .bind(id);
+    scope.push_condition(&mut sql, "policy_domain");
     let row: Option<(Option<String>,)> = store.reads().fetch_optional(&sql).await?;
     Ok(row.and_then(|(location,)| location))
 }

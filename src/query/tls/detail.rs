@@ -2,6 +2,7 @@
 //! counted under it, and each policy's failure details as reported
 //! (RFC 8460 §4.3), with what their counts add up to.
 
+use crate::scope::Scope;
 use serde::Serialize;
 
 use crate::query::json::JsonColumn;
@@ -106,7 +107,13 @@ struct DetailRow {
 }
 
 /// The TLS report stored as `id`, whole; `None` when there is none.
-pub async fn tls_report(store: &Store, id: i64) -> Result<Option<TlsReportDetail>, QueryError> {
+/// The TLS report stored as `id`, with the policies `scope` sees; `None`
+/// when there is none or it names no domain `scope` sees.
+pub async fn tls_report(
+    store: &Store,
+    scope: &Scope,
+    id: i64,
+) -> Result<Option<TlsReportDetail>, QueryError> {
     let db = store.reads();
     let backend = db.backend();
     let mut sql = db.sql();
@@ -117,6 +124,11 @@ pub async fn tls_report(store: &Store, id: i64) -> Result<Option<TlsReportDetail
         warnings = backend.json_text("t.warnings")
     ))
     .bind(id);
+    if !scope.is_all() {
+        sql.push(" AND EXISTS (SELECT 1 FROM tls_policies p WHERE p.report_id = t.id");
+        scope.push_condition(&mut sql, "lower(p.policy_domain)");
+        sql.push(")");
+    }
     let Some(head): Option<ReportHead> = db.fetch_optional(&sql).await? else {
         return Ok(None);
     };
@@ -128,8 +140,9 @@ pub async fn tls_report(store: &Store, id: i64) -> Result<Option<TlsReportDetail
         strings = backend.list_as_json("p.policy_strings"),
         hosts = backend.list_as_json("p.mx_hosts"),
     ))
-    .bind(id)
-    .push(" ORDER BY p.id");
+    .bind(id);
+    scope.push_condition(&mut sql, "lower(p.policy_domain)");
+    sql.push(" ORDER BY p.id");
     let policies: Vec<PolicyRow> = db.fetch_all(&sql).await?;
     let mut sql = db.sql();
     sql.push(
@@ -138,8 +151,9 @@ pub async fn tls_report(store: &Store, id: i64) -> Result<Option<TlsReportDetail
          f.failure_reason_code FROM tls_failure_details f \
          JOIN tls_policies p ON p.id = f.policy_id WHERE p.report_id = ",
     )
-    .bind(id)
-    .push(" ORDER BY f.id");
+    .bind(id);
+    scope.push_condition(&mut sql, "lower(p.policy_domain)");
+    sql.push(" ORDER BY f.id");
     let mut details: Vec<DetailRow> = db.fetch_all(&sql).await?;
     let policies: Vec<TlsPolicyDetail> = policies
         .into_iter()

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::query::filter::{self, FilterError, ParsedFilter};
+use crate::scope::Scope;
 use crate::store::Sql;
 
 /// Query parameters that select TLS reports, their policies and failure
@@ -62,6 +63,8 @@ pub struct ParsedTlsFilter {
     pub policy_type: Option<String>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
+    /// The domains the caller may see (the default sees none).
+    pub scope: Scope,
 }
 
 fn nonempty(value: &Option<String>) -> Option<&str> {
@@ -69,7 +72,8 @@ fn nonempty(value: &Option<String>) -> Option<&str> {
 }
 
 impl TlsFilter {
-    pub fn parse(&self) -> Result<ParsedTlsFilter, FilterError> {
+    /// The filter checked, for a caller who sees `scope`.
+    pub fn parse(&self, scope: &Scope) -> Result<ParsedTlsFilter, FilterError> {
         for (parameter, value) in [
             ("domain", &self.domain),
             ("org", &self.org),
@@ -106,6 +110,7 @@ impl TlsFilter {
             until: nonempty(&self.until)
                 .map(|v| filter::parse_time("until", v, true))
                 .transpose()?,
+            scope: scope.clone(),
         })
     }
 
@@ -129,6 +134,7 @@ impl ParsedTlsFilter {
             org: filter.org.clone(),
             since: filter.since,
             until: filter.until,
+            scope: filter.scope.clone(),
             ..ParsedTlsFilter::default()
         }
     }
@@ -145,6 +151,7 @@ impl ParsedTlsFilter {
         if let Some(domain) = &self.domain {
             sql.push(" AND lower(p.policy_domain) = ").bind(domain);
         }
+        self.scope.push_condition(sql, "lower(p.policy_domain)");
         if let Some(kind) = &self.policy_type {
             sql.push(" AND p.policy_type = ").bind(kind);
         }
@@ -200,7 +207,7 @@ mod tests {
             policy_type: Some("STS".into()),
             ..Default::default()
         }
-        .parse()
+        .parse(&Scope::All)
         .unwrap();
         assert_eq!(parsed.domain.as_deref(), Some("company-y.example"));
         assert_eq!(parsed.result_type.as_deref(), Some("certificate-expired"));
@@ -210,14 +217,14 @@ mod tests {
             policy_type: Some("dane".into()),
             ..Default::default()
         }
-        .parse()
+        .parse(&Scope::All)
         .unwrap_err();
         assert_eq!(error.parameter, "policy_type");
         let error = TlsFilter {
             sending_mta: Some("1.2.3.4\n".into()),
             ..Default::default()
         }
-        .parse()
+        .parse(&Scope::All)
         .unwrap_err();
         assert_eq!(error.parameter, "sending_mta");
     }

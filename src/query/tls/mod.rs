@@ -289,38 +289,34 @@ pub struct TlsKnownValues {
 
 const SUGGESTIONS: i64 = 200;
 
-pub async fn tls_known_values(store: &Store) -> Result<TlsKnownValues, QueryError> {
+/// Suggestions for a caller who sees `scope`: read from the policies of
+/// the domains it sees (reports, details and all).
+pub async fn tls_known_values(
+    store: &Store,
+    scope: &crate::scope::Scope,
+) -> Result<TlsKnownValues, QueryError> {
     let db = store.reads();
-    let distinct = |column: &str, table: &str| {
+    let distinct = |column: &str| {
         let mut sql = db.sql();
+        let details = if column.starts_with("f.") {
+            " JOIN tls_failure_details f ON f.policy_id = p.id"
+        } else {
+            ""
+        };
         sql.push(&format!(
-            "SELECT DISTINCT {column} FROM {table} WHERE {column} IS NOT NULL \
-             ORDER BY 1 LIMIT "
-        ))
-        .bind(SUGGESTIONS);
+            "SELECT DISTINCT {column} FROM tls_policies p JOIN tls_reports t ON t.id = p.report_id\
+             {details} WHERE {column} IS NOT NULL"
+        ));
+        scope.push_condition(&mut sql, "lower(p.policy_domain)");
+        sql.push(" ORDER BY 1 LIMIT ").bind(SUGGESTIONS);
         sql
     };
     let texts = |rows: Vec<(String,)>| rows.into_iter().map(|(text,)| text).collect();
     Ok(TlsKnownValues {
-        domains: texts(
-            db.fetch_all(&distinct("policy_domain", "tls_policies"))
-                .await?,
-        ),
-        reporters: texts(
-            db.fetch_all(&distinct("organization_name", "tls_reports"))
-                .await?,
-        ),
-        result_types: texts(
-            db.fetch_all(&distinct("result_type", "tls_failure_details"))
-                .await?,
-        ),
-        sending_mtas: texts(
-            db.fetch_all(&distinct("sending_mta_ip", "tls_failure_details"))
-                .await?,
-        ),
-        receiving_mxs: texts(
-            db.fetch_all(&distinct("receiving_mx_hostname", "tls_failure_details"))
-                .await?,
-        ),
+        domains: texts(db.fetch_all(&distinct("p.policy_domain")).await?),
+        reporters: texts(db.fetch_all(&distinct("t.organization_name")).await?),
+        result_types: texts(db.fetch_all(&distinct("f.result_type")).await?),
+        sending_mtas: texts(db.fetch_all(&distinct("f.sending_mta_ip")).await?),
+        receiving_mxs: texts(db.fetch_all(&distinct("f.receiving_mx_hostname")).await?),
     })
 }

@@ -256,7 +256,7 @@ pub(super) async fn create_token(
         (Ok(access), Ok(days)) => {
             match state
                 .accounts
-                .create_own_token(&user, name, access, days)
+                .create_own_token(&user, name, access, days, None)
                 .await
             {
                 Ok(token) => Ok(token),

@@ -1,5 +1,6 @@
 //! Overview, aggregate explorer, records, source detail, report detail.
 
+use crate::scope::Scope;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -125,12 +126,13 @@ fn overview_link(filter: &Filter, group_by: GroupBy, row: &SummaryRow) -> Option
 /// compact form that fits a card.
 async fn summary_table(
     state: &AppState,
+    scope: &Scope,
     filter: &Filter,
     group_by: GroupBy,
     sort: SummarySort,
     limit: i64,
 ) -> Result<SummaryTable, PageError> {
-    let parsed = filter.parse()?;
+    let parsed = filter.parse(scope)?;
     let rows = aggregate::top_groups(&state.store, &parsed, group_by, sort, limit).await?;
     Ok(SummaryTable {
         heading: group_by.label(),
@@ -264,13 +266,14 @@ pub(super) struct MapParams {
 /// The map of the filter's mail by country, with the table beside it.
 pub(super) async fn load_country_map(
     state: &AppState,
+    scope: &Scope,
     path: &str,
     filter: &Filter,
     measure: MapMeasure,
 ) -> Result<CountryMap, PageError> {
     let rows = aggregate::top_groups(
         &state.store,
-        &filter.parse()?,
+        &filter.parse(scope)?,
         GroupBy::Country,
         SummarySort::Messages,
         MAP_COUNTRIES,
@@ -382,7 +385,7 @@ pub(super) async fn overview(
     Params(filter): Params<Filter>,
     Params(map_params): Params<MapParams>,
 ) -> Result<Response, PageError> {
-    let parsed = filter.parse()?;
+    let parsed = filter.parse(&user.scope)?;
     let today = chrono::Utc::now().date_naive();
     let mut periods: Vec<PeriodLink> = [7, 30, 90]
         .iter()
@@ -412,9 +415,23 @@ pub(super) async fn overview(
         result: Some("fail".into()),
         ..filter.clone()
     };
-    let inbox_counts = async { Ok::<_, PageError>(state.store.status_counts().await?) };
+    // The inbox belongs to no domain: only those who see every domain
+    // are told of failed messages or shown the first steps.
+    let inbox_counts = async {
+        if !user.scope.is_all() {
+            return Ok(Default::default());
+        }
+        Ok::<_, PageError>(state.store.status_counts().await?)
+    };
     let top = |filter, group_by, limit| {
-        summary_table(&state, filter, group_by, SummarySort::Messages, limit)
+        summary_table(
+            &state,
+            &user.scope,
+            filter,
+            group_by,
+            SummarySort::Messages,
+            limit,
+        )
     };
     let tls = async {
         let tls_filter = ParsedTlsFilter::from_dmarc(&parsed);
@@ -432,13 +449,13 @@ pub(super) async fn overview(
         top(&filter, GroupBy::SourceName, 10),
         top(&failing, GroupBy::SourceName, 10),
         top(&filter, GroupBy::Org, 10),
-        load_country_map(&state, "/", &filter, measure),
+        load_country_map(&state, &user.scope, "/", &filter, measure),
     )?;
     let (tls, failures, inbox_counts, form, totals_note) = tokio::try_join!(
         tls,
         failures,
         inbox_counts,
-        filter_form(&state, filter.clone(), Vec::new()),
+        filter_form(&state, &user.scope, filter.clone(), Vec::new()),
         totals_note(&state),
     )?;
     let failed_messages = inbox_counts
@@ -446,7 +463,8 @@ pub(super) async fn overview(
         .copied()
         .unwrap_or(0);
     // Nothing has ever arrived: say how to send the first report.
-    let first_steps = (inbox_counts.values().sum::<i64>() == 0).then(|| FirstSteps::new(&state));
+    let first_steps = (user.scope.is_all() && inbox_counts.values().sum::<i64>() == 0)
+        .then(|| FirstSteps::new(&state));
     let page = OverviewPage {
         first_steps,
         chart,
@@ -496,7 +514,7 @@ pub(super) async fn explorer(
     Params(params): Params<ExplorerParams>,
     Params(paging): Params<PageParams>,
 ) -> Result<Response, PageError> {
-    let parsed = filter.parse()?;
+    let parsed = filter.parse(&user.scope)?;
     let group_by = GroupBy::parse(
         params
             .group_by
@@ -559,8 +577,8 @@ pub(super) async fn explorer(
         query = format!("{query}&{extra}");
     }
     render(ExplorerPage {
-        layout: Layout::new(&state, Some(user), "/aggregate"),
-        form: filter_form(&state, filter, selects).await?,
+        layout: Layout::new(&state, Some(user.clone()), "/aggregate"),
+        form: filter_form(&state, &user.scope, filter, selects).await?,
         csv: csv_link("/api/v1/aggregate/summary", &query),
         query,
         totals_note: totals_note(&state).await?,
@@ -590,14 +608,14 @@ pub(super) async fn records(
     Params(filter): Params<Filter>,
     Params(paging): Params<PageParams>,
 ) -> Result<Response, PageError> {
-    let parsed = filter.parse()?;
+    let parsed = filter.parse(&user.scope)?;
     let page = paging.page(100)?;
     let (rows, total) = aggregate::records(&state.store, &parsed, page).await?;
     let query = query_of(&filter);
     let (previous, next) = pager("/records", &query, page.offset, page.limit, total);
     render(RecordsPage {
-        layout: Layout::new(&state, Some(user), "/records"),
-        form: filter_form(&state, filter, Vec::new()).await?,
+        layout: Layout::new(&state, Some(user.clone()), "/records"),
+        form: filter_form(&state, &user.scope, filter, Vec::new()).await?,
         csv: csv_link("/api/v1/aggregate/records", &query),
         query,
         total,
@@ -745,7 +763,7 @@ pub(super) async fn source(
         source: Some(address.to_string()),
         ..Filter::default()
     };
-    let parsed = filter.parse()?;
+    let parsed = filter.parse(&user.scope)?;
     let whole = Page::new(Some(1), None, 1)?;
     let (totals, _) = aggregate::summary(
         &state.store,
@@ -762,7 +780,9 @@ pub(super) async fn source(
     let (messages, dmarc_pass) = totals
         .first()
         .map_or((0, 0), |total| (total.messages, total.dmarc_pass));
-    if totals.is_empty() && failures_total == 0 && stored.is_none() {
+    // (What dmarcd knows of an address is shown to a caller limited to
+    // some domains only when theirs mention it.)
+    if totals.is_empty() && failures_total == 0 && (stored.is_none() || !user.scope.is_all()) {
         return Err(PageError::new(
             StatusCode::NOT_FOUND,
             format!("no reports mention {address}"),
@@ -795,7 +815,7 @@ pub(super) async fn source(
         },
     };
     render(SourcePage {
-        layout: Layout::new(&state, Some(user), "/records"),
+        layout: Layout::new(&state, Some(user.clone()), "/records"),
         messages,
         pass_rate: percent(dmarc_pass, messages),
         failures,
@@ -828,11 +848,14 @@ pub(super) async fn report(
     Path(id): Path<i64>,
     Params(paging): Params<PageParams>,
 ) -> Result<Response, PageError> {
-    let report = aggregate::report(&state.store, id).await?.ok_or_else(|| {
-        PageError::new(StatusCode::NOT_FOUND, format!("no aggregate report {id}"))
-    })?;
+    let report = aggregate::report(&state.store, &user.scope, id)
+        .await?
+        .ok_or_else(|| {
+            PageError::new(StatusCode::NOT_FOUND, format!("no aggregate report {id}"))
+        })?;
     let parsed = ParsedFilter {
         report: Some(id),
+        scope: user.scope.clone(),
         ..ParsedFilter::default()
     };
     let page = paging.page(200)?;
@@ -845,7 +868,7 @@ pub(super) async fn report(
         total,
     );
     render(ReportPage {
-        layout: Layout::new(&state, Some(user), "/records"),
+        layout: Layout::new(&state, Some(user.clone()), "/records"),
         pct: report
             .pct
             .map(|p| p.to_string())
@@ -860,15 +883,24 @@ pub(super) async fn report(
 /// The report's XML as it arrived, decoded from the stored message.
 pub(super) async fn report_xml(
     State(state): State<AppState>,
-    PageUser(_): PageUser,
+    PageUser(user): PageUser,
     Path(id): Path<i64>,
 ) -> Result<Response, PageError> {
     let not_found = || PageError::new(StatusCode::NOT_FOUND, format!("no aggregate report {id}"));
-    let report = aggregate::report(&state.store, id)
+    let report = aggregate::report(&state.store, &user.scope, id)
         .await?
         .ok_or_else(not_found)?;
     let message = report.message_id.ok_or_else(not_found)?;
-    let location = aggregate::report_location(&state.store, id).await?;
+    let location = aggregate::report_location(&state.store, &user.scope, id).await?;
+    // Without its location the first report in the message is taken: a
+    // caller who sees some domains only gets it from a message they see.
+    if location.is_none()
+        && crate::query::inbox::inbox_message(&state.store, &user.scope, message)
+            .await?
+            .is_none()
+    {
+        return Err(not_found());
+    }
     let raw = state
         .store
         .message_raw(message)

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use serde::Deserialize;
 
-use super::{check_csrf, render, require_admin, Layout, PageError, PageUser};
+use super::{check_csrf, render, Layout, PageError, PageUser};
 use crate::alerts::{Alert, Channel, ChannelKind, Rule, RuleKind};
 use crate::audit::Actor;
 use crate::outbox::WebhookFormat;
@@ -79,16 +79,17 @@ pub(super) async fn alerts_page(
     axum::extract::Query(params): axum::extract::Query<AlertsParams>,
 ) -> Result<Response, PageError> {
     let db = state.store.db();
-    let mut alerts = alerts::list(db, false, 500).await?;
+    let mut alerts = alerts::list_for(db, &user.scope, false, 500).await?;
     // Open ones first, each group newest first.
     alerts.sort_by_key(|alert| alert.state != "open");
     render(AlertsPage {
         layout: Layout::new(&state, Some(user.clone()), "/alerts"),
-        is_admin: user.is_admin(),
+        // Analysts change their domains' rules too.
+        is_admin: user.scope.may_somewhere(crate::scope::GroupRole::Analyst),
         csrf: user.csrf_token.clone(),
         alerts,
-        rules: alerts::rules(db).await?,
-        channels: alerts::channels(db).await?,
+        rules: alerts::rules_for(db, &user.scope).await?,
+        channels: alerts::channels_for(db, &user.scope).await?,
         kinds: RuleKind::ALL
             .iter()
             .map(|kind| (kind.key(), kind.label()))
@@ -137,7 +138,6 @@ pub(super) async fn add_rule(
     Form(form): Form<RuleForm>,
 ) -> Result<Response, PageError> {
     check_csrf(&user, &form.csrf)?;
-    require_admin(&user)?;
     let kind = RuleKind::parse(&form.kind)
         .ok_or_else(|| bad(format!("{:?} is not a kind of rule", form.kind)))?;
     let channel: Option<i64> = number("channel", form.channel.as_deref())?;
@@ -162,7 +162,13 @@ pub(super) async fn add_rule(
         ),
     };
     let new = new_rule(request, user.username.clone()).map_err(bad)?;
-    add_rule_by(&state, &Actor::new(&user.username, address), &new).await?;
+    add_rule_by(
+        &state,
+        &Actor::new(&user.username, address),
+        &user.scope,
+        &new,
+    )
+    .await?;
     Ok(Redirect::to("/alerts#rules").into_response())
 }
 
@@ -185,7 +191,6 @@ pub(super) async fn add_channel(
     Form(form): Form<ChannelForm>,
 ) -> Result<Response, PageError> {
     check_csrf(&user, &form.csrf)?;
-    require_admin(&user)?;
     let kind = match form.kind.as_str() {
         "email" => ChannelKind::Email,
         "webhook" => ChannelKind::Webhook,
@@ -203,7 +208,13 @@ pub(super) async fn add_channel(
         secret: form.secret,
     };
     let new = new_channel(request, user.username.clone()).map_err(bad)?;
-    add_channel_by(&state, &Actor::new(&user.username, address), &new).await?;
+    add_channel_by(
+        &state,
+        &Actor::new(&user.username, address),
+        &user.scope,
+        &new,
+    )
+    .await?;
     Ok(Redirect::to("/alerts#channels").into_response())
 }
 
@@ -222,8 +233,8 @@ pub(super) async fn change(
     Form(form): Form<IdForm>,
 ) -> Result<Response, PageError> {
     check_csrf(&user, &form.csrf)?;
-    require_admin(&user)?;
     let actor = Actor::new(&user.username, address);
+    let scope = &user.scope;
     let missing = || {
         PageError::new(
             StatusCode::NOT_FOUND,
@@ -232,30 +243,32 @@ pub(super) async fn change(
     };
     let target = match form.action.as_str() {
         "delete_rule" => {
-            if !delete_rule_by(&state, &actor, form.id).await? {
+            if !delete_rule_by(&state, &actor, scope, form.id).await? {
                 return Err(missing());
             }
             "/alerts#rules".to_string()
         }
         "enable_rule" | "disable_rule" => {
             let enabled = form.action == "enable_rule";
-            set_rule_enabled(&state, &actor, form.id, enabled)
+            set_rule_enabled(&state, &actor, scope, form.id, enabled)
                 .await?
                 .ok_or_else(missing)?;
             "/alerts#rules".to_string()
         }
         "delete_channel" => {
-            if !delete_channel_by(&state, &actor, form.id).await? {
+            if !delete_channel_by(&state, &actor, scope, form.id).await? {
                 return Err(missing());
             }
             "/alerts#channels".to_string()
         }
         "test_channel" => {
-            let id = queue_test(&state, form.id).await?.ok_or_else(missing)?;
+            let id = queue_test(&state, scope, form.id)
+                .await?
+                .ok_or_else(missing)?;
             format!("/alerts?tested={id}#channels")
         }
         "resolve" => {
-            resolve_by(&state, &actor, form.id)
+            resolve_by(&state, &actor, scope, form.id)
                 .await?
                 .ok_or_else(missing)?;
             "/alerts".to_string()

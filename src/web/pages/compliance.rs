@@ -6,7 +6,6 @@
 
 use askama::Template;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::Utc;
 use serde::Deserialize;
@@ -102,7 +101,7 @@ pub(super) async fn compliance(
     PageUser(user): PageUser,
     Params(params): Params<ComplianceParams>,
 ) -> Result<Response, PageError> {
-    let domains = state.store.domains().await?;
+    let domains = state.store.domains(&user.scope).await?;
     let domain = params
         .domain
         .as_deref()
@@ -130,12 +129,7 @@ pub(super) async fn compliance(
     let Some(domain) = domain else {
         return render(page);
     };
-    if !crate::store::posture::is_monitored(state.store.db(), &domain).await? {
-        return Err(PageError::new(
-            StatusCode::NOT_FOUND,
-            format!("{domain} is not a domain dmarcd knows; it is listed when its first report arrives, or added under Domains"),
-        ));
-    }
+    crate::query::domains::require_visible(&state.store, &page.layout.scope(), &domain).await?;
     let today = Utc::now().date_naive();
     for (label, days) in [
         ("7 days", Some(7)),
@@ -168,9 +162,10 @@ pub(super) async fn compliance(
     let measure = MapMeasure::parse(params.map.as_deref());
     // The classed sources (read once when the period is readiness's 30
     // days) and the map, side by side.
+    let scope = page.layout.scope();
     let (both, map) = tokio::join!(
-        compliance::compliance_and_readiness(&state.store, &state.senders, &query),
-        load_country_map(&state, "/compliance", &map_filter, measure)
+        compliance::compliance_and_readiness(&state.store, &scope, &state.senders, &query),
+        load_country_map(&state, &scope, "/compliance", &map_filter, measure)
     );
     let (report, readiness) = both?;
     page.map = Some(map?);

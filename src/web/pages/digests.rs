@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use serde::Deserialize;
 
-use super::{check_csrf, render, require_admin, Layout, PageError, PageUser};
+use super::{check_csrf, render, Layout, PageError, PageUser};
 use crate::audit::Actor;
 use crate::digests::{Digest, Frequency, Schedule};
 use crate::store::digests;
@@ -81,7 +81,7 @@ pub(super) async fn digests_page(
     Query(params): Query<DigestsParams>,
 ) -> Result<Response, PageError> {
     let now = chrono::Utc::now();
-    let schedules: Vec<Schedule> = digests::schedules(state.store.db())
+    let schedules: Vec<Schedule> = digests::schedules_for(state.store.db(), &user.scope)
         .await?
         .into_iter()
         .map(|schedule| schedule.at(now))
@@ -91,7 +91,7 @@ pub(super) async fn digests_page(
         .and_then(|id| schedules.iter().find(|s| s.id == id).cloned());
     render(DigestsPage {
         layout: Layout::new(&state, Some(user.clone()), "/alerts"),
-        is_admin: user.is_admin(),
+        is_admin: user.scope.may_somewhere(crate::scope::GroupRole::Analyst),
         csrf: user.csrf_token.clone(),
         schedules,
         editing,
@@ -154,7 +154,6 @@ pub(super) async fn save(
     Form(form): Form<ScheduleForm>,
 ) -> Result<Response, PageError> {
     check_csrf(&user, &form.csrf)?;
-    require_admin(&user)?;
     let frequency = Frequency::parse(&form.frequency)
         .ok_or_else(|| bad(format!("{:?} is not a frequency", form.frequency)))?;
     let hour = match form.hour.trim() {
@@ -186,12 +185,14 @@ pub(super) async fn save(
             let id: i64 = id
                 .parse()
                 .map_err(|_| bad(format!("id: {id:?} is not a whole number")))?;
-            update_by(&state, &actor, id, &new).await?.ok_or_else(|| {
-                PageError::new(StatusCode::NOT_FOUND, format!("no digest schedule {id}"))
-            })?;
+            update_by(&state, &actor, &user.scope, id, &new)
+                .await?
+                .ok_or_else(|| {
+                    PageError::new(StatusCode::NOT_FOUND, format!("no digest schedule {id}"))
+                })?;
         }
         None => {
-            add_by(&state, &actor, &new).await?;
+            add_by(&state, &actor, &user.scope, &new).await?;
         }
     }
     Ok(Redirect::to("/alerts/digests").into_response())
@@ -212,7 +213,6 @@ pub(super) async fn change(
     Form(form): Form<IdForm>,
 ) -> Result<Response, PageError> {
     check_csrf(&user, &form.csrf)?;
-    require_admin(&user)?;
     let db = state.store.db();
     let missing = || {
         PageError::new(
@@ -222,13 +222,23 @@ pub(super) async fn change(
     };
     let target = match form.action.as_str() {
         "delete" => {
-            if !delete_by(&state, &Actor::new(&user.username, address), form.id).await? {
+            if !delete_by(
+                &state,
+                &Actor::new(&user.username, address),
+                &user.scope,
+                form.id,
+            )
+            .await?
+            {
                 return Err(missing());
             }
             "/alerts/digests".to_string()
         }
         "send" => {
-            let schedule = digests::schedule(db, form.id).await?.ok_or_else(missing)?;
+            let schedule = digests::schedule_for(db, &user.scope, form.id)
+                .await?
+                .ok_or_else(missing)?;
+            crate::web::digests::require_role(&user.scope, &schedule.domains)?;
             let id = digest_schedule(&state)
                 .send_now(&schedule)
                 .await?
@@ -257,7 +267,7 @@ pub(super) async fn preview(
     let Ok(number) = id.parse::<i64>() else {
         return Err(missing());
     };
-    let schedule = digests::schedule(state.store.db(), number)
+    let schedule = digests::schedule_for(state.store.db(), &user.scope, number)
         .await?
         .ok_or_else(missing)?;
     let digest = digest_schedule(&state)

@@ -33,14 +33,14 @@ pub(super) async fn failures(
     Params(filter): Params<Filter>,
     Params(paging): Params<PageParams>,
 ) -> Result<Response, PageError> {
-    let parsed = filter.parse()?;
+    let parsed = filter.parse(&user.scope)?;
     let page = paging.page(50)?;
     let (rows, total) = failures::failures(&state.store, &parsed, page).await?;
     let query = query_of(&filter);
     let (previous, next) = pager("/failures", &query, page.offset, page.limit, total);
     render(FailuresPage {
-        layout: Layout::new(&state, Some(user), "/failures"),
-        form: filter_form(&state, filter, Vec::new()).await?,
+        layout: Layout::new(&state, Some(user.clone()), "/failures"),
+        form: filter_form(&state, &user.scope, filter, Vec::new()).await?,
         total,
         rows,
         csv: csv_link("/api/v1/failure/reports", &query),
@@ -122,7 +122,7 @@ pub(super) async fn failure(
     PageUser(user): PageUser,
     Path(id): Path<i64>,
 ) -> Result<Response, PageError> {
-    let report = failures::failure(&state.store, id)
+    let report = failures::failure(&state.store, &user.scope, id)
         .await?
         .ok_or_else(|| PageError::new(StatusCode::NOT_FOUND, format!("no failure report {id}")))?;
     let headers = match report.message_id {
@@ -167,7 +167,7 @@ pub(super) async fn failure(
         field("User agent", &report.user_agent),
     ];
     render(FailurePage {
-        layout: Layout::new(&state, Some(user), "/failures"),
+        layout: Layout::new(&state, Some(user.clone()), "/failures"),
         report,
         fields,
         headers,

@@ -49,7 +49,7 @@ pub(super) async fn inbox(
 ) -> Result<Response, PageError> {
     let status = params.status.clone().unwrap_or_default();
     let page = paging.page(50)?;
-    let (rows, total) = inbox::inbox(&state.store, Some(&status), page).await?;
+    let (rows, total) = inbox::inbox(&state.store, &user.scope, Some(&status), page).await?;
     let query = if status.is_empty() {
         String::new()
     } else {
@@ -57,7 +57,8 @@ pub(super) async fn inbox(
     };
     let (previous, next) = pager("/inbox", &query, page.offset, page.limit, total);
     render(InboxPage {
-        first_steps: (total == 0 && status.is_empty()).then(|| super::FirstSteps::new(&state)),
+        first_steps: (total == 0 && status.is_empty() && user.scope.is_all())
+            .then(|| super::FirstSteps::new(&state)),
         layout: Layout::new(&state, Some(user.clone()), "/inbox"),
         notice: Notice::shown(params.notice.as_deref(), params.n.as_deref()).map(|(_, text)| text),
         statuses: &INBOX_STATUSES,
@@ -74,12 +75,16 @@ pub(super) async fn inbox(
 
 pub(super) async fn inbox_raw(
     State(state): State<AppState>,
-    PageUser(_): PageUser,
+    PageUser(user): PageUser,
     Path(id): Path<i64>,
 ) -> Result<Response, PageError> {
-    let raw = match state.store.message_raw(id).await? {
+    let raw = match inbox::message_raw(&state.store, &user.scope, id).await? {
         Some(raw) => raw,
-        None => return Err(crate::web::api::missing_raw(&state, id).await?.into()),
+        None => {
+            return Err(crate::web::api::missing_raw(&state, &user.scope, id)
+                .await?
+                .into())
+        }
     };
     Ok((
         [
@@ -107,7 +112,9 @@ pub(super) async fn reprocess(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
     check_csrf(&user, &form.csrf)?;
-    require_admin(&user)?;
+    if !inbox::may_reprocess(&state.store, &user.scope, id).await? {
+        return Ok(Notice::NoSuchMessage.redirect("/inbox", id.unsigned_abs()));
+    }
     let requeued = state.store.requeue(&Requeue::Ids(vec![id])).await?;
     tracing::info!(user = %user.username, id, "reprocess requested");
     let notice = if requeued > 0 {

@@ -57,6 +57,13 @@ pub(super) async fn mailboxes(
     State(state): State<AppState>,
     PageUser(user): PageUser,
 ) -> Result<Response, PageError> {
+    // Mailboxes are the server's, shared by every group.
+    if !user.scope.is_all() {
+        return Err(PageError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "the mailboxes are the server's: only those who see every domain see them",
+        ));
+    }
     let mut states = state.store.mailbox_states().await?;
     let mut rows: Vec<MailboxRow> = state
         .mailboxes

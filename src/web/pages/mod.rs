@@ -162,6 +162,14 @@ const NAV: &[(&str, &str)] = &[
 ];
 
 impl Layout {
+    /// The signed-in user's scope (none signed in: sees nothing).
+    fn scope(&self) -> crate::scope::Scope {
+        self.user
+            .as_ref()
+            .map(|user| user.scope.clone())
+            .unwrap_or_default()
+    }
+
     fn new(state: &AppState, user: Option<SessionUser>, active: &'static str) -> Self {
         Layout {
             user,
@@ -431,13 +439,14 @@ pub struct FilterForm {
 
 async fn filter_form(
     state: &AppState,
+    scope: &crate::scope::Scope,
     filter: Filter,
     selects: Vec<Select>,
 ) -> Result<FilterForm, PageError> {
     Ok(FilterForm {
         filter,
-        domains: state.store.domains().await?,
-        names: state.known_names().await?,
+        domains: state.store.domains(scope).await?,
+        names: state.known_names(scope).await?,
         source_types: crate::enrich::SOURCE_TYPES
             .iter()
             .map(|s| s.to_string())

@@ -14,7 +14,7 @@ use chrono::{Duration, Utc};
 use serde::Deserialize;
 
 use super::tls::{mta_bars, result_bars, sessions_per_day};
-use super::{check_csrf, render, require_admin, Layout, PageError, PageUser};
+use super::{check_csrf, render, Layout, PageError, PageUser};
 use crate::hosted::dmarc::HostedDmarc;
 use crate::hosted::policy::Mode;
 use crate::hosted::probe::MxProbe;
@@ -94,7 +94,7 @@ async fn show(
     notice: Option<String>,
 ) -> Result<Response, PageError> {
     let service = service(state)?;
-    let view = view(state, service, domain).await?;
+    let view = view(state, &user.scope, service, domain).await?;
     let served = view.policy.as_ref().map(|p| p.policy_id.clone());
     let dns = service.dns_state(domain, served.as_deref()).await;
     let probes = if probe {
@@ -106,10 +106,11 @@ async fn show(
     let dmarc_record = crate::store::hosted::dmarc_record(state.store.db(), domain)
         .await?
         .map(|stored| stored.record);
-    let (tls_chart, tls_results, tls_mtas, tls_link) = tls_beside(state, domain).await?;
+    let (tls_chart, tls_results, tls_mtas, tls_link) =
+        tls_beside(state, &user.scope, domain).await?;
     render(MtaStsPage {
         layout: Layout::new(state, Some(user.clone()), "/domains"),
-        is_admin: user.is_admin(),
+        is_admin: user.scope.may(domain, crate::scope::GroupRole::Owner),
         csrf: user.csrf_token,
         mode: view.policy.as_ref().map_or("none", |p| p.policy.mode.key()),
         mx_text: view
@@ -143,6 +144,7 @@ async fn show(
 /// result type and failures per sending MTA.
 async fn tls_beside(
     state: &AppState,
+    scope: &crate::scope::Scope,
     domain: &str,
 ) -> Result<(String, String, String, String), PageError> {
     let filter = TlsFilter {
@@ -154,7 +156,7 @@ async fn tls_beside(
         ),
         ..TlsFilter::default()
     };
-    let parsed = filter.parse()?;
+    let parsed = filter.parse(scope)?;
     let summary = |group| tls::tls_summary(&state.store, &parsed, group);
     let (days, result_types, mtas) = tokio::try_join!(
         summary(TlsGroupBy::Day),
@@ -197,8 +199,8 @@ pub(super) async fn change(
     Form(form): Form<PolicyForm>,
 ) -> Result<Response, PageError> {
     check_csrf(&user, &form.csrf)?;
-    require_admin(&user)?;
     let domain = domain_of(&name)?;
+    crate::web::hosted::require_owner(&user.scope, &domain)?;
     let service = service(&state)?;
     let mode = Mode::parse(&form.mode).ok_or_else(|| {
         PageError::new(
@@ -286,8 +288,8 @@ pub(super) async fn set_dmarc(
     Form(form): Form<DmarcForm>,
 ) -> Result<Response, PageError> {
     check_csrf(&user, &form.csrf)?;
-    require_admin(&user)?;
     let domain = domain_of(&name)?;
+    crate::web::hosted::require_owner(&user.scope, &domain)?;
     let service = service(&state)?;
     let optional = |text: &str| Some(text.trim().to_string()).filter(|t| !t.is_empty());
     let list = |text: &str| -> Vec<String> {

@@ -122,7 +122,9 @@ pub(super) async fn domain(
 ) -> Result<Response, PageError> {
     let domain = name.trim().trim_end_matches('.').to_lowercase();
     let db = state.store.db();
-    if !crate::domain::is_domain_name(&domain) || !posture::is_monitored(db, &domain).await? {
+    if !crate::domain::is_domain_name(&domain)
+        || !crate::query::domains::visible(&state.store, &user.scope, &domain).await?
+    {
         return Err(PageError::new(
             StatusCode::NOT_FOUND,
             format!("{domain} is not a monitored domain; the lookup page checks any domain"),
@@ -190,7 +192,7 @@ pub(super) async fn check_now(
     let domain = form.name.trim().trim_end_matches('.').to_lowercase();
     let service = service(&state)?;
     if !crate::domain::is_domain_name(&domain)
-        || !posture::is_monitored(state.store.db(), &domain).await?
+        || !crate::query::domains::visible(&state.store, &user.scope, &domain).await?
     {
         return Err(PageError::new(
             StatusCode::NOT_FOUND,
@@ -227,7 +229,7 @@ pub(super) async fn add_selector(
         ));
     }
     if !crate::domain::is_domain_name(&domain)
-        || !posture::is_monitored(state.store.db(), &domain).await?
+        || !crate::query::domains::visible(&state.store, &user.scope, &domain).await?
     {
         return Err(PageError::new(
             StatusCode::NOT_FOUND,
@@ -292,7 +294,8 @@ pub(super) async fn lookup(
         return render(page).map(|response| with_status(response, StatusCode::TOO_MANY_REQUESTS));
     }
     let budget = request_budget(&state, service);
-    let selectors = posture::selectors_for(state.store.db(), &domain, 30, 10_000).await?;
+    let selectors =
+        crate::web::posture::lookup_selectors(&state, &page.layout.scope(), &domain).await?;
     let report = service
         .schedule
         .checker()

@@ -11,7 +11,7 @@ use axum::Form;
 use chrono::Utc;
 use serde::Deserialize;
 
-use super::{check_csrf, percent, render, require_admin, Layout, PageError, PageUser};
+use super::{check_csrf, percent, render, Layout, PageError, PageUser};
 use crate::query::senders::{self, ClassTotal, SenderReport, SenderRow, SendersQuery};
 use crate::query::Filter;
 use crate::senders::{Action, Class, MatchKind};
@@ -99,7 +99,7 @@ pub(super) async fn senders(
     PageUser(user): PageUser,
     Params(params): Params<SendersParams>,
 ) -> Result<Response, PageError> {
-    let domains = state.store.domains().await?;
+    let domains = state.store.domains(&user.scope).await?;
     let domain = params
         .domain
         .as_deref()
@@ -113,7 +113,10 @@ pub(super) async fn senders(
         layout: Layout::new(&state, Some(user.clone()), "/senders"),
         domains,
         domain: domain.clone(),
-        is_admin: user.is_admin(),
+        // Analysts of the domain's group approve its sources too.
+        is_admin: domain
+            .as_deref()
+            .is_some_and(|d| user.scope.may(d, crate::scope::GroupRole::Analyst)),
         csrf: user.csrf_token.clone(),
         periods: Vec::new(),
         report: None,
@@ -129,12 +132,7 @@ pub(super) async fn senders(
     let Some(domain) = domain else {
         return render(page);
     };
-    if !crate::store::posture::is_monitored(state.store.db(), &domain).await? {
-        return Err(PageError::new(
-            StatusCode::NOT_FOUND,
-            format!("{domain} is not a domain dmarcd knows; it is listed when its first report arrives, or added under Domains"),
-        ));
-    }
+    crate::query::domains::require_visible(&state.store, &page.layout.scope(), &domain).await?;
     let today = Utc::now().date_naive();
     for (label, days) in [
         ("7 days", Some(7)),
@@ -155,7 +153,7 @@ pub(super) async fn senders(
         until: until.clone(),
         class,
     };
-    let report = senders::senders(&state.store, &state.senders, &query).await?;
+    let report = senders::senders(&state.store, &user.scope, &state.senders, &query).await?;
     page.classes = report
         .classes
         .iter()
@@ -202,7 +200,7 @@ pub(super) async fn senders(
             }
         })
         .collect();
-    page.rules = approvals::list(state.store.db(), Some(&domain), false).await?;
+    page.rules = approvals::list(state.store.db(), &user.scope, Some(&domain), false).await?;
     page.back = senders_href(
         &domain,
         since.as_deref(),
@@ -245,7 +243,6 @@ pub(super) async fn add_rule(
     Form(form): Form<RuleForm>,
 ) -> Result<Response, PageError> {
     check_csrf(&user, &form.csrf)?;
-    require_admin(&user)?;
     let bad = |message: String| PageError::new(StatusCode::BAD_REQUEST, message);
     let domain = form.domain.trim().trim_end_matches('.').to_lowercase();
     if !crate::domain::is_domain_name(&domain) {
@@ -262,6 +259,7 @@ pub(super) async fn add_rule(
     crate::web::senders::add_approval_by(
         &state,
         &crate::audit::Actor::new(&user.username, address),
+        &user.scope,
         &NewApproval {
             domain: (!every_domain).then(|| domain.clone()),
             action,
@@ -291,9 +289,8 @@ pub(super) async fn revoke_rule(
     Form(form): Form<RevokeForm>,
 ) -> Result<Response, PageError> {
     check_csrf(&user, &form.csrf)?;
-    require_admin(&user)?;
     let actor = crate::audit::Actor::new(&user.username, address);
-    if crate::web::senders::revoke_approval_by(&state, &actor, form.id)
+    if crate::web::senders::revoke_approval_by(&state, &actor, &user.scope, form.id)
         .await?
         .is_none()
     {
@@ -343,7 +340,10 @@ pub(super) async fn sender(
         .map(|d| d.trim().trim_end_matches('.').to_lowercase())
         .unwrap_or_default();
     let name = params.name.unwrap_or_default().trim().to_string();
-    if name.is_empty() || !crate::store::posture::is_monitored(state.store.db(), &domain).await? {
+    let visible = crate::query::domains::require_visible(&state.store, &user.scope, &domain)
+        .await
+        .is_ok();
+    if name.is_empty() || !visible {
         return Err(PageError::new(
             StatusCode::NOT_FOUND,
             "name a domain dmarcd knows and one of its senders (from the Senders page)",
@@ -357,7 +357,7 @@ pub(super) async fn sender(
         until: until.clone(),
         class: None,
     };
-    let detail = senders::sender(&state.store, &state.senders, &query, &name).await?;
+    let detail = senders::sender(&state.store, &user.scope, &state.senders, &query, &name).await?;
     let Some(row) = detail.row.clone() else {
         return Err(PageError::new(
             StatusCode::NOT_FOUND,

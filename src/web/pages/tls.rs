@@ -134,7 +134,7 @@ pub(super) async fn tls(
     Params(filter): Params<TlsFilter>,
     Params(paging): Params<PageParams>,
 ) -> Result<Response, PageError> {
-    let parsed = filter.parse()?;
+    let parsed = filter.parse(&user.scope)?;
     let summary = |group| tls::tls_summary(&state.store, &parsed, group);
     let (days, domains, orgs, result_types, mtas, mxs) = tokio::try_join!(
         summary(TlsGroupBy::Day),
@@ -158,10 +158,10 @@ pub(super) async fn tls(
     let policies =
         tls::tls_policies(&state.store, &parsed, Page::new(Some(100), None, 100)?).await?;
     render(TlsPage {
-        layout: Layout::new(&state, Some(user), "/tls"),
+        layout: Layout::new(&state, Some(user.clone()), "/tls"),
         form: TlsForm {
             filter,
-            known: tls::tls_known_values(&state.store).await?,
+            known: tls::tls_known_values(&state.store, &user.scope).await?,
             policy_types: &POLICY_TYPES,
         },
         chart,
@@ -247,7 +247,7 @@ pub(super) async fn tls_report(
     PageUser(user): PageUser,
     Path(id): Path<i64>,
 ) -> Result<Response, PageError> {
-    let report = tls::tls_report(&state.store, id)
+    let report = tls::tls_report(&state.store, &user.scope, id)
         .await?
         .ok_or_else(|| PageError::new(StatusCode::NOT_FOUND, format!("no TLS report {id}")))?;
     // The bars lead to every report with the same failure.
@@ -273,7 +273,7 @@ pub(super) async fn tls_report(
         })
         .collect();
     render(TlsReportPage {
-        layout: Layout::new(&state, Some(user), "/tls"),
+        layout: Layout::new(&state, Some(user.clone()), "/tls"),
         mismatched: policies.iter().any(|p| p.note.is_some()),
         policies,
         result_chart,
