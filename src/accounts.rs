@@ -293,6 +293,25 @@ impl Accounts {
         password: &str,
         role: &str,
     ) -> Result<(), AccountError> {
+        self.add_user_in(name, password, role, None).await
+    }
+
+    /// Adds a user; one who is no admin joins `group` with its role (none:
+    /// the default group, as a viewer).
+    pub async fn add_user_in(
+        &self,
+        name: &str,
+        password: &str,
+        role: &str,
+        group: Option<(&str, GroupRole)>,
+    ) -> Result<(), AccountError> {
+        let group = match group {
+            Some((group, group_role)) => match groups::group_named(self.db(), group).await? {
+                Some(found) => Some((found.id, group_role)),
+                None => return Err(AccountError::Invalid(format!("no group {group:?}"))),
+            },
+            None => None,
+        };
         check_username(name)?;
         check_password(password)?;
         if !["admin", "viewer"].contains(&role) {
@@ -305,6 +324,11 @@ impl Accounts {
             return Err(AccountError::Invalid(format!(
                 "user {name:?} exists already"
             )));
+        }
+        if let (Some((group_id, group_role)), Some(user)) =
+            (group, stored::user(self.db(), name).await?)
+        {
+            groups::set_member(self.db(), group_id, user.id, group_role).await?;
         }
         if role != "admin" {
             self.join_default_group_if_none(name).await?;
@@ -462,6 +486,21 @@ impl Accounts {
         let Some(found) = found else {
             return Ok(None);
         };
+        // The provider's groups say which mapped domain groups they are in.
+        for (group, role) in &identity.group_roles {
+            let Some(group) = groups::group_named(self.db(), group).await? else {
+                tracing::warn!(group = %group, "oidc.group_roles names a group dmarcd does not have");
+                continue;
+            };
+            match role {
+                Some(role) => {
+                    groups::set_member(self.db(), group.id, found.user.id, *role).await?;
+                }
+                None => {
+                    groups::remove_member(self.db(), group.id, found.user.id).await?;
+                }
+            }
+        }
         self.join_default_group_if_none(&found.user.username)
             .await?;
         let (token, user) = self.open_session(found.user, lifetime, from).await?;

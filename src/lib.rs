@@ -14,6 +14,7 @@ pub mod dns;
 pub mod domain;
 pub mod enrich;
 pub mod extract;
+pub mod groups;
 pub mod hosted;
 pub mod import;
 pub mod inbox;

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::store::Sql;
 
 /// A role in a domain group, weakest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GroupRole {
     /// Reads the group's domains.

@@ -10,6 +10,7 @@ use serde_json::json;
 use crate::accounts::{random_secret, Accounts, TokenAccess};
 use crate::audit::{self, Action, Actor, Change};
 use crate::config::Config;
+use crate::scope::{GroupRole, Scope};
 
 #[derive(Debug, Subcommand)]
 pub enum UserAction {
@@ -23,6 +24,12 @@ pub enum UserAction {
         /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
+        /// A viewer joins this domain group (default: the default group).
+        #[arg(long, requires = "viewer")]
+        group: Option<String>,
+        /// Their role in --group.
+        #[arg(long, default_value = "viewer", value_parser = ["owner", "analyst", "viewer"])]
+        group_role: String,
     },
     /// Set a new password (generated unless --password-stdin) and sign the user out.
     Passwd {
@@ -58,6 +65,13 @@ pub enum TokenAction {
         /// Stop accepting the token this many days from now (default: never).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=36500))]
         expires_days: Option<u32>,
+        /// Limit the token to this domain group's domains.
+        #[arg(long, conflicts_with = "write")]
+        group: Option<String>,
+        /// Its role in --group (a viewer's token only reads).
+        #[arg(long, default_value = "viewer", requires = "group",
+              value_parser = ["owner", "analyst", "viewer"])]
+        role: String,
     },
     /// List tokens (names, access, expiry and last use, never the tokens).
     List,
@@ -82,11 +96,22 @@ pub(super) async fn user(config: &Config, action: UserAction) -> anyhow::Result<
             name,
             viewer,
             password_stdin,
+            group,
+            group_role,
         } => {
             let (password, generated) = password(password_stdin)?;
             let role = if viewer { "viewer" } else { "admin" };
-            accounts.add_user(&name, &password, role).await?;
-            let change = Change::of(Action::UserAdd, &name).to(&json!({ "role": role }));
+            let membership = group.as_deref().map(|group| {
+                (
+                    group,
+                    GroupRole::parse(&group_role).unwrap_or(GroupRole::Viewer),
+                )
+            });
+            accounts
+                .add_user_in(&name, &password, role, membership)
+                .await?;
+            let change = Change::of(Action::UserAdd, &name)
+                .to(&json!({ "role": role, "group": group, "group_role": group.as_ref().map(|_| &group_role) }));
             audit::record(&store, &Actor::cli(), change).await?;
             println!("added {role} {name}");
             if generated {
@@ -158,17 +183,29 @@ pub(super) async fn token(config: &Config, action: TokenAction) -> anyhow::Resul
             name,
             write,
             expires_days,
+            group,
+            role,
         } => {
-            let access = if write {
+            let group_role = GroupRole::parse(&role).unwrap_or(GroupRole::Viewer);
+            let access = if write || (group.is_some() && group_role >= GroupRole::Analyst) {
                 TokenAccess::Write
             } else {
                 TokenAccess::Read
             };
             let expires_at =
                 expires_days.map(|days| chrono::Utc::now() + chrono::Duration::days(days.into()));
-            let token = accounts
-                .create_token_with(&name, access, expires_at)
-                .await?;
+            let token = match &group {
+                Some(group) => {
+                    accounts
+                        .create_group_token(&name, group, group_role, expires_at)
+                        .await?
+                }
+                None => {
+                    accounts
+                        .create_token_with(&name, access, expires_at)
+                        .await?
+                }
+            };
             let info = accounts
                 .tokens()
                 .await?
@@ -187,8 +224,12 @@ pub(super) async fn token(config: &Config, action: TokenAction) -> anyhow::Resul
         }
         TokenAction::List => {
             for token in accounts.tokens().await? {
+                let group = match (&token.group, &token.group_role) {
+                    (Some(group), Some(role)) => format!("group {group} ({role})"),
+                    _ => "every domain".to_string(),
+                };
                 println!(
-                    "{}\t{}\tcreated {}\texpires {}\tlast used {}\t{}",
+                    "{}\t{}\t{group}\tcreated {}\texpires {}\tlast used {}\t{}",
                     token.name,
                     token.access.key(),
                     token.created_at,
@@ -212,5 +253,87 @@ pub(super) async fn token(config: &Config, action: TokenAction) -> anyhow::Resul
         }
     }
     store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupAction {
+    /// List domain groups with their domains and members.
+    List,
+    /// Make a domain group (a customer, a brand).
+    Add { name: String },
+    /// Remove a group: its domains go back to the default group, its
+    /// members leave it, its tokens are deleted.
+    Remove { name: String },
+    /// Put a domain in a group (a domain is in one group; dmarcd adds it
+    /// if no report has named it yet).
+    Domain { group: String, domain: String },
+    /// Make a user a member of a group with a role, or change their role.
+    Member {
+        group: String,
+        user: String,
+        #[arg(value_parser = ["owner", "analyst", "viewer"])]
+        role: String,
+    },
+    /// Take a user out of a group.
+    Leave { group: String, user: String },
+}
+
+pub(super) async fn group(config: &Config, action: GroupAction) -> anyhow::Result<ExitCode> {
+    use crate::groups;
+    let store = super::open_store(config).await?;
+    let actor = Actor::cli();
+    // The operator, like an admin, manages every group.
+    let scope = Scope::All;
+    let result = match action {
+        GroupAction::List => {
+            for group in groups::list(&store, &scope).await? {
+                let members: Vec<String> = group
+                    .members
+                    .iter()
+                    .map(|m| format!("{} ({})", m.user, m.role))
+                    .collect();
+                println!(
+                    "{}\tdomains: {}\tmembers: {}",
+                    group.name,
+                    if group.domains.is_empty() {
+                        "-".to_string()
+                    } else {
+                        group.domains.join(", ")
+                    },
+                    if members.is_empty() {
+                        "-".to_string()
+                    } else {
+                        members.join(", ")
+                    }
+                );
+            }
+            Ok(())
+        }
+        GroupAction::Add { name } => groups::create(&store, &actor, &scope, &name)
+            .await
+            .map(|_| println!("added group {name}")),
+        GroupAction::Remove { name } => groups::remove(&store, &actor, &scope, &name)
+            .await
+            .map(|()| println!("removed group {name}; its domains are in the default group")),
+        GroupAction::Domain { group, domain } => {
+            groups::assign_domain(&store, &actor, &scope, &group, &domain)
+                .await
+                .map(|()| println!("{domain} is in group {group}"))
+        }
+        GroupAction::Member { group, user, role } => {
+            let role = GroupRole::parse(&role).unwrap_or(GroupRole::Viewer);
+            groups::set_member(&store, &actor, &scope, &group, &user, role)
+                .await
+                .map(|()| println!("{user} is {} of group {group}", role.key()))
+        }
+        GroupAction::Leave { group, user } => {
+            groups::remove_member(&store, &actor, &scope, &group, &user)
+                .await
+                .map(|()| println!("{user} left group {group}"))
+        }
+    };
+    store.close().await;
+    result?;
     Ok(ExitCode::SUCCESS)
 }

@@ -95,6 +95,12 @@ pub enum Command {
         #[command(subcommand)]
         action: accounts::TokenAction,
     },
+    /// Manage domain groups (tenants): which domains each holds, who is a
+    /// member with which role.
+    Group {
+        #[command(subcommand)]
+        action: accounts::GroupAction,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// Delete what the `[retention]` settings no longer keep (the raw bytes
@@ -182,6 +188,7 @@ pub fn main() -> ExitCode {
             Command::Outbox { action } => outbox::outbox(&config, action).await,
             Command::User { action } => accounts::user(&config, action).await,
             Command::Token { action } => accounts::token(&config, action).await,
+            Command::Group { action } => accounts::group(&config, action).await,
             Command::Migrate => migrate(&config).await,
             Command::Prune { dry_run } => prune::prune(&config, dry_run).await,
             Command::Check {

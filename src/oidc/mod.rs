@@ -52,6 +52,12 @@ pub struct OidcConfig {
     /// default: with a provider shared beyond your organisation (Google,
     /// Entra ID's common endpoint) that would be anyone.
     pub allow_any_user: bool,
+    /// Provider groups that make a user a member of a dmarcd domain group:
+    /// `{ "acme-analysts" = "acme:analyst" }` (group `acme`, role analyst).
+    /// Set at every sign-in: a user no longer in the provider group leaves
+    /// the domain group. A mapped user may sign in (as a viewer of their
+    /// groups' domains) without being in `viewer_groups`.
+    pub group_roles: std::collections::BTreeMap<String, String>,
     /// A CA certificate (PEM) to trust for the provider, beside the public roots.
     pub ca_file: Option<PathBuf>,
     pub button_label: String,
@@ -74,6 +80,7 @@ impl Default for OidcConfig {
             admin_groups: Vec::new(),
             viewer_groups: Vec::new(),
             allow_any_user: false,
+            group_roles: Default::default(),
             ca_file: None,
             button_label: "Sign in with single sign-on".into(),
             local_passwords: true,
@@ -122,7 +129,19 @@ impl OidcConfig {
         if !self.scopes.iter().any(|scope| scope == "openid") {
             return Err("oidc.scopes must hold openid".into());
         }
-        if self.admin_groups.is_empty() && self.viewer_groups.is_empty() && !self.allow_any_user {
+        for (provider_group, target) in &self.group_roles {
+            if parse_group_role(target).is_none() {
+                return Err(format!(
+                    "oidc.group_roles.{provider_group:?}: {target:?} is not GROUP:ROLE \
+                     (a role is owner, analyst or viewer)"
+                ));
+            }
+        }
+        if self.admin_groups.is_empty()
+            && self.viewer_groups.is_empty()
+            && self.group_roles.is_empty()
+            && !self.allow_any_user
+        {
             return Err(
                 "oidc: name oidc.admin_groups or oidc.viewer_groups (or set oidc.allow_any_user \
                  = true): as it is, nobody the provider signs in may enter"
@@ -143,6 +162,17 @@ pub struct Identity {
     pub role: Option<&'static str>,
     /// Where to go after signing in (a path on this site).
     pub next: String,
+    /// The dmarcd groups `group_roles` maps, with the role the provider's
+    /// groups give in each (`None`: not a member).
+    pub group_roles: Vec<(String, Option<crate::scope::GroupRole>)>,
+}
+
+/// `acme:analyst` as (group, role).
+fn parse_group_role(text: &str) -> Option<(String, crate::scope::GroupRole)> {
+    let (group, role) = text.rsplit_once(':')?;
+    let group = group.trim();
+    (!group.is_empty()).then_some(())?;
+    Some((group.to_string(), crate::scope::GroupRole::parse(role)?))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -406,9 +436,23 @@ impl OidcClient {
         };
         let member_of =
             |list: &[String]| groups.iter().any(|group| list.iter().any(|g| g == group));
+        // Each mapped dmarcd group, with the best role the user's provider
+        // groups give there.
+        let mut group_roles: std::collections::BTreeMap<String, Option<crate::scope::GroupRole>> =
+            Default::default();
+        for (provider_group, target) in &self.config.group_roles {
+            let Some((group, role)) = parse_group_role(target) else {
+                continue;
+            };
+            let entry = group_roles.entry(group).or_default();
+            if groups.contains(&provider_group.as_str()) {
+                *entry = (*entry).max(Some(role));
+            }
+        }
+        let mapped = group_roles.values().any(Option::is_some);
         let role = if member_of(&self.config.admin_groups) {
             Some("admin")
-        } else if self.config.allow_any_user || member_of(&self.config.viewer_groups) {
+        } else if self.config.allow_any_user || member_of(&self.config.viewer_groups) || mapped {
             Some("viewer")
         } else {
             None
@@ -418,6 +462,7 @@ impl OidcClient {
             username: username.to_string(),
             role,
             next,
+            group_roles: group_roles.into_iter().collect(),
         })
     }
 }

@@ -53,6 +53,7 @@ pub(super) fn routes() -> Router<AppState> {
         .merge(super::digests::routes())
         .merge(super::hosted::routes())
         .merge(super::audit::routes())
+        .merge(super::groups::routes())
 }
 
 /// A numeric id from the path; anything else is a JSON 400.
@@ -722,7 +723,9 @@ impl utoipa::Modify for SecurityAddon {
           super::digests::remove, super::digests::send_now, super::digests::preview,
           super::hosted::read, super::hosted::change, super::hosted::checks, super::hosted::renew,
           super::hosted::read_dmarc, super::hosted::set_dmarc, super::hosted::remove_dmarc,
-          super::audit::list),
+          super::audit::list,
+          super::groups::list, super::groups::add, super::groups::remove,
+          super::groups::assign_domain, super::groups::set_member, super::groups::remove_member),
     // Named by the `group_by` and `sort` parameters: the document must define them.
     components(schemas(GroupBy, SummarySort, TlsGroupBy, super::audit::ActionKey)),
     modifiers(&SecurityAddon)

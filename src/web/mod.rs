@@ -8,6 +8,7 @@ mod client;
 mod csv;
 mod digests;
 mod error;
+mod groups;
 mod headers;
 mod hosted;
 mod limiter;

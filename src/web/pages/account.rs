@@ -2,6 +2,7 @@
 //! their sessions (when, from where, which browser), signing out the ones
 //! they do not recognize. Only ever the asking user's own account.
 
+use crate::scope::GroupRole;
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -29,6 +30,8 @@ struct AccountPage {
     tokens: Vec<TokenInfo>,
     /// (name, token) of a token just made: shown this once.
     created_token: Option<(String, String)>,
+    /// The groups a token may be limited to, with the user's role there.
+    groups: Vec<(String, &'static str)>,
     notice: Option<String>,
     error: Option<String>,
 }
@@ -67,12 +70,19 @@ async fn page(
         .totp_state(user.user_id)
         .await
         .map_err(account_error)?;
+    let groups = crate::groups::list(&state.store, &user.scope)
+        .await?
+        .into_iter()
+        .map(|group| (group.name, group.your_role.key()))
+        .collect();
     Ok(AccountPage {
+        groups,
         totp,
         username: user.username.clone(),
         role: user.role.clone(),
         csrf: user.csrf_token.clone(),
-        is_admin: user.is_admin(),
+        // Analysts' and owners' tokens may change their domains too.
+        is_admin: user.scope.may_somewhere(crate::scope::GroupRole::Analyst),
         tokens,
         created_token: None,
         layout: Layout::new(state, Some(user), "/account"),
@@ -228,6 +238,12 @@ pub(super) struct TokenForm {
     /// Days until it expires; empty for never.
     #[serde(default)]
     expires_days: String,
+    /// Limit it to this group (empty: everything the user sees).
+    #[serde(default)]
+    group: String,
+    /// Its role in that group.
+    #[serde(default)]
+    group_role: String,
 }
 
 /// A user makes an API token for themselves; the page shows it this once.
@@ -252,11 +268,27 @@ pub(super) async fn create_token(
             .map_err(|_| "the days until it expires are a whole number".to_string()),
     };
     let name = form.name.trim();
-    let made = match (access, expires_days) {
-        (Ok(access), Ok(days)) => {
+    let group = match form.group.trim() {
+        "" => Ok(None),
+        group => {
+            let role = GroupRole::parse(&form.group_role).unwrap_or(GroupRole::Viewer);
+            match crate::store::groups::group_named(state.store.db(), group).await? {
+                Some(found) => Ok(Some((found.id, role))),
+                None => Err(format!("there is no group {group:?}")),
+            }
+        }
+    };
+    // A group token's access is its role's: a viewer's only reads.
+    let access = match &group {
+        Ok(Some((_, role))) if *role >= GroupRole::Analyst => Ok(TokenAccess::Write),
+        Ok(Some(_)) => Ok(TokenAccess::Read),
+        _ => access,
+    };
+    let made = match (access, expires_days, group) {
+        (Ok(access), Ok(days), Ok(group)) => {
             match state
                 .accounts
-                .create_own_token(&user, name, access, days, None)
+                .create_own_token(&user, name, access, days, group)
                 .await
             {
                 Ok(token) => Ok(token),
@@ -264,7 +296,7 @@ pub(super) async fn create_token(
                 Err(error) => return Err(account_error(error)),
             }
         }
-        (Err(text), _) | (_, Err(text)) => Err(text),
+        (Err(text), _, _) | (_, Err(text), _) | (_, _, Err(text)) => Err(text),
     };
     match made {
         Ok(token) => {

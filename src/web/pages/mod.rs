@@ -11,6 +11,7 @@ mod compliance;
 mod digests;
 mod domains;
 mod failures;
+mod groups;
 mod inbox;
 mod mailboxes;
 mod mta_sts;
@@ -65,6 +66,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/alerts/digests/{id}/preview", get(digests::preview))
         .route("/account", get(account::account))
         .route("/audit", get(audit::audit))
+        .route("/groups", get(groups::groups_page).post(groups::change))
         .route("/account/password", post(account::change_password))
         .route("/account/sessions/end", post(account::end_sessions))
         .route("/account/tokens", post(account::create_token))
@@ -239,6 +241,12 @@ impl From<QueryError> for PageError {
 
 impl From<crate::query::FilterError> for PageError {
     fn from(error: crate::query::FilterError) -> Self {
+        super::ApiError::from(error).into()
+    }
+}
+
+impl From<crate::groups::GroupError> for PageError {
+    fn from(error: crate::groups::GroupError) -> Self {
         super::ApiError::from(error).into()
     }
 }
