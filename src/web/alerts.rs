@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::api::{ApiToken, Id, Params};
@@ -21,8 +21,8 @@ use crate::scope::Scope;
 use crate::senders::Class;
 use crate::store::alerts::{self, NewChannel, NewRule};
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
+pub(super) fn routes() -> crate::web::routes::Routes {
+    crate::web::routes::Routes::new()
         .route("/alerts", get(list_alerts))
         .route("/alerts/{id}/resolve", post(resolve_alert))
         .route("/alert-rules", get(list_rules).post(add_rule))

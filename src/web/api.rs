@@ -10,7 +10,7 @@ use axum::http::request::Parts;
 use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::OpenApi;
@@ -30,8 +30,8 @@ use crate::query::{
 };
 use crate::store::Requeue;
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
+pub(super) fn routes() -> crate::web::routes::Routes {
+    crate::web::routes::Routes::new()
         .route("/openapi.json", get(openapi))
         .route("/domains", get(domains))
         .route("/aggregate/summary", get(summary))

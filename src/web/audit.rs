@@ -6,7 +6,7 @@
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::api::{ApiToken, FormatParams, Params};
@@ -21,8 +21,8 @@ use crate::store::audit::{self, AuditFilter, EntryRow};
 /// Entries per page unless `limit` says otherwise.
 pub const PAGE: i64 = 100;
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new().route("/audit", get(list))
+pub(super) fn routes() -> crate::web::routes::Routes {
+    crate::web::routes::Routes::new().route("/audit", get(list))
 }
 
 /// Which entries, as a query string gives them.

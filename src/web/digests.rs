@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use chrono::Utc;
 use serde::Deserialize;
 
@@ -21,8 +21,8 @@ use crate::digests::{DigestSchedule, Frequency, Schedule};
 use crate::scope::Scope;
 use crate::store::digests::{self, NewSchedule};
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
+pub(super) fn routes() -> crate::web::routes::Routes {
+    crate::web::routes::Routes::new()
         .route("/digest-schedules", get(list).post(add))
         .route(
             "/digest-schedules/{id}",

@@ -7,7 +7,7 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::api::ApiToken;
@@ -18,8 +18,8 @@ use super::{ApiError, AppState};
 use crate::groups::{self, GroupError, GroupInfo};
 use crate::scope::GroupRole;
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
+pub(super) fn routes() -> crate::web::routes::Routes {
+    crate::web::routes::Routes::new()
         .route("/groups", get(list).post(add))
         .route("/groups/{group}", axum::routing::delete(remove))
         .route("/groups/{group}/domains/{domain}", put(assign_domain))

@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
@@ -32,8 +32,8 @@ use crate::scope::Scope;
 use crate::store::certificates::{self, CertificateState};
 use crate::store::hosted::{self, PolicyChange, StoredDmarcRecord, StoredPolicy};
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
+pub(super) fn routes() -> crate::web::routes::Routes {
+    crate::web::routes::Routes::new()
         .route("/domains/{domain}/mta-sts", get(read).put(change))
         .route("/domains/{domain}/mta-sts/checks", get(checks))
         .route("/domains/{domain}/mta-sts/certificate/renew", post(renew))

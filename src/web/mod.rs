@@ -16,6 +16,7 @@ mod listener;
 mod ops;
 mod pages;
 mod posture;
+mod routes;
 pub(super) mod senders;
 
 pub use posture::PostureService;
@@ -309,11 +310,15 @@ pub fn router(state: AppState) -> Router {
     let router = Router::new()
         .merge(ops::routes(&state.config))
         .merge(tlsrpt::routes(&state.config))
-        .nest("/api/v1", api::routes())
-        .merge(pages::routes().layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            pages::error_pages_keep_navigation,
-        )))
+        .nest("/api/v1", api::routes().into_router())
+        .merge(
+            pages::routes()
+                .into_router()
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    pages::error_pages_keep_navigation,
+                )),
+        )
         .layer(axum::middleware::from_fn(ops::observe))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -328,6 +333,15 @@ pub fn router(state: AppState) -> Router {
         )
         .with_state(state);
     headers::add(router, https)
+}
+
+/// Every path of the API and the dashboard (`/api/v1/...`, `/...`), as
+/// their routers serve them: what the isolation tests visit. (The health,
+/// metrics and TLS-RPT intake routes hold no group's data.)
+pub fn route_paths() -> Vec<String> {
+    let mut paths = api::routes().paths("/api/v1");
+    paths.extend(pages::routes().paths(""));
+    paths
 }
 
 /// `/metrics` alone, for `web.metrics_listen`.

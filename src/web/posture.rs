@@ -9,7 +9,7 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::api::{ApiToken, Params};
@@ -54,8 +54,8 @@ impl PostureService {
     }
 }
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
+pub(super) fn routes() -> crate::web::routes::Routes {
+    crate::web::routes::Routes::new()
         .route("/domains/{domain}/checks", get(checks).post(check_now))
         .route("/lookup/{domain}", get(lookup))
 }

@@ -7,7 +7,7 @@ use axum::extract::{FromRequest, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
@@ -21,8 +21,8 @@ use crate::query::senders::{self, SenderDetail, SenderReport, SendersQuery};
 use crate::senders::{Action, Class, MatchKind};
 use crate::store::approvals::{self, Approval, NewApproval};
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
+pub(super) fn routes() -> crate::web::routes::Routes {
+    crate::web::routes::Routes::new()
         .route("/domains/{domain}/senders", get(senders))
         .route("/domains/{domain}/senders/source", get(sender))
         .route("/domains/{domain}/compliance", get(compliance))

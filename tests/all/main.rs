@@ -26,6 +26,7 @@ mod geo_update;
 mod grafana;
 mod hostile_input;
 mod https;
+mod isolation;
 mod mailbox;
 mod mta_sts;
 mod nodes;

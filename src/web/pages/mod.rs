@@ -28,14 +28,13 @@ use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::Router;
 
 use super::AppState;
 use crate::accounts::SessionUser;
 use crate::query::{Filter, QueryError, SummaryRow};
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
+pub(super) fn routes() -> crate::web::routes::Routes {
+    crate::web::routes::Routes::new()
         .route("/login", get(auth::login_form).post(auth::login))
         .route("/logout", post(auth::logout))
         .route("/login/sso", get(sso::start))
