@@ -200,7 +200,15 @@ pub async fn rules_for(db: &Db, scope: &Scope) -> StoreResult<Vec<Rule>> {
     sql.push(&format!(
         "SELECT {RULE_COLUMNS} FROM alert_rules WHERE 1 = 1"
     ));
-    scope.push_condition(&mut sql, "domain");
+    if super::groups::sees_every_domain(db, scope).await? {
+        // Their domains' rules and those for every domain: `x OR 1 = 1 AND
+        // y` reads `x OR (y)`.
+        sql.push(" AND (domain IS NULL OR 1 = 1");
+        scope.push_condition(&mut sql, "domain");
+        sql.push(")");
+    } else {
+        scope.push_condition(&mut sql, "domain");
+    }
     sql.push(" ORDER BY id");
     let rows: Vec<RuleRow> = db.fetch_all(&sql).await?;
     rows.into_iter().map(RuleRow::decode).collect()

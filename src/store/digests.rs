@@ -89,25 +89,27 @@ pub struct NewSchedule {
 }
 
 /// Whether `scope` sees a schedule of `domains` (none: every domain, seen
-/// only by those who see every domain).
-pub fn sees_schedule(scope: &Scope, domains: &[String]) -> bool {
-    scope.is_all() || (!domains.is_empty() && domains.iter().all(|domain| scope.sees(domain)))
+/// by those who see every domain: `every` says whether `scope` does).
+pub fn sees_schedule(scope: &Scope, every: bool, domains: &[String]) -> bool {
+    every || (!domains.is_empty() && domains.iter().all(|domain| scope.sees(domain)))
 }
 
 /// The schedules `scope` sees (`sees_schedule`).
 pub async fn schedules_for(db: &Db, scope: &Scope) -> StoreResult<Vec<Schedule>> {
+    let every = super::groups::sees_every_domain(db, scope).await?;
     Ok(schedules(db)
         .await?
         .into_iter()
-        .filter(|schedule| sees_schedule(scope, &schedule.domains))
+        .filter(|schedule| sees_schedule(scope, every, &schedule.domains))
         .collect())
 }
 
 /// Schedule `id`, if `scope` sees it.
 pub async fn schedule_for(db: &Db, scope: &Scope, id: i64) -> StoreResult<Option<Schedule>> {
+    let every = super::groups::sees_every_domain(db, scope).await?;
     Ok(schedule(db, id)
         .await?
-        .filter(|schedule| sees_schedule(scope, &schedule.domains)))
+        .filter(|schedule| sees_schedule(scope, every, &schedule.domains)))
 }
 
 pub async fn schedules(db: &Db) -> StoreResult<Vec<Schedule>> {

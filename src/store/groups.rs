@@ -262,3 +262,19 @@ pub async fn has_membership(db: &Db, user_id: i64) -> StoreResult<bool> {
         .await?;
     Ok(count > 0)
 }
+
+/// Whether `scope` sees every domain there is: everyone who sees all, and
+/// members of the default group while it is the only group (a single-team
+/// install, where what applies to every domain is theirs too).
+pub async fn sees_every_domain(db: &Db, scope: &Scope) -> StoreResult<bool> {
+    if scope.is_all() {
+        return Ok(true);
+    }
+    if scope.role_in_group(DEFAULT_GROUP).is_none() {
+        return Ok(false);
+    }
+    let (count,): (i64,) = db
+        .fetch_one(&db.statement("SELECT count(*) FROM domain_groups", Vec::new()))
+        .await?;
+    Ok(count == 1)
+}

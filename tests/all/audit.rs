@@ -32,6 +32,12 @@ const ASSERTED_ELSEWHERE: &[&str] = &[
     "mta_sts.policy_change",
     "mta_sts.certificate_renew",
     "hosted_dmarc.change",
+    // groups.rs: an MSP's groups over the API, the page and the CLI.
+    "group.add",
+    "group.remove",
+    "group.domain",
+    "group.member",
+    "group.member_remove",
 ];
 
 async fn api(server: &Server, token: &str, method: &str, path: &str, body: Option<Value>) -> Reply {

@@ -24,6 +24,7 @@ mod filters;
 mod first_run;
 mod geo_update;
 mod grafana;
+mod groups;
 mod hostile_input;
 mod https;
 mod isolation;

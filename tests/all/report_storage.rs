@@ -312,7 +312,10 @@ async fn control_characters_never_reach_the_database_and_the_warning_is_stored()
         );
         let listed = dmarcd::query::failures::failures(
             &store,
-            &Default::default(),
+            &dmarcd::query::ParsedFilter {
+                scope: dmarcd::scope::Scope::All,
+                ..Default::default()
+            },
             dmarcd::query::Page {
                 limit: 10,
                 offset: 0,
