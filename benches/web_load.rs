@@ -9,6 +9,10 @@
 //! process and requests every page and summary endpoint REQUESTS times
 //! (default 40) from CLIENTS concurrent clients (default 4), printing
 //! p50 / p95 / max. ONLY=<text> measures just the URLs containing it.
+//! GROUP=<n> asks as a member of a domain group holding n of the 25
+//! domains (domain-0 … domain-<n-1>; at least 4, so that domain-3, which
+//! the per-domain pages name, is among them), with a token of that group:
+//! every query then carries the group's domain filter.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -101,21 +105,67 @@ async fn run(url: String) {
         },
         Limits::default(),
     );
-    let _ = state
-        .accounts
-        .add_user("load", "load-test-password", "admin")
-        .await;
+    let group_domains = setting("GROUP", 0);
+    let user = if group_domains > 0 {
+        let group_domains = group_domains.clamp(4, 25);
+        let (all, cli) = (dmarcd::scope::Scope::All, dmarcd::audit::Actor::cli());
+        // Made once; later runs find them.
+        let _ = dmarcd::groups::create(&store, &cli, &all, "load-tenant").await;
+        for n in 0..25 {
+            let group = if n < group_domains {
+                "load-tenant"
+            } else {
+                "default"
+            };
+            dmarcd::groups::assign_domain(
+                &store,
+                &cli,
+                &all,
+                group,
+                &format!("domain-{n}.example"),
+            )
+            .await
+            .unwrap();
+        }
+        let _ = state
+            .accounts
+            .add_user_in(
+                "tenant",
+                "load-test-password",
+                "viewer",
+                Some(("load-tenant", dmarcd::scope::GroupRole::Viewer)),
+            )
+            .await;
+        println!("asking as a viewer of a group of {group_domains} of the 25 domains");
+        "tenant"
+    } else {
+        let _ = state
+            .accounts
+            .add_user("load", "load-test-password", "admin")
+            .await;
+        "load"
+    };
     let (session, _) = state
         .accounts
-        .login("load", "load-test-password", chrono::Duration::hours(1))
+        .login(user, "load-test-password", chrono::Duration::hours(1))
         .await
         .unwrap()
         .unwrap();
-    let token = state
-        .accounts
-        .create_token(&format!("load-{}", std::process::id()))
-        .await
-        .unwrap();
+    let token_name = format!("load-{}", std::process::id());
+    let token = if group_domains > 0 {
+        state
+            .accounts
+            .create_group_token(
+                &token_name,
+                "load-tenant",
+                dmarcd::scope::GroupRole::Viewer,
+                None,
+            )
+            .await
+            .unwrap()
+    } else {
+        state.accounts.create_token(&token_name).await.unwrap()
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (_stop, stopped) = tokio::sync::watch::channel(false);
