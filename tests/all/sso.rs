@@ -352,3 +352,79 @@ async fn with_local_passwords_off_only_single_sign_on_signs_in() {
     .unwrap_err();
     assert!(error.contains("allow_any_user"), "{error}");
 }
+
+/// `oidc.group_roles`: the provider's groups make a user a member of
+/// dmarcd's domain groups (and let them in without `viewer_groups`), set
+/// again at every sign-in.
+#[tokio::test(flavor = "multi_thread")]
+async fn provider_groups_map_to_domain_groups_and_roles() {
+    use dmarcd::scope::Scope;
+    let provider = OidcProvider::start().await;
+    let (_dir, store) = common::db::sqlite().await;
+    let (all, cli) = (Scope::All, dmarcd::audit::Actor::cli());
+    dmarcd::groups::create(&store, &cli, &all, "acme")
+        .await
+        .unwrap();
+    dmarcd::groups::assign_domain(&store, &cli, &all, "acme", "acme.example")
+        .await
+        .unwrap();
+    let mapped = OidcConfig {
+        group_roles: [
+            ("acme-analysts".to_string(), "acme:analyst".to_string()),
+            ("acme-staff".to_string(), "acme:viewer".to_string()),
+        ]
+        .into_iter()
+        .collect(),
+        ..config(&provider, true)
+    };
+    mapped.validate().unwrap();
+    let state = AppState::new(store.clone(), web_config(), Default::default())
+        .with_oidc(OidcClient::new(mapped));
+    let server = Server::start_with_state(state).await;
+    let memberships = |store: dmarcd::store::Store| async move {
+        let user = dmarcd::store::accounts::user(store.db(), "erin")
+            .await
+            .unwrap()
+            .unwrap();
+        dmarcd::store::groups::memberships_of(store.db(), user.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.group, m.role.key()))
+            .collect::<Vec<_>>()
+    };
+
+    // In both provider groups (and not in viewer_groups): in, as acme's analyst only.
+    provider.sign_in_as("u-erin", "erin", &["acme-staff", "acme-analysts"]);
+    let erin = through_provider(&server).await;
+    let (_, home) = signed_in(&server, &finish(&server, &erin).await).await;
+    assert!(home.contains("Sign out erin"), "{home}");
+    assert_eq!(
+        memberships(store.clone()).await,
+        [("acme".to_string(), "analyst")]
+    );
+    // Fewer provider groups, a weaker role, at the next sign-in.
+    provider.sign_in_as("u-erin", "erin", &["acme-staff"]);
+    let again = through_provider(&server).await;
+    signed_in(&server, &finish(&server, &again).await).await;
+    assert_eq!(
+        memberships(store.clone()).await,
+        [("acme".to_string(), "viewer")]
+    );
+    // None of them, but still a dmarcd viewer: out of acme, into default.
+    provider.sign_in_as("u-erin", "erin", &["dmarc-viewers"]);
+    let last = through_provider(&server).await;
+    signed_in(&server, &finish(&server, &last).await).await;
+    assert_eq!(
+        memberships(store.clone()).await,
+        [("default".to_string(), "viewer")]
+    );
+    // A mapping that is not GROUP:ROLE is refused at start.
+    let bad = OidcConfig {
+        group_roles: [("x".to_string(), "acme:boss".to_string())]
+            .into_iter()
+            .collect(),
+        ..config(&provider, true)
+    };
+    assert!(bad.validate().unwrap_err().contains("oidc.group_roles"));
+}
