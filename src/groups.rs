@@ -47,8 +47,11 @@ pub struct MemberInfo {
 /// Group names: what users and the audit log call them.
 fn check_name(name: &str) -> Result<String, GroupError> {
     let name = name.trim();
-    let fine = !name.is_empty()
-        && name.len() <= 64
+    let fine = name.len() <= 64
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
@@ -56,7 +59,7 @@ fn check_name(name: &str) -> Result<String, GroupError> {
         Ok(name.to_string())
     } else {
         Err(GroupError::Invalid(format!(
-            "{name:?}: a group name is 1–64 letters, digits, '-', '_' or '.'"
+            "{name:?}: a group name is 1–64 letters, digits, '-', '_' or '.', beginning with a letter or digit"
         )))
     }
 }

@@ -41,8 +41,13 @@ impl From<GroupError> for ApiError {
 }
 
 /// Group names (`crate::groups`) and, with `@` too, user names.
+/// (The first character is no dot or dash: `.` and `..` are no path.)
 fn is_name(text: &str, more: &str) -> bool {
     (1..=64).contains(&text.len())
+        && text
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || more.contains(c))
         && text
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c) || more.contains(c))
@@ -67,7 +72,7 @@ impl<S: Send + Sync> FromRequestParts<S> for GroupPath {
         let group = values.get("group").cloned().unwrap_or_default();
         if !is_name(&group, "") {
             return Err(ApiError::bad_request(format!(
-                "group: {group:?} is not a group name (1–64 letters, digits, '.', '_', '-')"
+                "group: {group:?} is not a group name (1–64 letters, digits, '.', '_', '-', beginning with a letter or digit)"
             )));
         }
         let user = values.get("user").cloned();
@@ -105,7 +110,7 @@ pub(super) async fn list(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GroupRequest {
-    #[schema(pattern = r"^[A-Za-z0-9._-]{1,64}$")]
+    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub name: String,
 }
 
@@ -139,7 +144,7 @@ pub(super) async fn add(
 #[allow(dead_code)]
 struct GroupParam {
     /// A group name.
-    #[param(pattern = r"^[A-Za-z0-9._-]{1,64}$")]
+    #[param(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     group: String,
 }
 
@@ -148,10 +153,10 @@ struct GroupParam {
 #[allow(dead_code)]
 struct MemberParams {
     /// A group name.
-    #[param(pattern = r"^[A-Za-z0-9._-]{1,64}$")]
+    #[param(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     group: String,
     /// A user name.
-    #[param(pattern = r"^[A-Za-z0-9._@-]{1,64}$")]
+    #[param(pattern = r"^[A-Za-z0-9@][A-Za-z0-9._@-]{0,63}$")]
     user: String,
 }
 
@@ -160,7 +165,7 @@ struct MemberParams {
 #[allow(dead_code)]
 struct DomainParams {
     /// A group name.
-    #[param(pattern = r"^[A-Za-z0-9._-]{1,64}$")]
+    #[param(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     group: String,
     /// A domain name.
     #[param(
