@@ -501,8 +501,13 @@ impl Accounts {
                 }
             }
         }
-        self.join_default_group_if_none(&found.user.username)
-            .await?;
+        // A new user starts in the default group (unless the provider put
+        // them in one); one an owner or the provider took out of their
+        // groups later stays out.
+        if found.created {
+            self.join_default_group_if_none(&found.user.username)
+                .await?;
+        }
         let (token, user) = self.open_session(found.user, lifetime, from).await?;
         Ok(Some(SsoSignIn {
             token,

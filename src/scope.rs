@@ -187,8 +187,9 @@ impl Scope {
         sql.push(")");
     }
 
-    /// ` AND <some domain of the list column seen>` (failure reports name
-    /// their domains in a list, as the reporter wrote them).
+    /// ` AND <the list column names a domain, and only domains, seen>`:
+    /// failure reports name their domains in a list, as the reporter wrote
+    /// them, and one that names another group's domain is that group's too.
     pub fn push_list_condition(&self, sql: &mut Sql, column: &str) {
         let Some(domains) = self.domains() else {
             return;
@@ -197,21 +198,30 @@ impl Scope {
             sql.push(" AND 1 = 0");
             return;
         }
-        sql.push(&match sql.backend() {
-            crate::store::Backend::Postgres => {
-                format!(" AND EXISTS (SELECT 1 FROM unnest({column}) AS listed (domain) WHERE lower(listed.domain) IN (")
+        let listed = |sql: &mut Sql, negated: bool| {
+            let not = if negated { "NOT " } else { "" };
+            sql.push(&match sql.backend() {
+                crate::store::Backend::Postgres => format!(
+                    "EXISTS (SELECT 1 FROM unnest({column}) AS listed (domain) \
+                     WHERE rtrim(lower(listed.domain), '.') {not}IN ("
+                ),
+                crate::store::Backend::Sqlite => format!(
+                    "EXISTS (SELECT 1 FROM json_each({column}) AS listed \
+                     WHERE rtrim(lower(listed.value), '.') {not}IN ("
+                ),
+            });
+            for (i, domain) in domains.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.bind(domain.clone());
             }
-            crate::store::Backend::Sqlite => {
-                format!(" AND EXISTS (SELECT 1 FROM json_each({column}) AS listed WHERE lower(listed.value) IN (")
-            }
-        });
-        for (i, domain) in domains.into_iter().enumerate() {
-            if i > 0 {
-                sql.push(", ");
-            }
-            sql.bind(domain);
-        }
-        sql.push("))");
+            sql.push("))");
+        };
+        sql.push(" AND ");
+        listed(sql, false);
+        sql.push(" AND NOT ");
+        listed(sql, true);
     }
 }
 

@@ -220,6 +220,9 @@ pub struct Channel {
     pub created_by: String,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: DateTime<Utc>,
+    /// The domain group it belongs to (made by one of its analysts);
+    /// null: an admin's.
+    pub group_id: Option<i64>,
 }
 
 /// An alert as stored.

@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use super::time::Timestamp;
 use super::QueryError;
-use crate::scope::{GroupRole, Scope};
+use crate::scope::Scope;
 use crate::store::Store;
 
 /// A monitored domain with its report volume.
@@ -35,10 +35,10 @@ pub async fn domains(store: &Store, scope: &Scope) -> Result<Vec<DomainRow>, Que
     Ok(db.fetch_all(&sql).await?)
 }
 
-/// Adds a domain by hand, into group `group` (a global admin: the
-/// default group unless named; an owner: a group they own); false if it
-/// was already there (in whichever group: a domain changes groups only by
-/// an admin's `set_domain_group`).
+/// Adds a domain by hand, into group `group` (the default group unless
+/// named); false if it was already there (in whichever group). Only those
+/// who see every domain add one: a group's member could otherwise claim a
+/// domain that has not reported yet, and with it the reports to come.
 pub async fn add_domain(
     store: &Store,
     scope: &Scope,
@@ -51,22 +51,10 @@ pub async fn add_domain(
             "{name:?} is not a domain name"
         )));
     }
-    let owned = |group_id: i64| scope.role_in_group(group_id) == Some(GroupRole::Owner);
-    let group = match group {
-        Some(group_id) if owned(group_id) => group_id,
-        Some(_) => {
-            return Err(QueryError::Invalid(
-                "only the group's owners add domains to it".into(),
-            ))
-        }
-        None if scope.is_all() => crate::store::groups::DEFAULT_GROUP,
-        None => scope
-            .memberships()
-            .iter()
-            .find(|m| m.role == GroupRole::Owner)
-            .map(|m| m.group_id)
-            .ok_or_else(|| QueryError::Invalid("only a group's owners add domains".into()))?,
-    };
+    if !scope.is_all() {
+        return Err(QueryError::Invalid("only admins add domains".into()));
+    }
+    let group = group.unwrap_or(crate::store::groups::DEFAULT_GROUP);
     let db = store.db();
     let sql = db.statement(
         "INSERT INTO domains (name, origin, created_at, group_id) VALUES ($1, 'user', $2, $3) \
@@ -77,10 +65,11 @@ pub async fn add_domain(
 }
 
 /// Stops monitoring a domain (its reports stay); false if it was not
-/// there or the caller does not own it.
+/// there or the caller does not see every domain (the row says which
+/// group the domain's reports belong to: only an admin lets it go).
 pub async fn remove_domain(store: &Store, scope: &Scope, name: &str) -> Result<bool, QueryError> {
     let name = name.trim().trim_end_matches('.').to_lowercase();
-    if !crate::domain::is_domain_name(&name) || !scope.may(&name, GroupRole::Owner) {
+    if !crate::domain::is_domain_name(&name) || !scope.is_all() {
         return Ok(false);
     }
     let db = store.db();

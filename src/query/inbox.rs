@@ -160,7 +160,14 @@ fn push_scope(sql: &mut Sql, scope: &Scope) {
               WHERE t.message_id = m.id",
     );
     scope.push_outside_condition(sql, "lower(p.policy_domain)");
-    sql.push(")");
+    // A failure report in it must be one the caller sees whole (it names
+    // no other group's domain): `push_list_condition`.
+    sql.push(
+        ") AND NOT EXISTS (SELECT 1 FROM failure_reports f WHERE f.message_id = m.id \
+              AND NOT (1 = 1",
+    );
+    scope.push_list_condition(sql, "f.reported_domain");
+    sql.push("))");
 }
 
 pub async fn inbox(

@@ -99,6 +99,7 @@ struct ChannelRow {
     secret: Option<String>,
     created_by: String,
     created_at: DateTime<Utc>,
+    group_id: Option<i64>,
 }
 
 impl ChannelRow {
@@ -118,11 +119,13 @@ impl ChannelRow {
             secret: self.secret,
             created_by: self.created_by,
             created_at: self.created_at,
+            group_id: self.group_id,
         })
     }
 }
 
-const CHANNEL_COLUMNS: &str = "id, name, kind, target, format, secret, created_by, created_at";
+const CHANNEL_COLUMNS: &str =
+    "id, name, kind, target, format, secret, created_by, created_at, group_id";
 
 #[derive(sqlx::FromRow)]
 struct AlertRow {
@@ -214,14 +217,19 @@ pub async fn rules_for(db: &Db, scope: &Scope) -> StoreResult<Vec<Rule>> {
     rows.into_iter().map(RuleRow::decode).collect()
 }
 
-/// The channels `scope` sees: every one for those who see every domain
-/// (channels are shared: an address or URL may be anyone's), none else.
+/// The channels `scope` sees: every one for those who see every domain;
+/// a group's members, those of their groups (an admin's channels are
+/// shared by admins' rules: an address or URL may be anyone's).
 pub async fn channels_for(db: &Db, scope: &Scope) -> StoreResult<Vec<Channel>> {
     if scope.is_all() {
-        channels(db).await
-    } else {
-        Ok(Vec::new())
+        return channels(db).await;
     }
+    let groups: Vec<i64> = scope.memberships().iter().map(|m| m.group_id).collect();
+    Ok(channels(db)
+        .await?
+        .into_iter()
+        .filter(|channel| channel.group_id.is_some_and(|id| groups.contains(&id)))
+        .collect())
 }
 
 /// Alerts of the domains `scope` sees, newest first: open ones only, or all.
@@ -322,6 +330,15 @@ pub async fn channel(db: &Db, id: i64) -> StoreResult<Option<Channel>> {
 }
 
 pub async fn add_channel(db: &Db, new: &NewChannel) -> StoreResult<Channel> {
+    add_channel_in(db, new, None).await
+}
+
+/// Adds a channel belonging to domain group `group_id` (None: shared).
+pub async fn add_channel_in(
+    db: &Db,
+    new: &NewChannel,
+    group_id: Option<i64>,
+) -> StoreResult<Channel> {
     let kind = match new.kind {
         ChannelKind::Email => "email",
         ChannelKind::Webhook => "webhook",
@@ -330,7 +347,8 @@ pub async fn add_channel(db: &Db, new: &NewChannel) -> StoreResult<Channel> {
         .fetch_one(&db.statement(
             &format!(
                 "INSERT INTO alert_channels (name, kind, target, format, secret, created_by, \
-                 created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {CHANNEL_COLUMNS}"
+                 created_at, group_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 RETURNING {CHANNEL_COLUMNS}"
             ),
             vec![
                 new.name.as_str().into(),
@@ -340,6 +358,7 @@ pub async fn add_channel(db: &Db, new: &NewChannel) -> StoreResult<Channel> {
                 new.secret.as_deref().into(),
                 new.created_by.as_str().into(),
                 super::seconds(Utc::now()).into(),
+                group_id.into(),
             ],
         ))
         .await?;

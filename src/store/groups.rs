@@ -112,7 +112,13 @@ pub async fn scope_of_group_token(
         group_id,
         group: group.name,
         role: role.min(held),
-        domains: domains_of(db, group_id).await?,
+        // Sorted here, byte-wise, as `Scope::role_for` searches them (the
+        // database's collation may order them otherwise).
+        domains: {
+            let mut domains = domains_of(db, group_id).await?;
+            domains.sort();
+            domains
+        },
     }]))
 }
 

@@ -358,6 +358,15 @@ const POSTGRES: &[Migration] = &[
         retriggers: &[],
         rebuilds_tables: false,
     },
+    Migration {
+        version: 36,
+        name: "channel_groups",
+        sql: include_str!("../../migrations/postgres/0036_channel_groups.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: false,
+    },
 ];
 
 const SQLITE: &[Migration] = &[
@@ -653,6 +662,15 @@ const SQLITE: &[Migration] = &[
         version: 33,
         name: "domain_groups",
         sql: include_str!("../../migrations/sqlite/0033_domain_groups.sql"),
+        fills: &[],
+        derives: &[],
+        retriggers: &[],
+        rebuilds_tables: false,
+    },
+    Migration {
+        version: 34,
+        name: "channel_groups",
+        sql: include_str!("../../migrations/sqlite/0034_channel_groups.sql"),
         fills: &[],
         derives: &[],
         retriggers: &[],

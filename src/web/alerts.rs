@@ -126,10 +126,58 @@ pub(crate) async fn add_rule_by(
     new: &NewRule,
 ) -> Result<Rule, ApiError> {
     require_role(scope, new.domain.as_deref())?;
+    if !scope.is_all() {
+        // A group's rule tells its group's channels, named: with none named
+        // a rule tells every channel, which are admins' and other groups'.
+        if new.channels.is_empty() {
+            return Err(ApiError::bad_request(
+                "channels: name at least one of your group's alert channels",
+            ));
+        }
+        let mine = alerts::channels_for(state.store.db(), scope).await?;
+        if let Some(missing) = new
+            .channels
+            .iter()
+            .find(|id| !mine.iter().any(|channel| channel.id == **id))
+        {
+            return Err(ApiError::not_found(format!(
+                "channels: there is no alert channel {missing}"
+            )));
+        }
+    }
     let stored = alerts::add_rule(state.store.db(), new).await?;
     let change = Change::of(Action::AlertRuleAdd, format!("alert rule {}", stored.id)).to(&stored);
     audit::record(&state.store, actor, change).await?;
     Ok(stored)
+}
+
+/// Channel `id` if `scope` sees it; a change to it needs the analyst role
+/// in its group (403 otherwise).
+async fn channel_for(
+    state: &AppState,
+    scope: &Scope,
+    id: i64,
+) -> Result<Option<Channel>, ApiError> {
+    let Some(channel) = alerts::channels_for(state.store.db(), scope)
+        .await?
+        .into_iter()
+        .find(|channel| channel.id == id)
+    else {
+        return Ok(None);
+    };
+    let analyst = match channel.group_id {
+        None => scope.is_all(),
+        Some(group) => scope
+            .role_in_group(group)
+            .is_some_and(|role| role >= crate::scope::GroupRole::Analyst),
+    };
+    if !analyst {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "changing a channel needs the analyst or owner role in its group",
+        ));
+    }
+    Ok(Some(channel))
 }
 
 /// Analysts change their domains' rules and alerts; a rule for every
@@ -176,8 +224,24 @@ pub(crate) async fn add_channel_by(
     scope: &Scope,
     new: &NewChannel,
 ) -> Result<Channel, ApiError> {
-    require_role(scope, None)?;
-    let stored = alerts::add_channel(state.store.db(), new).await?;
+    // An admin's channel is shared; an analyst's belongs to their group
+    // (the first where they are an analyst or owner).
+    let group = match scope {
+        Scope::All => None,
+        Scope::Groups(memberships) => Some(
+            memberships
+                .iter()
+                .find(|m| m.role >= crate::scope::GroupRole::Analyst)
+                .map(|m| m.group_id)
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "adding a channel needs the analyst or owner role in a group",
+                    )
+                })?,
+        ),
+    };
+    let stored = alerts::add_channel_in(state.store.db(), new, group).await?;
     let change = Change::of(
         Action::AlertChannelAdd,
         format!("alert channel {}", stored.id),
@@ -335,7 +399,7 @@ pub(super) async fn add_rule(
 ) -> Result<Response, ApiError> {
     let actor = token.actor();
     let new = new_rule(request, token.by).map_err(ApiError::bad_request)?;
-    let channels = alerts::channels(state.store.db()).await?;
+    let channels = alerts::channels_for(state.store.db(), &token.scope).await?;
     if let Some(missing) = new
         .channels
         .iter()
@@ -436,11 +500,11 @@ pub(crate) async fn delete_channel_by(
     scope: &Scope,
     id: i64,
 ) -> Result<bool, ApiError> {
-    require_role(scope, None)?;
     let db = state.store.db();
-    let old = alerts::channel(db, id)
-        .await?
-        .map(|old| logged_channel(&old));
+    let Some(channel) = channel_for(state, scope, id).await? else {
+        return Ok(false);
+    };
+    let old = Some(logged_channel(&channel));
     if !alerts::delete_channel(db, id).await? {
         return Ok(false);
     }
@@ -798,8 +862,7 @@ pub(crate) async fn queue_test(
     scope: &Scope,
     id: i64,
 ) -> Result<Option<i64>, ApiError> {
-    require_role(scope, None)?;
-    let Some(channel) = alerts::channel(state.store.db(), id).await? else {
+    let Some(channel) = channel_for(state, scope, id).await? else {
         return Ok(None);
     };
     let config = OutboxConfig {

@@ -198,6 +198,12 @@ pub(super) async fn check_now(
 ) -> Result<Json<CheckResult>, ApiError> {
     let service = service(&state)?;
     require_monitored(&state, &token.scope, &domain).await?;
+    if !token.scope.may(&domain, crate::scope::GroupRole::Analyst) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "checking now needs the analyst or owner role in the domain's group",
+        ));
+    }
     let budget = request_budget(&state, service);
     let (report, events) = service.schedule.check_now_within(&domain, budget).await?;
     Ok(Json(CheckResult { report, events }))

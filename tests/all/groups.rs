@@ -234,7 +234,9 @@ async fn an_msp_gives_each_customer_its_domains_members_roles_and_tokens() {
             "{backend}: a viewer's token only reads: {}",
             refused.text()
         );
-        let channel = send(
+        // An admin's channel is shared by admins' rules; the analyst makes
+        // one for the group, and the group's rules tell it.
+        let shared = send(
             &server,
             &admin,
             "POST",
@@ -244,19 +246,36 @@ async fn an_msp_gives_each_customer_its_domains_members_roles_and_tokens() {
             ),
         )
         .await;
-        assert_eq!(channel.status, 201, "{backend}: {}", channel.text());
-        let channel = channel.json()["id"].clone();
-        let rule = |domain: Option<&str>| json!({"domain": domain, "kind": "failing_volume", "threshold": 10, "channels": [channel]});
+        assert_eq!(shared.status, 201, "{backend}: {}", shared.text());
+        let shared = shared.json()["id"].clone();
+        let own = send(
+            &server,
+            &analyst,
+            "POST",
+            "/api/v1/alert-channels",
+            Some(json!({"name": "shop ops", "kind": "email", "target": "ops@shop.example"})),
+        )
+        .await;
+        assert_eq!(own.status, 201, "{backend}: {}", own.text());
+        let own = own.json();
+        assert!(own["group_id"].is_i64(), "{backend}: {own}");
+        let own = own["id"].clone();
+        let rule = |domain: Option<&str>, channels: Value| json!({"domain": domain, "kind": "failing_volume", "threshold": 10, "channels": channels});
         let made = send(
             &server,
             &analyst,
             "POST",
             "/api/v1/alert-rules",
-            Some(rule(Some("shop.example"))),
+            Some(rule(Some("shop.example"), json!([own]))),
         )
         .await;
         assert_eq!(made.status, 201, "{backend}: {}", made.text());
-        for refused_rule in [rule(Some("bank.example")), rule(None)] {
+        for (refused_rule, status) in [
+            (rule(Some("bank.example"), json!([own])), 403),
+            (rule(None, json!([own])), 403),
+            (rule(Some("shop.example"), json!([shared])), 404),
+            (rule(Some("shop.example"), json!([])), 400),
+        ] {
             let refused = send(
                 &server,
                 &analyst,
@@ -265,28 +284,27 @@ async fn an_msp_gives_each_customer_its_domains_members_roles_and_tokens() {
                 Some(refused_rule),
             )
             .await;
-            assert_eq!(refused.status, 403, "{backend}: {}", refused.text());
+            assert_eq!(refused.status, status, "{backend}: {}", refused.text());
         }
-        // Analysts see their rules, not the channels (shared by every group).
+        // The group sees its rules and its channel, not the admins'.
         let rules = server
             .get("/api/v1/alert-rules", Some(&viewer))
             .await
             .json();
         assert_eq!(rules.as_array().unwrap().len(), 1, "{backend}: {rules}");
         let channels = server
-            .get("/api/v1/alert-channels", Some(&analyst))
+            .get("/api/v1/alert-channels", Some(&viewer))
             .await
             .json();
-        assert_eq!(channels, json!([]), "{backend}");
-        let refused = send(
-            &server,
-            &analyst,
-            "POST",
-            "/api/v1/alert-channels",
-            Some(json!({"name": "x", "kind": "webhook", "target": "https://hooks.example.com/x"})),
-        )
-        .await;
-        assert_eq!(refused.status, 403, "{backend}: {}", refused.text());
+        assert_eq!(
+            channels.as_array().unwrap().len(),
+            1,
+            "{backend}: {channels}"
+        );
+        assert_eq!(channels[0]["name"], "shop ops", "{backend}");
+        let path = format!("/api/v1/alert-channels/{shared}");
+        let refused = send(&server, &analyst, "DELETE", &path, None).await;
+        assert_eq!(refused.status, 404, "{backend}: {}", refused.text());
         // The viewer's dashboard offers no approval form; the analyst's does.
         let anton = sign_in(&server, "anton", PASSWORD).await.unwrap();
         let page = anton

@@ -411,14 +411,12 @@ async fn provider_groups_map_to_domain_groups_and_roles() {
         memberships(store.clone()).await,
         [("acme".to_string(), "viewer")]
     );
-    // None of them, but still a dmarcd viewer: out of acme, into default.
+    // None of them, but still a dmarcd viewer: out of acme, and in no
+    // other group (not back into default), so seeing nothing.
     provider.sign_in_as("u-erin", "erin", &["dmarc-viewers"]);
     let last = through_provider(&server).await;
     signed_in(&server, &finish(&server, &last).await).await;
-    assert_eq!(
-        memberships(store.clone()).await,
-        [("default".to_string(), "viewer")]
-    );
+    assert_eq!(memberships(store.clone()).await, []);
     // A mapping that is not GROUP:ROLE is refused at start.
     let bad = OidcConfig {
         group_roles: [("x".to_string(), "acme:boss".to_string())]

@@ -8,7 +8,7 @@ use axum::Form;
 use serde::Deserialize;
 
 use super::notice::Notice;
-use super::{check_csrf, render, Layout, PageError, PageUser};
+use super::{check_csrf, render, require_admin, Layout, PageError, PageUser};
 use crate::audit::{self, Action, Actor, Change};
 use crate::dns::RecordKind;
 use crate::query::domains::{self, DomainRow};
@@ -85,8 +85,7 @@ pub(super) async fn domains(
         layout: Layout::new(&state, Some(user.clone()), "/domains"),
         notice,
         error,
-        // Owners add and remove their groups' domains.
-        is_admin: user.scope.may_somewhere(crate::scope::GroupRole::Owner),
+        is_admin: user.is_admin(),
         csrf: user.csrf_token,
         rows,
         labels: RecordKind::ALL.iter().map(|kind| kind.label()).collect(),
@@ -106,7 +105,7 @@ pub(super) async fn add_domain(
     Form(form): Form<DomainForm>,
 ) -> Result<Response, PageError> {
     check_csrf(&user, &form.csrf)?;
-    require_owner(&user)?;
+    require_admin(&user)?;
     let notice = match domains::add_domain(&state.store, &user.scope, &form.name, None).await {
         Ok(true) => {
             let name = form.name.trim().trim_end_matches('.').to_lowercase();
@@ -128,7 +127,7 @@ pub(super) async fn remove_domain(
     Form(form): Form<DomainForm>,
 ) -> Result<Response, PageError> {
     check_csrf(&user, &form.csrf)?;
-    require_owner(&user)?;
+    require_admin(&user)?;
     let removed = domains::remove_domain(&state.store, &user.scope, &form.name).await?;
     let notice = if removed {
         let name = form.name.trim().trim_end_matches('.').to_lowercase();
@@ -139,15 +138,4 @@ pub(super) async fn remove_domain(
         Notice::DomainNotMonitored
     };
     Ok(notice.redirect("/domains", 0))
-}
-
-/// Admins and groups' owners manage domains.
-fn require_owner(user: &crate::accounts::SessionUser) -> Result<(), PageError> {
-    if user.scope.may_somewhere(crate::scope::GroupRole::Owner) {
-        return Ok(());
-    }
-    Err(PageError::new(
-        axum::http::StatusCode::FORBIDDEN,
-        "only admins and a group's owners add or remove domains",
-    ))
 }

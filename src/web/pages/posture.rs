@@ -199,6 +199,12 @@ pub(super) async fn check_now(
             format!("{domain} is not a monitored domain"),
         ));
     }
+    if !user.scope.may(&domain, crate::scope::GroupRole::Analyst) {
+        return Err(PageError::new(
+            StatusCode::FORBIDDEN,
+            "checking now needs the analyst or owner role in the domain's group",
+        ));
+    }
     let budget = request_budget(&state, service);
     service.schedule.check_now_within(&domain, budget).await?;
     Ok(Redirect::to(&format!("/domains/{domain}")).into_response())
