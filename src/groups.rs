@@ -188,16 +188,13 @@ pub async fn assign_domain(
     Ok(())
 }
 
-/// Makes `user` a member of `group` with `role`, or changes their role
-/// (admins, and the group's owners).
-pub async fn set_member(
+/// The group and user of a membership `scope` manages (it owns the group).
+async fn membership_managed(
     store: &Store,
-    actor: &Actor,
     scope: &Scope,
     group: &str,
     user: &str,
-    role: GroupRole,
-) -> Result<(), GroupError> {
+) -> Result<(stored::GroupRow, crate::store::accounts::UserRow), GroupError> {
     let group = group_seen(store, scope, group).await?;
     if scope.role_in_group(group.id) != Some(GroupRole::Owner) {
         return Err(GroupError::Forbidden(format!(
@@ -208,6 +205,20 @@ pub async fn set_member(
     let found = crate::store::accounts::user(store.db(), user.trim())
         .await?
         .ok_or_else(|| GroupError::NotFound(format!("no user {user:?}")))?;
+    Ok((group, found))
+}
+
+/// Makes `user` a member of `group` with `role`, or changes their role
+/// (admins, and the group's owners).
+pub async fn set_member(
+    store: &Store,
+    actor: &Actor,
+    scope: &Scope,
+    group: &str,
+    user: &str,
+    role: GroupRole,
+) -> Result<(), GroupError> {
+    let (group, found) = membership_managed(store, scope, group, user).await?;
     let before = stored::set_member(store.db(), group.id, found.id, role).await?;
     let change = Change::of(
         Action::GroupMember,
@@ -227,16 +238,7 @@ pub async fn remove_member(
     group: &str,
     user: &str,
 ) -> Result<(), GroupError> {
-    let group = group_seen(store, scope, group).await?;
-    if scope.role_in_group(group.id) != Some(GroupRole::Owner) {
-        return Err(GroupError::Forbidden(format!(
-            "only admins and owners of {} manage its members",
-            group.name
-        )));
-    }
-    let found = crate::store::accounts::user(store.db(), user.trim())
-        .await?
-        .ok_or_else(|| GroupError::NotFound(format!("no user {user:?}")))?;
+    let (group, found) = membership_managed(store, scope, group, user).await?;
     let Some(before) = stored::remove_member(store.db(), group.id, found.id).await? else {
         return Err(GroupError::NotFound(format!(
             "{} is not a member of {}",

@@ -180,8 +180,8 @@ async fn channel_for(
     Ok(Some(channel))
 }
 
-/// Analysts change their domains' rules and alerts; a rule for every
-/// domain, and channels, are for those who see every domain.
+/// Analysts change their domains' rules, alerts and approvals; what
+/// applies to every domain is for those who see every domain.
 pub(crate) fn require_role(scope: &Scope, domain: Option<&str>) -> Result<(), ApiError> {
     let allowed = match domain {
         Some(domain) => scope.may(domain, crate::scope::GroupRole::Analyst),
@@ -196,10 +196,8 @@ pub(crate) fn require_role(scope: &Scope, domain: Option<&str>) -> Result<(), Ap
             Some(domain) => {
                 format!("this needs the analyst or owner role in the group of {domain}")
             }
-            None => {
-                "only admins change what applies to every domain (rules for every domain, channels)"
-                    .to_string()
-            }
+            None => "only admins make or change what applies to every domain: name the domain"
+                .to_string(),
         },
     ))
 }

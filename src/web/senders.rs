@@ -515,24 +515,9 @@ pub(crate) async fn revoke_approval_by(
 }
 
 /// Analysts approve sources of their domains; rules for every domain are
-/// for those who see every domain.
+/// for those who see every domain (the same rule as alert rules').
 fn may_approve(scope: &Scope, domain: Option<&str>) -> Result<(), ApiError> {
-    let allowed = match domain {
-        Some(domain) => scope.may(domain, crate::scope::GroupRole::Analyst),
-        None => scope.is_all(),
-    };
-    if allowed {
-        return Ok(());
-    }
-    Err(ApiError::new(
-        StatusCode::FORBIDDEN,
-        match domain {
-            Some(domain) => {
-                format!("approving sources of {domain} needs its group's analyst or owner role")
-            }
-            None => "a rule for every domain is for admins; name the domain".to_string(),
-        },
-    ))
+    super::alerts::require_role(scope, domain)
 }
 
 /// "approval 7 (example.com)", as the audit log names a rule.
