@@ -16,6 +16,9 @@ pub enum GroupError {
     /// A value the caller can fix (400).
     #[error("{0}")]
     Invalid(String),
+    /// Clashes with what is there: a name taken, the default group (409).
+    #[error("{0}")]
+    Conflict(String),
     /// Not the caller's to change (403).
     #[error("{0}")]
     Forbidden(String),
@@ -132,7 +135,7 @@ pub async fn create(
     let name = check_name(name)?;
     let id = stored::insert_group(store.db(), &name)
         .await?
-        .ok_or_else(|| GroupError::Invalid(format!("a group named {name:?} exists already")))?;
+        .ok_or_else(|| GroupError::Conflict(format!("a group named {name:?} exists already")))?;
     audit::record(store, actor, Change::of(Action::GroupAdd, &name)).await?;
     Ok(id)
 }
@@ -148,7 +151,7 @@ pub async fn remove(
     require_admin(scope)?;
     let group = group_seen(store, scope, name).await?;
     if group.id == DEFAULT_GROUP {
-        return Err(GroupError::Invalid(
+        return Err(GroupError::Conflict(
             "the default group holds every domain no other group has: it stays".into(),
         ));
     }

@@ -61,13 +61,15 @@ pub struct ActionKey;
 impl utoipa::PartialSchema for ActionKey {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         use utoipa::openapi::schema::{ObjectBuilder, Type};
-        let mut keys: Vec<&str> = Action::groups();
+        // Empty: every action (the Audit page's form sends its empty field).
+        let mut keys: Vec<&str> = vec![""];
+        keys.extend(Action::groups());
         keys.extend(Action::ALL.iter().map(|action| action.key()));
         ObjectBuilder::new()
             .schema_type(Type::String)
             .enum_values(Some(keys))
             .description(Some(
-                "An action (`approval.add`), or every action of a group (`approval.`).",
+                "An action (`approval.add`), every action of a group (`approval.`), or empty for every action.",
             ))
             .into()
     }

@@ -33,6 +33,7 @@ impl From<GroupError> for ApiError {
     fn from(error: GroupError) -> Self {
         match error {
             GroupError::Invalid(message) => ApiError::bad_request(message),
+            GroupError::Conflict(message) => ApiError::new(StatusCode::CONFLICT, message),
             GroupError::Forbidden(message) => ApiError::new(StatusCode::FORBIDDEN, message),
             GroupError::NotFound(message) => ApiError::not_found(message),
             GroupError::Store(error) => error.into(),
@@ -124,7 +125,8 @@ pub struct Created {
 #[utoipa::path(post, path = "/api/v1/groups", tag = "groups",
     request_body = GroupRequest,
     responses((status = 201, body = Created), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 415, body = ErrorBody)),
+        (status = 401, body = ErrorBody), (status = 409, body = ErrorBody, description = "A group of that name exists"),
+        (status = 415, body = ErrorBody)),
     security(("token" = [])))]
 pub(super) async fn add(
     token: ApiToken,
@@ -178,7 +180,8 @@ struct DomainParams {
 #[utoipa::path(delete, path = "/api/v1/groups/{group}", tag = "groups",
     params(GroupParam),
     responses((status = 204), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "The default group stays")),
     security(("token" = [])))]
 pub(super) async fn remove(
     token: ApiToken,

@@ -100,7 +100,7 @@ async fn an_msp_gives_each_customer_its_domains_members_roles_and_tokens() {
             Some(json!({"name": "shop"})),
         )
         .await;
-        assert_eq!(twice.status, 400, "{backend}");
+        assert_eq!(twice.status, 409, "{backend}");
         let owner = send(
             &server,
             &admin,
@@ -362,7 +362,7 @@ async fn an_msp_gives_each_customer_its_domains_members_roles_and_tokens() {
         let domains = other.get(&server, "/api/v1/domains").await.json();
         assert_eq!(domains[0]["name"], "bank.example", "{backend}: {domains}");
         let refused = send(&server, &admin, "DELETE", "/api/v1/groups/default", None).await;
-        assert_eq!(refused.status, 400, "{backend}");
+        assert_eq!(refused.status, 409, "{backend}");
 
         // The Groups page: the owner's members, the viewer's group only.
         let page = vera.get(&server, "/groups").await.text();
