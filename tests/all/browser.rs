@@ -322,6 +322,7 @@ async fn sign_in_filter_and_drill_down_in_chromium() {
             "/domains",
             "/account",
             "/audit",
+            "/groups",
         ] {
             driver.go(&format!("{base}{page}"));
             let unlabelled = driver.script(
@@ -363,6 +364,7 @@ async fn sign_in_filter_and_drill_down_in_chromium() {
             ("compliance", "/compliance?domain=example.com"),
             ("account", "/account"),
             ("audit", "/audit"),
+            ("groups", "/groups"),
         ];
         for (width, height) in [(1400, 900), (390, 844)] {
             driver.resize(width, height);
