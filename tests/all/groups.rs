@@ -364,6 +364,15 @@ async fn an_msp_gives_each_customer_its_domains_members_roles_and_tokens() {
         let refused = send(&server, &admin, "DELETE", "/api/v1/groups/default", None).await;
         assert_eq!(refused.status, 409, "{backend}");
 
+        // The mailboxes are the server's: not in a member's navigation, and
+        // refused to them.
+        let overview = vera.get(&server, "/").await.text();
+        assert!(!overview.contains("href=\"/mailboxes\""), "{backend}");
+        assert_eq!(
+            vera.get(&server, "/mailboxes").await.status,
+            403,
+            "{backend}"
+        );
         // The Groups page: the owner's members, the viewer's group only.
         let page = vera.get(&server, "/groups").await.text();
         assert!(
