@@ -157,8 +157,19 @@ pub async fn remove(
     }
     let domains = stored::domains_of(store.db(), group.id).await?;
     stored::remove_group(store.db(), group.id).await?;
+    // Its domains go to the default group: what the group set up for them stops.
+    let (mut rules, mut schedules) = (Vec::new(), Vec::new());
+    for domain in &domains {
+        let (r, s) = stored::disable_for_domain(store.db(), domain).await?;
+        rules.extend(r);
+        schedules.extend(s);
+    }
     let change = Change::of(Action::GroupRemove, &group.name)
-        .from(&serde_json::json!({ "domains": domains }));
+        .from(&serde_json::json!({ "domains": domains }))
+        .to(&serde_json::json!({
+            "disabled_alert_rules": rules,
+            "disabled_digest_schedules": schedules,
+        }));
     audit::record(store, actor, change).await?;
     Ok(())
 }
@@ -179,14 +190,22 @@ pub async fn assign_domain(
             "{domain:?} is not a domain name"
         )));
     }
-    let before = stored::set_domain_group(store.db(), &domain, group.id).await?;
-    let before = match before {
+    let before_id = stored::set_domain_group(store.db(), &domain, group.id).await?;
+    let before = match before_id {
         Some(id) => stored::group(store.db(), id).await?.map(|g| g.name),
         None => None,
     };
+    let stopped = match before_id {
+        Some(id) if id != group.id => Some(stored::disable_for_domain(store.db(), &domain).await?),
+        _ => None,
+    };
     let change = Change::of(Action::GroupDomain, &domain)
         .from(&serde_json::json!({ "group": before }))
-        .to(&serde_json::json!({ "group": group.name }));
+        .to(&serde_json::json!({
+            "group": group.name,
+            "disabled_alert_rules": stopped.as_ref().map(|(rules, _)| rules),
+            "disabled_digest_schedules": stopped.as_ref().map(|(_, schedules)| schedules),
+        }));
     audit::record(store, actor, change).await?;
     Ok(())
 }

@@ -485,7 +485,14 @@ impl Context {
                 .filter(|channel| rule.channels.contains(&channel.id))
                 .cloned()
                 .collect(),
-            _ => self.channels.clone(),
+            // "Every channel" is every shared one (an admin's): a group's
+            // channels hear only their group's rules.
+            _ => self
+                .channels
+                .iter()
+                .filter(|channel| channel.group_id.is_none())
+                .cloned()
+                .collect(),
         }
     }
 }

@@ -284,3 +284,28 @@ pub async fn sees_every_domain(db: &Db, scope: &Scope) -> StoreResult<bool> {
         .await?;
     Ok(count == 1)
 }
+
+/// When `domain` changes group, what its former group set up for it stops:
+/// its alert rules (made by that group's analysts, telling that group's
+/// channels) and the digest schedules naming it (mailing that group's
+/// recipients) are disabled, for an admin to look at. Their ids.
+pub async fn disable_for_domain(db: &Db, domain: &str) -> StoreResult<(Vec<i64>, Vec<i64>)> {
+    let rules: Vec<(i64,)> = db
+        .fetch_all(&db.statement(
+            "UPDATE alert_rules SET enabled = $2 WHERE domain = $1 AND enabled = $3 RETURNING id",
+            vec![domain.into(), false.into(), true.into()],
+        ))
+        .await?;
+    let mut schedules = Vec::new();
+    for schedule in super::digests::schedules(db).await? {
+        if schedule.enabled && schedule.domains.iter().any(|d| d == domain) {
+            db.execute(&db.statement(
+                "UPDATE digest_schedules SET enabled = $2 WHERE id = $1",
+                vec![schedule.id.into(), false.into()],
+            ))
+            .await?;
+            schedules.push(schedule.id);
+        }
+    }
+    Ok((rules.into_iter().map(|(id,)| id).collect(), schedules))
+}

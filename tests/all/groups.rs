@@ -399,6 +399,27 @@ async fn an_msp_gives_each_customer_its_domains_members_roles_and_tokens() {
             "{backend}"
         );
 
+        // Moving a domain to another group stops what its group set up for
+        // it: shop's rule for shop.example would tell shop's channel of
+        // another group's domain.
+        let back = send(
+            &server,
+            &admin,
+            "PUT",
+            "/api/v1/groups/default/domains/shop.example",
+            None,
+        )
+        .await;
+        assert_eq!(back.status, 204, "{backend}: {}", back.text());
+        let rules = server.get("/api/v1/alert-rules", Some(&admin)).await.json();
+        let shop_rule = rules
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|rule| rule["domain"] == "shop.example")
+            .unwrap_or_else(|| panic!("{backend}: {rules}"));
+        assert_eq!(shop_rule["enabled"], false, "{backend}: {shop_rule}");
+
         // Each change is in the audit log, by whom, old → new.
         assert_eq!(
             entries(&server, &admin, "group.add").await.len(),
@@ -406,7 +427,15 @@ async fn an_msp_gives_each_customer_its_domains_members_roles_and_tokens() {
             "{backend}"
         );
         let moved = entries(&server, &admin, "group.domain").await;
-        assert_eq!(moved.len(), 2, "{backend}");
+        assert_eq!(moved.len(), 3, "{backend}");
+        assert!(
+            moved[0]["new_value"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("\"disabled_alert_rules\":[{}]", shop_rule["id"])),
+            "{backend}: {:?}",
+            moved[0]
+        );
         assert!(
             moved.iter().any(|e| e["target"] == "shop.example"
                 && e["new_value"].as_str().unwrap().contains("shop")
