@@ -94,7 +94,14 @@ impl Plan {
             && group_by == GroupBy::Source
             && all.dimensions.iter().all(|dimension| match *dimension {
                 "source_ip" | "invalid_source_ip" => true,
-                "policy_domain" => filter.domain.is_some(),
+                // One domain named, or the only one the caller sees.
+                "policy_domain" => {
+                    filter.domain.is_some()
+                        || filter
+                            .scope
+                            .domains()
+                            .is_some_and(|domains| domains.len() == 1)
+                }
                 _ => false,
             })
     }
@@ -374,6 +381,27 @@ mod tests {
     fn plan(query: &str, group_by: Option<GroupBy>) -> Option<&'static str> {
         let filter: Filter = serde_urlencoded::from_str(query).unwrap();
         Plan::for_query(&filter.parse(&crate::scope::Scope::All).unwrap(), group_by).table()
+    }
+
+    #[test]
+    fn a_caller_of_one_domain_reads_its_sources_totals_as_they_are() {
+        use crate::scope::{GroupRole, Membership, Scope};
+        let scope = |domains: &[&str]| {
+            Scope::groups(vec![Membership {
+                group_id: 2,
+                group: "g".into(),
+                role: GroupRole::Viewer,
+                domains: domains.iter().map(|d| d.to_string()).collect(),
+            }])
+        };
+        let rows_are_groups = |scope: &Scope| {
+            let parsed = Filter::default().parse(scope).unwrap();
+            let plan = Plan::for_query(&parsed, Some(GroupBy::Source));
+            assert_eq!(plan.table(), Some("totals_domain_source_day"));
+            plan.rows_are_groups(&parsed, GroupBy::Source)
+        };
+        assert!(rows_are_groups(&scope(&["a.example"])));
+        assert!(!rows_are_groups(&scope(&["a.example", "b.example"])));
     }
 
     #[test]
