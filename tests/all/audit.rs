@@ -41,13 +41,7 @@ const ASSERTED_ELSEWHERE: &[&str] = &[
 ];
 
 async fn api(server: &Server, token: &str, method: &str, path: &str, body: Option<Value>) -> Reply {
-    let (content_type, bytes) = match body {
-        Some(body) => (Some("application/json"), serde_json::to_vec(&body).unwrap()),
-        None => (None, Vec::new()),
-    };
-    server
-        .request(method, path, Some(token), content_type, bytes, &[])
-        .await
+    server.call(token, method, path, body).await
 }
 
 /// The entries of `action`, newest first, as the API lists them.

@@ -24,13 +24,7 @@ async fn send(
     path: &str,
     body: Option<Value>,
 ) -> Reply {
-    let (content_type, bytes) = match body {
-        Some(body) => (Some("application/json"), serde_json::to_vec(&body).unwrap()),
-        None => (None, Vec::new()),
-    };
-    server
-        .request(method, path, Some(token), content_type, bytes, &[])
-        .await
+    server.call(token, method, path, body).await
 }
 
 /// An aggregate report of `domain` (three records from 192.0.2.x).

@@ -220,16 +220,7 @@ async fn api_get(server: &Server, token: &str, path: &str) -> Reply {
 }
 
 async fn send(server: &Server, token: &str, method: &str, path: &str, body: Value) -> Reply {
-    server
-        .request(
-            method,
-            path,
-            Some(token),
-            Some("application/json"),
-            serde_json::to_vec(&body).unwrap(),
-            &[],
-        )
-        .await
+    server.call(token, method, path, Some(body)).await
 }
 
 /// Bravo's approval, channel, rule and digest, made by an admin.

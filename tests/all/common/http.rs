@@ -42,6 +42,22 @@ impl Server {
             .await
     }
 
+    /// A request with a token and, if any, a JSON body.
+    pub async fn call(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Reply {
+        let (content_type, bytes) = match body {
+            Some(body) => (Some("application/json"), serde_json::to_vec(&body).unwrap()),
+            None => (None, Vec::new()),
+        };
+        self.request(method, path, Some(token), content_type, bytes, &[])
+            .await
+    }
+
     pub async fn request(
         &self,
         method: &str,
